@@ -1,0 +1,181 @@
+//! Shared inputs for the criterion benches in `benches/benches/`: deterministic synthetic
+//! streams shaped like Perplexity's, and an allocation counter for the bench binaries.
+#![allow(clippy::unwrap_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::Bytes;
+
+/// A small deterministic random source (xorshift64*), so every run measures the same bytes.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A source seeded with `seed` (any value but zero works; zero is replaced).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `low..high`.
+    pub fn range(&mut self, low: usize, high: usize) -> usize {
+        low + (self.next_u64() % (high - low) as u64) as usize
+    }
+}
+
+const WORDS: &[&str] = &[
+    "Olympus",
+    "Mons",
+    "is",
+    "the",
+    "tallest",
+    "volcano",
+    "in",
+    "the",
+    "solar",
+    "system",
+    "quantum",
+    "computers",
+    "use",
+    "qubits",
+    "that",
+    "can",
+    "be",
+    "in",
+    "superposition",
+    "and",
+    "entanglement",
+    "lets",
+    "them",
+    "solve",
+    "certain",
+    "problems",
+    "faster",
+    "[1]",
+    "[2][3]",
+];
+
+fn words(rng: &mut Rng, bytes: usize) -> String {
+    let mut text = String::new();
+    while text.len() < bytes {
+        text.push_str(WORDS[rng.range(0, WORDS.len())]);
+        text.push(' ');
+    }
+    text
+}
+
+fn sources(rng: &mut Rng) -> String {
+    let count = rng.range(3, 8);
+    let citations: Vec<String> = (0..count)
+        .map(|index| format!("\"https://example{index}.org/{}\"", rng.range(0, 1_000_000)))
+        .collect();
+    let results: Vec<String> = (0..count)
+        .map(|index| {
+            format!(
+                "{{\"title\":\"Result {index}\",\"url\":\"https://example{index}.org/page\",\"date\":\"2025-11-02\",\"last_updated\":\"2026-03-14\",\"snippet\":\"{}\",\"source\":\"web\"}}",
+                words(rng, 300)
+            )
+        })
+        .collect();
+    format!(
+        "\"citations\":[{}],\"search_results\":[{}],",
+        citations.join(","),
+        results.join(",")
+    )
+}
+
+/// About `target_bytes` of a Perplexity-like chat-completion stream: `data:` lines of JSON
+/// from 300 to 1,500 bytes, one in ten carrying citations and search results of a few KB, and
+/// a `: keep-alive` comment now and then. `line_end` is `"\n"` or `"\r\n"`.
+/// Returns the stream and its number of events.
+pub fn perplexity_stream(target_bytes: usize, line_end: &str) -> (Vec<u8>, usize) {
+    let mut rng = Rng::new(0x5EED);
+    let mut body = String::with_capacity(target_bytes + 8192);
+    let mut events = 0;
+    let mut message = String::new();
+    while body.len() < target_bytes {
+        let delta_len = rng.range(20, 120);
+        let delta = words(&mut rng, delta_len);
+        message.push_str(&delta);
+        if message.len() > 1_000 {
+            message = delta.clone();
+        }
+        let sources = if events % 10 == 0 {
+            sources(&mut rng)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "data: {{\"id\":\"3f0c9a4e-{events:08}\",\"model\":\"sonar\",\"created\":1764374400,\"object\":\"chat.completion.chunk\",{sources}\"usage\":{{\"prompt_tokens\":11,\"completion_tokens\":{events},\"total_tokens\":{},\"search_context_size\":\"low\"}},\"choices\":[{{\"index\":0,\"finish_reason\":null,\"delta\":{{\"role\":\"assistant\",\"content\":\"{delta}\"}},\"message\":{{\"role\":\"assistant\",\"content\":\"{message}\"}}}}]}}{line_end}{line_end}",
+            events + 11
+        ));
+        events += 1;
+        if rng.range(0, 50) == 0 {
+            body.push_str(": keep-alive");
+            body.push_str(line_end);
+        }
+    }
+    (body.into_bytes(), events)
+}
+
+/// One event whose single `data:` line is `bytes` long.
+pub fn long_line(bytes: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(bytes + 16);
+    body.extend_from_slice(b"data: ");
+    body.resize(bytes + 6, b'x');
+    body.extend_from_slice(b"\n\n");
+    body
+}
+
+/// `input` cut into `Bytes` chunks of `size`, as a network read would deliver them.
+pub fn chunked(input: &[u8], size: usize) -> Vec<Bytes> {
+    let shared = Bytes::copy_from_slice(input);
+    (0..input.len())
+        .step_by(size)
+        .map(|start| shared.slice(start..(start + size).min(input.len())))
+        .collect()
+}
+
+/// A global allocator that counts allocations made by the current thread.
+#[derive(Debug)]
+pub struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+impl CountingAllocator {
+    /// Allocations (and reallocations) made by this thread so far.
+    pub fn count() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: every call is forwarded unchanged to the system allocator; this only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        // SAFETY: the caller upholds `alloc`'s contract, passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}

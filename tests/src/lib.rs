@@ -1,0 +1,5 @@
+//! Cross-crate tests of the workspace, one module per concern; data-driven cases live in
+//! `tests/data/`.
+
+#[cfg(test)]
+mod sse;

@@ -1,0 +1,124 @@
+//! `cargo xtask bench [AREA] [--quick]`: runs the criterion benches of the `benches` crate and
+//! prints each area's figures from criterion's estimates, ending with its summary line.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::Result;
+
+const AREAS: &[&str] = &["parse"];
+
+pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
+    let quick = args.contains(&"--quick");
+    let chosen: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|arg| *arg != "--quick")
+        .collect();
+    for area in &chosen {
+        if !AREAS.contains(area) {
+            return Err(format!("unknown bench area {area:?}; known: {}", AREAS.join(", ")).into());
+        }
+    }
+    let areas = if chosen.is_empty() {
+        AREAS.to_vec()
+    } else {
+        chosen
+    };
+    for area in areas {
+        let envs: &[(&str, &str)] = if quick { &[("BENCH_QUICK", "1")] } else { &[] };
+        crate::run(
+            "cargo",
+            &["bench", "--locked", "-p", "benches", "--bench", area],
+            envs,
+        )?;
+        let criterion = root.join("target/criterion");
+        match area {
+            "parse" => report_parse(&criterion)?,
+            _ => unreachable!("areas are checked above"),
+        }
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The median time of one iteration in nanoseconds.
+fn median_ns(criterion: &Path, group: &str, function: &str) -> Result<f64> {
+    let estimates = read_json(
+        &criterion
+            .join(group)
+            .join(function)
+            .join("new/estimates.json"),
+    )?;
+    estimates["median"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| format!("no median for {group}/{function}").into())
+}
+
+const PARSE_GROUPS: &[&str] = &[
+    "sse_lf_1400",
+    "sse_lf_16384",
+    "sse_crlf_1400",
+    "sse_crlf_16384",
+];
+const PARSERS: &[&str] = &[
+    "sse-parse",
+    "sse-parse-feed",
+    "sse-stream",
+    "eventsource-stream",
+    "memchr-floor",
+];
+
+fn report_parse(criterion: &Path) -> Result {
+    println!("| input | parser | MB/s | events/s | allocations/event |\n|---|---|---:|---:|---:|");
+    // Same-run ratios of sse-parse to each comparator, one per input.
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for group in PARSE_GROUPS {
+        let meta = read_json(&criterion.join(group).join("meta.json"))?;
+        let bytes = meta["bytes"].as_f64().ok_or("meta without bytes")?;
+        let events = meta["events"].as_f64().ok_or("meta without events")?;
+        let ours = median_ns(criterion, group, "sse-parse")?;
+        for parser in PARSERS {
+            let nanos = median_ns(criterion, group, parser)?;
+            let allocations = meta["allocations_per_event"][parser]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            println!(
+                "| {group} | {parser} | {:.0} | {:.0} | {allocations:.3} |",
+                bytes / nanos * 1e3,
+                events / nanos * 1e9,
+            );
+        }
+        ratios[0].push(median_ns(criterion, group, "eventsource-stream")? / ours);
+        ratios[1].push(median_ns(criterion, group, "sse-stream")? / ours);
+        ratios[2].push(median_ns(criterion, group, "memchr-floor")? / ours);
+    }
+    let long_line = "sse_long_line_4MiB";
+    for parser in PARSERS {
+        if let Ok(nanos) = median_ns(criterion, long_line, parser) {
+            println!(
+                "| {long_line} | {parser} | {:.0} | 1 event | - |",
+                (4 << 20) as f64 / nanos * 1e3
+            );
+        }
+    }
+    let geometric_mean = |values: &[f64]| {
+        (values.iter().map(|value| value.ln()).sum::<f64>() / values.len() as f64).exp()
+    };
+    println!(
+        "(ratios: geometric mean over the four 64 MiB-class inputs, sse-parse = the Bytes stream adapter)"
+    );
+    println!(
+        "sse-parse vs eventsource-stream: {:.1}x, vs sse-stream: {:.2}x, vs memchr floor: {:.0}%",
+        geometric_mean(&ratios[0]),
+        geometric_mean(&ratios[1]),
+        geometric_mean(&ratios[2]) * 100.0,
+    );
+    Ok(())
+}

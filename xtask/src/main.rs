@@ -1,0 +1,161 @@
+//! Project automation, run as `cargo xtask <command>` (the alias is in `.cargo/config.toml`).
+//!
+//! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy.
+//! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
+//! - `fuzz sse [--seconds N]`: the cargo-fuzz target of `sse-parse` (not part of CI).
+
+mod bench;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["ci"] => ci(),
+        ["tidy"] => tidy::check(&root()),
+        ["bench", rest @ ..] => bench::run(&root(), rest),
+        ["fuzz", "sse", rest @ ..] => fuzz(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask ci | tidy | bench [parse|resilience] [--quick] | fuzz sse [--seconds N]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs `program args` in the workspace root, failing when it fails.
+fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed: {status}", args.join(" ")).into())
+    }
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn ci() -> Result {
+    let started = std::time::Instant::now();
+    run("cargo", &["fmt", "--all", "--check"], &[])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    if has_nextest() {
+        run(
+            "cargo",
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-features",
+                "--locked",
+                "--no-fail-fast",
+            ],
+            &[],
+        )?;
+        // nextest does not run doctests.
+        run(
+            "cargo",
+            &["test", "--workspace", "--all-features", "--locked", "--doc"],
+            &[],
+        )?;
+    } else {
+        run(
+            "cargo",
+            &["test", "--workspace", "--all-features", "--locked"],
+            &[],
+        )?;
+    }
+    run(
+        "cargo",
+        &[
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+        ],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    tidy::check(&root())?;
+    eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn fuzz(args: &[&str]) -> Result {
+    let seconds = match args {
+        [] => "60",
+        ["--seconds", seconds] => seconds,
+        _ => return Err("usage: cargo xtask fuzz sse [--seconds N]".into()),
+    };
+    seconds
+        .parse::<u64>()
+        .map_err(|_| format!("--seconds wants a whole number, got {seconds:?}"))?;
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !installed {
+        run("cargo", &["install", "cargo-fuzz", "--locked"], &[])?;
+    }
+    let max_time = format!("-max_total_time={seconds}");
+    // cargo-fuzz passes nightly-only flags; the machine has one stable toolchain.
+    run(
+        "cargo",
+        &[
+            "fuzz",
+            "run",
+            "--fuzz-dir",
+            "fuzz",
+            "--sanitizer",
+            "none",
+            "sse",
+            "--",
+            &max_time,
+        ],
+        &[("RUSTC_BOOTSTRAP", "1")],
+    )
+}

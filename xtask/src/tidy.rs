@@ -1,0 +1,68 @@
+//! Checks that crates depend only downwards through the layers of `../shared/STYLE.md`, as
+//! listed in docs/ARCHITECTURE.md.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::Result;
+
+/// The layer of each workspace crate; a crate may depend only on lower layers.
+fn layer(name: &str) -> Option<u8> {
+    Some(match name {
+        "sse-parse" => 0,
+        "resilience" => 1,
+        "chat-core" => 2,
+        "cache" => 3,
+        name if name.starts_with("provider-") => 4,
+        "pplx-sim" | "pplx" | "pplx-mcp" => 5,
+        // Tooling sits above everything and may use anything.
+        "tests" | "benches" | "xtask" => 6,
+        _ => return None,
+    })
+}
+
+pub(crate) fn check(root: &Path) -> Result {
+    let output = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(root)
+        .output()?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let packages = metadata["packages"].as_array().ok_or("no packages")?;
+    let members: Vec<&str> = packages
+        .iter()
+        .filter_map(|package| package["name"].as_str())
+        .collect();
+    let mut problems = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default();
+        let Some(own_layer) = layer(name) else {
+            problems.push(format!("{name}: no layer assigned in xtask/src/tidy.rs"));
+            continue;
+        };
+        if package["publish"] != serde_json::json!([]) {
+            problems.push(format!("{name}: internal crates must say publish = false"));
+        }
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            let dependency_name = dependency["name"].as_str().unwrap_or_default();
+            let is_normal = dependency["kind"].is_null();
+            if !members.contains(&dependency_name) || !is_normal {
+                continue;
+            }
+            let dependency_layer = layer(dependency_name).unwrap_or(u8::MAX);
+            if dependency_layer >= own_layer && own_layer < 6 {
+                problems.push(format!(
+                    "{name} (layer {own_layer}) depends on {dependency_name} (layer {dependency_layer}): layers point down only"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("tidy: {} crates, layers point down", members.len());
+        Ok(())
+    } else {
+        Err(format!("tidy:\n  {}", problems.join("\n  ")).into())
+    }
+}
