@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-const AREAS: &[&str] = &["parse"];
+const AREAS: &[&str] = &["parse", "resilience"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
@@ -36,6 +36,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
         let criterion = root.join("target/criterion");
         match area {
             "parse" => report_parse(&criterion)?,
+            "resilience" => report_resilience(&criterion)?,
             _ => unreachable!("areas are checked above"),
         }
     }
@@ -119,6 +120,28 @@ fn report_parse(criterion: &Path) -> Result {
         geometric_mean(&ratios[0]),
         geometric_mean(&ratios[1]),
         geometric_mean(&ratios[2]) * 100.0,
+    );
+    Ok(())
+}
+
+fn report_resilience(criterion: &Path) -> Result {
+    let group = "resilience_success_path";
+    println!("| operation | median ns |\n|---|---:|");
+    for function in [
+        "breaker_check",
+        "key_pick",
+        "breaker_and_key_1_thread",
+        "breaker_and_key_2_threads",
+    ] {
+        println!(
+            "| {function} | {:.1} |",
+            median_ns(criterion, group, function)?
+        );
+    }
+    println!(
+        "breaker check + key pick: {:.0} ns on one thread, {:.0} ns on two",
+        median_ns(criterion, group, "breaker_and_key_1_thread")?,
+        median_ns(criterion, group, "breaker_and_key_2_threads")?,
     );
     Ok(())
 }

@@ -1,0 +1,475 @@
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::Usage;
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The connection could not be made (DNS, TCP, TLS).
+    Connect,
+    /// A deadline passed; see [`Error::timeout_phase`].
+    Timeout,
+    /// The server said 429, or every key is cooling down.
+    RateLimited,
+    /// The key was refused (401/403), or every key was.
+    Auth,
+    /// Out of credits or quota (402).
+    Quota,
+    /// The request is wrong (400, 404, 422): retrying cannot help.
+    BadRequest,
+    /// The server failed (5xx).
+    Server,
+    /// Another HTTP status.
+    Http,
+    /// The server's response could not be understood (bad JSON, a broken event stream).
+    Protocol,
+    /// The stream ended before its final event, before any answer text was delivered.
+    Incomplete,
+    /// The stream broke after answer text was delivered; see [`Error::partial_text`].
+    Interrupted,
+    /// The circuit breaker is open; see [`Error::open_until`].
+    CircuitOpen,
+    /// The configuration is unusable (no key, a bad base URL, ...).
+    Config,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// A short stable name, for machine-readable output (`rate_limited`, `timeout`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Quota => "quota",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Server => "server",
+            ErrorKind::Http => "http",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Incomplete => "incomplete",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Config => "config",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Making the connection.
+    Connect,
+    /// Waiting for the response headers.
+    Headers,
+    /// Waiting for the first event of a stream.
+    FirstEvent,
+    /// Waiting between two events.
+    Idle,
+    /// The whole request, retries included.
+    Total,
+}
+
+impl TimeoutPhase {
+    fn describe(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connect => "connecting",
+            TimeoutPhase::Headers => "waiting for response headers",
+            TimeoutPhase::FirstEvent => "waiting for the first event",
+            TimeoutPhase::Idle => "waiting for the next event",
+            TimeoutPhase::Total => "the total deadline passed",
+        }
+    }
+}
+
+/// The one error of every provider: opaque, with queries rather than vendor types.
+///
+/// Providers build it with the constructors; callers ask it questions
+/// ([`is_retryable`](Error::is_retryable), [`retry_after`](Error::retry_after),
+/// [`partial_text`](Error::partial_text), ...). Messages are for people and never hold key
+/// material.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    phase: Option<TimeoutPhase>,
+    partial: Option<(String, Option<Usage>)>,
+    open_until: Option<Instant>,
+    source: Option<Source>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                status: None,
+                retry_after: None,
+                phase: None,
+                partial: None,
+                open_until: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// The connection failed.
+    pub fn connect(source: impl Into<Source>) -> Self {
+        Error::new(ErrorKind::Connect, "connection failed").with_source(source)
+    }
+
+    /// A deadline passed.
+    pub fn timeout(phase: TimeoutPhase) -> Self {
+        let mut error = Error::new(
+            ErrorKind::Timeout,
+            format!("timed out {}", phase.describe()),
+        );
+        error.inner.phase = Some(phase);
+        error
+    }
+
+    /// The server answered `status` (not 2xx); `message` says what it said, without secrets.
+    pub fn status(status: u16, message: impl Into<String>) -> Self {
+        let kind = match status {
+            400 | 404 | 413 | 422 => ErrorKind::BadRequest,
+            401 | 403 => ErrorKind::Auth,
+            402 => ErrorKind::Quota,
+            429 => ErrorKind::RateLimited,
+            500..=599 => ErrorKind::Server,
+            _ => ErrorKind::Http,
+        };
+        let mut error = Error::new(kind, message);
+        error.inner.status = Some(status);
+        error
+    }
+
+    /// The response could not be understood.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    /// The stream ended before its final event and before any answer text.
+    pub fn incomplete(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Incomplete, message)
+    }
+
+    /// The stream broke after `text` had been delivered; `cause` is why.
+    pub fn interrupted(text: String, usage: Option<Usage>, cause: Error) -> Self {
+        let message = format!(
+            "stream interrupted after {} characters of answer",
+            text.chars().count()
+        );
+        let mut error = Error::new(ErrorKind::Interrupted, message);
+        error.inner.retry_after = cause.retry_after();
+        error.inner.partial = Some((text, usage));
+        error.with_source(cause)
+    }
+
+    /// The configuration is unusable.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    /// The caller cancelled.
+    pub fn cancelled() -> Self {
+        Error::new(ErrorKind::Cancelled, "cancelled")
+    }
+
+    /// Adds the wait the server asked for.
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.inner.retry_after = retry_after;
+        self
+    }
+
+    /// Adds the underlying error.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The HTTP status, when the server sent one.
+    pub fn status_code(&self) -> Option<u16> {
+        self.inner.status
+    }
+
+    /// Whether another attempt may succeed (perhaps with another key).
+    pub fn is_retryable(&self) -> bool {
+        use resilience::{Classify, FailureClass};
+        self.failure_class() != FailureClass::Permanent
+    }
+
+    /// Whether this is a rate limit (429, or every key cooling).
+    pub fn is_rate_limited(&self) -> bool {
+        self.inner.kind == ErrorKind::RateLimited
+    }
+
+    /// The wait the server (or the key pool, or the breaker) asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// Whether a key was refused.
+    pub fn is_auth(&self) -> bool {
+        self.inner.kind == ErrorKind::Auth
+    }
+
+    /// Whether the request itself is wrong.
+    pub fn is_bad_request(&self) -> bool {
+        self.inner.kind == ErrorKind::BadRequest
+    }
+
+    /// Whether a deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// Which deadline passed.
+    pub fn timeout_phase(&self) -> Option<TimeoutPhase> {
+        self.inner.phase
+    }
+
+    /// Whether a stream broke after delivering answer text.
+    pub fn is_interrupted(&self) -> bool {
+        self.inner.kind == ErrorKind::Interrupted
+    }
+
+    /// The exact answer text delivered before an interruption.
+    pub fn partial_text(&self) -> Option<&str> {
+        self.inner.partial.as_ref().map(|(text, _)| text.as_str())
+    }
+
+    /// The usage known at an interruption.
+    pub fn partial_usage(&self) -> Option<&Usage> {
+        self.inner
+            .partial
+            .as_ref()
+            .and_then(|(_, usage)| usage.as_ref())
+    }
+
+    /// Whether the circuit breaker is open.
+    pub fn is_circuit_open(&self) -> bool {
+        self.inner.kind == ErrorKind::CircuitOpen
+    }
+
+    /// When an open breaker lets a call through again.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.inner.open_until
+    }
+}
+
+impl resilience::Classify for Error {
+    fn failure_class(&self) -> resilience::FailureClass {
+        use resilience::FailureClass;
+        match self.inner.kind {
+            ErrorKind::RateLimited if self.inner.status == Some(429) => FailureClass::RateLimited,
+            ErrorKind::Auth if self.inner.status.is_some() => FailureClass::KeyRejected,
+            ErrorKind::Quota => FailureClass::QuotaExhausted,
+            ErrorKind::Connect
+            | ErrorKind::Server
+            | ErrorKind::Protocol
+            | ErrorKind::Incomplete => FailureClass::Transient,
+            ErrorKind::Timeout if self.inner.phase != Some(TimeoutPhase::Total) => {
+                FailureClass::Transient
+            }
+            ErrorKind::Http if matches!(self.inner.status, Some(408 | 409)) => {
+                FailureClass::Transient
+            }
+            _ => FailureClass::Permanent,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+}
+
+impl From<resilience::Error> for Error {
+    fn from(error: resilience::Error) -> Self {
+        let retry_after = error.retry_after();
+        let message = error.to_string();
+        let mut converted = match &error {
+            resilience::Error::CircuitOpen { until } => {
+                let mut converted = Error::new(ErrorKind::CircuitOpen, message);
+                converted.inner.open_until = Some(until.into_std());
+                converted
+            }
+            resilience::Error::NoKeyAvailable(unavailable) => {
+                let kind = if unavailable.next_free.is_some() {
+                    ErrorKind::RateLimited
+                } else if unavailable.keys == 0 {
+                    ErrorKind::Config
+                } else {
+                    ErrorKind::Auth
+                };
+                Error::new(kind, message)
+            }
+            resilience::Error::DeadlineExceeded => return Error::timeout(TimeoutPhase::Total),
+            _ => Error::new(ErrorKind::Http, message),
+        };
+        converted.inner.retry_after = retry_after;
+        converted
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.inner.message)?;
+        if let Some(status) = self.inner.status
+            && !self.inner.message.contains(&status.to_string())
+        {
+            write!(formatter, " (HTTP {status})")?;
+        }
+        if let Some(wait) = self.inner.retry_after
+            && self.inner.kind != ErrorKind::Interrupted
+            && !self.inner.message.contains("next")
+        {
+            write!(formatter, ", retry after {:.1} s", wait.as_secs_f64())?;
+        }
+        if let Some(source) = &self.inner.source {
+            write!(formatter, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = formatter.debug_struct("Error");
+        debug
+            .field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(status) = self.inner.status {
+            debug.field("status", &status);
+        }
+        if let Some(retry_after) = self.inner.retry_after {
+            debug.field("retry_after", &retry_after);
+        }
+        if let Some(phase) = self.inner.phase {
+            debug.field("phase", &phase);
+        }
+        if let Some((text, _)) = &self.inner.partial {
+            debug.field("partial_chars", &text.chars().count());
+        }
+        if let Some(source) = &self.inner.source {
+            debug.field("source", source);
+        }
+        debug.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|source| source.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use resilience::{Classify, FailureClass};
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_and_classes() {
+        let cases = [
+            (400, ErrorKind::BadRequest, FailureClass::Permanent),
+            (401, ErrorKind::Auth, FailureClass::KeyRejected),
+            (402, ErrorKind::Quota, FailureClass::QuotaExhausted),
+            (403, ErrorKind::Auth, FailureClass::KeyRejected),
+            (408, ErrorKind::Http, FailureClass::Transient),
+            (409, ErrorKind::Http, FailureClass::Transient),
+            (418, ErrorKind::Http, FailureClass::Permanent),
+            (422, ErrorKind::BadRequest, FailureClass::Permanent),
+            (429, ErrorKind::RateLimited, FailureClass::RateLimited),
+            (500, ErrorKind::Server, FailureClass::Transient),
+            (503, ErrorKind::Server, FailureClass::Transient),
+        ];
+        for (status, kind, class) in cases {
+            let error = Error::status(status, "the server said no");
+            assert_eq!(
+                (error.kind(), error.failure_class()),
+                (kind, class),
+                "{status}"
+            );
+            assert_eq!(error.is_retryable(), class != FailureClass::Permanent);
+        }
+    }
+
+    #[test]
+    fn an_interruption_keeps_the_partial_text_and_its_cause() {
+        let cause = Error::connect(std::io::Error::other("connection reset"));
+        let error = Error::interrupted("Olympus Mons".into(), None, cause);
+        assert!(error.is_interrupted());
+        assert!(
+            !error.is_retryable(),
+            "after the commit point nothing is replayed"
+        );
+        assert_eq!(error.partial_text(), Some("Olympus Mons"));
+        assert_eq!(
+            error.to_string(),
+            "stream interrupted after 12 characters of answer: connection failed: connection reset"
+        );
+        let source = std::error::Error::source(&error).unwrap();
+        assert_eq!(source.to_string(), "connection failed: connection reset");
+    }
+
+    #[test]
+    fn timeouts_say_their_phase_and_only_the_total_one_is_final() {
+        let idle = Error::timeout(TimeoutPhase::Idle);
+        assert!(idle.is_timeout() && idle.is_retryable());
+        assert_eq!(idle.timeout_phase(), Some(TimeoutPhase::Idle));
+        assert_eq!(idle.to_string(), "timed out waiting for the next event");
+        assert!(!Error::timeout(TimeoutPhase::Total).is_retryable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resilience_errors_become_queries() {
+        let until = tokio::time::Instant::now() + Duration::from_secs(41);
+        let keys = (0..3)
+            .map(|index| resilience::ApiKey::new(format!("k{index}")))
+            .collect();
+        let pool = resilience::KeyPool::new(keys, resilience::KeyPoolConfig::default());
+        for _ in 0..3 {
+            let lease = pool.try_acquire().unwrap();
+            let retry_after = Some(Duration::from_secs(41));
+            lease.report(resilience::KeyOutcome::RateLimited { retry_after });
+        }
+        let unavailable = pool.try_acquire().unwrap_err();
+        let error = Error::from(resilience::Error::NoKeyAvailable(unavailable));
+        assert!(error.is_rate_limited());
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(41)));
+        assert_eq!(
+            error.to_string(),
+            "rate limited on all 3 keys, next free in 41 s"
+        );
+        assert_eq!(
+            error.failure_class(),
+            FailureClass::Permanent,
+            "the pool already waited"
+        );
+        let open = Error::from(resilience::Error::CircuitOpen { until });
+        assert!(open.is_circuit_open());
+        assert_eq!(open.open_until(), Some(until.into_std()));
+    }
+}

@@ -1,0 +1,47 @@
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::{ChatEvent, ChatRequest, ChatResponse, Error};
+
+/// A stream of answer events: `Send + 'static`, so it can be moved into a task and outlive
+/// the call that made it. Dropping it cancels the request.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, Error>> + Send + 'static>>;
+
+/// Something that answers chat requests: a vendor's API, a cache in front of one, a test
+/// double. Object-safe: `Arc<dyn ChatProvider>` is how programs hold one.
+///
+/// A stream ends after [`ChatEvent::Done`] or after one `Err`; an `Err` after answer text
+/// was delivered is an interruption ([`Error::is_interrupted`]) carrying that text.
+#[async_trait]
+pub trait ChatProvider: Send + Sync {
+    /// Answers `request` in one piece.
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error>;
+
+    /// Answers `request` as a stream of events. Nothing is sent until the stream is polled.
+    fn chat_stream(&self, request: ChatRequest) -> ChatStream;
+}
+
+#[async_trait]
+impl<P: ChatProvider + ?Sized> ChatProvider for Arc<P> {
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).chat(request).await
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        (**self).chat_stream(request)
+    }
+}
+
+#[async_trait]
+impl<P: ChatProvider + ?Sized> ChatProvider for Box<P> {
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).chat(request).await
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        (**self).chat_stream(request)
+    }
+}

@@ -1,0 +1,151 @@
+use serde::{Deserialize, Serialize};
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// It finished its answer (or hit a stop sequence).
+    #[default]
+    Stop,
+    /// The token limit cut it.
+    Length,
+    /// Another reason the provider gave.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl FinishReason {
+    /// The reason as the wire spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Other(other) => other,
+        }
+    }
+
+    /// From the wire's spelling.
+    pub fn parse(reason: &str) -> Self {
+        match reason {
+            "stop" => FinishReason::Stop,
+            "length" => FinishReason::Length,
+            other => FinishReason::Other(other.to_owned()),
+        }
+    }
+}
+
+/// A web page the answer drew on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// The page title.
+    pub title: String,
+    /// Its address.
+    pub url: String,
+    /// Its publication date, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// An excerpt, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+}
+
+/// The sources of an answer: the cited URLs (numbered `[1]`, `[2]`, ... in the text) and the
+/// search results behind them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sources {
+    /// Cited URLs, in citation order.
+    pub citations: Vec<String>,
+    /// The search results.
+    pub search_results: Vec<SearchResult>,
+}
+
+impl Sources {
+    /// Whether there is nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.citations.is_empty() && self.search_results.is_empty()
+    }
+}
+
+/// An image returned with an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Image {
+    /// The image itself.
+    pub image_url: String,
+    /// The page it was found on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_url: Option<String>,
+    /// Height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Width in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+}
+
+/// What a request cost, in US dollars, when the provider says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// For the prompt tokens.
+    #[serde(default)]
+    pub input_tokens_cost: f64,
+    /// For the answer tokens.
+    #[serde(default)]
+    pub output_tokens_cost: f64,
+    /// Per request (search), when charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_cost: Option<f64>,
+    /// In all.
+    #[serde(default)]
+    pub total_cost: f64,
+}
+
+/// Token counts, and cost when given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens of the answer.
+    pub completion_tokens: u64,
+    /// Both.
+    pub total_tokens: u64,
+    /// What it cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+}
+
+/// A complete answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatResponse {
+    /// The provider's response id.
+    pub id: String,
+    /// The model that answered.
+    pub model: String,
+    /// The answer's text (without any reasoning).
+    pub text: String,
+    /// The model's reasoning, kept apart from the answer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reasoning: String,
+    /// Cited URLs and search results.
+    #[serde(default)]
+    pub sources: Sources,
+    /// Images, when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    /// Follow-up questions, when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related_questions: Vec<String>,
+    /// Token counts and cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Why the model stopped.
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+    /// Answered by the non-streaming fallback after streaming failed.
+    #[serde(default)]
+    pub fallback: bool,
+    /// Answered from a cache.
+    #[serde(default)]
+    pub cached: bool,
+}

@@ -1,0 +1,217 @@
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::{
+    ApiKey, Backoff, BackoffPolicy, CallOutcome, CircuitBreaker, Classify, Delay, Error,
+    FailureClass, KeyLease, KeyOutcome, KeyPool, RetryBudget,
+};
+
+/// One try of an operation run by a [`Retrier`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// 1 for the first try.
+    pub number: u32,
+    /// The key to use for this try.
+    pub key: ApiKey,
+    /// The key's index in the pool, for logs.
+    pub key_index: usize,
+}
+
+/// Runs an async operation with the pieces of this crate around it: a circuit breaker check,
+/// a key from the pool, backoff with server hints, the retry budget and a total deadline.
+/// Outcomes are classified through [`Classify`]; every attempt is reported through `tracing`.
+///
+/// The rules:
+/// - [`FailureClass::Permanent`] ends at once with that error.
+/// - Key failures (rate limited, rejected, out of quota) cool or disable the key and try the
+///   next one without delay; when none is free, it waits for the first to free up if that is
+///   within the backoff's `max_hint` and the deadline, and otherwise fails with
+///   [`Error::NoKeyAvailable`] carrying when.
+/// - Transient failures back off (the server's hint wins within `max_hint`; a longer hint
+///   ends with the operation's error, which carries it).
+/// - Every retry takes from the budget; attempts are capped by the policy; the deadline ends
+///   everything with [`Error::DeadlineExceeded`].
+/// - Only transient failures count against the breaker; an open breaker fails fast with
+///   [`Error::CircuitOpen`].
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    policy: BackoffPolicy,
+    budget: Arc<RetryBudget>,
+    breaker: Arc<CircuitBreaker>,
+    keys: KeyPool,
+}
+
+impl Retrier {
+    /// A driver over shared pieces (share them between requests of one client).
+    pub fn new(
+        policy: BackoffPolicy,
+        budget: Arc<RetryBudget>,
+        breaker: Arc<CircuitBreaker>,
+        keys: KeyPool,
+    ) -> Self {
+        Retrier {
+            policy,
+            budget,
+            breaker,
+            keys,
+        }
+    }
+
+    /// The key pool, for its stats.
+    pub fn keys(&self) -> &KeyPool {
+        &self.keys
+    }
+
+    /// The circuit breaker, for its stats.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The backoff policy.
+    pub fn policy(&self) -> &BackoffPolicy {
+        &self.policy
+    }
+
+    /// Runs `operation` until it succeeds, within the policy's total deadline. On success,
+    /// returns its value with the key's lease: keep the lease while the result is in use (a
+    /// stream), so the key's in-flight count stays true, and report later outcomes on it.
+    ///
+    /// # Errors
+    /// The operation's last error, or an [`Error`] of this crate converted into `E`.
+    pub async fn run<T, E, F, Fut>(&self, operation: F) -> Result<(T, KeyLease), E>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        let deadline = Instant::now() + self.policy.total_deadline;
+        self.run_until(deadline, operation).await
+    }
+
+    /// Like [`run`](Retrier::run), with an explicit deadline.
+    ///
+    /// # Errors
+    /// As for [`run`](Retrier::run).
+    pub async fn run_until<T, E, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut operation: F,
+    ) -> Result<(T, KeyLease), E>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        self.budget.record_request();
+        let mut backoff = Backoff::new(self.policy);
+        let mut number = 0;
+        loop {
+            let permit = self
+                .breaker
+                .try_acquire()
+                .map_err(|rejected| Error::CircuitOpen {
+                    until: rejected.until,
+                })?;
+            let lease = match self.keys.try_acquire() {
+                Ok(lease) => lease,
+                Err(unavailable) => {
+                    drop(permit);
+                    let now = Instant::now();
+                    match unavailable.next_free {
+                        Some(free) if free <= deadline && free - now <= self.policy.max_hint => {
+                            tracing::info!(
+                                wait_ms = (free - now).as_millis() as u64,
+                                "every key is cooling down; waiting for the first"
+                            );
+                            tokio::time::sleep_until(free).await;
+                            continue;
+                        }
+                        _ => return Err(Error::NoKeyAvailable(unavailable).into()),
+                    }
+                }
+            };
+            number += 1;
+            let attempt = Attempt {
+                number,
+                key: lease.key().clone(),
+                key_index: lease.index(),
+            };
+            let span = tracing::info_span!("attempt", number, key_index = lease.index());
+            let started = Instant::now();
+            let result =
+                tokio::time::timeout_at(deadline, operation(attempt).instrument(span.clone()))
+                    .await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let error = match result {
+                Ok(Ok(value)) => {
+                    permit.record(CallOutcome::Success);
+                    lease.report(KeyOutcome::Success);
+                    span.in_scope(|| tracing::info!(elapsed_ms, "attempt succeeded"));
+                    return Ok((value, lease));
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    permit.record(CallOutcome::Failure);
+                    span.in_scope(|| tracing::warn!(elapsed_ms, "total deadline exceeded"));
+                    return Err(Error::DeadlineExceeded.into());
+                }
+            };
+            let class = error.failure_class();
+            let hint = error.retry_after();
+            permit.record(if class == FailureClass::Transient {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Ignored
+            });
+            lease.report(key_outcome(class, hint));
+            drop(lease);
+            span.in_scope(|| {
+                tracing::warn!(
+                    elapsed_ms,
+                    ?class,
+                    hint_ms = hint.map(|hint| hint.as_millis() as u64),
+                    "attempt failed"
+                );
+            });
+            if class == FailureClass::Permanent || number >= self.policy.max_attempts {
+                return Err(error);
+            }
+            let wait = match class {
+                // The next key is fresh; waiting for a free key happens at the next pick.
+                FailureClass::RateLimited
+                | FailureClass::KeyRejected
+                | FailureClass::QuotaExhausted => None,
+                _ => match backoff.next_delay(hint) {
+                    Delay::Retry(wait) => Some(wait),
+                    Delay::HintTooLong(_) | Delay::Exhausted => return Err(error),
+                },
+            };
+            if wait.is_some_and(|wait| Instant::now() + wait > deadline) {
+                return Err(error);
+            }
+            if !self.budget.try_withdraw() {
+                tracing::warn!("retry budget spent");
+                return Err(error);
+            }
+            if let Some(wait) = wait {
+                tracing::info!(wait_ms = wait.as_millis() as u64, "backing off");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+fn key_outcome(class: FailureClass, retry_after: Option<std::time::Duration>) -> KeyOutcome {
+    match class {
+        FailureClass::RateLimited => KeyOutcome::RateLimited { retry_after },
+        FailureClass::KeyRejected => KeyOutcome::Rejected {
+            reason: "rejected by the server (401/403)".to_owned(),
+        },
+        FailureClass::QuotaExhausted => KeyOutcome::QuotaExhausted { retry_after },
+        other => KeyOutcome::Failure(other),
+    }
+}
