@@ -2,4 +2,6 @@
 //! `tests/data/`.
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod sse;

@@ -1,10 +1,12 @@
 //! Project automation, run as `cargo xtask <command>` (the alias is in `.cargo/config.toml`).
 //!
-//! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy.
+//! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy, then `interop`.
+//! - `interop`: the official Python SDKs (from PyPI) against the simulator binary.
 //! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
 //! - `fuzz sse [--seconds N]`: the cargo-fuzz target of `sse-parse` (not part of CI).
 
 mod bench;
+mod interop;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +20,12 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci"] => ci(),
         ["tidy"] => tidy::check(&root()),
+        ["interop"] => interop::run(&root()),
         ["bench", rest @ ..] => bench::run(&root(), rest),
         ["fuzz", "sse", rest @ ..] => fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy | bench [parse|resilience] [--quick] | fuzz sse [--seconds N]"
+                "usage: cargo xtask ci | tidy | interop | bench [parse|resilience] [--quick] | fuzz sse [--seconds N]"
             );
             return ExitCode::from(2);
         }
@@ -121,6 +124,7 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     tidy::check(&root())?;
+    interop::run(&root())?;
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -1,0 +1,355 @@
+//! Deterministic answers: text, reasoning and sources derive from a hash of the model (or
+//! preset) and the conversation, so tests know exactly what a complete answer is.
+
+use serde_json::{Value, json};
+
+/// A complete simulated answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Answer {
+    /// The answer text, with `[n]` citation marks (no reasoning in it).
+    pub text: String,
+    /// The reasoning, for reasoning models and presets (empty otherwise).
+    pub reasoning: String,
+    /// Cited URLs, in citation order.
+    pub citations: Vec<String>,
+    /// The search results behind the citations.
+    pub search_results: Vec<SearchResult>,
+    /// Follow-up questions (sent only when asked for).
+    pub related_questions: Vec<String>,
+    /// Image URLs (sent only when asked for).
+    pub images: Vec<String>,
+}
+
+/// One simulated search result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SearchResult {
+    /// Page title.
+    pub title: String,
+    /// Page address.
+    pub url: String,
+    /// Publication date (`None` for some, as the real service sends `null`).
+    pub date: Option<String>,
+    /// An excerpt.
+    pub snippet: String,
+}
+
+impl SearchResult {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "title": self.title,
+            "url": self.url,
+            "date": self.date,
+            "last_updated": "2026-03-14",
+            "snippet": self.snippet,
+            "source": "web",
+        })
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "tallest",
+    "volcano",
+    "in",
+    "solar",
+    "system",
+    "is",
+    "Olympus",
+    "Mons",
+    "on",
+    "Mars",
+    "which",
+    "rises",
+    "about",
+    "22",
+    "kilometres",
+    "above",
+    "its",
+    "plains",
+    "quantum",
+    "computers",
+    "use",
+    "qubits",
+    "that",
+    "hold",
+    "superpositions",
+    "of",
+    "states",
+    "and",
+    "entanglement",
+    "links",
+    "them",
+    "so",
+    "certain",
+    "problems",
+    "become",
+    "tractable",
+    "researchers",
+    "report",
+    "steady",
+    "progress",
+    "while",
+    "error",
+    "correction",
+    "remains",
+    "hard",
+    "naïve",
+    "résumé",
+    "café",
+    "—",
+    "a",
+    "key",
+    "challenge",
+    "today",
+];
+
+const DOMAINS: &[&str] = &[
+    "example.org",
+    "example.edu",
+    "science.example",
+    "news.example",
+    "wiki.example",
+];
+
+/// FNV-1a: stable across Rust versions and platforms, unlike the standard hashers.
+pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0xFF]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+/// Whether a model or preset reasons before answering.
+pub(crate) fn reasons(model: &str) -> bool {
+    matches!(
+        model,
+        "sonar-reasoning-pro" | "sonar-deep-research" | "pro-search" | "deep-research"
+    ) || model.contains("reasoning")
+}
+
+/// What a request's filters add to the results, so tests can see that they arrived.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    pub(crate) domains: Vec<String>,
+    pub(crate) echo: Vec<String>,
+}
+
+impl Filters {
+    pub(crate) fn from_request(body: &Value) -> Self {
+        let mut filters = Filters::default();
+        if let Some(domains) = body["search_domain_filter"].as_array() {
+            filters.domains = domains
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|domain| !domain.starts_with('-'))
+                .map(str::to_owned)
+                .collect();
+        }
+        for name in [
+            "search_mode",
+            "search_recency_filter",
+            "search_after_date_filter",
+            "search_before_date_filter",
+            "last_updated_after_filter",
+            "last_updated_before_filter",
+            "search_domain_filter",
+        ] {
+            let value = &body[name];
+            if !value.is_null() {
+                filters.echo.push(format!("{name}={value}"));
+            }
+        }
+        if let Some(size) = body["web_search_options"]["search_context_size"].as_str() {
+            filters.echo.push(format!("search_context_size={size}"));
+        }
+        filters
+    }
+}
+
+/// The answer the simulator gives to `model` (or preset) for `conversation` (the messages'
+/// contents, in order), `words` words long, with `filters` echoed into the results.
+pub(crate) fn answer(
+    model: &str,
+    conversation: &[&str],
+    words: usize,
+    filters: &Filters,
+) -> Answer {
+    let mut parts = vec![model];
+    parts.extend_from_slice(conversation);
+    let mut rng = Rng(stable_hash(&parts) | 1);
+    let sources = 3 + rng.below(3);
+    let domains: Vec<&str> = if filters.domains.is_empty() {
+        DOMAINS.to_vec()
+    } else {
+        filters.domains.iter().map(String::as_str).collect()
+    };
+    let echo = if filters.echo.is_empty() {
+        String::new()
+    } else {
+        format!(" [filters: {}]", filters.echo.join(", "))
+    };
+    let mut citations = Vec::new();
+    let mut search_results = Vec::new();
+    for index in 0..sources {
+        let domain = domains[index % domains.len()];
+        let url = format!("https://{domain}/article-{}", rng.next() % 100_000);
+        citations.push(url.clone());
+        search_results.push(SearchResult {
+            title: format!("Source {} on {domain}", index + 1),
+            url,
+            date: (index % 3 != 2)
+                .then(|| format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))),
+            snippet: format!("{}{echo}", sentence(&mut rng, 12)),
+        });
+    }
+    let mut text = String::new();
+    let mut written = 0;
+    while written < words {
+        let length = (4 + rng.below(10)).min(words - written);
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&sentence(&mut rng, length));
+        written += length;
+        text.push_str(&format!("[{}]", 1 + rng.below(sources)));
+    }
+    let reasoning = if reasons(model) {
+        let words = 10 + rng.below(10);
+        format!("Let me search for this. {}", sentence(&mut rng, words))
+    } else {
+        String::new()
+    };
+    let related_questions = (0..3)
+        .map(|_| format!("{}?", sentence(&mut rng, 6)))
+        .collect();
+    let images = (0..2)
+        .map(|index| format!("https://images.example/{}-{index}.jpg", rng.next() % 10_000))
+        .collect();
+    Answer {
+        text,
+        reasoning,
+        citations,
+        search_results,
+        related_questions,
+        images,
+    }
+}
+
+fn sentence(rng: &mut Rng, words: usize) -> String {
+    let mut sentence = String::new();
+    for index in 0..words {
+        if index > 0 {
+            sentence.push(' ');
+        }
+        let word = WORDS[rng.below(WORDS.len())];
+        if index == 0 {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                sentence.extend(first.to_uppercase());
+                sentence.push_str(chars.as_str());
+            }
+        } else {
+            sentence.push_str(word);
+        }
+    }
+    sentence.push('.');
+    sentence
+}
+
+/// Cuts `text` into pieces of `chars` characters (never inside a UTF-8 sequence).
+pub(crate) fn pieces(text: &str, chars: usize) -> Vec<&str> {
+    let chars = chars.max(1);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (index, _) in text.char_indices() {
+        if count == chars {
+            pieces.push(&text[start..index]);
+            start = index;
+            count = 0;
+        }
+        count += 1;
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
+}
+
+/// Words, as the simulator counts tokens.
+pub(crate) fn token_count(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+/// The first `words` words of `text` (its whitespace kept), and whether it was cut.
+pub(crate) fn truncate_words(text: &str, words: usize) -> (&str, bool) {
+    let mut seen = 0;
+    let mut in_word = false;
+    for (index, character) in text.char_indices() {
+        if character.is_whitespace() {
+            in_word = false;
+        } else if !in_word {
+            in_word = true;
+            if seen == words {
+                return (text[..index].trim_end(), true);
+            }
+            seen += 1;
+        }
+    }
+    (text, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_deterministic_and_differ_by_request() {
+        let filters = Filters::default();
+        let first = answer("sonar", &["Explain quantum computing"], 40, &filters);
+        assert_eq!(
+            first,
+            answer("sonar", &["Explain quantum computing"], 40, &filters)
+        );
+        assert_ne!(
+            first.text,
+            answer("sonar-pro", &["Explain quantum computing"], 40, &filters).text
+        );
+        assert_eq!(token_count(&first.text), 40);
+        assert!(first.reasoning.is_empty());
+        assert!(
+            !answer("sonar-reasoning-pro", &["x"], 10, &filters)
+                .reasoning
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn pieces_split_on_characters() {
+        assert_eq!(pieces("naïve café", 3), ["naï", "ve ", "caf", "é"]);
+        assert_eq!(pieces("", 3), Vec::<&str>::new());
+        assert_eq!(truncate_words("a b  c d", 2), ("a b", true));
+        assert_eq!(truncate_words("a b", 5), ("a b", false));
+    }
+}

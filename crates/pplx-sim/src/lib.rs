@@ -1,0 +1,44 @@
+//! A loopback HTTP server that speaks Perplexity's wire formats and injects faults: the
+//! ground truth for tests, the load source of benchmarks, and the offline mode of the programs.
+//!
+//! [`Simulator`] serves, on `127.0.0.1`, HTTP/1.1 and HTTP/2 (h2c prior knowledge):
+//! Sonar chat completions (`POST /chat/completions`, also `/v1/sonar`), the Agent API
+//! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`) and `GET /health`,
+//! streaming and not, with the real service's error bodies (the 401 is an HTML page).
+//! Answers are deterministic ([`Simulator::expected_text`] says exactly what a client should
+//! end up with); a [`Pace`] sets their speed and length; [`Fault`]s scripted per key and per
+//! request ([`Simulator::script`]) break them in every way a real service does; the
+//! [`LogEntry`] log records what each request got.
+//!
+//! ```
+//! use pplx_sim::{Fault, SimConfig, Simulator, Target};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let mut config = SimConfig::default();
+//! config.keys = vec!["key-a".into(), "key-b".into()];
+//! let sim = Simulator::start(config).await?;
+//! // Key A gets two 429s with retry-after: 1, then works.
+//! sim.script(Target::Key(0), Fault::rate_limited(1), 2);
+//! assert!(sim.base_url().starts_with("http://127.0.0.1:"));
+//! let expected = sim.expected_text("sonar", &["Explain quantum computing"], None);
+//! assert!(!expected.is_empty());
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does not do: TLS, or anything beyond loopback; real search.
+#![deny(missing_docs)]
+
+mod content;
+mod fault;
+mod io;
+mod scenario;
+mod server;
+mod wire;
+
+pub use content::{Answer, SearchResult};
+pub use fault::{Fault, LineEnding, Target};
+pub use scenario::{PaceFile, Scenario, ScriptedFault};
+pub use server::{Ending, LogEntry, MODELS, PRESETS, Pace, SimConfig, Simulator, expected_text};

@@ -1,0 +1,405 @@
+//! Perplexity's wire formats: Sonar chat-completion chunks, Agent API (Responses) events,
+//! search results and error bodies, as recorded from the real service.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::content::{Answer, pieces, token_count, truncate_words};
+use crate::fault::LineEnding;
+
+pub(crate) const CREATED: u64 = 1_764_374_400;
+
+/// One server-sent event before encoding.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) event: Option<&'static str>,
+    pub(crate) data: String,
+}
+
+impl Frame {
+    fn data(data: Value) -> Self {
+        Frame {
+            event: None,
+            data: data.to_string(),
+        }
+    }
+
+    fn named(event: &'static str, data: Value) -> Self {
+        Frame {
+            event: Some(event),
+            data: data.to_string(),
+        }
+    }
+
+    /// The frame's bytes; with `malformed`, its JSON is cut in half (still one line).
+    pub(crate) fn encode(&self, ending: LineEnding, malformed: bool) -> Bytes {
+        let ending = ending.as_str();
+        let data = if malformed {
+            let mut cut = self.data.len() / 2;
+            while !self.data.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            &self.data[..cut]
+        } else {
+            &self.data
+        };
+        let mut out = String::with_capacity(data.len() + 48);
+        if let Some(event) = self.event {
+            out.push_str("event: ");
+            out.push_str(event);
+            out.push_str(ending);
+        }
+        out.push_str("data: ");
+        out.push_str(data);
+        out.push_str(ending);
+        out.push_str(ending);
+        Bytes::from(out)
+    }
+}
+
+/// What a request asked for, beyond the conversation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Asked {
+    pub(crate) model: String,
+    pub(crate) max_tokens: Option<usize>,
+    pub(crate) related_questions: bool,
+    pub(crate) images: bool,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) legacy_object: bool,
+}
+
+/// The answer as it will be sent: the content (reasoning inline for Sonar) and the finish.
+struct Shaped<'answer> {
+    text: &'answer str,
+    finish_reason: &'static str,
+}
+
+fn shape<'answer>(answer: &'answer Answer, asked: &Asked) -> Shaped<'answer> {
+    match asked.max_tokens {
+        Some(limit) => {
+            let (text, cut) = truncate_words(&answer.text, limit);
+            Shaped {
+                text,
+                finish_reason: if cut { "length" } else { "stop" },
+            }
+        }
+        None => Shaped {
+            text: &answer.text,
+            finish_reason: "stop",
+        },
+    }
+}
+
+/// The text a complete answer delivers (what a client should end up with).
+pub(crate) fn delivered_text(answer: &Answer, max_tokens: Option<usize>) -> String {
+    let asked = Asked {
+        max_tokens,
+        ..Asked::default()
+    };
+    shape(answer, &asked).text.to_owned()
+}
+
+fn usage(asked: &Asked, completion_tokens: u64, final_chunk: bool) -> Value {
+    let input = asked.prompt_tokens as f64 * 1e-6;
+    let output = completion_tokens as f64 * 1e-6;
+    let cost = if final_chunk {
+        json!({"input_tokens_cost": input, "output_tokens_cost": output, "request_cost": 0.005, "total_cost": input + output + 0.005})
+    } else {
+        json!({"input_tokens_cost": 0, "output_tokens_cost": 0, "total_cost": 0})
+    };
+    json!({
+        "prompt_tokens": asked.prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": asked.prompt_tokens + completion_tokens,
+        "search_context_size": "low",
+        "cost": cost,
+    })
+}
+
+fn sonar_common(
+    id: &str,
+    answer: &Answer,
+    asked: &Asked,
+    object: &str,
+) -> serde_json::Map<String, Value> {
+    let mut chunk = serde_json::Map::new();
+    chunk.insert("id".into(), id.into());
+    chunk.insert("model".into(), asked.model.clone().into());
+    chunk.insert("created".into(), CREATED.into());
+    chunk.insert("object".into(), object.into());
+    chunk.insert("citations".into(), json!(answer.citations));
+    chunk.insert(
+        "search_results".into(),
+        Value::Array(
+            answer
+                .search_results
+                .iter()
+                .map(|result| result.to_json())
+                .collect(),
+        ),
+    );
+    chunk
+}
+
+fn extras(chunk: &mut serde_json::Map<String, Value>, answer: &Answer, asked: &Asked) {
+    if asked.related_questions {
+        chunk.insert("related_questions".into(), json!(answer.related_questions));
+    }
+    if asked.images {
+        let images: Vec<Value> = answer
+            .images
+            .iter()
+            .map(|url| json!({"image_url": url, "origin_url": "https://example.org/gallery", "height": 480, "width": 640}))
+            .collect();
+        chunk.insert("images".into(), Value::Array(images));
+    }
+}
+
+fn sonar_content(answer: &Answer, text: &str) -> String {
+    if answer.reasoning.is_empty() {
+        text.to_owned()
+    } else {
+        format!("<think>{}</think>\n\n{text}", answer.reasoning)
+    }
+}
+
+/// The Sonar streaming chunks: content pieces, then the `chat.completion.done` chunk.
+pub(crate) fn sonar_stream(
+    id: &str,
+    answer: &Answer,
+    asked: &Asked,
+    chunk_chars: usize,
+) -> Vec<Frame> {
+    let shaped = shape(answer, asked);
+    let content = sonar_content(answer, shaped.text);
+    let object = if asked.legacy_object {
+        "chat.completion"
+    } else {
+        "chat.completion.chunk"
+    };
+    let mut frames = Vec::new();
+    let mut so_far = String::new();
+    for (index, piece) in pieces(&content, chunk_chars).into_iter().enumerate() {
+        so_far.push_str(piece);
+        let mut chunk = sonar_common(id, answer, asked, object);
+        chunk.insert("usage".into(), usage(asked, token_count(&so_far), false));
+        let delta = if index == 0 {
+            json!({"role": "assistant", "content": piece})
+        } else {
+            json!({"content": piece})
+        };
+        chunk.insert(
+            "choices".into(),
+            json!([{"index": 0, "finish_reason": null, "delta": delta, "message": {"role": "assistant", "content": so_far}}]),
+        );
+        frames.push(Frame::data(Value::Object(chunk)));
+    }
+    let done_object = if asked.legacy_object {
+        "chat.completion"
+    } else {
+        "chat.completion.done"
+    };
+    let mut done = sonar_common(id, answer, asked, done_object);
+    done.insert("usage".into(), usage(asked, token_count(&content), true));
+    extras(&mut done, answer, asked);
+    done.insert(
+        "choices".into(),
+        json!([{"index": 0, "finish_reason": shaped.finish_reason, "delta": {"role": "assistant", "content": ""}, "message": {"role": "assistant", "content": content}}]),
+    );
+    frames.push(Frame::data(Value::Object(done)));
+    frames
+}
+
+/// The Sonar non-streaming body.
+pub(crate) fn sonar_body(id: &str, answer: &Answer, asked: &Asked) -> Value {
+    let shaped = shape(answer, asked);
+    let content = sonar_content(answer, shaped.text);
+    let mut body = sonar_common(id, answer, asked, "chat.completion");
+    body.insert("usage".into(), usage(asked, token_count(&content), true));
+    extras(&mut body, answer, asked);
+    body.insert(
+        "choices".into(),
+        json!([{"index": 0, "finish_reason": shaped.finish_reason, "message": {"role": "assistant", "content": content}, "delta": {}}]),
+    );
+    Value::Object(body)
+}
+
+/// A Sonar `event: error` frame.
+pub(crate) fn sonar_error_frame() -> Frame {
+    Frame::named(
+        "error",
+        json!({"error": {"message": "upstream model failed while streaming", "type": "server_error", "code": 500}}),
+    )
+}
+
+fn agent_usage(asked: &Asked, output_tokens: u64) -> Value {
+    let input = asked.prompt_tokens as f64 * 1e-6;
+    let output = output_tokens as f64 * 1e-6;
+    json!({
+        "input_tokens": asked.prompt_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": asked.prompt_tokens + output_tokens,
+        "cost": {"input_cost": input, "output_cost": output, "request_cost": 0.005, "total_cost": input + output + 0.005, "currency": "USD"},
+    })
+}
+
+fn agent_results(answer: &Answer) -> Value {
+    Value::Array(
+        answer
+            .search_results
+            .iter()
+            .map(|result| json!({"title": result.title, "url": result.url, "snippet": result.snippet, "date": result.date}))
+            .collect(),
+    )
+}
+
+fn agent_message(text: &str, status: &str) -> Value {
+    json!({
+        "type": "message", "id": "msg_1", "role": "assistant", "status": status,
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    })
+}
+
+/// The Agent API response object.
+pub(crate) fn agent_response(id: &str, answer: &Answer, asked: &Asked, status: &str) -> Value {
+    let shaped = shape(answer, asked);
+    let (output, usage) = if status == "completed" {
+        (
+            json!([{"type": "search_results", "results": agent_results(answer)}, agent_message(shaped.text, "completed")]),
+            agent_usage(asked, token_count(shaped.text)),
+        )
+    } else {
+        (json!([]), Value::Null)
+    };
+    let mut response = json!({
+        "id": id, "object": "response", "created_at": CREATED, "status": status,
+        "model": asked.model, "output": output,
+    });
+    if !usage.is_null() {
+        response["usage"] = usage;
+        if shaped.finish_reason == "length" {
+            response["status"] = "incomplete".into();
+            response["incomplete_details"] = json!({"reason": "max_output_tokens"});
+        }
+    }
+    response
+}
+
+/// The Agent API's streaming events, with `sequence_number` counting from 1.
+pub(crate) fn agent_stream(
+    id: &str,
+    answer: &Answer,
+    asked: &Asked,
+    chunk_chars: usize,
+    queries: &[String],
+) -> Vec<Frame> {
+    let shaped = shape(answer, asked);
+    let mut frames = Vec::new();
+    let mut push = |event: &'static str, mut data: Value| {
+        data["type"] = event.into();
+        data["sequence_number"] = (frames.len() + 1).into();
+        frames.push(Frame::named(event, data));
+    };
+    push(
+        "response.created",
+        json!({"response": agent_response(id, answer, asked, "in_progress")}),
+    );
+    push(
+        "response.in_progress",
+        json!({"response": agent_response(id, answer, asked, "in_progress")}),
+    );
+    push(
+        "response.reasoning.started",
+        json!({"item_id": "rs_1", "output_index": 0}),
+    );
+    push(
+        "response.reasoning.search_queries",
+        json!({"item_id": "rs_1", "queries": queries}),
+    );
+    push(
+        "response.reasoning.search_results",
+        json!({"item_id": "rs_1", "results": agent_results(answer)}),
+    );
+    if !answer.reasoning.is_empty() {
+        push(
+            "response.reasoning.fetch_url_queries",
+            json!({"item_id": "rs_1", "urls": [answer.citations[0]]}),
+        );
+    }
+    push(
+        "response.reasoning.stopped",
+        json!({"item_id": "rs_1", "thought": answer.reasoning}),
+    );
+    push(
+        "response.output_item.added",
+        json!({"output_index": 1, "item": agent_message("", "in_progress")}),
+    );
+    for piece in pieces(shaped.text, chunk_chars) {
+        push(
+            "response.output_text.delta",
+            json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": piece}),
+        );
+    }
+    push(
+        "response.output_text.done",
+        json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "text": shaped.text}),
+    );
+    push(
+        "response.output_item.done",
+        json!({"output_index": 1, "item": agent_message(shaped.text, "completed")}),
+    );
+    push(
+        "response.completed",
+        json!({"response": agent_response(id, answer, asked, "completed")}),
+    );
+    frames
+}
+
+/// The Agent API's `response.failed` frame.
+pub(crate) fn agent_failed_frame(id: &str, sequence_number: usize) -> Frame {
+    Frame::named(
+        "response.failed",
+        json!({
+            "type": "response.failed", "sequence_number": sequence_number,
+            "response": {"id": id, "object": "response", "status": "failed", "output": [],
+                "error": {"code": "server_error", "message": "the agent failed while answering", "type": "server_error"}},
+        }),
+    )
+}
+
+/// The Search API's answer.
+pub(crate) fn search_body(id: &str, answer: &Answer, max_results: usize) -> Value {
+    let results: Vec<Value> = answer
+        .search_results
+        .iter()
+        .take(max_results)
+        .map(|result| json!({"title": result.title, "url": result.url, "snippet": result.snippet, "date": result.date, "last_updated": "2026-03-14"}))
+        .collect();
+    json!({"id": id, "results": results, "server_time": "2026-11-29T00:00:00Z"})
+}
+
+/// The 401 page the real service's proxy sends (HTML, not JSON).
+pub(crate) const UNAUTHORIZED_PAGE: &str = "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>openresty/1.27.4.1</center>\r\n</body>\r\n</html>\r\n";
+
+/// The real service's JSON error body for `status`.
+pub(crate) fn error_body(status: u16, message: Option<&str>) -> Value {
+    if status == 422 {
+        return json!({"detail": [{"loc": ["body", "messages"], "msg": message.unwrap_or("Field required"), "type": "missing"}]});
+    }
+    let (kind, default_message) = match status {
+        400 => ("invalid_parameter", "Invalid request"),
+        402 => (
+            "insufficient_quota",
+            "Insufficient credits: add credits to your API account",
+        ),
+        403 => ("permission_denied", "Forbidden"),
+        404 => ("not_found", "Not found"),
+        429 => (
+            "rate_limit_exceeded",
+            "Rate limit exceeded, please retry later",
+        ),
+        500..=599 => ("server_error", "Internal server error"),
+        _ => ("error", "Request failed"),
+    };
+    json!({"error": {"message": message.unwrap_or(default_message), "type": kind, "code": status}})
+}
