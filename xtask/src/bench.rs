@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-const AREAS: &[&str] = &["parse", "resilience"];
+const AREAS: &[&str] = &["parse", "resilience", "sim"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
@@ -37,6 +37,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
         match area {
             "parse" => report_parse(&criterion)?,
             "resilience" => report_resilience(&criterion)?,
+            "sim" => report_sim(&criterion)?,
             _ => unreachable!("areas are checked above"),
         }
     }
@@ -142,6 +143,34 @@ fn report_resilience(criterion: &Path) -> Result {
         "breaker check + key pick: {:.0} ns on one thread, {:.0} ns on two",
         median_ns(criterion, group, "breaker_and_key_1_thread")?,
         median_ns(criterion, group, "breaker_and_key_2_threads")?,
+    );
+    Ok(())
+}
+
+fn report_sim(criterion: &Path) -> Result {
+    let group = "sim_firehose";
+    let meta = read_json(&criterion.join(group).join("meta.json"))?;
+    let bytes = meta["stream_bytes"]
+        .as_f64()
+        .ok_or("meta without stream_bytes")?;
+    let events = meta["stream_events"]
+        .as_f64()
+        .ok_or("meta without stream_events")?;
+    println!("| connections | streams/s | events/s | MB/s |\n|---:|---:|---:|---:|");
+    let mut summary = Vec::new();
+    for (function, streams) in [("1_connection", 1.0), ("64_connections", 64.0)] {
+        let seconds = median_ns(criterion, group, function)? / 1e9;
+        let events_per_second = events * streams / seconds;
+        println!(
+            "| {streams:.0} | {:.0} | {events_per_second:.0} | {:.0} |",
+            streams / seconds,
+            bytes * streams / seconds / 1e6
+        );
+        summary.push(events_per_second);
+    }
+    println!(
+        "sim firehose: {:.0} events/s on one connection, {:.0} events/s on 64",
+        summary[0], summary[1]
     );
     Ok(())
 }

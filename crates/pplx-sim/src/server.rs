@@ -177,9 +177,12 @@ struct Shared {
     log: Mutex<Vec<LogEntry>>,
     started: Instant,
     in_flight: watch::Sender<usize>,
-    firehose: Mutex<HashMap<u64, Arc<Vec<Bytes>>>>,
+    firehose: Mutex<HashMap<u64, Firehose>>,
     shutdown: watch::Receiver<bool>,
 }
+
+/// A firehose stream, serialised once: its 16 KiB batches and its number of events.
+type Firehose = (Arc<Vec<Bytes>>, usize);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -610,9 +613,11 @@ async fn handle(
         legacy_object: fault.legacy_object,
         ..asked
     };
-    let frames = match api {
-        Api::Agent => wire::agent_stream(&id, &answer, &asked, pace.chunk_chars, &queries),
-        _ => wire::sonar_stream(&id, &answer, &asked, pace.chunk_chars),
+    // Built by the writer, and only when the firehose cache does not have it already.
+    let frame_id = id.clone();
+    let frames = move || match api {
+        Api::Agent => wire::agent_stream(&frame_id, &answer, &asked, pace.chunk_chars, &queries),
+        _ => wire::sonar_stream(&frame_id, &answer, &asked, pace.chunk_chars),
     };
     let (sender, receiver) = mpsc::channel(16);
     let writer = Writer {
@@ -790,11 +795,11 @@ struct Writer {
 type Sender = mpsc::Sender<Result<Bytes, io::Error>>;
 
 impl Writer {
-    async fn run(self, frames: Vec<Frame>, sender: Sender) {
+    async fn run(self, frames: impl FnOnce() -> Vec<Frame>, sender: Sender) {
         let (events, ending) = if self.pace.firehose && self.fault == Fault::default() {
-            self.firehose(&frames, &sender).await
+            self.firehose(frames, &sender).await
         } else {
-            self.write(&frames, &sender).await
+            self.write(&frames(), &sender).await
         };
         let mut log = lock(&self.shared.log);
         let entry = &mut log[self.log_index];
@@ -803,15 +808,20 @@ impl Writer {
         entry.ending = ending;
     }
 
-    async fn firehose(&self, frames: &[Frame], sender: &Sender) -> (usize, Ending) {
+    async fn firehose(
+        &self,
+        frames: impl FnOnce() -> Vec<Frame>,
+        sender: &Sender,
+    ) -> (usize, Ending) {
         let cache_key = self.cache_key ^ self.pace.answer_words as u64;
         let cached = lock(&self.shared.firehose).get(&cache_key).cloned();
-        let batches = match cached {
-            Some(batches) => batches,
+        let (batches, events) = match cached {
+            Some(cached) => cached,
             None => {
+                let frames = frames();
                 let mut batches = Vec::new();
                 let mut batch = Vec::with_capacity(16 << 10);
-                for frame in frames {
+                for frame in &frames {
                     batch.extend_from_slice(&frame.encode(self.fault.line_ending, false));
                     if batch.len() >= 16 << 10 {
                         batches.push(Bytes::from(std::mem::replace(
@@ -823,9 +833,9 @@ impl Writer {
                 if !batch.is_empty() {
                     batches.push(Bytes::from(batch));
                 }
-                let batches = Arc::new(batches);
-                lock(&self.shared.firehose).insert(cache_key, batches.clone());
-                batches
+                let cached = (Arc::new(batches), frames.len());
+                lock(&self.shared.firehose).insert(cache_key, cached.clone());
+                cached
             }
         };
         for batch in batches.iter() {
@@ -833,7 +843,7 @@ impl Writer {
                 return (0, Ending::ClientGone);
             }
         }
-        (frames.len(), Ending::Complete)
+        (events, Ending::Complete)
     }
 
     /// Resets the connection once everything sent so far has reached the socket.
