@@ -388,19 +388,32 @@ impl Body for SimBody {
     }
 }
 
-/// Counts a request in flight for as long as it lives.
-struct InFlight(Arc<Shared>);
+/// Counts a request in flight for as long as it lives; a request dropped before its log
+/// entry was finished (the client left, and hyper cancelled the handler) is logged as such.
+struct InFlight {
+    shared: Arc<Shared>,
+    log_index: Option<usize>,
+}
 
 impl InFlight {
     fn new(shared: Arc<Shared>) -> Self {
         shared.in_flight.send_modify(|count| *count += 1);
-        InFlight(shared)
+        InFlight {
+            shared,
+            log_index: None,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.send_modify(|count| *count -= 1);
+        if let Some(index) = self.log_index {
+            let mut log = lock(&self.shared.log);
+            if log[index].ending == Ending::InProgress {
+                log[index].ending = Ending::ClientGone;
+            }
+        }
+        self.shared.in_flight.send_modify(|count| *count -= 1);
     }
 }
 
@@ -487,7 +500,7 @@ async fn handle(
         ("POST", "/search" | "/v1/search") => Api::Search,
         _ => return Ok(json_response(404, &wire::error_body(404, None), &[])),
     };
-    let guard = InFlight::new(shared.clone());
+    let mut guard = InFlight::new(shared.clone());
     let token = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -535,6 +548,7 @@ async fn handle(
         });
         log.len() - 1
     };
+    guard.log_index = Some(log_index);
     let finish = |status: u16, events: usize, ending: Ending| {
         let mut log = lock(&shared.log);
         let entry = &mut log[log_index];

@@ -1,0 +1,253 @@
+//! The transport: one HTTP request per attempt, with its deadlines and its status mapped to
+//! the core error; and the live stream of one attempt.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chat_core::{ChatEvent, Error, TimeoutPhase};
+use http_body_util::{BodyDataStream, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::{Request, Response, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use resilience::ApiKey;
+use sse_parse::{EventStream, Item, Limits};
+
+use crate::decode::Decoder;
+use crate::{Api, Timeouts, wire};
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client with connection reuse, rustls with the webpki roots, HTTP/2 by ALPN and HTTP/1.1.
+pub(crate) fn http_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https)
+}
+
+/// Checks a base URL: `https://`, or `http://` to loopback (or anywhere, when allowed).
+pub(crate) fn check_base_url(base_url: &str, allow_insecure_http: bool) -> Result<String, Error> {
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let uri: Uri = trimmed
+        .parse()
+        .map_err(|_| Error::config(format!("the base URL {trimmed:?} is not a URL")))?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") => {
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback && !allow_insecure_http {
+                return Err(Error::config(format!(
+                    "plain http to {host} would send the API key unencrypted; use https, or allow insecure http explicitly"
+                )));
+            }
+        }
+        _ => {
+            return Err(Error::config(format!(
+                "the base URL {trimmed:?} must start with https://"
+            )));
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Sends one request and returns the response once its headers arrive with a 2xx status.
+pub(crate) async fn send(
+    client: &HttpClient,
+    base_url: &str,
+    api: Api,
+    body: Bytes,
+    key: &ApiKey,
+    stream: bool,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, Error> {
+    let path = match api {
+        Api::Sonar => "/chat/completions",
+        Api::Agent => "/v1/agent",
+    };
+    let mut authorization = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+        .map_err(|_| Error::config("an API key holds characters a header cannot carry"))?;
+    // Kept out of HTTP/2 header compression tables and of hyper's debug output.
+    authorization.set_sensitive(true);
+    let request = Request::post(format!("{base_url}{path}"))
+        .header(AUTHORIZATION, authorization)
+        .header(CONTENT_TYPE, "application/json")
+        .header(
+            ACCEPT,
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        )
+        .header(
+            USER_AGENT,
+            concat!("pplx-stream/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(body))
+        .map_err(|error| Error::config(format!("cannot build the request: {error}")))?;
+    let started = tokio::time::Instant::now();
+    let response = match tokio::time::timeout(timeouts.headers, client.request(request)).await {
+        Err(_) => return Err(Error::timeout(TimeoutPhase::Headers)),
+        Ok(Err(error)) => return Err(transport_error(error)),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status().as_u16();
+    tracing::info!(
+        status,
+        headers_ms = started.elapsed().as_millis() as u64,
+        "response headers"
+    );
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = resilience::parse_retry_after(
+        header("retry-after-ms").as_deref(),
+        header("retry-after").as_deref(),
+        SystemTime::now(),
+    );
+    let content_type = header("content-type").unwrap_or_default();
+    // The body says why; read a bounded amount of it, within the idle deadline.
+    let body = Limited::new(response.into_body(), 64 << 10).collect();
+    let body = match tokio::time::timeout(timeouts.idle, body).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let message = wire::error_message(status, &content_type, &body);
+    Err(Error::status(status, message).with_retry_after(retry_after))
+}
+
+/// A transport failure: a connect timeout, another connect failure, or a broken connection.
+fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Error::timeout(TimeoutPhase::Connect);
+        }
+        source = cause.source();
+    }
+    if error.is_connect() {
+        Error::connect(error)
+    } else {
+        Error::incomplete("the connection broke before the response").with_source(error)
+    }
+}
+
+/// The stream of one attempt: SSE events decoded into `ChatEvent`s, with the first-event and
+/// idle deadlines.
+pub(crate) struct Live {
+    events: EventStream<BodyDataStream<Incoming>>,
+    decoder: Decoder,
+    pending: VecDeque<ChatEvent>,
+    seen_event: bool,
+    timeouts: Timeouts,
+    started: tokio::time::Instant,
+    events_seen: u64,
+}
+
+impl Live {
+    pub(crate) fn new(
+        response: Response<Incoming>,
+        api: Api,
+        timeouts: Timeouts,
+        max_event_bytes: usize,
+    ) -> Self {
+        let limits = Limits::new(max_event_bytes, max_event_bytes);
+        Live {
+            events: EventStream::with_limits(BodyDataStream::new(response.into_body()), limits),
+            decoder: Decoder::new(api),
+            pending: VecDeque::new(),
+            seen_event: false,
+            timeouts,
+            started: tokio::time::Instant::now(),
+            events_seen: 0,
+        }
+    }
+
+    /// The usage known so far (for an interruption's error).
+    pub(crate) fn usage(&self) -> Option<chat_core::Usage> {
+        self.decoder.usage().cloned()
+    }
+
+    /// SSE events received.
+    pub(crate) fn events_seen(&self) -> u64 {
+        self.events_seen
+    }
+
+    /// The next event; `None` after `Done`.
+    pub(crate) async fn next(&mut self) -> Result<Option<ChatEvent>, Error> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.decoder.is_done() {
+                return Ok(None);
+            }
+            let (deadline, phase) = if self.seen_event {
+                (self.timeouts.idle, TimeoutPhase::Idle)
+            } else {
+                (self.timeouts.first_event, TimeoutPhase::FirstEvent)
+            };
+            let next = std::future::poll_fn(|context| {
+                futures_core::Stream::poll_next(Pin::new(&mut self.events), context)
+            });
+            let item = match tokio::time::timeout(deadline, next).await {
+                Err(_) => return Err(Error::timeout(phase)),
+                Ok(None) => {
+                    return Err(Error::incomplete("the stream ended before its final event"));
+                }
+                Ok(Some(Err(error))) if error.is_body() => {
+                    return Err(
+                        Error::incomplete("the connection broke mid-stream").with_source(error)
+                    );
+                }
+                Ok(Some(Err(error))) => {
+                    return Err(Error::protocol(format!("broken event stream: {error}")));
+                }
+                Ok(Some(Ok(item))) => item,
+            };
+            let Item::Event(event) = item else { continue };
+            if !self.seen_event {
+                self.seen_event = true;
+                tracing::info!(
+                    first_event_ms = self.started.elapsed().as_millis() as u64,
+                    "first event"
+                );
+            }
+            self.events_seen += 1;
+            let data = event
+                .data_str()
+                .map_err(|_| Error::protocol("an event's data is not UTF-8"))?;
+            self.decoder
+                .feed(event.event_type(), data, &mut self.pending)?;
+        }
+    }
+}

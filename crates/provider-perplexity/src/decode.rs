@@ -1,0 +1,326 @@
+//! Turns a stream's events (Sonar chunks or Agent API events) into the core's `ChatEvent`s,
+//! and assembles the final response.
+
+use std::collections::VecDeque;
+
+use chat_core::{ChatEvent, ChatResponse, Error, FinishReason, Sources, Usage};
+
+use crate::Api;
+use crate::think::{Split, ThinkSplitter};
+use crate::wire::{self, AgentEvent, AgentResponse, SonarChunk};
+
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    api: Api,
+    splitter: ThinkSplitter,
+    /// The raw JSON of the sources last emitted, to see whether they changed.
+    citations_raw: String,
+    results_raw: String,
+    response: ChatResponse,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl Decoder {
+    pub(crate) fn new(api: Api) -> Self {
+        Decoder {
+            api,
+            splitter: ThinkSplitter::default(),
+            citations_raw: String::new(),
+            results_raw: String::new(),
+            response: ChatResponse::default(),
+            usage: None,
+            done: false,
+        }
+    }
+
+    /// Whether the final event arrived.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The usage known so far.
+    pub(crate) fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    /// Decodes one event, appending what it means to `out`.
+    pub(crate) fn feed(
+        &mut self,
+        event_type: &[u8],
+        data: &str,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        if self.done {
+            return Ok(()); // Anything after the end (a `[DONE]` after the done chunk) is ignored.
+        }
+        if event_type == b"error" {
+            return Err(stream_error(data));
+        }
+        match self.api {
+            Api::Sonar => self.feed_sonar(data, out),
+            Api::Agent => self.feed_agent(data, out),
+        }
+    }
+
+    fn feed_sonar(&mut self, data: &str, out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
+        if data.trim() == "[DONE]" {
+            self.finish(FinishReason::Stop, out);
+            return Ok(());
+        }
+        let chunk: SonarChunk<'_> = serde_json::from_str(data)
+            .map_err(|error| Error::protocol(format!("bad chunk in the stream: {error}")))?;
+        if self.response.id.is_empty()
+            && let Some(id) = &chunk.id
+        {
+            self.response.id = id.to_string();
+        }
+        if self.response.model.is_empty()
+            && let Some(model) = &chunk.model
+        {
+            self.response.model = model.to_string();
+        }
+        let citations = chunk.citations.map_or("", |raw| raw.get());
+        let results = chunk.search_results.map_or("", |raw| raw.get());
+        if citations != self.citations_raw || results != self.results_raw {
+            let sources = wire::sources(chunk.citations, chunk.search_results)?;
+            self.citations_raw.clear();
+            self.citations_raw.push_str(citations);
+            self.results_raw.clear();
+            self.results_raw.push_str(results);
+            self.emit_sources(sources, out);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage.into_usage());
+        }
+        let mut finish = None;
+        if let Some(choice) = chunk.choices {
+            if let Some(content) = choice
+                .delta
+                .as_ref()
+                .and_then(|delta| delta.content.as_deref())
+            {
+                let split = self.splitter.push(content);
+                self.emit_split(split, out);
+            }
+            finish = choice.finish_reason.as_deref().map(FinishReason::parse);
+        }
+        let done_object = chunk.object.as_deref() == Some("chat.completion.done");
+        if finish.is_some() || done_object {
+            self.response.related_questions = wire::related_questions(chunk.related_questions);
+            self.response.images = wire::images(chunk.images);
+            self.finish(finish.unwrap_or_default(), out);
+        }
+        Ok(())
+    }
+
+    fn feed_agent(&mut self, data: &str, out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
+        let event: AgentEvent<'_> = serde_json::from_str(data)
+            .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
+        match event.kind.as_deref().unwrap_or_default() {
+            "response.output_text.delta" => {
+                if let Some(delta) = event.delta.as_deref().filter(|delta| !delta.is_empty()) {
+                    self.response.text.push_str(delta);
+                    out.push_back(ChatEvent::TextDelta(delta.to_owned()));
+                }
+            }
+            "response.reasoning.search_queries" => {
+                let queries: Vec<&str> = event
+                    .queries
+                    .iter()
+                    .flatten()
+                    .map(|query| query.as_ref())
+                    .collect();
+                if !queries.is_empty() {
+                    self.reasoning(format!("Searching: {}\n", queries.join("; ")), out);
+                }
+            }
+            "response.reasoning.search_results" => {
+                let raw = event.results.map_or("", |raw| raw.get());
+                if raw != self.results_raw {
+                    let sources = wire::agent_sources(event.results)?;
+                    self.results_raw.clear();
+                    self.results_raw.push_str(raw);
+                    self.emit_sources(sources, out);
+                }
+            }
+            "response.reasoning.stopped" => {
+                if let Some(thought) = event
+                    .thought
+                    .as_deref()
+                    .filter(|thought| !thought.is_empty())
+                {
+                    self.reasoning(format!("{thought}\n"), out);
+                }
+            }
+            "response.created" | "response.in_progress" => {
+                if let Some(response) = event.response
+                    && let Ok(response) = serde_json::from_str::<AgentResponse>(response.get())
+                {
+                    self.response.id = response.id;
+                    self.response.model = response.model;
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let response: AgentResponse = match event.response {
+                    Some(raw) => serde_json::from_str(raw.get())
+                        .map_err(|error| Error::protocol(format!("bad final response: {error}")))?,
+                    None => AgentResponse::default(),
+                };
+                if self.response.sources.is_empty() {
+                    let sources = response.sources()?;
+                    self.emit_sources(sources, out);
+                }
+                if let Some(usage) = response.usage {
+                    self.usage = Some(usage.into_usage());
+                }
+                if !response.id.is_empty() {
+                    self.response.id = response.id;
+                }
+                let finish = if response.status == "incomplete" {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                };
+                self.finish(finish, out);
+            }
+            "response.failed" | "error" => {
+                let message = event
+                    .response
+                    .and_then(|raw| serde_json::from_str::<AgentResponse>(raw.get()).ok())
+                    .and_then(|response| response.error)
+                    .map(|error| error.message)
+                    .unwrap_or_else(|| "the agent failed".to_owned());
+                return Err(Error::status(500, message));
+            }
+            _ => {} // Other events say nothing the caller needs.
+        }
+        Ok(())
+    }
+
+    fn reasoning(&mut self, text: String, out: &mut VecDeque<ChatEvent>) {
+        self.response.reasoning.push_str(&text);
+        out.push_back(ChatEvent::ReasoningDelta(text));
+    }
+
+    fn emit_split(&mut self, split: Split, out: &mut VecDeque<ChatEvent>) {
+        if !split.reasoning.is_empty() {
+            self.reasoning(split.reasoning, out);
+        }
+        if !split.text.is_empty() {
+            self.response.text.push_str(&split.text);
+            out.push_back(ChatEvent::TextDelta(split.text));
+        }
+    }
+
+    fn emit_sources(&mut self, sources: Sources, out: &mut VecDeque<ChatEvent>) {
+        if sources != self.response.sources && !sources.is_empty() {
+            self.response.sources = sources.clone();
+            out.push_back(ChatEvent::Sources(sources));
+        }
+    }
+
+    fn finish(&mut self, finish: FinishReason, out: &mut VecDeque<ChatEvent>) {
+        let rest = self.splitter.finish();
+        self.emit_split(rest, out);
+        if let Some(usage) = &self.usage {
+            out.push_back(ChatEvent::Usage(usage.clone()));
+        }
+        self.response.usage = self.usage.clone();
+        self.response.finish_reason = finish;
+        self.done = true;
+        out.push_back(ChatEvent::Done(Box::new(std::mem::take(
+            &mut self.response,
+        ))));
+    }
+}
+
+/// An `event: error` frame's error.
+fn stream_error(data: &str) -> Error {
+    let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    let message = value["error"]["message"]
+        .as_str()
+        .unwrap_or("the server reported an error mid-stream")
+        .to_owned();
+    let status = value["error"]["code"]
+        .as_u64()
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| *code >= 400)
+        .unwrap_or(500);
+    Error::status(status, message)
+}
+
+/// A complete response from a non-streaming body.
+pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| Error::protocol("the response is not UTF-8"))?;
+    let mut response = ChatResponse::default();
+    match api {
+        Api::Sonar => {
+            let chunk: SonarChunk<'_> = serde_json::from_str(text)
+                .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
+            response.id = chunk.id.as_deref().unwrap_or_default().to_owned();
+            response.model = chunk.model.as_deref().unwrap_or_default().to_owned();
+            response.sources = wire::sources(chunk.citations, chunk.search_results)?;
+            response.related_questions = wire::related_questions(chunk.related_questions);
+            response.images = wire::images(chunk.images);
+            response.usage = chunk.usage.map(wire::UsageWire::into_usage);
+            let choice = chunk
+                .choices
+                .ok_or_else(|| Error::protocol("the response has no choices"))?;
+            let content = choice
+                .message
+                .as_ref()
+                .and_then(|message| message.content.as_deref())
+                .unwrap_or_default();
+            let (reasoning, answer) = crate::think::split_whole(content);
+            response.text = answer;
+            response.reasoning = reasoning;
+            response.finish_reason = choice
+                .finish_reason
+                .as_deref()
+                .map(FinishReason::parse)
+                .unwrap_or_default();
+        }
+        Api::Agent => {
+            let body: AgentResponse = serde_json::from_str(text)
+                .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
+            if let Some(error) = &body.error
+                && body.status == "failed"
+            {
+                return Err(Error::status(500, error.message.clone()));
+            }
+            response.text = body.text();
+            response.sources = body.sources()?;
+            response.id = body.id.clone();
+            response.model = body.model.clone();
+            response.finish_reason = if body.status == "incomplete" {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            };
+            response.usage = body.usage.map(wire::UsageWire::into_usage);
+        }
+    }
+    Ok(response)
+}
+
+/// The events a complete response is delivered as: sources, reasoning, one text delta,
+/// usage, done.
+pub(crate) fn response_events(response: ChatResponse) -> Vec<ChatEvent> {
+    let mut events = Vec::new();
+    if !response.sources.is_empty() {
+        events.push(ChatEvent::Sources(response.sources.clone()));
+    }
+    if !response.reasoning.is_empty() {
+        events.push(ChatEvent::ReasoningDelta(response.reasoning.clone()));
+    }
+    if !response.text.is_empty() {
+        events.push(ChatEvent::TextDelta(response.text.clone()));
+    }
+    if let Some(usage) = &response.usage {
+        events.push(ChatEvent::Usage(usage.clone()));
+    }
+    events.push(ChatEvent::Done(Box::new(response)));
+    events
+}

@@ -1,0 +1,359 @@
+//! Perplexity's JSON, decoded with borrowed serde types: only the fields needed, no
+//! `serde_json::Value` per chunk, and the sources repeated on every chunk kept as raw JSON
+//! and compared, so they are built only when they first appear or change.
+
+use std::borrow::Cow;
+
+use chat_core::{ChatRequest, Cost, Error, Image, Role, SearchResult, Sources, Usage};
+use serde::Deserialize;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::Api;
+
+/// The request body for `api`, streaming or not.
+pub(crate) fn request_body(api: Api, request: &ChatRequest, model: &str, stream: bool) -> Vec<u8> {
+    let mut body = Map::new();
+    match api {
+        Api::Sonar => {
+            body.insert("model".into(), model.into());
+            let messages: Vec<Value> = request
+                .messages
+                .iter()
+                .map(|message| json!({"role": role(message.role), "content": message.content}))
+                .collect();
+            body.insert("messages".into(), Value::Array(messages));
+            if let Ok(Value::Object(sampling)) = serde_json::to_value(&request.sampling) {
+                body.extend(sampling);
+            }
+        }
+        Api::Agent => {
+            let key = if matches!(model, "fast-search" | "pro-search" | "deep-research") {
+                "preset"
+            } else {
+                "model"
+            };
+            body.insert(key.into(), model.into());
+            let instructions: Vec<&str> = request
+                .messages
+                .iter()
+                .filter(|message| message.role == Role::System)
+                .map(|message| message.content.as_str())
+                .collect();
+            if !instructions.is_empty() {
+                body.insert("instructions".into(), instructions.join("\n\n").into());
+            }
+            let input: Vec<Value> = request
+                .messages
+                .iter()
+                .filter(|message| message.role != Role::System)
+                .map(|message| json!({"role": role(message.role), "content": message.content}))
+                .collect();
+            body.insert("input".into(), Value::Array(input));
+            if let Some(max_tokens) = request.sampling.max_tokens {
+                body.insert("max_output_tokens".into(), max_tokens.into());
+            }
+        }
+    }
+    body.extend(
+        request
+            .options
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    body.insert("stream".into(), stream.into());
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+fn role(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Assistant => "assistant",
+        _ => "user",
+    }
+}
+
+/// One Sonar streaming chunk: only what the client uses.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SonarChunk<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) object: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) citations: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) search_results: Option<&'a RawValue>,
+    #[serde(default)]
+    pub(crate) usage: Option<UsageWire>,
+    #[serde(borrow, default, deserialize_with = "first_choice")]
+    pub(crate) choices: Option<ChoiceWire<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) related_questions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) images: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChoiceWire<'a> {
+    #[serde(borrow, default)]
+    pub(crate) delta: Option<DeltaWire<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) message: Option<DeltaWire<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeltaWire<'a> {
+    #[serde(borrow, default)]
+    pub(crate) content: Option<Cow<'a, str>>,
+}
+
+/// Takes the first element of `choices` and skips the rest, without a `Vec`.
+fn first_choice<'de, D>(deserializer: D) -> Result<Option<ChoiceWire<'de>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct First;
+    impl<'de> Visitor<'de> for First {
+        type Value = Option<ChoiceWire<'de>>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a list of choices")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(First)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct UsageWire {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default)]
+    cost: Option<CostWire>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct CostWire {
+    #[serde(default, alias = "input_cost")]
+    input_tokens_cost: f64,
+    #[serde(default, alias = "output_cost")]
+    output_tokens_cost: f64,
+    #[serde(default)]
+    request_cost: Option<f64>,
+    #[serde(default)]
+    total_cost: f64,
+}
+
+impl UsageWire {
+    pub(crate) fn into_usage(self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self
+                .total_tokens
+                .max(self.prompt_tokens + self.completion_tokens),
+            cost: self.cost.map(|cost| Cost {
+                input_tokens_cost: cost.input_tokens_cost,
+                output_tokens_cost: cost.output_tokens_cost,
+                request_cost: cost.request_cost,
+                total_cost: cost.total_cost,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchResultWire {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    snippet: Option<String>,
+}
+
+/// Builds sources from the raw `citations` and `search_results` JSON.
+pub(crate) fn sources(
+    citations: Option<&RawValue>,
+    search_results: Option<&RawValue>,
+) -> Result<Sources, Error> {
+    let citations: Vec<String> = match citations {
+        Some(raw) => serde_json::from_str::<Option<Vec<String>>>(raw.get())
+            .map_err(|error| Error::protocol(format!("bad citations: {error}")))?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let search_results = match search_results {
+        Some(raw) => serde_json::from_str::<Option<Vec<SearchResultWire>>>(raw.get())
+            .map_err(|error| Error::protocol(format!("bad search results: {error}")))?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(Sources {
+        citations,
+        search_results: search_results
+            .into_iter()
+            .map(|result| SearchResult {
+                title: result.title.unwrap_or_default(),
+                url: result.url,
+                date: result.date,
+                snippet: result.snippet,
+            })
+            .collect(),
+    })
+}
+
+pub(crate) fn related_questions(raw: Option<&RawValue>) -> Vec<String> {
+    raw.and_then(|raw| {
+        serde_json::from_str::<Option<Vec<String>>>(raw.get())
+            .ok()
+            .flatten()
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn images(raw: Option<&RawValue>) -> Vec<Image> {
+    raw.and_then(|raw| {
+        serde_json::from_str::<Option<Vec<Image>>>(raw.get())
+            .ok()
+            .flatten()
+    })
+    .unwrap_or_default()
+}
+
+/// One Agent API event: only what the client uses.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AgentEvent<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) delta: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) queries: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub(crate) results: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) thought: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) response: Option<&'a RawValue>,
+}
+
+/// The Agent API's response object (non-streaming body, or inside `response.completed`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentResponse {
+    #[serde(default)]
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) model: String,
+    #[serde(default)]
+    pub(crate) status: String,
+    #[serde(default)]
+    pub(crate) output: Vec<OutputItem>,
+    #[serde(default)]
+    pub(crate) usage: Option<UsageWire>,
+    #[serde(default)]
+    pub(crate) error: Option<AgentError>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentError {
+    #[serde(default)]
+    pub(crate) message: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OutputItem {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    results: Option<Box<RawValue>>,
+    #[serde(default)]
+    content: Vec<ContentPart>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(default)]
+    text: String,
+}
+
+impl AgentResponse {
+    pub(crate) fn text(&self) -> String {
+        self.output
+            .iter()
+            .filter(|item| item.kind == "message")
+            .flat_map(|item| item.content.iter().map(|part| part.text.as_str()))
+            .collect()
+    }
+
+    pub(crate) fn sources(&self) -> Result<Sources, Error> {
+        let results = self
+            .output
+            .iter()
+            .find(|item| item.kind == "search_results")
+            .and_then(|item| item.results.as_deref());
+        agent_sources(results)
+    }
+}
+
+/// Agent API search results as sources (the citations are their URLs).
+pub(crate) fn agent_sources(results: Option<&RawValue>) -> Result<Sources, Error> {
+    let mut sources = sources(None, results)?;
+    sources.citations = sources
+        .search_results
+        .iter()
+        .map(|result| result.url.clone())
+        .collect();
+    Ok(sources)
+}
+
+/// The message of an error body: JSON `error.message`, a 422 `detail[0].msg`, or a short
+/// description of anything else (an HTML page is not echoed).
+pub(crate) fn error_message(status: u16, content_type: &str, body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        if let Some(message) = value["error"]["message"].as_str() {
+            return message.to_owned();
+        }
+        if let Some(message) = value["detail"][0]["msg"].as_str() {
+            let location: Vec<String> = value["detail"][0]["loc"]
+                .as_array()
+                .map(|parts| {
+                    parts
+                        .iter()
+                        .map(|part| part.to_string().trim_matches('"').to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return format!("{message} ({})", location.join("."));
+        }
+        if let Some(message) = value["detail"].as_str() {
+            return message.to_owned();
+        }
+    }
+    match status {
+        401 => "API key rejected (401)".to_owned(),
+        403 => "API key not allowed (403)".to_owned(),
+        _ if content_type.starts_with("text/html") => {
+            format!("the server answered {status} with an HTML page")
+        }
+        _ => format!("the server answered {status}"),
+    }
+}
