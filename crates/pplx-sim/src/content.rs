@@ -225,11 +225,16 @@ pub(crate) fn answer(
     }
     let mut text = String::new();
     let mut written = 0;
+    let mut sentences = 0;
     while written < words {
         let length = (4 + rng.below(10)).min(words - written);
-        if !text.is_empty() {
+        if sentences > 0 && sentences % 3 == 0 {
+            // Paragraphs, as real answers have them.
+            text.push_str("\n\n");
+        } else if !text.is_empty() {
             text.push(' ');
         }
+        sentences += 1;
         text.push_str(&sentence(&mut rng, length));
         written += length;
         text.push_str(&format!("[{}]", 1 + rng.below(sources)));

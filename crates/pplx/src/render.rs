@@ -1,0 +1,219 @@
+//! Markdown rendered as it streams, for a terminal: each finished line is rendered (headings,
+//! lists, bold, inline code, citation marks, code fences), the line still arriving is shown
+//! plainly and redrawn rendered once its end comes. An unclosed code fence is closed for
+//! display at the end. Piped output gets the plain text instead.
+
+use std::io::{self, Write};
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const CYAN: &str = "\x1b[36m";
+const BLUE: &str = "\x1b[34m";
+
+pub(crate) struct Renderer<W: Write> {
+    out: W,
+    styled: bool,
+    width: usize,
+    in_code: bool,
+    /// The line still arriving, and how many of its characters are on screen already.
+    line: String,
+    shown: usize,
+}
+
+impl<W: Write> Renderer<W> {
+    pub(crate) fn new(out: W, styled: bool, width: usize) -> Self {
+        Renderer {
+            out,
+            styled,
+            width: width.max(20),
+            in_code: false,
+            line: String::new(),
+            shown: 0,
+        }
+    }
+
+    /// Adds answer text.
+    pub(crate) fn push(&mut self, text: &str) -> io::Result<()> {
+        if !self.styled {
+            self.out.write_all(text.as_bytes())?;
+            return self.out.flush();
+        }
+        let mut rest = text;
+        while let Some(end) = rest.find('\n') {
+            self.line.push_str(&rest[..end]);
+            self.finish_line()?;
+            rest = &rest[end + 1..];
+        }
+        self.line.push_str(rest);
+        // The open line, plainly, as it arrives.
+        let unshown: String = self.line.chars().skip(self.shown).collect();
+        self.out.write_all(unshown.as_bytes())?;
+        self.shown = self.line.chars().count();
+        self.out.flush()
+    }
+
+    /// Text shown dimmed (reasoning), kept apart from the answer.
+    pub(crate) fn dim(&mut self, text: &str) -> io::Result<()> {
+        if self.styled {
+            write!(self.out, "{DIM}{text}{RESET}")?;
+        } else {
+            self.out.write_all(text.as_bytes())?;
+        }
+        self.out.flush()
+    }
+
+    fn finish_line(&mut self) -> io::Result<()> {
+        let line = std::mem::take(&mut self.line);
+        let shown = std::mem::take(&mut self.shown);
+        // Erase the plain start of the line, over as many screen rows as it took, then redraw
+        // it rendered. (Characters are counted as columns: wide characters may misjudge it.)
+        if shown > 0 {
+            let rows_up = (shown - 1) / self.width;
+            if rows_up > 0 {
+                write!(self.out, "\x1b[{rows_up}A")?;
+            }
+            write!(self.out, "\r\x1b[J")?;
+        }
+        let rendered = self.render_line(&line);
+        writeln!(self.out, "{rendered}")
+    }
+
+    fn render_line(&mut self, line: &str) -> String {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            self.in_code = !self.in_code;
+            return format!("{DIM}{line}{RESET}");
+        }
+        if self.in_code {
+            return format!("{CYAN}{line}{RESET}");
+        }
+        if let Some(heading) = ["### ", "## ", "# "]
+            .iter()
+            .find_map(|mark| trimmed.strip_prefix(mark))
+        {
+            return format!("{BOLD}{}{RESET}", inline(heading));
+        }
+        for bullet in ["- ", "* ", "+ "] {
+            if let Some(item) = trimmed.strip_prefix(bullet) {
+                let indent = &line[..line.len() - trimmed.len()];
+                return format!("{indent}• {}", inline(item));
+            }
+        }
+        inline(line)
+    }
+
+    /// The end of the answer: the open line rendered, an unclosed fence closed for display.
+    pub(crate) fn finish(&mut self) -> io::Result<()> {
+        if self.styled {
+            if !self.line.is_empty() {
+                self.finish_line()?;
+            }
+            if self.in_code {
+                writeln!(self.out, "{DIM}```{RESET}")?;
+                self.in_code = false;
+            }
+            write!(self.out, "{RESET}")?;
+        } else {
+            writeln!(self.out)?;
+        }
+        self.out.flush()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Bold, inline code and citation marks within a line.
+fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("**")
+            && let Some(end) = after.find("**")
+        {
+            out.push_str(&format!("{BOLD}{}{RESET}", &after[..end]));
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('`')
+            && let Some(end) = after.find('`')
+        {
+            out.push_str(&format!("{CYAN}{}{RESET}", &after[..end]));
+            rest = &after[end + 1..];
+        } else if let Some(after) = rest.strip_prefix('[')
+            && let Some(end) = after.find(']')
+            && end > 0
+            && after[..end].bytes().all(|byte| byte.is_ascii_digit())
+        {
+            out.push_str(&format!("{BLUE}[{}]{RESET}", &after[..end]));
+            rest = &after[end + 1..];
+        } else {
+            let next = rest.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[..next]);
+            rest = &rest[next..];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(pieces: &[&str], styled: bool) -> String {
+        let mut renderer = Renderer::new(Vec::new(), styled, 80);
+        for piece in pieces {
+            renderer.push(piece).unwrap();
+        }
+        renderer.finish().unwrap();
+        String::from_utf8(renderer.into_inner()).unwrap()
+    }
+
+    #[test]
+    fn piped_output_is_the_plain_text() {
+        assert_eq!(
+            render(&["# Ti", "tle\n**bo", "ld** [1]"], false),
+            "# Title\n**bold** [1]\n"
+        );
+    }
+
+    #[test]
+    fn finished_lines_are_rendered_and_the_open_line_is_shown_plainly_first() {
+        let out = render(&["# Ti", "tle\n- item **b**\n", "```\ncode"], true);
+        assert!(
+            out.starts_with("# Ti"),
+            "the open line appears at once: {out:?}"
+        );
+        assert!(
+            out.contains(&format!("\r\x1b[J{BOLD}Title{RESET}\n")),
+            "{out:?}"
+        );
+        assert!(out.contains(&format!("• item {BOLD}b{RESET}")), "{out:?}");
+        assert!(out.contains(&format!("{CYAN}code{RESET}")), "{out:?}");
+        assert!(
+            out.ends_with(&format!("{DIM}```{RESET}\n{RESET}")),
+            "the fence is closed for display: {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_terminal_is_erased_over_all_its_rows() {
+        let mut renderer = Renderer::new(Vec::new(), true, 20);
+        renderer.push(&"x".repeat(45)).unwrap();
+        renderer.push("\n").unwrap();
+        let out = String::from_utf8(renderer.into_inner()).unwrap();
+        assert!(
+            out.ends_with(&format!("\x1b[2A\r\x1b[J{}\n", "x".repeat(45))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn citation_marks_and_inline_code_are_styled() {
+        assert_eq!(
+            inline("a [12] `x` [b]"),
+            format!("a {BLUE}[12]{RESET} {CYAN}x{RESET} [b]")
+        );
+    }
+}

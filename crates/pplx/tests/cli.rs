@@ -1,0 +1,259 @@
+//! The built `pplx` binary against the simulator: plain, `--json`, `--no-stream`, piped
+//! stdin, every error class and its exit code, and a pseudo-terminal session with Ctrl-C.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Output;
+use std::time::Duration;
+
+use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
+use serde_json::Value;
+
+const KEY: &str = "cli-test-key";
+const QUESTION: &str = "Explain quantum computing";
+
+async fn simulator() -> Simulator {
+    let mut config = SimConfig::default();
+    config.keys = vec![KEY.to_owned()];
+    config.pace = Pace::instant();
+    Simulator::start(config).await.unwrap()
+}
+
+/// Runs `pplx` with `args` against `sim` (or with no key when `sim` is `None`).
+async fn pplx(sim: Option<&Simulator>, args: &[&str], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command
+        .args(args)
+        .env_remove("PERPLEXITY_API_KEY")
+        .env_remove("PERPLEXITY_API_KEYS")
+        .env_remove("PERPLEXITY_BASE_URL")
+        .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(sim) = sim {
+        command
+            .env("PERPLEXITY_API_KEY", KEY)
+            .env("PERPLEXITY_BASE_URL", sim.base_url());
+    }
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_question_streams_the_answer_then_its_sources() {
+    let sim = simulator().await;
+    let expected = sim.expected_answer("sonar", &[QUESTION]);
+    let output = pplx(Some(&sim), &["Explain", "quantum", "computing"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let (answer, sources) = text.split_once("\n\nSources\n").unwrap();
+    assert_eq!(answer, expected.text);
+    assert_eq!(sources.lines().count(), expected.citations.len());
+    assert_eq!(
+        sources.lines().next().unwrap(),
+        format!(
+            "[1] {} — {}",
+            expected.search_results[0].title, expected.citations[0]
+        )
+    );
+    assert!(!text.contains('\x1b'), "piped output is plain");
+}
+
+#[tokio::test]
+async fn json_output_is_one_object_per_line_in_the_documented_shape() {
+    let sim = simulator().await;
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let output = pplx(Some(&sim), &["--json", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let types: Vec<&str> = lines
+        .iter()
+        .map(|line| line["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"sources"));
+    assert_eq!(&types[types.len() - 2..], ["usage", "done"]);
+    assert!(
+        types[1..types.len() - 2]
+            .iter()
+            .all(|kind| *kind == "delta")
+    );
+    let deltas: String = lines
+        .iter()
+        .filter(|line| line["type"] == "delta")
+        .map(|line| line["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, expected);
+    let done = lines.last().unwrap();
+    assert_eq!(done["text"], expected.as_str());
+    assert_eq!(
+        (
+            done["finish_reason"].as_str(),
+            done["fallback"].as_bool(),
+            done["cached"].as_bool()
+        ),
+        (Some("stop"), Some(false), Some(false))
+    );
+    let first_line = stdout(&output).lines().next().unwrap().to_owned();
+    assert!(
+        first_line.starts_with(r#"{"type":"sources","citations":["#),
+        "{first_line}"
+    );
+    let result = &first_line[first_line.find(r#""search_results":[{"#).unwrap()..];
+    let (title, url, date) = (
+        result.find(r#""title":"#).unwrap(),
+        result.find(r#""url":"#).unwrap(),
+        result.find(r#""date":"#).unwrap(),
+    );
+    assert!(
+        title < url && url < date,
+        "search results are title, url, date: {result}"
+    );
+    let delta_line = stdout(&output).lines().nth(1).unwrap().to_owned();
+    assert!(
+        delta_line.starts_with(r#"{"type":"delta","text":"#),
+        "{delta_line}"
+    );
+}
+
+#[tokio::test]
+async fn no_stream_and_piped_questions() {
+    let sim = simulator().await;
+    let output = pplx(
+        Some(&sim),
+        &["--no-stream", "--model", "pro", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with(&sim.expected_text("sonar-pro", &[QUESTION], None)));
+    let output = pplx(Some(&sim), &[], Some(&format!("{QUESTION}\n"))).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with(&sim.expected_text("sonar", &[QUESTION], None)));
+    let output = pplx(Some(&sim), &["-"], Some(QUESTION)).await;
+    assert!(stdout(&output).starts_with(&sim.expected_text("sonar", &[QUESTION], None)));
+    sim.wait_idle().await;
+    let streams: Vec<bool> = sim.log().iter().map(|entry| entry.stream).collect();
+    assert_eq!(streams, [false, true, true]);
+}
+
+#[tokio::test]
+async fn errors_read_like_advice_with_their_exit_codes() {
+    let sim = simulator().await;
+    sim.script(Target::Any, Fault::status(401), 1);
+    let output = pplx(Some(&sim), &[QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("check PERPLEXITY_API_KEY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains(KEY));
+
+    let output = pplx(Some(&sim), &["--model", "gpt-4", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("Invalid model 'gpt-4'"),
+        "{}",
+        stderr(&output)
+    );
+
+    sim.script(Target::Any, Fault::rate_limited(41), 1);
+    let output = pplx(Some(&sim), &[QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("rate limited on all 1 keys, next free in 41 s"),
+        "{}",
+        stderr(&output)
+    );
+
+    sim.script(Target::Any, Fault::drop_after_events(6), 1);
+    let output = pplx(Some(&sim), &["--json", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let deltas: String = lines
+        .iter()
+        .filter(|line| line["type"] == "delta")
+        .map(|line| line["text"].as_str().unwrap())
+        .collect();
+    let error = lines.last().unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["kind"], "interrupted");
+    assert_eq!(error["partial"], deltas.as_str());
+    assert!(!deltas.is_empty());
+
+    let output = pplx(Some(&sim), &["--no-such-flag"], None).await;
+    assert_eq!(output.status.code(), Some(2));
+    let output = pplx(
+        Some(&sim),
+        &["--config", "/nonexistent/pplx.toml", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn with_no_key_the_built_in_simulator_answers() {
+    let output = pplx(None, &["--json", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output).lines().count(),
+        1,
+        "one line says so: {}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("built-in simulator"));
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(done["type"], "done");
+    assert!(!done["text"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn in_a_terminal_it_spins_renders_and_stops_cleanly_on_ctrl_c() {
+    use expectrl::{Eof, Expect, Regex};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command
+        .args(["--sim", "--show-reasoning", "--model", "reason", QUESTION])
+        .env_remove("PERPLEXITY_API_KEY")
+        .env_remove("PERPLEXITY_API_KEYS")
+        .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
+        .env("TERM", "xterm");
+    let mut session = expectrl::Session::spawn(command).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    session.expect("built-in simulator").unwrap();
+    session.expect("searching").unwrap();
+    // Reasoning, dimmed, then the answer: a finished line is redrawn, citation marks styled.
+    session.expect("\x1b[2m").unwrap();
+    session.expect(Regex("\x1b\\[34m\\[[0-9]+\\]")).unwrap();
+    session.send("\x03").unwrap();
+    session.expect("interrupted").unwrap();
+    session.expect(Eof).unwrap();
+    let status = session.get_process().wait().unwrap();
+    assert_eq!(
+        format!("{status:?}"),
+        format!("Exited(Pid({}), 130)", session.get_process().pid())
+    );
+}
