@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-const AREAS: &[&str] = &["parse", "resilience", "sim"];
+const AREAS: &[&str] = &["parse", "resilience", "sim", "provider"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
@@ -28,6 +28,14 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     };
     for area in areas {
         let envs: &[(&str, &str)] = if quick { &[("BENCH_QUICK", "1")] } else { &[] };
+        if area == "provider" {
+            // The memory figure runs the simulator as its own process.
+            crate::run(
+                "cargo",
+                &["build", "--locked", "--release", "-p", "pplx-sim"],
+                &[],
+            )?;
+        }
         crate::run(
             "cargo",
             &["bench", "--locked", "-p", "benches", "--bench", area],
@@ -38,6 +46,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
             "parse" => report_parse(&criterion)?,
             "resilience" => report_resilience(&criterion)?,
             "sim" => report_sim(&criterion)?,
+            "provider" => report_provider(&criterion)?,
             _ => unreachable!("areas are checked above"),
         }
     }
@@ -171,6 +180,45 @@ fn report_sim(criterion: &Path) -> Result {
     println!(
         "sim firehose: {:.0} events/s on one connection, {:.0} events/s on 64",
         summary[0], summary[1]
+    );
+    Ok(())
+}
+
+fn report_provider(criterion: &Path) -> Result {
+    let group = "provider_stream";
+    let meta = read_json(&criterion.join(group).join("meta.json"))?;
+    let deltas = meta["deltas"].as_f64().ok_or("meta without deltas")?;
+    println!("| client | chunks/s | client CPU ns/chunk |\n|---|---:|---:|");
+    let mut rates = Vec::new();
+    for client in ["pplx-provider", "async-openai", "bare-hyper-sse"] {
+        let rate = deltas / (median_ns(criterion, group, client)? / 1e9);
+        let cpu = meta["cpu_ns_per_chunk"][client]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        println!("| {client} | {rate:.0} | {cpu:.0} |");
+        rates.push((rate, cpu));
+    }
+    let first = median_ns(
+        criterion,
+        "provider_first_delta",
+        "sim_first_event_to_caller",
+    )?;
+    println!(
+        "first delta: {:.1} µs median from the simulator's first event to the caller",
+        first / 1e3
+    );
+    if let Ok(memory) = read_json(&criterion.join("provider_memory").join("meta.json")) {
+        println!(
+            "memory: {:.1} KiB resident per stream with {} streams open",
+            memory["bytes_per_stream"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            memory["streams"]
+        );
+    }
+    println!(
+        "provider vs async-openai: {:.1}x chunks/s, {:.2}x CPU per chunk; vs bare pipeline: {:.1}% slower",
+        rates[0].0 / rates[1].0,
+        rates[0].1 / rates[1].1,
+        (rates[2].0 / rates[0].0 - 1.0) * 100.0
     );
     Ok(())
 }

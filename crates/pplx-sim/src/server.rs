@@ -136,6 +136,9 @@ pub struct LogEntry {
     pub events_sent: usize,
     /// How it ended.
     pub ending: Ending,
+    /// When the first answer event was handed to the connection, since the simulator started
+    /// (see [`Simulator::started_at`]).
+    pub first_event_at: Option<Duration>,
 }
 
 impl fmt::Display for LogEntry {
@@ -244,6 +247,11 @@ impl Simulator {
             stop,
             server: Some(server),
         })
+    }
+
+    /// When it started: the origin of [`LogEntry::at`] and [`LogEntry::first_event_at`].
+    pub fn started_at(&self) -> std::time::Instant {
+        self.shared.started.into_std()
     }
 
     /// The address it serves on.
@@ -545,6 +553,7 @@ async fn handle(
             status: 0,
             events_sent: 0,
             ending: Ending::InProgress,
+            first_event_at: None,
         });
         log.len() - 1
     };
@@ -852,6 +861,7 @@ impl Writer {
                 cached
             }
         };
+        lock(&self.shared.log)[self.log_index].first_event_at = Some(self.shared.started.elapsed());
         for batch in batches.iter() {
             if sender.send(Ok(batch.clone())).await.is_err() {
                 return (0, Ending::ClientGone);
@@ -924,6 +934,10 @@ impl Writer {
             }
             if index > 0 && !self.pace.chunk_delay.is_zero() {
                 tokio::time::sleep(self.pace.chunk_delay).await;
+            }
+            if index == 0 {
+                lock(&self.shared.log)[self.log_index].first_event_at =
+                    Some(self.shared.started.elapsed());
             }
             if fault.keep_alive
                 && !self

@@ -194,7 +194,7 @@ impl Live {
 
     /// The usage known so far (for an interruption's error).
     pub(crate) fn usage(&self) -> Option<chat_core::Usage> {
-        self.decoder.usage().cloned()
+        self.decoder.usage()
     }
 
     /// SSE events received.

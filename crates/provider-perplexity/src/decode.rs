@@ -18,6 +18,8 @@ pub(crate) struct Decoder {
     results_raw: String,
     response: ChatResponse,
     usage: Option<Usage>,
+    /// Sonar's cumulative usage as last sent, raw: decoded at the end or on demand.
+    usage_raw: String,
     done: bool,
 }
 
@@ -30,6 +32,7 @@ impl Decoder {
             results_raw: String::new(),
             response: ChatResponse::default(),
             usage: None,
+            usage_raw: String::new(),
             done: false,
         }
     }
@@ -40,8 +43,8 @@ impl Decoder {
     }
 
     /// The usage known so far.
-    pub(crate) fn usage(&self) -> Option<&Usage> {
-        self.usage.as_ref()
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        self.usage.clone().or_else(|| wire::usage(&self.usage_raw))
     }
 
     /// Decodes one event, appending what it means to `out`.
@@ -91,7 +94,8 @@ impl Decoder {
             self.emit_sources(sources, out);
         }
         if let Some(usage) = chunk.usage {
-            self.usage = Some(usage.into_usage());
+            self.usage_raw.clear();
+            self.usage_raw.push_str(usage.get());
         }
         let mut finish = None;
         if let Some(choice) = chunk.choices {
@@ -223,6 +227,9 @@ impl Decoder {
     fn finish(&mut self, finish: FinishReason, out: &mut VecDeque<ChatEvent>) {
         let rest = self.splitter.finish();
         self.emit_split(rest, out);
+        if self.usage.is_none() {
+            self.usage = wire::usage(&self.usage_raw);
+        }
         if let Some(usage) = &self.usage {
             out.push_back(ChatEvent::Usage(usage.clone()));
         }
@@ -257,14 +264,14 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
     let mut response = ChatResponse::default();
     match api {
         Api::Sonar => {
-            let chunk: SonarChunk<'_> = serde_json::from_str(text)
+            let chunk: SonarChunk<'_, wire::BodyChoiceWire<'_>> = serde_json::from_str(text)
                 .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
             response.id = chunk.id.as_deref().unwrap_or_default().to_owned();
             response.model = chunk.model.as_deref().unwrap_or_default().to_owned();
             response.sources = wire::sources(chunk.citations, chunk.search_results)?;
             response.related_questions = wire::related_questions(chunk.related_questions);
             response.images = wire::images(chunk.images);
-            response.usage = chunk.usage.map(wire::UsageWire::into_usage);
+            response.usage = chunk.usage.and_then(|raw| wire::usage(raw.get()));
             let choice = chunk
                 .choices
                 .ok_or_else(|| Error::protocol("the response has no choices"))?;

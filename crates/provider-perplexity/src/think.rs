@@ -32,6 +32,11 @@ pub(crate) struct ThinkSplitter {
 impl ThinkSplitter {
     pub(crate) fn push(&mut self, delta: &str) -> Split {
         let mut split = Split::default();
+        if matches!(self.state, State::Answer) {
+            // The common case, once past any think block: the delta is answer text as is.
+            split.text.push_str(delta);
+            return split;
+        }
         self.held.push_str(delta);
         loop {
             match self.state {

@@ -74,9 +74,11 @@ fn role(role: Role) -> &'static str {
     }
 }
 
-/// One Sonar streaming chunk: only what the client uses.
+/// One Sonar streaming chunk (with `C` = [`ChoiceWire`]) or a whole non-streaming body (with
+/// `C` = [`BodyChoiceWire`]): only what the client uses.
 #[derive(Debug, Deserialize)]
-pub(crate) struct SonarChunk<'a> {
+#[serde(bound(deserialize = "C: Deserialize<'de>"))]
+pub(crate) struct SonarChunk<'a, C = ChoiceWire<'a>> {
     #[serde(borrow, default)]
     pub(crate) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -87,20 +89,30 @@ pub(crate) struct SonarChunk<'a> {
     pub(crate) citations: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) search_results: Option<&'a RawValue>,
-    #[serde(default)]
-    pub(crate) usage: Option<UsageWire>,
-    #[serde(borrow, default, deserialize_with = "first_choice")]
-    pub(crate) choices: Option<ChoiceWire<'a>>,
+    /// Raw, so that the cumulative usage every chunk repeats is decoded only when needed.
+    #[serde(borrow, default)]
+    pub(crate) usage: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "first_choice")]
+    pub(crate) choices: Option<C>,
     #[serde(borrow, default)]
     pub(crate) related_questions: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) images: Option<&'a RawValue>,
 }
 
+/// A streaming choice. The cumulative `message` every chunk repeats is not declared, so it is
+/// skipped, never decoded (decoding it made each chunk cost as much as the text so far).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ChoiceWire<'a> {
     #[serde(borrow, default)]
     pub(crate) delta: Option<DeltaWire<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A non-streaming choice: the whole message.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BodyChoiceWire<'a> {
     #[serde(borrow, default)]
     pub(crate) message: Option<DeltaWire<'a>>,
     #[serde(borrow, default)]
@@ -114,13 +126,14 @@ pub(crate) struct DeltaWire<'a> {
 }
 
 /// Takes the first element of `choices` and skips the rest, without a `Vec`.
-fn first_choice<'de, D>(deserializer: D) -> Result<Option<ChoiceWire<'de>>, D::Error>
+fn first_choice<'de, D, C>(deserializer: D) -> Result<Option<C>, D::Error>
 where
     D: serde::Deserializer<'de>,
+    C: Deserialize<'de>,
 {
-    struct First;
-    impl<'de> Visitor<'de> for First {
-        type Value = Option<ChoiceWire<'de>>;
+    struct First<C>(std::marker::PhantomData<C>);
+    impl<'de, C: Deserialize<'de>> Visitor<'de> for First<C> {
+        type Value = Option<C>;
         fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             formatter.write_str("a list of choices")
         }
@@ -133,7 +146,7 @@ where
             Ok(None)
         }
     }
-    deserializer.deserialize_any(First)
+    deserializer.deserialize_any(First(std::marker::PhantomData))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -158,6 +171,13 @@ struct CostWire {
     request_cost: Option<f64>,
     #[serde(default)]
     total_cost: f64,
+}
+
+/// Decodes a raw `usage` object (unreadable usage is no usage: it never fails an answer).
+pub(crate) fn usage(raw: &str) -> Option<Usage> {
+    serde_json::from_str::<UsageWire>(raw)
+        .ok()
+        .map(UsageWire::into_usage)
 }
 
 impl UsageWire {
