@@ -2,6 +2,8 @@
 //! `tests/data/`.
 
 #[cfg(test)]
+mod cache;
+#[cfg(test)]
 mod provider;
 #[cfg(test)]
 mod sim;

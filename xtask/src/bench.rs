@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-const AREAS: &[&str] = &["parse", "resilience", "sim", "provider"];
+const AREAS: &[&str] = &["parse", "resilience", "sim", "provider", "cache"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
@@ -47,6 +47,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
             "resilience" => report_resilience(&criterion)?,
             "sim" => report_sim(&criterion)?,
             "provider" => report_provider(&criterion)?,
+            "cache" => report_cache(&criterion)?,
             _ => unreachable!("areas are checked above"),
         }
     }
@@ -219,6 +220,28 @@ fn report_provider(criterion: &Path) -> Result {
         rates[0].0 / rates[1].0,
         rates[0].1 / rates[1].1,
         (rates[2].0 / rates[0].0 - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+fn report_cache(criterion: &Path) -> Result {
+    println!("| operation | median |\n|---|---:|");
+    let memory = median_ns(criterion, "cache_hit", "memory_chat")?;
+    println!("| hit, in memory | {:.1} µs |", memory / 1e3);
+    let redis = median_ns(criterion, "cache_hit", "redis_chat").ok();
+    if let Some(redis) = redis {
+        println!("| hit, Redis on loopback | {:.1} µs |", redis / 1e3);
+    }
+    let replay = median_ns(criterion, "cache_replay", "memory_stream_hit")?;
+    println!(
+        "| streaming hit, 503 events replayed | {:.1} µs |",
+        replay / 1e3
+    );
+    println!(
+        "cache: hit {:.1} µs in memory, {} through Redis; replay {:.0} events/s",
+        memory / 1e3,
+        redis.map_or("n/a".to_owned(), |redis| format!("{:.1} µs", redis / 1e3)),
+        503.0 / (replay / 1e9)
     );
     Ok(())
 }

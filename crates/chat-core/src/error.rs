@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use crate::Usage;
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+type SharedSource = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,11 +95,14 @@ impl TimeoutPhase {
 /// Providers build it with the constructors; callers ask it questions
 /// ([`is_retryable`](Error::is_retryable), [`retry_after`](Error::retry_after),
 /// [`partial_text`](Error::partial_text), ...). Messages are for people and never hold key
-/// material.
+/// material. Cloning is cheap (the source is shared), so one failure can reach several
+/// callers as the same error.
+#[derive(Clone)]
 pub struct Error {
     inner: Box<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     message: String,
@@ -107,7 +111,7 @@ struct Inner {
     phase: Option<TimeoutPhase>,
     partial: Option<(String, Option<Usage>)>,
     open_until: Option<Instant>,
-    source: Option<Source>,
+    source: Option<SharedSource>,
 }
 
 impl Error {
@@ -196,7 +200,7 @@ impl Error {
 
     /// Adds the underlying error.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        self.inner.source = Some(source.into());
+        self.inner.source = Some(SharedSource::from(source.into()));
         self
     }
 
@@ -379,8 +383,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.inner
             .source
-            .as_ref()
-            .map(|source| source.as_ref() as &(dyn std::error::Error + 'static))
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
     }
 }
 

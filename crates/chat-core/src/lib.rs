@@ -50,5 +50,5 @@ mod response;
 pub use error::{Error, ErrorKind, TimeoutPhase};
 pub use event::{Accumulator, ChatEvent};
 pub use provider::{ChatProvider, ChatStream};
-pub use request::{ChatRequest, Message, Role, Sampling};
+pub use request::{CacheMode, ChatRequest, Message, Role, Sampling};
 pub use response::{ChatResponse, Cost, FinishReason, Image, SearchResult, Sources, Usage};

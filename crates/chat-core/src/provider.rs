@@ -22,6 +22,12 @@ pub trait ChatProvider: Send + Sync {
 
     /// Answers `request` as a stream of events. Nothing is sent until the stream is polled.
     fn chat_stream(&self, request: ChatRequest) -> ChatStream;
+
+    /// Who would answer `request`, for cache keys: the provider, its API and the model after
+    /// alias mapping, for example `perplexity/sonar/sonar-pro`. Never includes a key.
+    fn answerer(&self, request: &ChatRequest) -> String {
+        format!("unknown/{}", request.model)
+    }
 }
 
 #[async_trait]
@@ -33,6 +39,10 @@ impl<P: ChatProvider + ?Sized> ChatProvider for Arc<P> {
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
         (**self).chat_stream(request)
     }
+
+    fn answerer(&self, request: &ChatRequest) -> String {
+        (**self).answerer(request)
+    }
 }
 
 #[async_trait]
@@ -43,5 +53,9 @@ impl<P: ChatProvider + ?Sized> ChatProvider for Box<P> {
 
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
         (**self).chat_stream(request)
+    }
+
+    fn answerer(&self, request: &ChatRequest) -> String {
+        (**self).answerer(request)
     }
 }

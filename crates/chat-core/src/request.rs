@@ -92,6 +92,22 @@ pub struct ChatRequest {
     /// Provider options, merged into the request body as top-level fields.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// How a cache in front of the provider treats this request (providers ignore it).
+    #[serde(skip)]
+    pub cache: CacheMode,
+}
+
+/// How a response cache treats one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// Answer from the cache when it can; store complete answers.
+    #[default]
+    Use,
+    /// Neither read nor write the cache.
+    Bypass,
+    /// Do not read the cache, but store the fresh answer.
+    Refresh,
 }
 
 impl ChatRequest {

@@ -20,6 +20,8 @@ pub(crate) struct FileConfig {
     pub(crate) keys_env: Option<String>,
     /// The base URL (PERPLEXITY_BASE_URL and --base-url win).
     pub(crate) base_url: Option<String>,
+    /// The response cache: "memory" or "redis://HOST:PORT" (--cache wins).
+    pub(crate) cache: Option<String>,
     /// Model aliases: `fast = "sonar"`.
     pub(crate) aliases: std::collections::BTreeMap<String, String>,
     pub(crate) timeouts: TimeoutsFile,
@@ -90,4 +92,25 @@ pub(crate) fn seconds(value: Option<f64>) -> Option<Duration> {
     value
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
         .map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start =
+            readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let config: FileConfig = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(config.model.as_deref(), Some("pro"));
+        assert_eq!(config.cache.as_deref(), Some("memory"));
+        assert_eq!(config.retry.after_commit.as_deref(), Some("fail"));
+        assert!(
+            toml::from_str::<FileConfig>("unknown = 1").is_err(),
+            "typos are reported"
+        );
+    }
 }

@@ -53,6 +53,10 @@ struct Args {
     /// Do not use the response cache.
     #[arg(long)]
     no_cache: bool,
+    /// The response cache: memory (the default, for this process) or redis://HOST:PORT
+    /// (shared by every pplx using it).
+    #[arg(long, value_name = "memory|redis://…")]
+    cache: Option<String>,
     /// The API's base URL (also PERPLEXITY_BASE_URL).
     #[arg(long)]
     base_url: Option<String>,
@@ -97,7 +101,9 @@ fn main() -> ExitCode {
 
 /// Everything a session needs.
 struct Session {
-    provider: Arc<PerplexityProvider>,
+    provider: Arc<dyn ChatProvider>,
+    /// The provider under the cache, for its key statistics.
+    perplexity: PerplexityProvider,
     model: String,
     system: Option<String>,
     json: bool,
@@ -215,17 +221,38 @@ async fn session(args: &Args, file: config::FileConfig) -> Result<Session, Strin
             config.base_url = base_url;
         }
     }
-    let provider = PerplexityProvider::new(config).map_err(|error| error.to_string())?;
+    let perplexity = PerplexityProvider::new(config).map_err(|error| error.to_string())?;
     let model = args
         .model
         .clone()
         .or(file.model.clone())
         .unwrap_or_else(|| "sonar".to_owned());
-    if args.no_cache {
-        // Accepted for scripts written against a cached setup; nothing is cached yet.
-    }
+    let cache_choice = args.cache.clone().or(file.cache.clone());
+    let provider: Arc<dyn ChatProvider> = if args.no_cache {
+        Arc::new(perplexity.clone())
+    } else {
+        let mut cache_config = cache::CacheConfig::default();
+        match cache_choice.as_deref() {
+            None | Some("memory") => {}
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                cache_config.backend = cache::Backend::Redis {
+                    url: url.to_owned(),
+                };
+            }
+            Some(other) => {
+                return Err(format!(
+                    "--cache {other:?}: use memory or redis://HOST:PORT"
+                ));
+            }
+        }
+        Arc::new(
+            cache::CachedProvider::new(perplexity.clone(), cache_config)
+                .map_err(|error| error.to_string())?,
+        )
+    };
     Ok(Session {
-        provider: Arc::new(provider),
+        provider,
+        perplexity,
         model,
         system: args.system.clone(),
         json: args.json,
@@ -388,7 +415,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         messages,
         ..ChatRequest::default()
     };
-    let before = session.provider.key_stats();
+    let before = session.perplexity.key_stats();
     let started = Instant::now();
     let styled = !session.json && std::io::stdout().is_terminal();
     let width = terminal_size::terminal_size().map_or(80, |(width, _)| usize::from(width.0));
@@ -609,7 +636,7 @@ fn print_stats(
     progress: &Progress,
     elapsed: Duration,
 ) {
-    let after = session.provider.key_stats();
+    let after = session.perplexity.key_stats();
     let attempts: u64 = after
         .iter()
         .zip(before)

@@ -257,3 +257,82 @@ fn in_a_terminal_it_spins_renders_and_stops_cleanly_on_ctrl_c() {
         format!("Exited(Pid({}), 130)", session.get_process().pid())
     );
 }
+
+/// A redis-server on a free loopback port, killed when dropped.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs Debian's redis-server)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::yield_now();
+        }
+        Redis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn two_processes_share_answers_through_redis() {
+    let redis = Redis::start();
+    let sim = simulator().await;
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let mut dones = Vec::new();
+    for _ in 0..2 {
+        let output = pplx(
+            Some(&sim),
+            &["--json", "--cache", &redis.url, QUESTION],
+            None,
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+        assert_eq!(done["text"], expected.as_str());
+        dones.push(done["cached"].as_bool().unwrap());
+    }
+    assert_eq!(dones, [false, true]);
+    sim.wait_idle().await;
+    assert_eq!(
+        sim.log().len(),
+        1,
+        "the second process was answered by Redis"
+    );
+    let output = pplx(Some(&sim), &["--json", "--no-cache", QUESTION], None).await;
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(done["cached"], false);
+}

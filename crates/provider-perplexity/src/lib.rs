@@ -283,6 +283,11 @@ impl ChatProvider for PerplexityProvider {
             .await
     }
 
+    fn answerer(&self, request: &ChatRequest) -> String {
+        let (model, api) = self.resolve(&request.model);
+        format!("perplexity/{}/{model}", api.as_str())
+    }
+
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
         let shared = self.shared.clone();
         let (model, api) = self.resolve(&request.model);

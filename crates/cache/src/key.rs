@@ -1,0 +1,130 @@
+//! Cache keys: a stable hash of the normalised request.
+
+use chat_core::ChatRequest;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Options that say nothing about the answer, left out of the key.
+const NOT_ANSWER_CHANGING: &[&str] = &["stream", "user", "request_id", "metadata"];
+
+/// The key for `request` answered by `answerer` (provider, API and resolved model), or `None`
+/// when the request must not be cached: its answer goes stale in minutes (a recency filter of
+/// an hour or a day), unless `cache_recent`.
+pub(crate) fn cache_key(
+    answerer: &str,
+    request: &ChatRequest,
+    cache_recent: bool,
+) -> Option<String> {
+    let recency = request
+        .options
+        .get("search_recency_filter")
+        .and_then(Value::as_str);
+    if !cache_recent && matches!(recency, Some("hour" | "day")) {
+        return None;
+    }
+    let options: Map<String, Value> = request
+        .options
+        .iter()
+        .filter(|(name, _)| !NOT_ANSWER_CHANGING.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let normalised = json!({
+        "answerer": answerer,
+        "messages": request.messages,
+        "sampling": request.sampling,
+        "options": canonical(Value::Object(options)),
+    });
+    let digest = Sha256::digest(canonical(normalised).to_string().as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    Some(format!("pplx:v1:{hex}"))
+}
+
+/// The value with every object's keys sorted, whatever order it was built in.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map
+                .into_iter()
+                .map(|(key, value)| (key, canonical(value)))
+                .collect();
+            entries.sort_by(|left, right| left.0.cmp(&right.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::Message;
+
+    use super::*;
+
+    fn request() -> ChatRequest {
+        ChatRequest::new("pro", "What is new in Rust?")
+            .with_option("search_domain_filter", json!(["rust-lang.org"]))
+            .with_option(
+                "web_search_options",
+                json!({"search_context_size": "low", "b": 1}),
+            )
+    }
+
+    #[test]
+    fn the_same_request_gives_the_same_key_whatever_the_option_order() {
+        let key = cache_key("perplexity/sonar/sonar-pro", &request(), false).unwrap();
+        let mut reordered = ChatRequest::new("pro", "What is new in Rust?");
+        reordered.options.insert(
+            "web_search_options".into(),
+            json!({"b": 1, "search_context_size": "low"}),
+        );
+        reordered
+            .options
+            .insert("search_domain_filter".into(), json!(["rust-lang.org"]));
+        reordered.options.insert("stream".into(), json!(true));
+        assert_eq!(
+            cache_key("perplexity/sonar/sonar-pro", &reordered, false).unwrap(),
+            key
+        );
+        assert!(key.starts_with("pplx:v1:") && key.len() == 8 + 64);
+    }
+
+    #[test]
+    fn everything_that_changes_the_answer_changes_the_key() {
+        let base = cache_key("perplexity/sonar/sonar-pro", &request(), false).unwrap();
+        assert_ne!(
+            cache_key("perplexity/sonar/sonar", &request(), false).unwrap(),
+            base
+        );
+        assert_ne!(
+            cache_key("perplexity/agent/sonar-pro", &request(), false).unwrap(),
+            base
+        );
+        let mut sampled = request();
+        sampled.sampling.temperature = Some(0.2);
+        assert_ne!(
+            cache_key("perplexity/sonar/sonar-pro", &sampled, false).unwrap(),
+            base
+        );
+        let mut followed = request();
+        followed.messages.push(Message::assistant("x"));
+        assert_ne!(
+            cache_key("perplexity/sonar/sonar-pro", &followed, false).unwrap(),
+            base
+        );
+        let filtered = request().with_option("search_recency_filter", "week");
+        assert_ne!(
+            cache_key("perplexity/sonar/sonar-pro", &filtered, false).unwrap(),
+            base
+        );
+    }
+
+    #[test]
+    fn answers_that_go_stale_in_minutes_are_not_cached_unless_asked() {
+        let recent = request().with_option("search_recency_filter", "hour");
+        assert_eq!(cache_key("a", &recent, false), None);
+        assert!(cache_key("a", &recent, true).is_some());
+        let today = request().with_option("search_recency_filter", "day");
+        assert_eq!(cache_key("a", &today, false), None);
+    }
+}

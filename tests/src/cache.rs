@@ -1,0 +1,344 @@
+//! `cache` in front of `provider-perplexity`, against the simulator (whose request log proves
+//! what reached it), in memory and in a real Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache::{Backend, CacheConfig, CachedProvider};
+use chat_core::{CacheMode, ChatEvent, ChatProvider, ChatRequest, Error};
+use futures_util::StreamExt;
+use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
+use provider_perplexity::{PerplexityConfig, PerplexityProvider};
+
+const KEY: &str = "cache-test-key";
+const QUESTION: &str = "Explain quantum computing";
+
+async fn simulator(chunk_delay: Duration) -> Simulator {
+    let mut config = SimConfig::default();
+    config.keys = vec![KEY.to_owned()];
+    let mut pace = Pace::instant();
+    pace.chunk_delay = chunk_delay;
+    config.pace = pace;
+    Simulator::start(config).await.unwrap()
+}
+
+fn cached(sim: &Simulator, config: CacheConfig) -> Arc<CachedProvider<PerplexityProvider>> {
+    let mut provider = PerplexityConfig::default();
+    provider.base_url = sim.base_url();
+    provider.keys = vec![resilience::ApiKey::new(KEY)];
+    provider.fallback = false;
+    provider.backoff.max_attempts = 1;
+    Arc::new(CachedProvider::new(PerplexityProvider::new(provider).unwrap(), config).unwrap())
+}
+
+async fn collect(
+    provider: &dyn ChatProvider,
+    request: ChatRequest,
+) -> (Vec<ChatEvent>, Option<Error>) {
+    let mut stream = provider.chat_stream(request);
+    let mut events = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => events.push(event),
+            Err(error) => return (events, Some(error)),
+        }
+    }
+    (events, None)
+}
+
+fn text(events: &[ChatEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            ChatEvent::TextDelta(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(events: &[ChatEvent]) -> &chat_core::ChatResponse {
+    match events.last() {
+        Some(ChatEvent::Done(response)) => response,
+        other => panic!("no Done: {other:?}"),
+    }
+}
+
+async fn upstream_calls(sim: &Simulator) -> usize {
+    sim.wait_idle().await;
+    sim.log().len()
+}
+
+#[tokio::test]
+async fn a_streaming_hit_replays_every_event_with_its_boundaries() {
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let request = ChatRequest::new("sonar", QUESTION);
+    let (first, error) = collect(provider.as_ref(), request.clone()).await;
+    assert!(error.is_none());
+    assert!(!done(&first).cached);
+    let (second, _) = collect(provider.as_ref(), request.clone()).await;
+    assert_eq!(second.len(), first.len());
+    assert_eq!(
+        second[..second.len() - 1],
+        first[..first.len() - 1],
+        "same events, same boundaries"
+    );
+    assert!(done(&second).cached);
+    assert_eq!(
+        done(&second).text,
+        sim.expected_text("sonar", &[QUESTION], None)
+    );
+    let response = provider.chat(request).await.unwrap();
+    assert!(
+        response.cached,
+        "a plain call is answered by the streamed entry too"
+    );
+    assert_eq!(upstream_calls(&sim).await, 1);
+    let stats = provider.stats();
+    assert_eq!((stats.hits, stats.misses, stats.stores), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn reasoning_and_usage_survive_a_hit() {
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let request = ChatRequest::new("reason", QUESTION);
+    let (first, _) = collect(provider.as_ref(), request.clone()).await;
+    let (second, _) = collect(provider.as_ref(), request).await;
+    let reasoning = |events: &[ChatEvent]| {
+        events
+            .iter()
+            .filter(|event| matches!(event, ChatEvent::ReasoningDelta(_)))
+            .count()
+    };
+    assert!(reasoning(&first) > 0);
+    assert_eq!(reasoning(&second), reasoning(&first));
+    assert!(
+        second
+            .iter()
+            .any(|event| matches!(event, ChatEvent::Usage(_)))
+    );
+    assert_eq!(done(&second).reasoning, done(&first).reasoning);
+}
+
+#[tokio::test]
+async fn partial_interrupted_and_failed_answers_are_never_stored() {
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let request = ChatRequest::new("sonar", QUESTION);
+    sim.script(Target::Any, Fault::drop_after_events(5), 1);
+    let (_, error) = collect(provider.as_ref(), request.clone()).await;
+    assert!(error.unwrap().is_interrupted());
+    sim.script(Target::Any, Fault::status(500), 1);
+    assert!(provider.chat(request.clone()).await.is_err());
+    let (events, error) = collect(provider.as_ref(), request.clone()).await;
+    assert!(error.is_none());
+    assert!(!done(&events).cached, "nothing was stored before");
+    assert_eq!(upstream_calls(&sim).await, 3);
+    assert_eq!(provider.stats().stores, 1);
+}
+
+#[tokio::test]
+async fn bypass_and_refresh() {
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let mut request = ChatRequest::new("sonar", QUESTION);
+    request.cache = CacheMode::Bypass;
+    provider.chat(request.clone()).await.unwrap();
+    provider.chat(request.clone()).await.unwrap();
+    assert_eq!(provider.stats().stores, 0);
+    request.cache = CacheMode::Refresh;
+    let refreshed = provider.chat(request.clone()).await.unwrap();
+    assert!(!refreshed.cached);
+    request.cache = CacheMode::Use;
+    assert!(provider.chat(request).await.unwrap().cached);
+    assert_eq!(upstream_calls(&sim).await, 3);
+}
+
+#[tokio::test]
+async fn a_hundred_identical_streams_make_one_upstream_call() {
+    let sim = simulator(Duration::from_millis(3)).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (events, error) = task.await.unwrap();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(text(&events), expected, "the whole answer, exactly once");
+    }
+    assert_eq!(upstream_calls(&sim).await, 1);
+    let stats = provider.stats();
+    assert_eq!(stats.hits + stats.misses, 100);
+    assert_eq!(stats.misses - stats.coalesced, 1, "one leader: {stats:?}");
+}
+
+#[tokio::test]
+async fn a_late_joiner_gets_everything_once_and_a_leaver_cancels_nobody() {
+    let sim = simulator(Duration::from_millis(5)).await;
+    let provider = cached(&sim, CacheConfig::default());
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let mut first = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|event| matches!(event, ChatEvent::TextDelta(_)))
+        .count()
+        < 3
+    {
+        seen.push(first.next().await.unwrap().unwrap());
+    }
+    let (late, error) = collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await;
+    assert!(error.is_none());
+    assert_eq!(text(&late), expected);
+    drop(first);
+    assert_eq!(upstream_calls(&sim).await, 1);
+    assert_eq!(provider.stats().coalesced, 1);
+
+    // The first caller leaves early; the second still gets the whole answer.
+    let mut leaver = provider.chat_stream(ChatRequest::new("sonar", "another question"));
+    leaver.next().await.unwrap().unwrap();
+    let stayer = {
+        let provider = provider.clone();
+        tokio::spawn(async move {
+            collect(
+                provider.as_ref(),
+                ChatRequest::new("sonar", "another question"),
+            )
+            .await
+        })
+    };
+    tokio::task::yield_now().await;
+    drop(leaver);
+    let (events, error) = stayer.await.unwrap();
+    assert!(error.is_none());
+    assert_eq!(
+        text(&events),
+        sim.expected_text("sonar", &["another question"], None)
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_failure_reaches_every_caller_as_the_same_error() {
+    let sim = simulator(Duration::ZERO).await;
+    let mut config = SimConfig::default();
+    config.keys = vec![KEY.to_owned()];
+    sim.script(
+        Target::Any,
+        Fault::status(400).delay_headers(Duration::from_millis(200)),
+        1,
+    );
+    let provider = cached(&sim, CacheConfig::default());
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (events, error) = task.await.unwrap();
+        assert!(events.is_empty());
+        let error = error.unwrap();
+        assert!(error.is_bad_request(), "{error}");
+        assert_eq!(error.status_code(), Some(400));
+    }
+    assert_eq!(upstream_calls(&sim).await, 1);
+}
+
+/// A redis-server on a free loopback port, killed when dropped.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs Debian's redis-server)");
+        let url = format!("redis://127.0.0.1:{port}/");
+        // Ready when it answers a connection.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::yield_now();
+        }
+        Redis { child, url }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
+    let mut redis = Redis::start();
+    let sim = simulator(Duration::ZERO).await;
+    let config = CacheConfig {
+        backend: Backend::Redis {
+            url: redis.url.clone(),
+        },
+        ..CacheConfig::default()
+    };
+    // Two providers stand for two processes: they share only Redis.
+    let one = cached(&sim, config.clone());
+    let two = cached(&sim, config.clone());
+    let request = ChatRequest::new("sonar", QUESTION);
+    let (first, _) = collect(one.as_ref(), request.clone()).await;
+    let (second, _) = collect(two.as_ref(), request.clone()).await;
+    assert!(done(&second).cached);
+    assert_eq!(second[..second.len() - 1], first[..first.len() - 1]);
+    assert_eq!(upstream_calls(&sim).await, 1);
+
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let started = std::time::Instant::now();
+    let response = two
+        .chat(ChatRequest::new("sonar", "while redis is down"))
+        .await
+        .unwrap();
+    assert!(!response.cached);
+    assert_eq!(
+        response.text,
+        sim.expected_text("sonar", &["while redis is down"], None)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the dead cache did not hold the request up"
+    );
+    let (events, error) = collect(two.as_ref(), request).await;
+    assert!(error.is_none());
+    assert!(!done(&events).cached, "a miss, not a failure");
+    assert_eq!(upstream_calls(&sim).await, 3);
+}
