@@ -2,7 +2,9 @@
 //!
 //! Makes a Python venv under `target/interop/venv` from `tests/interop/requirements.txt`,
 //! starts the `pplx-sim` binary with `tests/interop/scenario.toml`, and runs
-//! `tests/interop/sdks.py` (the official `openai` and `perplexityai` SDKs) against it.
+//! `tests/interop/sdks.py` (the official `openai` and `perplexityai` SDKs) against it; then
+//! starts `pplx-mcp` and runs `tests/interop/mcp_client.py` (the official `mcp` package) over
+//! stdio and Streamable HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,9 +23,20 @@ impl Drop for Running {
 }
 
 pub(crate) fn run(root: &Path) -> Result {
-    crate::run("cargo", &["build", "--locked", "-p", "pplx-sim"], &[])?;
+    crate::run(
+        "cargo",
+        &["build", "--locked", "-p", "pplx-sim", "-p", "pplx-mcp"],
+        &[],
+    )?;
     let python = venv(root)?;
+    sdks(root, &python)?;
+    mcp(root, &python)
+}
+
+/// The official `openai` and `perplexityai` SDKs against the simulator binary.
+fn sdks(root: &Path, python: &Path) -> Result {
     let sim = root.join("target/debug/pplx-sim");
+    let python = python.to_path_buf();
     let scenario = root.join("tests/interop/scenario.toml");
     let scenario = scenario.to_str().ok_or("non-UTF-8 path")?;
     let expected = |model: &str| -> Result<String> {
@@ -83,6 +96,51 @@ pub(crate) fn run(root: &Path) -> Result {
         Ok(())
     } else {
         Err("interop checks failed".into())
+    }
+}
+
+/// The official Python `mcp` package against `pplx-mcp`, over stdio and Streamable HTTP.
+fn mcp(root: &Path, python: &Path) -> Result {
+    let server = root.join("target/debug/pplx-mcp");
+    let token = "interop-token";
+    let mut child = Running(
+        Command::new(&server)
+            .args([
+                "--sim",
+                "--no-cache",
+                "--http",
+                "127.0.0.1:0",
+                "--allow-origin",
+                "http://localhost:3000",
+            ])
+            .env("PPLX_MCP_TOKEN", token)
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let stderr = child.0.stderr.take().ok_or("no stderr from pplx-mcp")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().ok_or("pplx-mcp exited before serving")??;
+        if let Some(url) = line.strip_prefix("pplx-mcp: serving MCP at ") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    eprintln!("interop: pplx-mcp at {url}");
+    let status = Command::new(python)
+        .arg(root.join("tests/interop/mcp_client.py"))
+        .env("PPLX_MCP_BIN", &server)
+        .env("PPLX_MCP_URL", &url)
+        .env("PPLX_MCP_TOKEN", token)
+        .status()?;
+    drop(child);
+    if status.success() {
+        Ok(())
+    } else {
+        Err("MCP interop checks failed".into())
     }
 }
 

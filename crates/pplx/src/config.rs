@@ -6,62 +6,71 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The file, as written.
+/// The file, as written. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct FileConfig {
+pub struct FileConfig {
     /// The default model (or alias).
-    pub(crate) model: Option<String>,
+    pub model: Option<String>,
     /// The default API: "sonar" or "agent".
-    pub(crate) api: Option<String>,
+    pub api: Option<String>,
     /// The variable holding one key (default PERPLEXITY_API_KEY).
-    pub(crate) key_env: Option<String>,
+    pub key_env: Option<String>,
     /// The variable holding comma-separated keys (default PERPLEXITY_API_KEYS).
-    pub(crate) keys_env: Option<String>,
+    pub keys_env: Option<String>,
     /// The base URL (PERPLEXITY_BASE_URL and --base-url win).
-    pub(crate) base_url: Option<String>,
+    pub base_url: Option<String>,
     /// The response cache: "memory" or "redis://HOST:PORT" (--cache wins).
-    pub(crate) cache: Option<String>,
+    pub cache: Option<String>,
     /// Model aliases: `fast = "sonar"`.
-    pub(crate) aliases: std::collections::BTreeMap<String, String>,
-    pub(crate) timeouts: TimeoutsFile,
-    pub(crate) retry: RetryFile,
-    pub(crate) breaker: BreakerFile,
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// `[timeouts]`.
+    pub timeouts: TimeoutsFile,
+    /// `[retry]`.
+    pub retry: RetryFile,
+    /// `[breaker]`.
+    pub breaker: BreakerFile,
 }
 
+/// `[timeouts]`, in seconds.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct TimeoutsFile {
-    pub(crate) connect_secs: Option<f64>,
-    pub(crate) headers_secs: Option<f64>,
-    pub(crate) first_event_secs: Option<f64>,
-    pub(crate) idle_secs: Option<f64>,
-    pub(crate) total_secs: Option<f64>,
+#[allow(missing_docs)]
+pub struct TimeoutsFile {
+    pub connect_secs: Option<f64>,
+    pub headers_secs: Option<f64>,
+    pub first_event_secs: Option<f64>,
+    pub idle_secs: Option<f64>,
+    pub total_secs: Option<f64>,
 }
 
+/// `[retry]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct RetryFile {
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) base_ms: Option<u64>,
-    pub(crate) cap_ms: Option<u64>,
-    pub(crate) max_hint_secs: Option<f64>,
+#[allow(missing_docs)]
+pub struct RetryFile {
+    pub max_attempts: Option<u32>,
+    pub base_ms: Option<u64>,
+    pub cap_ms: Option<u64>,
+    pub max_hint_secs: Option<f64>,
     /// "fail" (default) or "restart".
-    pub(crate) after_commit: Option<String>,
+    pub after_commit: Option<String>,
     /// Fall back to a non-streaming request (default true).
-    pub(crate) fallback: Option<bool>,
+    pub fallback: Option<bool>,
 }
 
+/// `[breaker]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct BreakerFile {
-    pub(crate) failure_rate: Option<f64>,
-    pub(crate) minimum_calls: Option<u32>,
-    pub(crate) open_secs: Option<f64>,
+#[allow(missing_docs)]
+pub struct BreakerFile {
+    pub failure_rate: Option<f64>,
+    pub minimum_calls: Option<u32>,
+    pub open_secs: Option<f64>,
 }
 
 /// `$XDG_CONFIG_HOME/pplx/config.toml`, else `~/.config/pplx/config.toml`.
-pub(crate) fn default_path() -> Option<PathBuf> {
+pub fn default_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|value| !value.is_empty())
         .map(PathBuf::from)
@@ -71,7 +80,7 @@ pub(crate) fn default_path() -> Option<PathBuf> {
 
 /// Reads the file at `path`; a missing default file is an empty config, a missing explicit
 /// one is an error.
-pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
     let (path, explicit) = match path {
         Some(path) => (path.to_path_buf(), true),
         None => match default_path() {
@@ -88,7 +97,8 @@ pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, String> {
     }
 }
 
-pub(crate) fn seconds(value: Option<f64>) -> Option<Duration> {
+/// A positive, finite number of seconds as a duration.
+pub fn seconds(value: Option<f64>) -> Option<Duration> {
     value
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
         .map(Duration::from_secs_f64)

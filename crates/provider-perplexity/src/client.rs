@@ -84,6 +84,20 @@ pub(crate) async fn send(
         Api::Sonar => "/chat/completions",
         Api::Agent => "/v1/agent",
     };
+    send_to(client, base_url, path, body, key, stream, timeouts).await
+}
+
+/// Sends one request to `path` and returns the response once its headers arrive with a 2xx
+/// status.
+pub(crate) async fn send_to(
+    client: &HttpClient,
+    base_url: &str,
+    path: &str,
+    body: Bytes,
+    key: &ApiKey,
+    stream: bool,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, Error> {
     let mut authorization = HeaderValue::try_from(format!("Bearer {}", key.expose()))
         .map_err(|_| Error::config("an API key holds characters a header cannot carry"))?;
     // Kept out of HTTP/2 header compression tables and of hyper's debug output.

@@ -149,6 +149,64 @@ impl PerplexityProvider {
     pub fn config(&self) -> &PerplexityConfig {
         &self.shared.config
     }
+
+    /// Perplexity's Search API (`POST /search`): ranked web results, no answer. `body` holds
+    /// its fields (`query`, `max_results`, `max_tokens_per_page`, `country`, the filters); the
+    /// request gets the same protections as a chat request.
+    ///
+    /// # Errors
+    /// As for a chat request.
+    pub async fn search(
+        &self,
+        body: serde_json::Value,
+    ) -> Result<Vec<chat_core::SearchResult>, Error> {
+        let shared = &self.shared;
+        let body = Bytes::from(body.to_string());
+        let deadline = Instant::now() + shared.config.timeouts.total;
+        let (results, _lease) = shared
+            .retrier
+            .run_until(deadline, |attempt| {
+                let body = body.clone();
+                async move {
+                    let response = client::send_to(
+                        &shared.client,
+                        &shared.base_url,
+                        "/search",
+                        body,
+                        &attempt.key,
+                        false,
+                        &shared.config.timeouts,
+                    )
+                    .await?;
+                    let body = http_body_util::Limited::new(
+                        response.into_body(),
+                        shared.config.max_event_bytes,
+                    );
+                    let body = tokio::time::timeout(
+                        shared.config.timeouts.idle,
+                        http_body_util::BodyExt::collect(body),
+                    )
+                    .await
+                    .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
+                    .map_err(|error| {
+                        Error::incomplete("the response body broke").with_source(error)
+                    })?
+                    .to_bytes();
+                    #[derive(serde::Deserialize)]
+                    struct Results {
+                        #[serde(default)]
+                        results: Option<Box<serde_json::value::RawValue>>,
+                    }
+                    let parsed: Results = serde_json::from_slice(&body).map_err(|error| {
+                        Error::protocol(format!("bad search response: {error}"))
+                    })?;
+                    Ok::<_, Error>(wire::sources(None, parsed.results.as_deref())?.search_results)
+                }
+            })
+            .instrument(tracing::info_span!("perplexity_search"))
+            .await?;
+        Ok(results)
+    }
 }
 
 impl Shared {

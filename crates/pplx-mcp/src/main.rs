@@ -1,0 +1,363 @@
+//! `pplx-mcp`: Perplexity for AI assistants, over the Model Context Protocol.
+//!
+//! stdio by default; `--http 127.0.0.1:PORT` serves Streamable HTTP at `/mcp`, checking the
+//! `Host` and `Origin` headers against allow-lists and, when `PPLX_MCP_TOKEN` (or the variable
+//! named by `--token-env`) is set, a bearer token. The tools, `perplexity_ask`,
+//! `perplexity_reason`, `perplexity_research` and `perplexity_search`, take the same arguments
+//! as Perplexity's official MCP server; answers stream as progress notifications. Keys and the
+//! config file are the terminal client's; with no key, the built-in simulator answers. Logs go
+//! to stderr: stdout belongs to the protocol.
+
+mod tools;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chat_core::ChatProvider;
+use clap::Parser;
+use provider_perplexity::PerplexityProvider;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+
+/// An MCP server exposing Perplexity: ask, reason, research and search.
+#[derive(Debug, Parser)]
+#[command(name = "pplx-mcp", version)]
+struct Args {
+    /// Serve Streamable HTTP at /mcp on this address instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Browser origins allowed to call the HTTP server (repeatable), like http://localhost:3000.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Extra Host names accepted by the HTTP server (loopback names always are).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// The variable holding the bearer token HTTP clients must send (none set: no token).
+    #[arg(long, default_value = "PPLX_MCP_TOKEN")]
+    token_env: String,
+    /// Answer from the built-in simulator even if a key is set.
+    #[arg(long)]
+    sim: bool,
+    /// The config file (default $XDG_CONFIG_HOME/pplx/config.toml).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// The API's base URL (also PERPLEXITY_BASE_URL).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Do not use the response cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// The response cache: memory or redis://HOST:PORT.
+    #[arg(long)]
+    cache: Option<String>,
+}
+
+/// The server: the provider (behind its cache) for the chat tools, the provider itself for
+/// search.
+#[derive(Clone)]
+struct PplxMcp {
+    provider: Arc<dyn ChatProvider>,
+    perplexity: PerplexityProvider,
+    instructions: String,
+}
+
+impl ServerHandler for PplxMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("pplx-mcp", env!("CARGO_PKG_VERSION")))
+            .with_instructions(self.instructions.clone())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(tools::list())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        tools::call(&self.provider, &self.perplexity, request, context).await
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pplx-mcp: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pplx-mcp: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let file = pplx::config::load(args.config.as_deref())?;
+    let options = pplx::SetupOptions {
+        base_url: args.base_url.clone(),
+        sim: args.sim,
+        cache: args.cache.clone(),
+        no_cache: args.no_cache,
+        ..pplx::SetupOptions::default()
+    };
+    let setup = pplx::setup(&options, file, "pplx-mcp").await?;
+    let mut instructions = "Perplexity: web-grounded answers with citations. Use perplexity_search for URLs, facts and news; perplexity_ask for quick answers; perplexity_reason for step-by-step analysis; perplexity_research for in-depth multi-source research (slow). All tools are read-only. Answers stream as progress notifications when a progress token is given.".to_owned();
+    if setup.simulator.is_some() {
+        instructions.push_str(" This server has no Perplexity API key: answers come from a built-in simulator and are not real.");
+    }
+    let server = PplxMcp {
+        provider: setup.provider,
+        perplexity: setup.perplexity,
+        instructions,
+    };
+    let _simulator = setup.simulator;
+    match args.http {
+        None => {
+            let running = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(|error| format!("cannot start on stdio: {error}"))?;
+            running
+                .waiting()
+                .await
+                .map_err(|error| format!("stdio session failed: {error}"))?;
+            Ok(())
+        }
+        Some(addr) => {
+            let token = std::env::var(&args.token_env)
+                .ok()
+                .filter(|token| !token.is_empty());
+            http::serve(server, addr, &args.allow_hosts, &args.allow_origins, token).await
+        }
+    }
+}
+
+mod http {
+    //! Streamable HTTP at `/mcp`, with the Host/Origin allow-lists and the bearer token.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::{Request, Response, StatusCode};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use tower_service::Service;
+
+    use super::PplxMcp;
+
+    pub(super) async fn serve(
+        server: PplxMcp,
+        addr: SocketAddr,
+        extra_hosts: &[String],
+        origins: &[String],
+        token: Option<String>,
+    ) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+        let local = listener.local_addr().map_err(|error| error.to_string())?;
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "[::1]".to_owned(),
+        ];
+        hosts.extend(extra_hosts.iter().cloned());
+        let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+        if !origins.is_empty() {
+            config = config.with_allowed_origins(origins.to_vec());
+        }
+        let service = StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        // The first line on stderr says where it serves.
+        eprintln!("pplx-mcp: serving MCP at http://{local}/mcp");
+        let token = token.map(|token| format!("Bearer {token}"));
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => accepted.map_err(|error| error.to_string())?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            let service = service.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let mut service = service.clone();
+                    let token = token.clone();
+                    async move {
+                        if request.uri().path() != "/mcp" {
+                            return Ok(plain(
+                                StatusCode::NOT_FOUND,
+                                "not found: the MCP endpoint is /mcp",
+                            ));
+                        }
+                        if let Some(expected) = &token {
+                            let given = request
+                                .headers()
+                                .get(hyper::header::AUTHORIZATION)
+                                .and_then(|value| value.to_str().ok());
+                            if given != Some(expected.as_str()) {
+                                return Ok(plain(
+                                    StatusCode::UNAUTHORIZED,
+                                    "a valid bearer token is required",
+                                ));
+                            }
+                        }
+                        service.call(request).await
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    }
+
+    fn plain(
+        status: StatusCode,
+        text: &'static str,
+    ) -> Response<BoxBody<Bytes, std::convert::Infallible>> {
+        let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+        *response.status_mut() = status;
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
+    use provider_perplexity::PerplexityConfig;
+    use rmcp::model::{
+        NumberOrString, ProgressNotificationParam, ProgressToken, RequestMetaObject,
+    };
+    use rmcp::service::NotificationContext;
+    use rmcp::{ClientHandler, RoleClient};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A client that keeps the progress messages it receives.
+    struct Progress(Arc<Mutex<Vec<String>>>);
+
+    impl ClientHandler for Progress {
+        async fn on_progress(
+            &self,
+            params: ProgressNotificationParam,
+            _: NotificationContext<RoleClient>,
+        ) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(params.message.unwrap_or_default());
+        }
+    }
+
+    #[tokio::test]
+    async fn tools_over_an_in_memory_duplex() {
+        let mut sim_config = SimConfig::default();
+        sim_config.keys = vec!["mcp-test-key".into()];
+        let mut pace = Pace::instant();
+        pace.chunk_delay = std::time::Duration::from_millis(2);
+        sim_config.pace = pace;
+        let sim = Simulator::start(sim_config).await.unwrap();
+        let mut config = PerplexityConfig::default();
+        config.base_url = sim.base_url();
+        config.keys = vec![resilience::ApiKey::new("mcp-test-key")];
+        let perplexity = PerplexityProvider::new(config).unwrap();
+        let server = PplxMcp {
+            provider: Arc::new(perplexity.clone()),
+            perplexity,
+            instructions: "test".into(),
+        };
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let client = Progress(messages.clone()).serve(client_io).await.unwrap();
+
+        let tools = client.list_all_tools().await.unwrap();
+        let mut names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "perplexity_ask",
+                "perplexity_reason",
+                "perplexity_research",
+                "perplexity_search"
+            ]
+        );
+
+        let question = "Explain quantum computing";
+        let arguments = json!({"messages": [{"role": "user", "content": question}]});
+        let mut meta = RequestMetaObject::new();
+        meta.set_progress_token(ProgressToken(NumberOrString::Number(7)));
+        let mut call = CallToolRequestParams::new("perplexity_ask")
+            .with_arguments(arguments.as_object().unwrap().clone());
+        call.meta = Some(meta);
+        let result = client.call_tool(call).await.unwrap();
+        let expected = sim.expected_text("sonar-pro", &[question], None);
+        let structured = result.structured_content.unwrap();
+        assert_eq!(structured["answer"], expected.as_str());
+        assert_eq!(
+            messages.lock().unwrap().concat(),
+            expected,
+            "the progress adds up to the answer"
+        );
+        assert_eq!(result.is_error, Some(false));
+
+        let bad = CallToolRequestParams::new("perplexity_search").with_arguments(
+            json!({"query": "x", "max_results": 50})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let error = client.call_tool(bad).await.unwrap_err();
+        assert!(error.to_string().contains("max_results"), "{error}");
+
+        sim.script(Target::Any, Fault::status(401), 1);
+        let call = CallToolRequestParams::new("perplexity_ask")
+            .with_arguments(arguments.as_object().unwrap().clone());
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(result.is_error, Some(true));
+        let text = format!("{:?}", result.content);
+        assert!(text.contains("rejected the API key"), "{text}");
+        assert!(!text.contains("mcp-test-key"));
+        client.cancel().await.unwrap();
+    }
+}

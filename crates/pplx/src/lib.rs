@@ -1,0 +1,203 @@
+//! What the `pplx` terminal client and the `pplx-mcp` server share: the config file, the
+//! keys, the embedded simulator when there is no key, and the provider with its cache in front.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), String> {
+//! let file = pplx::config::load(None)?;
+//! let setup = pplx::setup(&pplx::SetupOptions::default(), file, "example").await?;
+//! println!("asking {} by default", setup.model);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::ChatProvider;
+use provider_perplexity::{AfterCommit, Api, PerplexityConfig, PerplexityProvider, keys_from};
+
+/// Choices from the command line that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct SetupOptions {
+    /// `sonar` or `agent`.
+    pub api: Option<String>,
+    /// The API's base URL.
+    pub base_url: Option<String>,
+    /// Use the built-in simulator even if a key is set.
+    pub sim: bool,
+    /// `memory` or `redis://…`.
+    pub cache: Option<String>,
+    /// No cache at all.
+    pub no_cache: bool,
+    /// The default model or alias.
+    pub model: Option<String>,
+}
+
+/// A ready provider.
+pub struct Setup {
+    /// The provider to ask (the cache in front, unless disabled).
+    pub provider: Arc<dyn ChatProvider>,
+    /// The Perplexity provider itself, for its key and breaker statistics.
+    pub perplexity: PerplexityProvider,
+    /// The default model or alias.
+    pub model: String,
+    /// The built-in simulator, when it answers; it stops when this is dropped.
+    pub simulator: Option<pplx_sim::Simulator>,
+}
+
+/// Builds the provider from the options, the config file and the environment. Without a key
+/// (or with `sim`), it starts the built-in simulator and says so in one line on stderr,
+/// prefixed with `program`.
+///
+/// # Errors
+/// A message for a person: a bad config value, an unusable base URL, a cache URL that is
+/// not one.
+pub async fn setup(
+    args: &SetupOptions,
+    file: config::FileConfig,
+    program: &str,
+) -> Result<Setup, String> {
+    let key_env = file
+        .key_env
+        .clone()
+        .unwrap_or_else(|| "PERPLEXITY_API_KEY".to_owned());
+    let keys_env = file
+        .keys_env
+        .clone()
+        .unwrap_or_else(|| "PERPLEXITY_API_KEYS".to_owned());
+    let keys = keys_from(
+        std::env::var(&keys_env).ok().as_deref(),
+        std::env::var(&key_env).ok().as_deref(),
+    );
+    let mut config = PerplexityConfig::default();
+    for (alias, model) in &file.aliases {
+        config.aliases.insert(alias.clone(), model.clone());
+    }
+    config.api = match args.api.as_deref().or(file.api.as_deref()) {
+        None | Some("sonar") => Api::Sonar,
+        Some("agent") => Api::Agent,
+        Some(other) => return Err(format!("unknown API {other:?}: use sonar or agent")),
+    };
+    apply_file(&mut config, &file)?;
+    let mut sim = None;
+    if keys.is_empty() || args.sim {
+        let mut sim_config = pplx_sim::SimConfig::default();
+        sim_config.keys = vec!["offline-simulator-key".to_owned()];
+        sim_config.pace = pplx_sim::Pace::realistic();
+        let simulator = pplx_sim::Simulator::start(sim_config)
+            .await
+            .map_err(|error| format!("cannot start the built-in simulator: {error}"))?;
+        let reason = if args.sim {
+            "--sim"
+        } else {
+            "no PERPLEXITY_API_KEY set"
+        };
+        eprintln!(
+            "{program}: {reason}: answering from the built-in simulator (offline, simulated text). Set PERPLEXITY_API_KEY for real answers."
+        );
+        config.base_url = simulator.base_url();
+        config.keys = vec![resilience::ApiKey::new("offline-simulator-key")];
+        sim = Some(simulator);
+    } else {
+        config.keys = keys;
+        let base_url = args
+            .base_url
+            .clone()
+            .or_else(|| {
+                std::env::var("PERPLEXITY_BASE_URL")
+                    .ok()
+                    .filter(|url| !url.trim().is_empty())
+            })
+            .or(file.base_url.clone());
+        if let Some(base_url) = base_url {
+            config.base_url = base_url;
+        }
+    }
+    let perplexity = PerplexityProvider::new(config).map_err(|error| error.to_string())?;
+    let model = args
+        .model
+        .clone()
+        .or(file.model.clone())
+        .unwrap_or_else(|| "sonar".to_owned());
+    let cache_choice = args.cache.clone().or(file.cache.clone());
+    let provider: Arc<dyn ChatProvider> = if args.no_cache {
+        Arc::new(perplexity.clone())
+    } else {
+        let mut cache_config = cache::CacheConfig::default();
+        match cache_choice.as_deref() {
+            None | Some("memory") => {}
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                cache_config.backend = cache::Backend::Redis {
+                    url: url.to_owned(),
+                };
+            }
+            Some(other) => {
+                return Err(format!(
+                    "--cache {other:?}: use memory or redis://HOST:PORT"
+                ));
+            }
+        }
+        Arc::new(
+            cache::CachedProvider::new(perplexity.clone(), cache_config)
+                .map_err(|error| error.to_string())?,
+        )
+    };
+    Ok(Setup {
+        provider,
+        perplexity,
+        model,
+        simulator: sim,
+    })
+}
+
+fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), String> {
+    let timeouts = &file.timeouts;
+    for (slot, value) in [
+        (&mut config.timeouts.connect, timeouts.connect_secs),
+        (&mut config.timeouts.headers, timeouts.headers_secs),
+        (&mut config.timeouts.first_event, timeouts.first_event_secs),
+        (&mut config.timeouts.idle, timeouts.idle_secs),
+        (&mut config.timeouts.total, timeouts.total_secs),
+    ] {
+        if let Some(duration) = config::seconds(value) {
+            *slot = duration;
+        }
+    }
+    let retry = &file.retry;
+    if let Some(attempts) = retry.max_attempts {
+        config.backoff.max_attempts = attempts.max(1);
+    }
+    if let Some(base) = retry.base_ms {
+        config.backoff.base = Duration::from_millis(base);
+    }
+    if let Some(cap) = retry.cap_ms {
+        config.backoff.cap = Duration::from_millis(cap);
+    }
+    if let Some(hint) = config::seconds(retry.max_hint_secs) {
+        config.backoff.max_hint = hint;
+    }
+    if let Some(fallback) = retry.fallback {
+        config.fallback = fallback;
+    }
+    config.after_commit = match retry.after_commit.as_deref() {
+        None | Some("fail") => AfterCommit::Fail,
+        Some("restart") => AfterCommit::Restart { max_restarts: 1 },
+        Some(other) => {
+            return Err(format!(
+                "retry.after_commit is {other:?}: use fail or restart"
+            ));
+        }
+    };
+    if let Some(rate) = file.breaker.failure_rate {
+        config.breaker.failure_rate = rate;
+    }
+    if let Some(calls) = file.breaker.minimum_calls {
+        config.breaker.minimum_calls = calls;
+    }
+    if let Some(open) = config::seconds(file.breaker.open_secs) {
+        config.breaker.open_duration = open;
+    }
+    Ok(())
+}
