@@ -336,3 +336,37 @@ async fn two_processes_share_answers_through_redis() {
     let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
     assert_eq!(done["cached"], false);
 }
+
+#[test]
+fn an_interactive_session_switches_models_and_survives_ctrl_c() {
+    use expectrl::{Eof, Expect};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command
+        .arg("--sim")
+        .env_remove("PERPLEXITY_API_KEY")
+        .env_remove("PERPLEXITY_API_KEYS")
+        .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
+        .env("TERM", "xterm");
+    let mut session = expectrl::Session::spawn(command).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    session.expect("/model NAME, /clear, /exit").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/model pro").unwrap();
+    session.expect("model: pro").unwrap();
+    session.send_line("What is Olympus Mons?").unwrap();
+    session.expect("Sources").unwrap();
+    session.expect("› ").unwrap();
+    // A second question, cut short: Ctrl-C stops the answer and returns to the prompt.
+    session.send_line("And how tall is it?").unwrap();
+    session.expect("searching").unwrap();
+    session.send("\x03").unwrap();
+    session.expect("interrupted").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/exit").unwrap();
+    session.expect(Eof).unwrap();
+    let status = session.get_process().wait().unwrap();
+    assert_eq!(
+        format!("{status:?}"),
+        format!("Exited(Pid({}), 0)", session.get_process().pid())
+    );
+}
