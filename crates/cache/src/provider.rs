@@ -209,7 +209,7 @@ impl<P: ChatProvider + 'static> Shared<P> {
         } else {
             let inner_response = self.inner.chat(request).await;
             let events: Vec<Result<ChatEvent, Error>> = match inner_response {
-                Ok(response) => answer_events(response).into_iter().map(Ok).collect(),
+                Ok(response) => response.into_events().into_iter().map(Ok).collect(),
                 Err(error) => vec![Err(error)],
             };
             Box::pin(futures_util::stream::iter(events))
@@ -256,26 +256,6 @@ impl<P: ChatProvider + 'static> Shared<P> {
         flight.version.send_modify(|version| *version += 1);
         lock(&self.flights).remove(&(key, stream));
     }
-}
-
-/// The events a complete response is delivered as: sources, reasoning, one text delta,
-/// usage, done.
-fn answer_events(response: ChatResponse) -> Vec<ChatEvent> {
-    let mut events = Vec::new();
-    if !response.sources.is_empty() {
-        events.push(ChatEvent::Sources(response.sources.clone()));
-    }
-    if !response.reasoning.is_empty() {
-        events.push(ChatEvent::ReasoningDelta(response.reasoning.clone()));
-    }
-    if !response.text.is_empty() {
-        events.push(ChatEvent::TextDelta(response.text.clone()));
-    }
-    if let Some(usage) = &response.usage {
-        events.push(ChatEvent::Usage(usage.clone()));
-    }
-    events.push(ChatEvent::Done(Box::new(response)));
-    events
 }
 
 /// Marks a replayed `Done` as coming from the cache.

@@ -26,6 +26,29 @@ pub enum ChatEvent {
     Done(Box<ChatResponse>),
 }
 
+impl ChatResponse {
+    /// The events a complete response is delivered as when it did not stream (a fallback, a
+    /// cache entry of a plain answer, a `--no-stream` request shown like a stream): sources,
+    /// reasoning, the whole text as one delta, usage, then `Done`.
+    pub fn into_events(self) -> Vec<ChatEvent> {
+        let mut events = Vec::with_capacity(5);
+        if !self.sources.is_empty() {
+            events.push(ChatEvent::Sources(self.sources.clone()));
+        }
+        if !self.reasoning.is_empty() {
+            events.push(ChatEvent::ReasoningDelta(self.reasoning.clone()));
+        }
+        if !self.text.is_empty() {
+            events.push(ChatEvent::TextDelta(self.text.clone()));
+        }
+        if let Some(usage) = &self.usage {
+            events.push(ChatEvent::Usage(usage.clone()));
+        }
+        events.push(ChatEvent::Done(Box::new(self)));
+        events
+    }
+}
+
 /// Folds [`ChatEvent`]s into the answer so far.
 ///
 /// ```
@@ -113,6 +136,24 @@ mod tests {
         answer.push(&ChatEvent::Done(Box::new(done.clone())));
         assert!(answer.is_done());
         assert_eq!(answer.into_response(), done);
+    }
+
+    #[test]
+    fn a_whole_response_folds_back_into_itself() {
+        let response = ChatResponse {
+            text: "Olympus Mons".into(),
+            reasoning: "search".into(),
+            sources: Sources {
+                citations: vec!["https://example.org".into()],
+                search_results: Vec::new(),
+            },
+            ..ChatResponse::default()
+        };
+        let events = response.clone().into_events();
+        assert_eq!(events.len(), 4);
+        let mut answer = Accumulator::default();
+        events.iter().for_each(|event| answer.push(event));
+        assert_eq!(answer.into_response(), response);
     }
 
     #[test]

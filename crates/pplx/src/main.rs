@@ -375,7 +375,7 @@ async fn answer<W: Write>(
         let provider = session.provider.clone();
         let response = provider.chat(request).await?;
         let events: Vec<Result<ChatEvent, Error>> =
-            one_piece(response).into_iter().map(Ok).collect();
+            response.into_events().into_iter().map(Ok).collect();
         Box::pin(futures_util::stream::iter(events))
     };
     while let Some(event) = stream.next().await {
@@ -454,23 +454,6 @@ async fn answer<W: Write>(
         }
     }
     Ok(())
-}
-
-/// A whole response as the events a stream would have given.
-fn one_piece(response: ChatResponse) -> Vec<ChatEvent> {
-    let mut events = Vec::new();
-    if !response.sources.is_empty() {
-        events.push(ChatEvent::Sources(response.sources.clone()));
-    }
-    if !response.reasoning.is_empty() {
-        events.push(ChatEvent::ReasoningDelta(response.reasoning.clone()));
-    }
-    events.push(ChatEvent::TextDelta(response.text.clone()));
-    if let Some(usage) = &response.usage {
-        events.push(ChatEvent::Usage(usage.clone()));
-    }
-    events.push(ChatEvent::Done(Box::new(response)));
-    events
 }
 
 fn print_sources(sources: &Sources, styled: bool) {

@@ -311,23 +311,3 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
     }
     Ok(response)
 }
-
-/// The events a complete response is delivered as: sources, reasoning, one text delta,
-/// usage, done.
-pub(crate) fn response_events(response: ChatResponse) -> Vec<ChatEvent> {
-    let mut events = Vec::new();
-    if !response.sources.is_empty() {
-        events.push(ChatEvent::Sources(response.sources.clone()));
-    }
-    if !response.reasoning.is_empty() {
-        events.push(ChatEvent::ReasoningDelta(response.reasoning.clone()));
-    }
-    if !response.text.is_empty() {
-        events.push(ChatEvent::TextDelta(response.text.clone()));
-    }
-    if let Some(usage) = &response.usage {
-        events.push(ChatEvent::Usage(usage.clone()));
-    }
-    events.push(ChatEvent::Done(Box::new(response)));
-    events
-}

@@ -178,20 +178,7 @@ impl PerplexityProvider {
                         &shared.config.timeouts,
                     )
                     .await?;
-                    let body = http_body_util::Limited::new(
-                        response.into_body(),
-                        shared.config.max_event_bytes,
-                    );
-                    let body = tokio::time::timeout(
-                        shared.config.timeouts.idle,
-                        http_body_util::BodyExt::collect(body),
-                    )
-                    .await
-                    .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
-                    .map_err(|error| {
-                        Error::incomplete("the response body broke").with_source(error)
-                    })?
-                    .to_bytes();
+                    let body = shared.read_body(response).await?;
                     #[derive(serde::Deserialize)]
                     struct Results {
                         #[serde(default)]
@@ -210,6 +197,22 @@ impl PerplexityProvider {
 }
 
 impl Shared {
+    /// A whole (non-streaming) response body, within the size limit and the idle deadline.
+    async fn read_body(
+        &self,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<Bytes, Error> {
+        let body = http_body_util::Limited::new(response.into_body(), self.config.max_event_bytes);
+        let collected = tokio::time::timeout(
+            self.config.timeouts.idle,
+            http_body_util::BodyExt::collect(body),
+        )
+        .await
+        .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
+        .map_err(|error| Error::incomplete("the response body broke").with_source(error))?;
+        Ok(collected.to_bytes())
+    }
+
     /// One non-streaming request, retried under the same protections.
     async fn complete(
         &self,
@@ -232,20 +235,7 @@ impl Shared {
                         &self.config.timeouts,
                     )
                     .await?;
-                    let body = http_body_util::Limited::new(
-                        response.into_body(),
-                        self.config.max_event_bytes,
-                    );
-                    let body = tokio::time::timeout(
-                        self.config.timeouts.idle,
-                        http_body_util::BodyExt::collect(body),
-                    )
-                    .await
-                    .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
-                    .map_err(|error| {
-                        Error::incomplete("the response body broke").with_source(error)
-                    })?
-                    .to_bytes();
+                    let body = self.read_body(response).await?;
                     decode::full_response(api, &body)
                 }
             })
@@ -368,7 +358,7 @@ impl ChatProvider for PerplexityProvider {
                         match shared.complete(api, body, deadline).await {
                             Ok(mut response) => {
                                 response.fallback = true;
-                                for event in decode::response_events(response) {
+                                for event in response.into_events() {
                                     yield Ok(event);
                                 }
                             }
