@@ -55,37 +55,6 @@ impl ChatProvider for Fixed {
     }
 }
 
-/// A redis-server on a free port for the length of the bench, if one is installed.
-fn redis() -> Option<(std::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        std::thread::yield_now();
-    }
-    Some((child, format!("redis://127.0.0.1:{port}/")))
-}
-
 async fn replay(provider: &CachedProvider<Fixed>) -> usize {
     let mut stream = provider.chat_stream(ChatRequest::new("sonar", "cached"));
     let mut count = 0;
@@ -112,10 +81,12 @@ fn bench(criterion: &mut Criterion) {
                 .unwrap()
         });
     });
-    let redis = redis();
-    if let Some((_, url)) = &redis {
+    let redis = cache::testing::RedisServer::start().ok();
+    if let Some(redis) = &redis {
         let config = CacheConfig {
-            backend: Backend::Redis { url: url.clone() },
+            backend: Backend::Redis {
+                url: redis.url().to_owned(),
+            },
             ..CacheConfig::default()
         };
         let shared = runtime.block_on(async { CachedProvider::new(Fixed, config).unwrap() });
@@ -145,10 +116,6 @@ fn bench(criterion: &mut Criterion) {
         bencher.iter(|| runtime.block_on(replay(&memory)))
     });
     group.finish();
-    if let Some((mut child, _)) = redis {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 fn config() -> Criterion {

@@ -253,61 +253,13 @@ async fn an_upstream_failure_reaches_every_caller_as_the_same_error() {
     assert_eq!(upstream_calls(&sim).await, 1);
 }
 
-/// A redis-server on a free loopback port, killed when dropped.
-struct Redis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs Debian's redis-server)");
-        let url = format!("redis://127.0.0.1:{port}/");
-        // Ready when it answers a connection.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::yield_now();
-        }
-        Redis { child, url }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
-    let mut redis = Redis::start();
+    let mut redis = cache::testing::RedisServer::start().unwrap();
     let sim = simulator(Duration::ZERO).await;
     let config = CacheConfig {
         backend: Backend::Redis {
-            url: redis.url.clone(),
+            url: redis.url().to_owned(),
         },
         ..CacheConfig::default()
     };
@@ -321,8 +273,7 @@ async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
     assert_eq!(second[..second.len() - 1], first[..first.len() - 1]);
     assert_eq!(upstream_calls(&sim).await, 1);
 
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.stop();
     let started = std::time::Instant::now();
     let response = two
         .chat(ChatRequest::new("sonar", "while redis is down"))

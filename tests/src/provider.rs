@@ -38,9 +38,11 @@ fn config(sim: &Simulator, keys: usize) -> PerplexityConfig {
     };
     // The breaker has its own tests; here it must not open across the many scripted faults.
     config.breaker.minimum_calls = 1_000;
-    config.timeouts.idle = Duration::from_millis(400);
-    config.timeouts.first_event = Duration::from_millis(400);
-    config.timeouts.headers = Duration::from_millis(800);
+    // Generous enough for a loaded CI machine (a one-byte-per-write stream included), short
+    // enough that the stall and delay faults finish in seconds.
+    config.timeouts.idle = Duration::from_secs(2);
+    config.timeouts.first_event = Duration::from_secs(2);
+    config.timeouts.headers = Duration::from_secs(2);
     config
 }
 
@@ -227,7 +229,7 @@ async fn failures_before_the_commit_point_are_retried_to_one_complete_answer() {
         (Fault::oversized_line(5 << 20), Complete),
         (Fault::error_event_after(0), ErrorEvent),
         (
-            Fault::none().delay_headers(Duration::from_millis(1_500)),
+            Fault::none().delay_headers(Duration::from_secs(4)),
             ClientGone,
         ),
     ];

@@ -60,5 +60,8 @@ mod provider;
 mod redis_store;
 mod store;
 
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 pub use provider::{CacheConfig, CacheStats, CachedProvider};
 pub use store::Backend;

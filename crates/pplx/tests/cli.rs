@@ -231,18 +231,24 @@ async fn with_no_key_the_built_in_simulator_answers() {
     assert!(!done["text"].as_str().unwrap().is_empty());
 }
 
-#[test]
-fn in_a_terminal_it_spins_renders_and_stops_cleanly_on_ctrl_c() {
-    use expectrl::{Eof, Expect, Regex};
+/// `pplx` in a pseudo-terminal, on the built-in simulator.
+fn in_terminal(args: &[&str]) -> expectrl::session::OsSession {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
     command
-        .args(["--sim", "--show-reasoning", "--model", "reason", QUESTION])
+        .args(args)
         .env_remove("PERPLEXITY_API_KEY")
         .env_remove("PERPLEXITY_API_KEYS")
         .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
         .env("TERM", "xterm");
     let mut session = expectrl::Session::spawn(command).unwrap();
     session.set_expect_timeout(Some(Duration::from_secs(20)));
+    session
+}
+
+#[test]
+fn in_a_terminal_it_spins_renders_and_stops_cleanly_on_ctrl_c() {
+    use expectrl::{Eof, Expect, Regex};
+    let mut session = in_terminal(&["--sim", "--show-reasoning", "--model", "reason", QUESTION]);
     session.expect("built-in simulator").unwrap();
     session.expect("searching").unwrap();
     // Reasoning, dimmed, then the answer: a finished line is redrawn, citation marks styled.
@@ -258,65 +264,16 @@ fn in_a_terminal_it_spins_renders_and_stops_cleanly_on_ctrl_c() {
     );
 }
 
-/// A redis-server on a free loopback port, killed when dropped.
-struct Redis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs Debian's redis-server)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::yield_now();
-        }
-        Redis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn two_processes_share_answers_through_redis() {
-    let redis = Redis::start();
+    let redis = cache::testing::RedisServer::start().unwrap();
     let sim = simulator().await;
     let expected = sim.expected_text("sonar", &[QUESTION], None);
     let mut dones = Vec::new();
     for _ in 0..2 {
         let output = pplx(
             Some(&sim),
-            &["--json", "--cache", &redis.url, QUESTION],
+            &["--json", "--cache", redis.url(), QUESTION],
             None,
         )
         .await;
@@ -340,15 +297,7 @@ async fn two_processes_share_answers_through_redis() {
 #[test]
 fn an_interactive_session_switches_models_and_survives_ctrl_c() {
     use expectrl::{Eof, Expect};
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
-    command
-        .arg("--sim")
-        .env_remove("PERPLEXITY_API_KEY")
-        .env_remove("PERPLEXITY_API_KEYS")
-        .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
-        .env("TERM", "xterm");
-    let mut session = expectrl::Session::spawn(command).unwrap();
-    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    let mut session = in_terminal(&["--sim"]);
     session.expect("/model NAME, /clear, /exit").unwrap();
     session.expect("› ").unwrap();
     session.send_line("/model pro").unwrap();

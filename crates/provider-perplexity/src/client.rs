@@ -80,12 +80,19 @@ pub(crate) async fn send(
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Error> {
-    let path = match api {
+    send_to(client, base_url, path(api), body, key, stream, timeouts).await
+}
+
+/// Where an API's chat requests go.
+pub(crate) fn path(api: Api) -> &'static str {
+    match api {
         Api::Sonar => "/chat/completions",
         Api::Agent => "/v1/agent",
-    };
-    send_to(client, base_url, path, body, key, stream, timeouts).await
+    }
 }
+
+/// The Search API.
+pub(crate) const SEARCH_PATH: &str = "/search";
 
 /// Sends one request to `path` and returns the response once its headers arrive with a 2xx
 /// status.

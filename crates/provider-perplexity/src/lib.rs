@@ -160,39 +160,21 @@ impl PerplexityProvider {
         &self,
         body: serde_json::Value,
     ) -> Result<Vec<chat_core::SearchResult>, Error> {
-        let shared = &self.shared;
+        #[derive(serde::Deserialize)]
+        struct Results {
+            #[serde(default)]
+            results: Option<Box<serde_json::value::RawValue>>,
+        }
+        let deadline = Instant::now() + self.shared.config.timeouts.total;
         let body = Bytes::from(body.to_string());
-        let deadline = Instant::now() + shared.config.timeouts.total;
-        let (results, _lease) = shared
-            .retrier
-            .run_until(deadline, |attempt| {
-                let body = body.clone();
-                async move {
-                    let response = client::send_to(
-                        &shared.client,
-                        &shared.base_url,
-                        "/search",
-                        body,
-                        &attempt.key,
-                        false,
-                        &shared.config.timeouts,
-                    )
-                    .await?;
-                    let body = shared.read_body(response).await?;
-                    #[derive(serde::Deserialize)]
-                    struct Results {
-                        #[serde(default)]
-                        results: Option<Box<serde_json::value::RawValue>>,
-                    }
-                    let parsed: Results = serde_json::from_slice(&body).map_err(|error| {
-                        Error::protocol(format!("bad search response: {error}"))
-                    })?;
-                    Ok::<_, Error>(wire::sources(None, parsed.results.as_deref())?.search_results)
-                }
+        self.shared
+            .post(client::SEARCH_PATH, body, deadline, |bytes| {
+                let parsed: Results = serde_json::from_slice(bytes)
+                    .map_err(|error| Error::protocol(format!("bad search response: {error}")))?;
+                Ok(wire::sources(None, parsed.results.as_deref())?.search_results)
             })
             .instrument(tracing::info_span!("perplexity_search"))
-            .await?;
-        Ok(results)
+            .await
     }
 }
 
@@ -220,27 +202,42 @@ impl Shared {
         body: Bytes,
         deadline: Instant,
     ) -> Result<ChatResponse, Error> {
-        let (response, _lease) = self
+        self.post(client::path(api), body, deadline, |bytes| {
+            decode::full_response(api, bytes)
+        })
+        .await
+    }
+
+    /// One JSON request to `path`, retried under the client's protections, its whole body
+    /// decoded by `decode`.
+    async fn post<T>(
+        &self,
+        path: &str,
+        body: Bytes,
+        deadline: Instant,
+        decode: impl Fn(&[u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let (value, _lease) = self
             .retrier
             .run_until(deadline, |attempt| {
                 let body = body.clone();
+                let decode = &decode;
                 async move {
-                    let response = client::send(
+                    let response = client::send_to(
                         &self.client,
                         &self.base_url,
-                        api,
+                        path,
                         body,
                         &attempt.key,
                         false,
                         &self.config.timeouts,
                     )
                     .await?;
-                    let body = self.read_body(response).await?;
-                    decode::full_response(api, &body)
+                    decode(&self.read_body(response).await?)
                 }
             })
             .await?;
-        Ok(response)
+        Ok(value)
     }
 
     /// Connects and reads until the commit point: the events held until then, ending with the
