@@ -55,6 +55,9 @@ pub struct EventParser {
     data: Vec<u8>,
     /// Whether the pending event has at least one `data` line.
     has_data: bool,
+    /// Where the event's data starts in `data` (non-zero when a carried data line became the
+    /// data buffer as is, its `data:` prefix still in front).
+    data_start: usize,
     /// The spec's data buffer length: values plus one LF per line.
     data_len: usize,
     event_type: Vec<u8>,
@@ -253,9 +256,9 @@ impl EventParser {
                 }
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(body);
-                let result = self.process_line(&line, None, pending, on_item);
-                line.clear();
-                self.line = line;
+                let (result, mut spare) = self.process_carried(line, pending, on_item);
+                spare.clear();
+                self.line = spare;
                 result?;
             }
             rest = &rest[next..];
@@ -283,6 +286,40 @@ impl EventParser {
         Ok(())
     }
 
+    /// Interprets a complete line that was carried over from earlier chunks. When it is the
+    /// event's first data line, the buffer itself becomes the data buffer (the value is not
+    /// copied again); returns a buffer for the next carried line.
+    fn process_carried<F>(
+        &mut self,
+        line: Vec<u8>,
+        pending: &mut Pending<'_>,
+        on_item: &mut F,
+    ) -> (Result<(), Error>, Vec<u8>)
+    where
+        F: FnMut(Item<&[u8]>),
+    {
+        match split_field(&line) {
+            Some((b"data", value_start)) if !self.has_data => {
+                let data_len = line.len() - value_start + 1;
+                if data_len > self.limits.max_event_data {
+                    let error = Error::EventTooLarge {
+                        limit: self.limits.max_event_data,
+                    };
+                    return (Err(error), line);
+                }
+                self.has_data = true;
+                self.data_len = data_len;
+                self.data_start = value_start;
+                pending.data = Slot::Parked;
+                (Ok(()), std::mem::replace(&mut self.data, line))
+            }
+            _ => {
+                let result = self.process_line(&line, None, pending, on_item);
+                (result, line)
+            }
+        }
+    }
+
     /// Interprets one complete line. `in_chunk` is the same line when it is a view into the
     /// chunk, so that values can be kept as views rather than copied.
     fn process_line<'buf, F>(
@@ -299,13 +336,8 @@ impl EventParser {
             self.dispatch(pending, on_item);
             return Ok(());
         }
-        let (field, value_start) = match memchr(b':', line) {
-            Some(0) => return Ok(()), // A comment.
-            Some(colon) => {
-                let skip_space = line.get(colon + 1) == Some(&b' ');
-                (&line[..colon], colon + 1 + usize::from(skip_space))
-            }
-            None => (line, line.len()),
+        let Some((field, value_start)) = split_field(line) else {
+            return Ok(()); // A comment.
         };
         let value = &line[value_start..];
         let chunk_value = in_chunk.map(|chunk_line| &chunk_line[value_start..]);
@@ -379,6 +411,9 @@ impl EventParser {
                 self.data.clear();
                 self.data.extend_from_slice(view);
                 pending.data = Slot::Parked;
+            } else if self.data_start > 0 {
+                self.data.drain(..self.data_start);
+                self.data_start = 0;
             }
             self.data.push(b'\n');
             self.data.extend_from_slice(value);
@@ -404,7 +439,7 @@ impl EventParser {
                 },
                 data: match pending.data {
                     Slot::Chunk(view) => view,
-                    Slot::Parked => &self.data,
+                    Slot::Parked => &self.data[self.data_start..],
                 },
                 id: match pending.id {
                     Slot::Chunk(view) => view,
@@ -421,6 +456,7 @@ impl EventParser {
 
     fn clear_event(&mut self) {
         self.data.clear();
+        self.data_start = 0;
         self.has_data = false;
         self.data_len = 0;
         self.event_type.clear();
@@ -439,6 +475,7 @@ impl EventParser {
         if let Slot::Chunk(view) = pending.data {
             self.data.clear();
             self.data.extend_from_slice(view);
+            self.data_start = 0;
         }
     }
 
@@ -446,6 +483,19 @@ impl EventParser {
         self.failed = error.clone_limit();
         self.line.clear();
         self.clear_event();
+    }
+}
+
+/// The field name and where the value starts (after one optional space); `None` for a
+/// comment.
+fn split_field(line: &[u8]) -> Option<(&[u8], usize)> {
+    match memchr(b':', line) {
+        Some(0) => None,
+        Some(colon) => {
+            let skip_space = line.get(colon + 1) == Some(&b' ');
+            Some((&line[..colon], colon + 1 + usize::from(skip_space)))
+        }
+        None => Some((line, line.len())),
     }
 }
 
