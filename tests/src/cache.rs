@@ -63,6 +63,21 @@ fn done(events: &[ChatEvent]) -> &chat_core::ChatResponse {
     }
 }
 
+/// `count` identical streaming requests at once, each in its own task.
+fn spawn_identical(
+    provider: &Arc<CachedProvider<PerplexityProvider>>,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<(Vec<ChatEvent>, Option<Error>)>> {
+    (0..count)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await
+            })
+        })
+        .collect()
+}
+
 async fn upstream_calls(sim: &Simulator) -> usize {
     sim.wait_idle().await;
     sim.log().len()
@@ -160,14 +175,7 @@ async fn a_hundred_identical_streams_make_one_upstream_call() {
     let sim = simulator(Duration::from_millis(3)).await;
     let provider = cached(&sim, CacheConfig::default());
     let expected = sim.expected_text("sonar", &[QUESTION], None);
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let provider = provider.clone();
-            tokio::spawn(async move {
-                collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await
-            })
-        })
-        .collect();
+    let tasks = spawn_identical(&provider, 100);
     for task in tasks {
         let (events, error) = task.await.unwrap();
         assert!(error.is_none(), "{error:?}");
@@ -227,22 +235,13 @@ async fn a_late_joiner_gets_everything_once_and_a_leaver_cancels_nobody() {
 #[tokio::test]
 async fn an_upstream_failure_reaches_every_caller_as_the_same_error() {
     let sim = simulator(Duration::ZERO).await;
-    let mut config = SimConfig::default();
-    config.keys = vec![KEY.to_owned()];
     sim.script(
         Target::Any,
         Fault::status(400).delay_headers(Duration::from_millis(200)),
         1,
     );
     let provider = cached(&sim, CacheConfig::default());
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let provider = provider.clone();
-            tokio::spawn(async move {
-                collect(provider.as_ref(), ChatRequest::new("sonar", QUESTION)).await
-            })
-        })
-        .collect();
+    let tasks = spawn_identical(&provider, 10);
     for task in tasks {
         let (events, error) = task.await.unwrap();
         assert!(events.is_empty());

@@ -399,6 +399,8 @@ impl EventParser {
             self.has_data = true;
             pending.data = match chunk_value {
                 Some(view) => Slot::Chunk(view),
+                // `process_carried` moves a carried first data line in without this copy;
+                // this keeps `process_line` correct for any line on its own.
                 None => {
                     self.data.clear();
                     self.data.extend_from_slice(value);
