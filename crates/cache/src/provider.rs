@@ -236,6 +236,8 @@ impl<P: ChatProvider + 'static> Shared<P> {
         };
         let complete =
             end.is_ok() && matches!(lock(&flight.state).events.last(), Some(ChatEvent::Done(_)));
+        // Stored before the followers see the end: once any caller has the whole answer, the
+        // next identical request is a hit.
         if complete && mode != CacheMode::Bypass {
             // Only the final attempt's events: a restart discards what came before it.
             let events = {
