@@ -12,7 +12,8 @@ pub(crate) struct Answer {
     pub(crate) events: Vec<ChatEvent>,
 }
 
-/// The version byte in front of every stored value.
+/// The version byte in front of every value stored in Redis.
+#[cfg(feature = "redis")]
 const VERSION: u8 = 1;
 
 impl Answer {
@@ -54,6 +55,7 @@ impl Answer {
     }
 
     /// The stored form: a version byte, then the events as JSON.
+    #[cfg(feature = "redis")]
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = vec![VERSION];
         // Serialising plain data into a Vec cannot fail.
@@ -62,6 +64,7 @@ impl Answer {
     }
 
     /// Reads the stored form; `None` for another version or a damaged value (a miss).
+    #[cfg(feature = "redis")]
     pub(crate) fn decode(bytes: &[u8]) -> Option<Answer> {
         let (&version, json) = bytes.split_first()?;
         if version != VERSION {
