@@ -86,6 +86,22 @@ fn ci() -> Result {
         ],
         &[],
     )?;
+    // The crates with optional features must also be clean without them.
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--locked",
+            "-p",
+            "sse-parse",
+            "-p",
+            "cache",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     if has_nextest() {
         run(
             "cargo",
