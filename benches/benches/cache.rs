@@ -2,8 +2,6 @@
 //! a streaming hit.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use cache::{Backend, CacheConfig, CachedProvider};
 use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, Sources, Usage,
@@ -119,12 +117,7 @@ fn bench(criterion: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (warm_up, measure) = if quick { (300, 1_000) } else { (1_000, 3_000) };
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(warm_up))
-        .measurement_time(Duration::from_millis(measure))
-        .configure_from_args()
+    benches::criterion_config((300, 1000), (1000, 3000))
 }
 
 criterion_group! { name = caching; config = config(); targets = bench }

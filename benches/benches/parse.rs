@@ -7,7 +7,6 @@
 
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use benches::{CountingAllocator, chunked, long_line, perplexity_stream};
 use bytes::Bytes;
@@ -100,10 +99,6 @@ const PARSERS: &[Parser] = &[
     ("memchr-floor", memchr_floor),
 ];
 
-fn quick() -> bool {
-    std::env::var_os("BENCH_QUICK").is_some()
-}
-
 /// Counts allocations per event of one pass, and checks that every parser saw every event.
 fn allocations_per_event(
     name: &str,
@@ -120,16 +115,8 @@ fn allocations_per_event(
     allocations as f64 / events as f64
 }
 
-fn record(group: &str, meta: &serde_json::Value) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/criterion")
-        .join(group);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
-}
-
 fn bench_stream(criterion: &mut Criterion) {
-    let size = if quick() { 8 << 20 } else { 64 << 20 };
+    let size = if benches::quick() { 8 << 20 } else { 64 << 20 };
     for (line_end_name, line_end) in [("lf", "\n"), ("crlf", "\r\n")] {
         let (input, events) = perplexity_stream(size, line_end);
         for chunk_size in [1_400, 16 << 10] {
@@ -145,7 +132,7 @@ fn bench_stream(criterion: &mut Criterion) {
                 "events": events,
                 "allocations_per_event": allocations,
             });
-            record(&group_name, &meta);
+            benches::write_meta(&group_name, &meta);
             let mut group = criterion.benchmark_group(&group_name);
             group.throughput(Throughput::Bytes(input.len() as u64));
             group.sample_size(10);
@@ -167,7 +154,7 @@ fn bench_long_line(criterion: &mut Criterion) {
     for (name, parse) in PARSERS {
         // eventsource-stream rescans the whole pending line on every chunk (quadratic): a
         // pass takes seconds, so the quick run leaves it out.
-        if *name == "eventsource-stream" && quick() {
+        if *name == "eventsource-stream" && benches::quick() {
             continue;
         }
         let (events, _) = parse(&chunks);
@@ -181,15 +168,7 @@ fn bench_long_line(criterion: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let (warm_up, measure) = if quick() {
-        (300, 1_000)
-    } else {
-        (1_000, 4_000)
-    };
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(warm_up))
-        .measurement_time(Duration::from_millis(measure))
-        .configure_from_args()
+    benches::criterion_config((300, 1000), (1000, 4000))
 }
 
 criterion_group! { name = parse; config = config(); targets = bench_stream, bench_long_line }

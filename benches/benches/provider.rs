@@ -28,10 +28,6 @@ use provider_perplexity::{PerplexityConfig, PerplexityProvider};
 const KEY: &str = "bench-key";
 const QUESTION: &str = "firehose";
 
-fn quick() -> bool {
-    std::env::var_os("BENCH_QUICK").is_some()
-}
-
 /// Starts the simulator on a runtime of its own, on another thread.
 fn simulator(pace: Pace) -> (Arc<Simulator>, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -163,17 +159,9 @@ fn cpu_per_chunk<'work>(
     started.elapsed().as_nanos() as f64 / deltas as f64
 }
 
-fn write_meta(group: &str, meta: &serde_json::Value) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/criterion")
-        .join(group);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
-}
-
 fn bench_throughput(criterion: &mut Criterion) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let words = if quick() { 600 } else { 1_000 };
+    let words = if benches::quick() { 600 } else { 1_000 };
     let (sim, _sim_runtime) = simulator(Pace::firehose(words));
     let client_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -191,13 +179,13 @@ fn bench_throughput(criterion: &mut Criterion) {
         "both clients see every delta"
     );
     assert_eq!(deltas, client_runtime.block_on(bare(&hyper_client, &url)));
-    let runs = if quick() { 20 } else { 60 };
+    let runs = if benches::quick() { 20 } else { 60 };
     let cpu = serde_json::json!({
         "pplx-provider": cpu_per_chunk(&client_runtime, runs, || Box::pin(ours(&provider))),
         "async-openai": cpu_per_chunk(&client_runtime, runs, || Box::pin(openai(&openai_client))),
         "bare-hyper-sse": cpu_per_chunk(&client_runtime, runs, || Box::pin(bare(&hyper_client, &url))),
     });
-    write_meta(
+    benches::write_meta(
         "provider_stream",
         &serde_json::json!({"deltas": deltas, "cpu_ns_per_chunk": cpu}),
     );
@@ -275,7 +263,7 @@ fn resident_bytes() -> u64 {
 /// Memory per open stream: the simulator runs as its own process (target/release/pplx-sim),
 /// so only the client's memory is counted.
 fn measure_memory() {
-    let streams = if quick() { 1_000 } else { 10_000 };
+    let streams = if benches::quick() { 1_000 } else { 10_000 };
     let binary =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/pplx-sim");
     if !binary.exists() {
@@ -347,7 +335,7 @@ fn measure_memory() {
         held.len(),
         per_stream / 1024.0
     );
-    write_meta(
+    benches::write_meta(
         "provider_memory",
         &serde_json::json!({"streams": held.len(), "bytes_per_stream": per_stream}),
     );
@@ -361,15 +349,7 @@ fn bench_memory(_: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let (warm_up, measure) = if quick() {
-        (300, 1_500)
-    } else {
-        (1_000, 5_000)
-    };
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(warm_up))
-        .measurement_time(Duration::from_millis(measure))
-        .configure_from_args()
+    benches::criterion_config((300, 1500), (1000, 5000))
 }
 
 criterion_group! { name = client; config = config(); targets = bench_throughput, bench_first_delta, bench_memory }

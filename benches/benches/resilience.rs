@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilience::{
@@ -75,12 +75,7 @@ fn bench(criterion: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (warm_up, measure) = if quick { (200, 800) } else { (1_000, 3_000) };
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(warm_up))
-        .measurement_time(Duration::from_millis(measure))
-        .configure_from_args()
+    benches::criterion_config((200, 800), (1000, 3000))
 }
 
 criterion_group! { name = resilience; config = config(); targets = bench }

@@ -2,8 +2,6 @@
 //! once, so that it is known never to be what limits a client benchmark.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -43,10 +41,7 @@ fn bench(criterion: &mut Criterion) {
     runtime.block_on(sim.wait_idle());
     let events = sim.log()[0].events_sent;
     let meta = serde_json::json!({"stream_bytes": stream_bytes, "stream_events": events});
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/sim_firehose");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    benches::write_meta("sim_firehose", &meta);
 
     let mut group = criterion.benchmark_group("sim_firehose");
     group.sample_size(20);
@@ -74,12 +69,7 @@ fn bench(criterion: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (warm_up, measure) = if quick { (300, 1_000) } else { (1_000, 4_000) };
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(warm_up))
-        .measurement_time(Duration::from_millis(measure))
-        .configure_from_args()
+    benches::criterion_config((300, 1000), (1000, 4000))
 }
 
 criterion_group! { name = sim; config = config(); targets = bench }

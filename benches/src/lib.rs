@@ -5,7 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use criterion::Criterion;
 
 /// A small deterministic random source (xorshift64*), so every run measures the same bytes.
 #[derive(Debug, Clone)]
@@ -178,4 +181,28 @@ unsafe impl GlobalAlloc for CountingAllocator {
         // SAFETY: as above.
         unsafe { System.realloc(pointer, layout, new_size) }
     }
+}
+
+/// Whether `BENCH_QUICK` asks for the short version (`cargo xtask bench --quick`).
+pub fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some()
+}
+
+/// Criterion with (warm-up, measurement) milliseconds for the quick and the full run.
+pub fn criterion_config(quick_ms: (u64, u64), full_ms: (u64, u64)) -> Criterion {
+    let (warm_up, measure) = if quick() { quick_ms } else { full_ms };
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(warm_up))
+        .measurement_time(Duration::from_millis(measure))
+        .configure_from_args()
+}
+
+/// Writes figures criterion does not measure (event counts, allocations, CPU) beside its
+/// estimates, as `target/criterion/<group>/meta.json`, for `cargo xtask bench` to report.
+pub fn write_meta(group: &str, meta: &serde_json::Value) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/criterion")
+        .join(group);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
 }
