@@ -32,6 +32,7 @@ fn events() -> Vec<ChatEvent> {
         completion_tokens: DELTAS as u64,
         total_tokens: 10 + DELTAS as u64,
         cost: None,
+        ..Usage::default()
     }));
     let mut response = ChatResponse::default();
     response.text = text;

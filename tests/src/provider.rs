@@ -138,15 +138,32 @@ async fn requests(sim: &Simulator) -> Vec<(Option<usize>, bool, u16, Ending)> {
         .collect()
 }
 
-/// Asserts the complete answer arrived exactly once, with sources once and usage.
+/// The sources events of an outcome, in order.
+fn sources_events(outcome: &Outcome) -> Vec<&chat_core::Sources> {
+    outcome
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            ChatEvent::Sources(sources) => Some(sources),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts the complete answer arrived exactly once, with sources (once, and again only as
+/// a multi-step run's later searches add to them) and usage.
 fn assert_complete(outcome: &Outcome, expected: &str) {
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(outcome.text(), expected);
-    assert_eq!(
-        outcome.count(|event| matches!(event, ChatEvent::Sources(_))),
-        1,
-        "sources exactly once"
-    );
+    let sources = sources_events(outcome);
+    assert!(!sources.is_empty(), "sources came");
+    for pair in sources.windows(2) {
+        assert!(
+            pair[1].citations.len() > pair[0].citations.len()
+                && pair[1].citations.starts_with(&pair[0].citations),
+            "sources again only when they grow: {pair:?}"
+        );
+    }
     assert_eq!(
         outcome.count(|event| matches!(event, ChatEvent::Usage(_))),
         1
@@ -460,7 +477,7 @@ async fn the_agent_api_streams_and_fails_the_same_way() {
     let request = ChatRequest::new("pro-search", QUESTION);
     let outcome = stream(&provider, request.clone()).await;
     assert_complete(&outcome, &expected);
-    assert!(outcome.reasoning().starts_with("Searching: "));
+    assert!(outcome.reasoning().contains("Searching: "));
     assert_eq!(provider.chat(request.clone()).await.unwrap().text, expected);
 
     sim.script(Target::Any, Fault::status(502), 1);
@@ -480,12 +497,39 @@ async fn the_agent_api_streams_and_fails_the_same_way() {
     let outcome = stream(&provider, request).await;
     assert_complete(&outcome, &expected);
     assert!(outcome.done().fallback);
-    let log = requests(&sim).await;
-    assert!(log.iter().all(|entry| entry.0 == Some(0)));
-    assert_eq!(
-        log.iter().filter(|entry| !entry.1).count(),
-        2,
-        "the chat() call and the fallback"
+    let cancelled = |log: &[LogEntry]| {
+        log.iter()
+            .filter(|entry| entry.endpoint.ends_with("/cancel"))
+            .count()
+    };
+    // The cancels are sent in the background; wait for them (bounded).
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        sim.wait_for_log(|log| cancelled(log) >= 2),
+    )
+    .await
+    .expect("the abandoned runs are cancelled");
+    sim.wait_idle().await;
+    let log = sim.log();
+    assert!(log.iter().all(|entry| entry.key_index == Some(0)));
+    let answers = |stream: bool| {
+        log.iter()
+            .filter(|entry| entry.endpoint == "/v1/agent" && entry.stream == stream)
+            .count()
+    };
+    assert_eq!(answers(false), 2, "the chat() call and the fallback");
+    // The runs abandoned after the server named them (the drop after 4 events, and the
+    // failed one) were cancelled, so they stop billing.
+    let cancels: Vec<&str> = log
+        .iter()
+        .filter(|entry| entry.endpoint.ends_with("/cancel"))
+        .map(|entry| entry.endpoint.as_str())
+        .collect();
+    assert_eq!(cancels.len(), 2, "{}", sim.log_text());
+    assert!(
+        cancels
+            .iter()
+            .all(|path| path.starts_with("/v1/agent/resp_"))
     );
 }
 

@@ -108,6 +108,8 @@ struct Inner {
     message: String,
     status: Option<u16>,
     retry_after: Option<Duration>,
+    /// The server's own verdict (`x-should-retry`), which wins over every status rule.
+    should_retry: Option<bool>,
     phase: Option<TimeoutPhase>,
     partial: Option<(String, Option<Usage>)>,
     open_until: Option<Instant>,
@@ -122,6 +124,7 @@ impl Error {
                 message: message.into(),
                 status: None,
                 retry_after: None,
+                should_retry: None,
                 phase: None,
                 partial: None,
                 open_until: None,
@@ -195,6 +198,13 @@ impl Error {
     /// Adds the wait the server asked for.
     pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.inner.retry_after = retry_after;
+        self
+    }
+
+    /// Adds the server's verdict on retrying (the `x-should-retry` header): `Some(false)`
+    /// makes the error final and `Some(true)` retryable, whatever its status says.
+    pub fn with_should_retry(mut self, should_retry: Option<bool>) -> Self {
+        self.inner.should_retry = should_retry;
         self
     }
 
@@ -282,6 +292,19 @@ impl Error {
 impl resilience::Classify for Error {
     fn failure_class(&self) -> resilience::FailureClass {
         use resilience::FailureClass;
+        match self.inner.should_retry {
+            Some(false) => return FailureClass::Permanent,
+            // Key failures keep their class (they rotate keys); anything else is retried.
+            Some(true)
+                if !matches!(
+                    self.inner.kind,
+                    ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::Quota
+                ) =>
+            {
+                return FailureClass::Transient;
+            }
+            _ => {}
+        }
         match self.inner.kind {
             ErrorKind::RateLimited if self.inner.status == Some(429) => FailureClass::RateLimited,
             ErrorKind::Auth if self.inner.status.is_some() => FailureClass::KeyRejected,
@@ -418,6 +441,18 @@ mod tests {
             );
             assert_eq!(error.is_retryable(), class != FailureClass::Permanent);
         }
+    }
+
+    #[test]
+    fn the_servers_should_retry_header_wins_over_the_status() {
+        let final_503 = Error::status(503, "overloaded").with_should_retry(Some(false));
+        assert_eq!(final_503.failure_class(), FailureClass::Permanent);
+        let retried_400 = Error::status(400, "try again").with_should_retry(Some(true));
+        assert_eq!(retried_400.failure_class(), FailureClass::Transient);
+        let limited = Error::status(429, "slow down").with_should_retry(Some(true));
+        assert_eq!(limited.failure_class(), FailureClass::RateLimited);
+        let plain = Error::status(503, "overloaded").with_should_retry(None);
+        assert_eq!(plain.failure_class(), FailureClass::Transient);
     }
 
     #[test]

@@ -166,6 +166,7 @@ mod tests {
                 completion_tokens: 2,
                 total_tokens: 3,
                 cost: None,
+                ..Usage::default()
             }),
         ];
         for event in events {

@@ -38,6 +38,10 @@ impl FinishReason {
 /// A web page the answer drew on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SearchResult {
+    /// The number inline references (`[n]`) use for it, when the provider numbers its
+    /// results (the Agent API does, across all of a run's searches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// The page title.
     pub title: String,
     /// Its address.
@@ -64,6 +68,24 @@ impl Sources {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.citations.is_empty() && self.search_results.is_empty()
+    }
+
+    /// The citations with the numbers the answer's `[n]` marks use: a search result's `id`
+    /// when the provider numbers them (the Agent API's ids run across all of a run's
+    /// searches and may have gaps), else the position from 1.
+    pub fn numbered(&self) -> Vec<(u64, &str)> {
+        self.citations
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                let id = self
+                    .search_results
+                    .iter()
+                    .find(|result| result.url == *url)
+                    .and_then(|result| result.id);
+                (id.unwrap_or(index as u64 + 1), url.as_str())
+            })
+            .collect()
     }
 }
 
@@ -98,6 +120,15 @@ pub struct Cost {
     /// In all.
     #[serde(default)]
     pub total_cost: f64,
+    /// For the tokens of cited pages, when charged separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citation_tokens_cost: Option<f64>,
+    /// For reasoning tokens, when charged separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens_cost: Option<f64>,
+    /// For the searches run, when charged separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_queries_cost: Option<f64>,
 }
 
 /// Token counts, and cost when given.
@@ -112,6 +143,15 @@ pub struct Usage {
     /// What it cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// Tokens spent reasoning, when the provider says (deep research).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// Tokens of cited pages, when the provider says (deep research).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citation_tokens: Option<u64>,
+    /// Searches run, when the provider says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_search_queries: Option<u64>,
 }
 
 /// A complete answer.

@@ -348,8 +348,8 @@ fn answer_result(response: &chat_core::ChatResponse, strip_thinking: bool) -> Ca
     text.push_str(&response.text);
     if !response.sources.citations.is_empty() {
         text.push_str("\n\nCitations:\n");
-        for (index, url) in response.sources.citations.iter().enumerate() {
-            text.push_str(&format!("[{}] {url}\n", index + 1));
+        for (number, url) in response.sources.numbered() {
+            text.push_str(&format!("[{number}] {url}\n"));
         }
     }
     let mut result = CallToolResult::success(vec![ContentBlock::text(text.clone())]);

@@ -144,7 +144,12 @@ impl Rng {
 pub(crate) fn reasons(model: &str) -> bool {
     matches!(
         model,
-        "sonar-reasoning-pro" | "sonar-deep-research" | "pro-search" | "deep-research"
+        "sonar-reasoning-pro"
+            | "sonar-deep-research"
+            | "pro-search"
+            | "deep-research"
+            | "medium"
+            | "high"
     ) || model.contains("reasoning")
 }
 

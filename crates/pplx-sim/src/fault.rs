@@ -29,6 +29,22 @@ impl LineEnding {
     }
 }
 
+/// What a quiet stretch of a stream sends while nothing else comes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum KeepAlive {
+    /// `: keep-alive` comments, as proxies and deep research send them.
+    #[default]
+    Comment,
+    /// `retry: 3000` lines.
+    Retry,
+    /// `data: ping` lines: not JSON, skipped by the official consumers.
+    Ping,
+    /// Nothing at all.
+    Nothing,
+}
+
 /// What goes wrong with one request. The default is nothing; fields combine (a CRLF stream
 /// written in 1-byte pieces that drops after 5 events, say). Event counts are of the answer's
 /// events (`data:` frames), comments not included.
@@ -71,6 +87,15 @@ pub struct Fault {
     pub done_marker: bool,
     /// Every chunk says `object: "chat.completion"`, as before mid-2025.
     pub legacy_object: bool,
+    /// A `data: ping` line (not JSON: a keep-alive ping) before every event.
+    pub ping_data: bool,
+    /// After this many events, a quiet stretch of `quiet` (see `quiet_keep_alive`).
+    pub quiet_after_events: Option<usize>,
+    /// How long the quiet stretch lasts.
+    #[serde(rename = "quiet_ms", with = "millis")]
+    pub quiet: Option<Duration>,
+    /// What the quiet stretch sends, every 50 ms.
+    pub quiet_keep_alive: KeepAlive,
 }
 
 impl Fault {
@@ -187,6 +212,22 @@ impl Fault {
     /// Adds `data: [DONE]` after the final chunk.
     pub fn done_marker(mut self) -> Self {
         self.done_marker = true;
+        self
+    }
+
+    /// After `events` events, `duration` with only `keep_alive` lines (every 50 ms).
+    pub fn quiet_after_events(events: usize, duration: Duration, keep_alive: KeepAlive) -> Self {
+        Fault {
+            quiet_after_events: Some(events),
+            quiet: Some(duration),
+            quiet_keep_alive: keep_alive,
+            ..Fault::default()
+        }
+    }
+
+    /// A `data: ping` keep-alive line before every event.
+    pub fn ping_data(mut self) -> Self {
+        self.ping_data = true;
         self
     }
 

@@ -39,6 +39,8 @@ mod server;
 mod wire;
 
 pub use content::{Answer, SearchResult};
-pub use fault::{Fault, LineEnding, Target};
+pub use fault::{Fault, KeepAlive, LineEnding, Target};
 pub use scenario::{PaceFile, Scenario, ScriptedFault};
-pub use server::{Ending, LogEntry, MODELS, PRESETS, Pace, SimConfig, Simulator, expected_text};
+pub use server::{
+    Ending, LogEntry, MODELS, PRESETS, Pace, SimConfig, Simulator, expected_text, is_research,
+};

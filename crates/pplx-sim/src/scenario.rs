@@ -62,6 +62,8 @@ pub struct PaceFile {
     pub answer_words: usize,
     /// Benchmark mode.
     pub firehose: bool,
+    /// Milliseconds of deep research's quiet (comments only) after its first event.
+    pub research_quiet_ms: u64,
 }
 
 impl Default for PaceFile {
@@ -73,6 +75,7 @@ impl Default for PaceFile {
             chunk_delay_ms: pace.chunk_delay.as_millis() as u64,
             answer_words: pace.answer_words,
             firehose: pace.firehose,
+            research_quiet_ms: pace.research_quiet.as_millis() as u64,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Scenario {
             chunk_delay: std::time::Duration::from_millis(self.pace.chunk_delay_ms),
             answer_words: self.pace.answer_words.max(1),
             firehose: self.pace.firehose,
+            research_quiet: std::time::Duration::from_millis(self.pace.research_quiet_ms),
         };
         SimConfig {
             keys: self.keys,
@@ -126,6 +130,7 @@ impl Scenario {
                     )
                 })
                 .collect(),
+            record_bodies: false,
         }
     }
 }

@@ -34,8 +34,21 @@ pub const MODELS: &[&str] = &[
     "sonar-reasoning-pro",
     "sonar-deep-research",
 ];
-/// The Agent API presets.
-pub const PRESETS: &[&str] = &["fast-search", "pro-search", "deep-research"];
+/// The Agent API presets: the current names (`fast`, `medium`, `high`, as the official MCP
+/// server uses them) and the older ones.
+pub const PRESETS: &[&str] = &[
+    "fast",
+    "medium",
+    "high",
+    "fast-search",
+    "pro-search",
+    "deep-research",
+];
+
+/// Whether a model or preset runs deep research (minutes, mostly quiet, before its answer).
+pub fn is_research(model: &str) -> bool {
+    matches!(model, "sonar-deep-research" | "deep-research" | "high")
+}
 
 /// How fast answers come, and how long they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +65,10 @@ pub struct Pace {
     /// Benchmark mode: chunks serialised once per distinct request and written in 16 KiB
     /// batches, with no delays (faults still apply).
     pub firehose: bool,
+    /// Deep research's silence: after its first event, a research model (see
+    /// [`is_research`]) sends only `: keep-alive` comments for this long (minutes on the real
+    /// service; scaled down here).
+    pub research_quiet: Duration,
 }
 
 impl Pace {
@@ -63,15 +80,18 @@ impl Pace {
             chunk_delay: Duration::ZERO,
             answer_words: 60,
             firehose: false,
+            research_quiet: Duration::ZERO,
         }
     }
 
-    /// About the real service's feel: 400 ms to the first byte, then 12 characters every 25 ms.
+    /// About the real service's feel: 400 ms to the first byte, then 12 characters every 25 ms
+    /// (and deep research quiet for 3 s, not minutes).
     pub fn realistic() -> Self {
         Pace {
             first_byte: Duration::from_millis(400),
             chunk_delay: Duration::from_millis(25),
             answer_words: 120,
+            research_quiet: Duration::from_secs(3),
             ..Pace::instant()
         }
     }
@@ -139,6 +159,8 @@ pub struct LogEntry {
     /// When the first answer event was handed to the connection, since the simulator started
     /// (see [`Simulator::started_at`]).
     pub first_event_at: Option<Duration>,
+    /// The request body as sent, when [`SimConfig::record_bodies`] is on.
+    pub body: Option<String>,
 }
 
 impl fmt::Display for LogEntry {
@@ -171,10 +193,15 @@ pub struct SimConfig {
     pub pace: Pace,
     /// Faults scripted from the start: (target, fault, times).
     pub faults: Vec<(Target, Fault, usize)>,
+    /// Keep each request's body in its log entry (for contract checks of what clients send).
+    pub record_bodies: bool,
 }
 
 struct Shared {
     keys: Vec<String>,
+    record_bodies: bool,
+    /// Bumped on every new log entry, so tests can wait for a request without polling.
+    logged: watch::Sender<usize>,
     pace: Mutex<Pace>,
     script: Mutex<Script>,
     log: Mutex<Vec<LogEntry>>,
@@ -232,6 +259,8 @@ impl Simulator {
         }
         let shared = Arc::new(Shared {
             keys: config.keys,
+            record_bodies: config.record_bodies,
+            logged: watch::channel(0).0,
             pace: Mutex::new(config.pace),
             script: Mutex::new(script),
             log: Mutex::new(Vec::new()),
@@ -290,6 +319,20 @@ impl Simulator {
             .iter()
             .map(|entry| format!("{entry}\n"))
             .collect()
+    }
+
+    /// Waits until the log satisfies `condition` (checked now and after each new request).
+    pub async fn wait_for_log(&self, mut condition: impl FnMut(&[LogEntry]) -> bool) {
+        let mut logged = self.shared.logged.subscribe();
+        loop {
+            if condition(&lock(&self.shared.log)) {
+                return;
+            }
+            // The sender lives as long as `self`, so this cannot fail while we borrow it.
+            if logged.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Waits until no request is being answered (every log entry is final).
@@ -487,6 +530,17 @@ enum Api {
     Sonar,
     Agent,
     Search,
+    /// `POST /v1/agent/{id}/cancel`.
+    Cancel,
+}
+
+/// The run id of a cancel path (`/v1/agent/{id}/cancel`, also under `/v1/responses`).
+fn cancel_id(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/v1/agent/")
+        .or_else(|| path.strip_prefix("/v1/responses/"))?;
+    let id = rest.strip_suffix("/cancel")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 async fn handle(
@@ -505,6 +559,7 @@ async fn handle(
         }
         ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Api::Sonar,
         ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Api::Agent,
+        ("POST", cancel) if cancel_id(cancel).is_some() => Api::Cancel,
         ("POST", "/search" | "/v1/search") => Api::Search,
         _ => return Ok(json_response(404, &wire::error_body(404, None), &[])),
     };
@@ -554,9 +609,13 @@ async fn handle(
             events_sent: 0,
             ending: Ending::InProgress,
             first_event_at: None,
+            body: shared
+                .record_bodies
+                .then(|| String::from_utf8_lossy(&body).into_owned()),
         });
         log.len() - 1
     };
+    shared.logged.send_modify(|count| *count += 1);
     guard.log_index = Some(log_index);
     let finish = |status: u16, events: usize, ending: Ending| {
         let mut log = lock(&shared.log);
@@ -569,6 +628,11 @@ async fn handle(
     if !shared.keys.is_empty() && key_index.is_none() {
         finish(401, 0, Ending::ErrorStatus);
         return Ok(error_response(401, None, &[]));
+    }
+    if api == Api::Cancel {
+        finish(200, 0, Ending::Complete);
+        let id = cancel_id(&path).unwrap_or_default();
+        return Ok(json_response(200, &wire::agent_cancelled(id), &[]));
     }
     let fault = lock(&shared.script).next(key_index);
     let pace = *lock(&shared.pace);
@@ -584,6 +648,10 @@ async fn handle(
     }
     if let Some(status) = fault.status {
         finish(status, 0, Ending::ErrorStatus);
+        if api == Api::Agent && fault.body.is_none() && status != 401 {
+            let body = wire::agent_error_body(status, "the agent request failed");
+            return Ok(json_response(status, &body, &fault.headers));
+        }
         return Ok(error_response(
             status,
             fault.body.as_deref(),
@@ -650,7 +718,7 @@ async fn handle(
         fault,
         pace,
         api,
-        id,
+        model: model.clone(),
         cache_key: conversation_hash,
         _guard: guard,
     };
@@ -715,19 +783,14 @@ fn prepare(api: Api, body: &Value, model: &str, pace: Pace) -> Result<Prepared, 
             }
         }
         Api::Agent => {
+            let invalid = |message: &str| Err((400, wire::agent_error_body(400, message)));
             if model.is_empty() && body["models"].as_array().is_none() {
-                return Err((
-                    400,
-                    wire::error_body(400, Some("one of model, models or preset is required")),
-                ));
+                return invalid("one of model, models or preset is required");
             }
             if let Some(preset) = body["preset"].as_str()
                 && !PRESETS.contains(&preset)
             {
-                return Err((
-                    400,
-                    wire::error_body(400, Some(&format!("Invalid preset '{preset}'"))),
-                ));
+                return invalid(&format!("Invalid preset '{preset}'"));
             }
             if let Some(instructions) = body["instructions"].as_str() {
                 conversation.push(instructions.to_owned());
@@ -735,7 +798,28 @@ fn prepare(api: Api, body: &Value, model: &str, pace: Pace) -> Result<Prepared, 
             match &body["input"] {
                 Value::String(text) => conversation.push(text.clone()),
                 Value::Array(items) => {
-                    for item in items {
+                    for (index, item) in items.iter().enumerate() {
+                        // As the real service validates input items: `type` is required.
+                        match item["type"].as_str() {
+                            Some("message") => {}
+                            Some("function_call" | "function_call_output") => continue,
+                            Some(other) => {
+                                return invalid(&format!(
+                                    "input[{index}].type: unknown input item type '{other}'"
+                                ));
+                            }
+                            None => {
+                                return invalid(&format!("input[{index}].type: Field required"));
+                            }
+                        }
+                        if !matches!(
+                            item["role"].as_str(),
+                            Some("user" | "assistant" | "system" | "developer")
+                        ) {
+                            return invalid(&format!(
+                                "input[{index}].role: must be user, assistant, system or developer"
+                            ));
+                        }
                         match &item["content"] {
                             Value::String(text) => conversation.push(text.clone()),
                             Value::Array(parts) => conversation.extend(
@@ -743,13 +827,16 @@ fn prepare(api: Api, body: &Value, model: &str, pace: Pace) -> Result<Prepared, 
                                     .iter()
                                     .filter_map(|part| part["text"].as_str().map(str::to_owned)),
                             ),
-                            _ => {}
+                            _ => {
+                                return invalid(&format!("input[{index}].content: Field required"));
+                            }
                         }
                     }
                 }
-                _ => return Err((422, wire::error_body(422, Some("input is required")))),
+                _ => return invalid("input: Field required"),
             }
         }
+        Api::Cancel => {}
         Api::Search => match &body["query"] {
             Value::String(query) => conversation.push(query.clone()),
             Value::Array(queries) => conversation.extend(
@@ -810,7 +897,7 @@ struct Writer {
     fault: Fault,
     pace: Pace,
     api: Api,
-    id: String,
+    model: String,
     cache_key: u64,
     _guard: InFlight,
 }
@@ -895,6 +982,35 @@ impl Writer {
         }
     }
 
+    /// A quiet stretch: only `keep_alive` lines, every 50 ms, for `duration`; false when the
+    /// client left.
+    async fn quiet(
+        &self,
+        sender: &Sender,
+        duration: Duration,
+        keep_alive: crate::fault::KeepAlive,
+    ) -> bool {
+        use crate::fault::KeepAlive;
+        let ending = self.fault.line_ending.as_str();
+        let line = match keep_alive {
+            KeepAlive::Comment => format!(": keep-alive{ending}"),
+            KeepAlive::Retry => format!("retry: 3000{ending}"),
+            KeepAlive::Ping => format!("data: ping{ending}{ending}"),
+            KeepAlive::Nothing => String::new(),
+        };
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            if !line.is_empty() && !self.send(sender, Bytes::from(line.clone())).await {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.min(Instant::now() + Duration::from_millis(50))) => {}
+                _ = sender.closed() => return false,
+            }
+        }
+        true
+    }
+
     async fn write(&self, frames: &[Frame], sender: &Sender) -> (usize, Ending) {
         let fault = &self.fault;
         let ending = fault.line_ending.as_str();
@@ -904,7 +1020,26 @@ impl Writer {
                 return (0, Ending::ClientGone);
             }
         }
+        // Deep research is quiet after its first event (only comments), unless a scripted
+        // quiet stretch says otherwise.
+        let quiet = match (fault.quiet_after_events, fault.quiet) {
+            (Some(events), Some(duration)) => Some((events, duration, fault.quiet_keep_alive)),
+            _ if crate::server::is_research(&self.model) && !self.pace.research_quiet.is_zero() => {
+                Some((
+                    1,
+                    self.pace.research_quiet,
+                    crate::fault::KeepAlive::Comment,
+                ))
+            }
+            _ => None,
+        };
         for (index, frame) in frames.iter().enumerate() {
+            if let Some((events, duration, keep_alive)) = quiet
+                && events == index
+                && !self.quiet(sender, duration, keep_alive).await
+            {
+                return (index, Ending::ClientGone);
+            }
             if fault.stall_after_events == Some(index) {
                 let mut shutdown = self.shared.shutdown.clone();
                 tokio::select! {
@@ -919,7 +1054,7 @@ impl Writer {
             }
             if fault.error_event_after == Some(index) {
                 let error = match self.api {
-                    Api::Agent => wire::agent_failed_frame(&self.id, index + 1),
+                    Api::Agent => wire::agent_failed_frame(index + 1),
                     _ => wire::sonar_error_frame(),
                 };
                 self.send(sender, error.encode(fault.line_ending, false))
@@ -942,6 +1077,13 @@ impl Writer {
             if fault.keep_alive
                 && !self
                     .send(sender, Bytes::from(format!(": keep-alive{ending}{ending}")))
+                    .await
+            {
+                return (index, Ending::ClientGone);
+            }
+            if fault.ping_data
+                && !self
+                    .send(sender, Bytes::from(format!("data: ping{ending}{ending}")))
                     .await
             {
                 return (index, Ending::ClientGone);

@@ -107,13 +107,25 @@ fn usage(asked: &Asked, completion_tokens: u64, final_chunk: bool) -> Value {
     } else {
         json!({"input_tokens_cost": 0, "output_tokens_cost": 0, "total_cost": 0})
     };
-    json!({
+    let mut usage = json!({
         "prompt_tokens": asked.prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": asked.prompt_tokens + completion_tokens,
         "search_context_size": "low",
         "cost": cost,
-    })
+    });
+    if crate::server::is_research(&asked.model) {
+        // Deep research reports what its searches and reading cost, apart.
+        usage["citation_tokens"] = (completion_tokens * 7).into();
+        usage["reasoning_tokens"] = (completion_tokens * 3).into();
+        usage["num_search_queries"] = 12.into();
+        if final_chunk {
+            usage["cost"]["citation_tokens_cost"] = json!(completion_tokens as f64 * 14e-6);
+            usage["cost"]["reasoning_tokens_cost"] = json!(completion_tokens as f64 * 9e-6);
+            usage["cost"]["search_queries_cost"] = json!(0.06);
+        }
+    }
+    usage
 }
 
 fn sonar_common(
@@ -243,14 +255,28 @@ fn agent_usage(asked: &Asked, output_tokens: u64) -> Value {
     })
 }
 
-fn agent_results(answer: &Answer) -> Value {
+/// The search results as the Agent API numbers them: `id` from 1 across all of a run's
+/// searches (the SDK's `SearchResult` requires it), so `[n]` in the text is result `n`.
+fn agent_results(answer: &Answer, range: std::ops::Range<usize>) -> Value {
     Value::Array(
-        answer
-            .search_results
+        answer.search_results[range.clone()]
             .iter()
-            .map(|result| json!({"title": result.title, "url": result.url, "snippet": result.snippet, "date": result.date}))
+            .zip(range.start + 1..)
+            .map(|(result, id)| json!({"id": id, "title": result.title, "url": result.url, "snippet": result.snippet, "date": result.date, "source": "web"}))
             .collect(),
     )
+}
+
+/// How a preset or model splits its searches: multi-step ones search twice, so their
+/// results come in two batches (ids continue across them).
+fn search_batches(answer: &Answer, model: &str) -> Vec<std::ops::Range<usize>> {
+    let count = answer.search_results.len();
+    if crate::content::reasons(model) && count >= 2 {
+        let half = count / 2;
+        vec![0..half, half..count]
+    } else {
+        std::iter::once(0..count).collect()
+    }
 }
 
 fn agent_message(text: &str, status: &str) -> Value {
@@ -264,8 +290,13 @@ fn agent_message(text: &str, status: &str) -> Value {
 pub(crate) fn agent_response(id: &str, answer: &Answer, asked: &Asked, status: &str) -> Value {
     let shaped = shape(answer, asked);
     let (output, usage) = if status == "completed" {
+        let mut output: Vec<Value> = search_batches(answer, &asked.model)
+            .into_iter()
+            .map(|range| json!({"type": "search_results", "results": agent_results(answer, range)}))
+            .collect();
+        output.push(agent_message(shaped.text, "completed"));
         (
-            json!([{"type": "search_results", "results": agent_results(answer)}, agent_message(shaped.text, "completed")]),
+            Value::Array(output),
             agent_usage(asked, token_count(shaped.text)),
         )
     } else {
@@ -278,7 +309,7 @@ pub(crate) fn agent_response(id: &str, answer: &Answer, asked: &Asked, status: &
     if !usage.is_null() {
         response["usage"] = usage;
         if shaped.finish_reason == "length" {
-            response["status"] = "incomplete".into();
+            // The SDK lists no `incomplete` status: a cut answer is completed, and says why.
             response["incomplete_details"] = json!({"reason": "max_output_tokens"});
         }
     }
@@ -310,25 +341,39 @@ pub(crate) fn agent_stream(
     );
     push(
         "response.reasoning.started",
-        json!({"item_id": "rs_1", "output_index": 0}),
+        json!({"thought": "Planning the search."}),
     );
-    push(
-        "response.reasoning.search_queries",
-        json!({"item_id": "rs_1", "queries": queries}),
-    );
-    push(
-        "response.reasoning.search_results",
-        json!({"item_id": "rs_1", "results": agent_results(answer)}),
-    );
+    for (step, range) in search_batches(answer, &asked.model).into_iter().enumerate() {
+        let step_queries: Vec<String> = if step == 0 {
+            queries.to_vec()
+        } else {
+            queries
+                .iter()
+                .map(|query| format!("{query} follow-up"))
+                .collect()
+        };
+        push(
+            "response.reasoning.search_queries",
+            json!({"queries": step_queries, "thought": format!("Search step {}.", step + 1)}),
+        );
+        push(
+            "response.reasoning.search_results",
+            json!({"results": agent_results(answer, range), "thought": "Reading the results."}),
+        );
+    }
     if !answer.reasoning.is_empty() {
         push(
             "response.reasoning.fetch_url_queries",
-            json!({"item_id": "rs_1", "urls": [answer.citations[0]]}),
+            json!({"urls": [answer.citations[0]]}),
+        );
+        push(
+            "response.reasoning.fetch_url_results",
+            json!({"contents": [{"url": answer.citations[0], "title": answer.search_results[0].title, "snippet": answer.search_results[0].snippet}]}),
         );
     }
     push(
         "response.reasoning.stopped",
-        json!({"item_id": "rs_1", "thought": answer.reasoning}),
+        json!({"thought": answer.reasoning}),
     );
     push(
         "response.output_item.added",
@@ -355,16 +400,32 @@ pub(crate) fn agent_stream(
     frames
 }
 
-/// The Agent API's `response.failed` frame.
-pub(crate) fn agent_failed_frame(id: &str, sequence_number: usize) -> Frame {
+/// The Agent API's `response.failed` frame: the SDK's `ErrorInfo` at the top level.
+pub(crate) fn agent_failed_frame(sequence_number: usize) -> Frame {
     Frame::named(
         "response.failed",
         json!({
             "type": "response.failed", "sequence_number": sequence_number,
-            "response": {"id": id, "object": "response", "status": "failed", "output": [],
-                "error": {"code": "server_error", "message": "the agent failed while answering", "type": "server_error"}},
+            "error": {"code": "server_error", "message": "the agent failed while answering", "type": "server_error"},
         }),
     )
+}
+
+/// The Agent API's JSON error body: the SDK's `ErrorInfo` (string `code` and `type`).
+pub(crate) fn agent_error_body(status: u16, message: &str) -> Value {
+    let (kind, code) = match status {
+        400 | 422 => ("invalid_request_error", "invalid_request"),
+        401 | 403 => ("authentication_error", "invalid_api_key"),
+        402 => ("insufficient_quota", "insufficient_quota"),
+        429 => ("rate_limit_error", "rate_limit_exceeded"),
+        _ => ("server_error", "server_error"),
+    };
+    json!({"error": {"message": message, "type": kind, "code": code}})
+}
+
+/// The answer to `POST /v1/agent/{id}/cancel`.
+pub(crate) fn agent_cancelled(id: &str) -> Value {
+    json!({"id": id, "object": "response", "created_at": CREATED, "status": "cancelled", "model": "", "output": []})
 }
 
 /// The Search API's answer.

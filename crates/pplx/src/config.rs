@@ -30,6 +30,44 @@ pub struct FileConfig {
     pub retry: RetryFile,
     /// `[breaker]`.
     pub breaker: BreakerFile,
+    /// `[families.NAME]`: models with their own deadlines, slow-call threshold and breaker
+    /// (defaults: `research` and `reasoning`).
+    pub families: std::collections::BTreeMap<String, FamilyFile>,
+}
+
+/// `[families.NAME]`: the models in the family, its deadlines (as in `[timeouts]`, the
+/// family's defaults otherwise), and when a call counts as slow for its breaker (half the
+/// total deadline otherwise).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FamilyFile {
+    /// The models (or presets) in it.
+    pub models: Vec<String>,
+    /// A call slower than this counts as slow.
+    pub slow_call_secs: Option<f64>,
+    #[allow(missing_docs)]
+    pub connect_secs: Option<f64>,
+    #[allow(missing_docs)]
+    pub headers_secs: Option<f64>,
+    #[allow(missing_docs)]
+    pub first_event_secs: Option<f64>,
+    #[allow(missing_docs)]
+    pub idle_secs: Option<f64>,
+    #[allow(missing_docs)]
+    pub total_secs: Option<f64>,
+}
+
+impl FamilyFile {
+    /// Its deadlines, as a `[timeouts]` table.
+    pub fn timeouts(&self) -> TimeoutsFile {
+        TimeoutsFile {
+            connect_secs: self.connect_secs,
+            headers_secs: self.headers_secs,
+            first_event_secs: self.first_event_secs,
+            idle_secs: self.idle_secs,
+            total_secs: self.total_secs,
+        }
+    }
 }
 
 /// `[timeouts]`, in seconds.

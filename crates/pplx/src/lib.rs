@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::ChatProvider;
-use provider_perplexity::{AfterCommit, Api, PerplexityConfig, PerplexityProvider, keys_from};
+use provider_perplexity::{
+    AfterCommit, Api, DEFAULT_PRESET, ModelFamily, PerplexityConfig, PerplexityProvider, Timeouts,
+    keys_from,
+};
 
 /// Choices from the command line that override the config file.
 #[derive(Debug, Clone, Default)]
@@ -75,10 +78,10 @@ pub async fn setup(
     for (alias, model) in &file.aliases {
         config.aliases.insert(alias.clone(), model.clone());
     }
+    // An explicit API (flag, else file) wins over what the model's name implies.
     config.api = match args.api.as_deref().or(file.api.as_deref()) {
-        None | Some("sonar") => Api::Sonar,
-        Some("agent") => Api::Agent,
-        Some(other) => return Err(format!("unknown API {other:?}: use sonar or agent")),
+        None => None,
+        Some(name) => Some(Api::parse(name).map_err(|error| error.to_string())?),
     };
     apply_file(&mut config, &file)?;
     let mut sim = None;
@@ -98,6 +101,8 @@ pub async fn setup(
             "{program}: {reason}: answering from the built-in simulator (offline, simulated text). Set PERPLEXITY_API_KEY for real answers."
         );
         config.base_url = simulator.base_url();
+        // The simulator speaks both APIs, as the real service does.
+        config.agent_endpoint = Some(true);
         config.keys = vec![resilience::ApiKey::new("offline-simulator-key")];
         sim = Some(simulator);
     } else {
@@ -115,12 +120,17 @@ pub async fn setup(
             config.base_url = base_url;
         }
     }
+    // With no model named, `--api agent` asks the Agent API's quick preset, not a Sonar model.
+    let default_model = match config.api {
+        Some(Api::Agent) => DEFAULT_PRESET,
+        _ => "sonar",
+    };
     let perplexity = PerplexityProvider::new(config).map_err(|error| error.to_string())?;
     let model = args
         .model
         .clone()
         .or(file.model.clone())
-        .unwrap_or_else(|| "sonar".to_owned());
+        .unwrap_or_else(|| default_model.to_owned());
     let cache_choice = args.cache.clone().or(file.cache.clone());
     let provider: Arc<dyn ChatProvider> = if args.no_cache {
         Arc::new(perplexity.clone())
@@ -152,18 +162,51 @@ pub async fn setup(
     })
 }
 
-fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), String> {
-    let timeouts = &file.timeouts;
+/// Writes the deadlines a `[timeouts]`-like table sets over `timeouts`.
+fn apply_timeouts(timeouts: &mut Timeouts, file: &config::TimeoutsFile) {
     for (slot, value) in [
-        (&mut config.timeouts.connect, timeouts.connect_secs),
-        (&mut config.timeouts.headers, timeouts.headers_secs),
-        (&mut config.timeouts.first_event, timeouts.first_event_secs),
-        (&mut config.timeouts.idle, timeouts.idle_secs),
-        (&mut config.timeouts.total, timeouts.total_secs),
+        (&mut timeouts.connect, file.connect_secs),
+        (&mut timeouts.headers, file.headers_secs),
+        (&mut timeouts.first_event, file.first_event_secs),
+        (&mut timeouts.idle, file.idle_secs),
+        (&mut timeouts.total, file.total_secs),
     ] {
         if let Some(duration) = config::seconds(value) {
             *slot = duration;
         }
+    }
+}
+
+fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), String> {
+    apply_timeouts(&mut config.timeouts, &file.timeouts);
+    // `[families.NAME]` changes a default family or adds one; its models leave any other.
+    for (name, entry) in &file.families {
+        let models: Vec<&str> = entry.models.iter().map(String::as_str).collect();
+        for family in &mut config.families {
+            family
+                .models
+                .retain(|model| !models.contains(&model.as_str()));
+        }
+        let index = match config
+            .families
+            .iter()
+            .position(|family| family.name == *name)
+        {
+            Some(index) => index,
+            None => {
+                config
+                    .families
+                    .push(ModelFamily::new(name.clone(), &[], config.timeouts));
+                config.families.len() - 1
+            }
+        };
+        let family = &mut config.families[index];
+        family
+            .models
+            .extend(models.iter().map(|model| (*model).to_owned()));
+        apply_timeouts(&mut family.timeouts, &entry.timeouts());
+        family.slow_call =
+            config::seconds(entry.slow_call_secs).unwrap_or(family.timeouts.total / 2);
     }
     let retry = &file.retry;
     if let Some(attempts) = retry.max_attempts {

@@ -467,19 +467,19 @@ fn print_sources(sources: &Sources, styled: bool) {
     };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "\n{dim}Sources{reset}");
-    for (index, url) in sources.citations.iter().enumerate() {
+    for (number, url) in sources.numbered() {
         let title = sources
             .search_results
             .iter()
-            .find(|result| result.url == *url)
+            .find(|result| result.url == url)
             .map(|result| result.title.as_str())
             .filter(|title| !title.is_empty());
         match title {
             Some(title) => {
-                let _ = writeln!(stdout, "[{}] {title} — {url}", index + 1);
+                let _ = writeln!(stdout, "[{number}] {title} — {url}");
             }
             None => {
-                let _ = writeln!(stdout, "[{}] {url}", index + 1);
+                let _ = writeln!(stdout, "[{number}] {url}");
             }
         }
     }

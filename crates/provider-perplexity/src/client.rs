@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -14,30 +16,124 @@ use hyper::{Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use resilience::ApiKey;
 use sse_parse::{EventStream, Item, Limits};
 
 use crate::decode::Decoder;
-use crate::{Api, Timeouts, wire};
+use crate::{Api, Proxy, Timeouts, wire};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
-/// A client with connection reuse, rustls with the webpki roots, HTTP/2 by ALPN and HTTP/1.1.
-pub(crate) fn http_client(connect_timeout: Duration) -> HttpClient {
+/// A client with connection reuse, rustls with the webpki roots, HTTP/2 by ALPN and HTTP/1.1,
+/// through a proxy when one is configured.
+pub(crate) fn http_client(connect_timeout: Duration, proxy: &Proxy) -> Result<HttpClient, Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
+    let connector = ProxyConnector {
+        direct: http,
+        matcher: Arc::new(proxy_matcher(proxy)?),
+    };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(https)
+        .build(https))
+}
+
+/// The proxy rules: hyper-util's matcher (curl's rules for the variables and `NO_PROXY`).
+fn proxy_matcher(proxy: &Proxy) -> Result<Matcher, Error> {
+    let from_url = |url: &str, no_proxy: &str| -> Result<Matcher, Error> {
+        let parsed: Uri = url
+            .trim()
+            .parse()
+            .map_err(|_| Error::config("the proxy is not a URL (http://host:port)"))?;
+        if parsed.host().is_none() || !matches!(parsed.scheme_str(), Some("http") | None) {
+            return Err(Error::config(
+                "the proxy must be an http:// URL with a host (http://host:port)",
+            ));
+        }
+        Ok(Matcher::builder()
+            .all(url.trim().to_owned())
+            .no(no_proxy.to_owned())
+            .build())
+    };
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    match proxy {
+        Proxy::Direct => Ok(Matcher::builder().build()),
+        Proxy::Url { url, no_proxy } => from_url(url, no_proxy),
+        // `PERPLEXITY_PROXY` first, as the official server reads it; then the usual ones.
+        _ => match env("PERPLEXITY_PROXY") {
+            Some(url) => from_url(
+                &url,
+                &env("NO_PROXY")
+                    .or_else(|| env("no_proxy"))
+                    .unwrap_or_default(),
+            ),
+            None => Ok(Matcher::from_env()),
+        },
+    }
+}
+
+/// Connects directly, or through a CONNECT tunnel when the proxy rules say so; TLS (for
+/// `https://`) then runs end to end inside the tunnel.
+#[derive(Clone)]
+pub(crate) struct ProxyConnector {
+    direct: HttpConnector,
+    matcher: Arc<Matcher>,
+}
+
+type Connecting = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<
+                    TokioIo<tokio::net::TcpStream>,
+                    Box<dyn std::error::Error + Send + Sync>,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower_service::Service<Uri> for ProxyConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(context).map_err(Into::into)
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        match self.matcher.intercept(&destination) {
+            Some(intercept) => {
+                let mut tunnel = Tunnel::new(intercept.uri().clone(), self.direct.clone());
+                if let Some(auth) = intercept.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move {
+                    let mut tunnel = tunnel;
+                    std::future::poll_fn(|context| tunnel.poll_ready(context)).await?;
+                    Ok(tunnel.call(destination).await?)
+                })
+            }
+            None => {
+                let connecting = self.direct.call(destination);
+                Box::pin(async move { Ok(connecting.await?) })
+            }
+        }
+    }
 }
 
 /// Checks a base URL: `https://`, or `http://` to loopback (or anywhere, when allowed).
@@ -153,6 +249,12 @@ pub(crate) async fn send_to(
         header("retry-after").as_deref(),
         SystemTime::now(),
     );
+    // The server's own verdict on retrying wins over every status rule, as in the SDKs.
+    let should_retry = match header("x-should-retry").as_deref().map(str::trim) {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    };
     let content_type = header("content-type").unwrap_or_default();
     // The body says why; read a bounded amount of it, within the idle deadline.
     let body = Limited::new(response.into_body(), 64 << 10).collect();
@@ -161,7 +263,9 @@ pub(crate) async fn send_to(
         _ => Bytes::new(),
     };
     let message = wire::error_message(status, &content_type, &body);
-    Err(Error::status(status, message).with_retry_after(retry_after))
+    Err(Error::status(status, message)
+        .with_retry_after(retry_after)
+        .with_should_retry(should_retry))
 }
 
 /// A transport failure: a connect timeout, another connect failure, or a broken connection.
@@ -216,6 +320,11 @@ impl Live {
     /// The usage known so far (for an interruption's error).
     pub(crate) fn usage(&self) -> Option<chat_core::Usage> {
         self.decoder.usage()
+    }
+
+    /// The Agent API run's id, once known.
+    pub(crate) fn response_id(&self) -> Option<&str> {
+        self.decoder.response_id()
     }
 
     /// SSE events received.

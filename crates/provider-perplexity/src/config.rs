@@ -5,25 +5,39 @@ use chat_core::Error;
 use resilience::{ApiKey, BackoffPolicy, BreakerConfig, BudgetConfig, KeyPoolConfig};
 
 /// Which Perplexity API answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Api {
-    /// Sonar chat completions (`POST /chat/completions`).
+    /// Sonar chat completions (`POST /chat/completions`), which any OpenAI-compatible
+    /// endpoint also speaks.
     #[default]
     Sonar,
     /// The Agent API (`POST /v1/agent`, Responses-style events).
     Agent,
 }
 
+/// The Agent API presets: the names the official MCP server (v1.3) uses (`fast`, `medium`,
+/// `high`) and the older ones (`fast-search`, `pro-search`, `deep-research`).
+pub const PRESETS: &[&str] = &[
+    "fast",
+    "medium",
+    "high",
+    "fast-search",
+    "pro-search",
+    "deep-research",
+];
+
+/// The preset `--api agent` picks when no model is named (the official server's ask preset).
+pub const DEFAULT_PRESET: &str = "fast";
+
 impl Api {
     /// The API a model name implies, if it implies one: Sonar models go to Sonar, presets and
-    /// `provider/model` names to the Agent API.
+    /// `provider/model` names to the Agent API. An explicit choice
+    /// ([`PerplexityConfig::api`]) wins over this.
     pub fn for_model(model: &str) -> Option<Api> {
         if model.starts_with("sonar") {
             Some(Api::Sonar)
-        } else if matches!(model, "fast-search" | "pro-search" | "deep-research")
-            || model.contains('/')
-        {
+        } else if PRESETS.contains(&model) || model.contains('/') {
             Some(Api::Agent)
         } else {
             None
@@ -35,6 +49,20 @@ impl Api {
         match self {
             Api::Sonar => "sonar",
             Api::Agent => "agent",
+        }
+    }
+
+    /// `sonar` or `agent` (also `chat`, for chat completions on any compatible endpoint).
+    ///
+    /// # Errors
+    /// A config error naming the choices.
+    pub fn parse(name: &str) -> Result<Api, Error> {
+        match name.trim() {
+            "sonar" | "chat" => Ok(Api::Sonar),
+            "agent" => Ok(Api::Agent),
+            other => Err(Error::config(format!(
+                "unknown API {other:?}: use sonar (chat completions) or agent"
+            ))),
         }
     }
 }
@@ -82,17 +110,140 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// Deadlines for deep research, which searches for minutes, often in silence (the
+    /// official server measured about 229 s per call): 10 minutes to the first event and
+    /// between events, 30 minutes in all.
+    pub fn research() -> Self {
+        Timeouts {
+            headers: Duration::from_secs(120),
+            first_event: Duration::from_secs(600),
+            idle: Duration::from_secs(600),
+            total: Duration::from_secs(1800),
+            ..Timeouts::default()
+        }
+    }
+
+    /// Deadlines for reasoning models and presets: a longer think before the first word.
+    pub fn reasoning() -> Self {
+        Timeouts {
+            first_event: Duration::from_secs(180),
+            idle: Duration::from_secs(120),
+            total: Duration::from_secs(600),
+            ..Timeouts::default()
+        }
+    }
+}
+
+/// A family of models that share deadlines, a slow-call threshold and (per API) a circuit
+/// breaker, so that minutes-long deep research neither trips on the deadlines of quick
+/// answers nor opens the breaker those answers depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelFamily {
+    /// Its name, for logs and statistics (`research`, `reasoning`, or one from the config).
+    pub name: String,
+    /// The models (after alias resolution) and presets in it.
+    pub models: Vec<String>,
+    /// Its deadlines.
+    pub timeouts: Timeouts,
+    /// A call slower than this counts as slow for its breaker.
+    pub slow_call: Duration,
+}
+
+impl ModelFamily {
+    /// A family named `name` of `models` with these deadlines; the slow-call threshold is
+    /// the total deadline's half.
+    pub fn new(name: impl Into<String>, models: &[&str], timeouts: Timeouts) -> Self {
+        ModelFamily {
+            name: name.into(),
+            models: models.iter().map(|model| (*model).to_owned()).collect(),
+            timeouts,
+            slow_call: timeouts.total / 2,
+        }
+    }
+
+    /// The default families: `research` (sonar-deep-research, deep-research, high) and
+    /// `reasoning` (sonar-reasoning-pro, sonar-reasoning, medium, pro-search). Every other
+    /// model uses [`PerplexityConfig::timeouts`] and the breaker's own slow-call threshold.
+    pub fn defaults() -> Vec<ModelFamily> {
+        vec![
+            ModelFamily::new(
+                "research",
+                &["sonar-deep-research", "deep-research", "high"],
+                Timeouts::research(),
+            ),
+            ModelFamily::new(
+                "reasoning",
+                &[
+                    "sonar-reasoning-pro",
+                    "sonar-reasoning",
+                    "medium",
+                    "pro-search",
+                ],
+                Timeouts::reasoning(),
+            ),
+        ]
+    }
+}
+
+/// Where requests go: straight to the server, or through an HTTP proxy (a CONNECT tunnel).
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Proxy {
+    /// `PERPLEXITY_PROXY`, else `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (and lowercase), with
+    /// `NO_PROXY` exceptions, read when the provider is built; direct when none is set.
+    #[default]
+    FromEnv,
+    /// Always direct.
+    Direct,
+    /// This proxy (`http://[user:password@]host:port`) for every destination except those
+    /// `no_proxy` lists (comma-separated hosts, domains, IPs or networks).
+    Url {
+        /// The proxy.
+        url: String,
+        /// Exceptions, as in `NO_PROXY`.
+        no_proxy: String,
+    },
+}
+
+impl std::fmt::Debug for Proxy {
+    /// Never prints credentials: only the proxy's host and port.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proxy::FromEnv => formatter.write_str("FromEnv"),
+            Proxy::Direct => formatter.write_str("Direct"),
+            Proxy::Url { url, no_proxy } => {
+                let host = url
+                    .parse::<hyper::Uri>()
+                    .ok()
+                    .and_then(|uri| {
+                        uri.authority().map(|authority| {
+                            let text = authority.as_str();
+                            text.rsplit('@').next().unwrap_or(text).to_owned()
+                        })
+                    })
+                    .unwrap_or_else(|| "<unparsable>".to_owned());
+                formatter
+                    .debug_struct("Url")
+                    .field("host", &host)
+                    .field("no_proxy", no_proxy)
+                    .finish()
+            }
+        }
+    }
+}
+
 /// Short names for models, resolved before a request is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelAliases(HashMap<String, String>);
 
 impl Default for ModelAliases {
-    /// `fast` → sonar, `pro` → sonar-pro, `reason` → sonar-reasoning-pro,
-    /// `research` → sonar-deep-research.
+    /// `pro` → sonar-pro, `reason` → sonar-reasoning-pro, `research` →
+    /// sonar-deep-research. (`fast` is not an alias: it is the Agent API's quick preset.)
     fn default() -> Self {
         let mut aliases = HashMap::new();
         for (alias, model) in [
-            ("fast", "sonar"),
             ("pro", "sonar-pro"),
             ("reason", "sonar-reasoning-pro"),
             ("research", "sonar-deep-research"),
@@ -146,17 +297,29 @@ pub struct PerplexityConfig {
     /// Where the API is: `https://api.perplexity.ai`, the simulator, or any OpenAI-compatible
     /// endpoint. Plain `http://` only for loopback unless `allow_insecure_http`.
     pub base_url: String,
-    /// The API used when the model does not imply one.
-    pub api: Api,
+    /// The API to use. `Some` is an explicit choice and wins over the model's name; with
+    /// `None`, Sonar models go to Sonar, presets to the Agent API, and `provider/model`
+    /// names to the Agent API when the endpoint serves it (see `agent_endpoint`), else to
+    /// chat completions.
+    pub api: Option<Api>,
+    /// Whether the endpoint serves the Agent API. `None`: only Perplexity's own host
+    /// (`*.perplexity.ai`) does, so that `openai/gpt-4o` at another OpenAI-compatible
+    /// endpoint goes over chat completions.
+    pub agent_endpoint: Option<bool>,
     /// The keys, rotated by the pool.
     pub keys: Vec<ApiKey>,
     /// Model aliases.
     pub aliases: ModelAliases,
-    /// Deadlines.
+    /// Deadlines of models outside every family.
     pub timeouts: Timeouts,
+    /// Families of models with their own deadlines, slow-call threshold and breakers.
+    pub families: Vec<ModelFamily>,
+    /// An HTTP proxy.
+    pub proxy: Proxy,
     /// Retries and backoff (its `total_deadline` is replaced by `timeouts.total`).
     pub backoff: BackoffPolicy,
-    /// The circuit breaker.
+    /// The circuit breakers (one per API and model family; a family's `slow_call` replaces
+    /// `slow_call_duration`).
     pub breaker: BreakerConfig,
     /// The retry budget.
     pub budget: BudgetConfig,
@@ -177,10 +340,13 @@ impl Default for PerplexityConfig {
     fn default() -> Self {
         PerplexityConfig {
             base_url: "https://api.perplexity.ai".to_owned(),
-            api: Api::Sonar,
+            api: None,
+            agent_endpoint: None,
             keys: Vec::new(),
             aliases: ModelAliases::default(),
             timeouts: Timeouts::default(),
+            families: ModelFamily::defaults(),
+            proxy: Proxy::FromEnv,
             backoff: BackoffPolicy::default(),
             breaker: BreakerConfig::default(),
             budget: BudgetConfig::default(),
@@ -194,6 +360,46 @@ impl Default for PerplexityConfig {
 }
 
 impl PerplexityConfig {
+    /// The family `model` (resolved) belongs to, if any.
+    pub fn family(&self, model: &str) -> Option<&ModelFamily> {
+        self.families
+            .iter()
+            .find(|family| family.models.iter().any(|name| name == model))
+    }
+
+    /// The deadlines for `model` (resolved): its family's, else the default ones.
+    pub fn timeouts_for(&self, model: &str) -> Timeouts {
+        self.family(model)
+            .map_or(self.timeouts, |family| family.timeouts)
+    }
+
+    /// Whether the endpoint serves the Agent API (see `agent_endpoint`).
+    pub fn serves_agent_api(&self) -> bool {
+        self.agent_endpoint.unwrap_or_else(|| {
+            self.base_url
+                .parse::<hyper::Uri>()
+                .ok()
+                .and_then(|uri| {
+                    uri.host()
+                        .map(|host| host == "perplexity.ai" || host.ends_with(".perplexity.ai"))
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// The API that answers `model` (resolved): the explicit choice, else what the name
+    /// implies at this endpoint, else Sonar.
+    pub fn api_for(&self, model: &str) -> Api {
+        if let Some(api) = self.api {
+            return api;
+        }
+        match Api::for_model(model) {
+            Some(Api::Agent) if model.contains('/') && !self.serves_agent_api() => Api::Sonar,
+            Some(api) => api,
+            None => Api::Sonar,
+        }
+    }
+
     /// The defaults, with keys from `PERPLEXITY_API_KEYS` (comma-separated) or
     /// `PERPLEXITY_API_KEY`, and the base URL from `PERPLEXITY_BASE_URL` when set.
     pub fn from_env() -> Self {

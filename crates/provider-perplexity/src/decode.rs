@@ -7,7 +7,7 @@ use chat_core::{ChatEvent, ChatResponse, Error, FinishReason, Sources, Usage};
 
 use crate::Api;
 use crate::think::{Split, ThinkSplitter};
-use crate::wire::{self, AgentEvent, AgentResponse, SonarChunk};
+use crate::wire::{self, AgentError, AgentEvent, AgentResponse, AgentSources, SonarChunk};
 
 #[derive(Debug)]
 pub(crate) struct Decoder {
@@ -16,6 +16,8 @@ pub(crate) struct Decoder {
     /// The raw JSON of the sources last emitted, to see whether they changed.
     citations_raw: String,
     results_raw: String,
+    /// The Agent API's search results, merged across a run's searches.
+    agent_sources: AgentSources,
     response: ChatResponse,
     usage: Option<Usage>,
     /// Sonar's cumulative usage as last sent, raw: decoded at the end or on demand.
@@ -30,6 +32,7 @@ impl Decoder {
             splitter: ThinkSplitter::default(),
             citations_raw: String::new(),
             results_raw: String::new(),
+            agent_sources: AgentSources::default(),
             response: ChatResponse::default(),
             usage: None,
             usage_raw: String::new(),
@@ -40,6 +43,11 @@ impl Decoder {
     /// Whether the final event arrived.
     pub(crate) fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// The Agent API run's id, once the server said it (to cancel an abandoned run).
+    pub(crate) fn response_id(&self) -> Option<&str> {
+        Some(self.response.id.as_str()).filter(|id| !id.is_empty())
     }
 
     /// The usage known so far.
@@ -59,6 +67,9 @@ impl Decoder {
         }
         if event_type == b"error" {
             return Err(stream_error(data));
+        }
+        if is_keep_alive(data) {
+            return Ok(()); // A keep-alive ping, as the official consumers treat them.
         }
         match self.api {
             Api::Sonar => self.feed_sonar(data, out),
@@ -129,6 +140,9 @@ impl Decoder {
                 }
             }
             "response.reasoning.search_queries" => {
+                if let Some(thought) = event.thought.as_deref() {
+                    self.thought(thought, out);
+                }
                 let queries: Vec<&str> = event
                     .queries
                     .iter()
@@ -140,21 +154,36 @@ impl Decoder {
                 }
             }
             "response.reasoning.search_results" => {
-                let raw = event.results.map_or("", |raw| raw.get());
-                if raw != self.results_raw {
-                    let sources = wire::agent_sources(event.results)?;
-                    self.results_raw.clear();
-                    self.results_raw.push_str(raw);
+                if let Some(thought) = event.thought.as_deref() {
+                    self.thought(thought, out);
+                }
+                if self.agent_sources.add(event.results)? {
+                    let sources = self.agent_sources.sources();
                     self.emit_sources(sources, out);
                 }
             }
+            "response.reasoning.started" | "response.reasoning.fetch_url_results" => {
+                if let Some(thought) = event.thought.as_deref() {
+                    self.thought(thought, out);
+                }
+            }
+            "response.reasoning.fetch_url_queries" => {
+                if let Some(thought) = event.thought.as_deref() {
+                    self.thought(thought, out);
+                }
+                let urls: Vec<&str> = event
+                    .urls
+                    .iter()
+                    .flatten()
+                    .map(|url| url.as_ref())
+                    .collect();
+                if !urls.is_empty() {
+                    self.reasoning(format!("Reading: {}\n", urls.join("; ")), out);
+                }
+            }
             "response.reasoning.stopped" => {
-                if let Some(thought) = event
-                    .thought
-                    .as_deref()
-                    .filter(|thought| !thought.is_empty())
-                {
-                    self.reasoning(format!("{thought}\n"), out);
+                if let Some(thought) = event.thought.as_deref() {
+                    self.thought(thought, out);
                 }
             }
             "response.created" | "response.in_progress" => {
@@ -171,35 +200,42 @@ impl Decoder {
                         .map_err(|error| Error::protocol(format!("bad final response: {error}")))?,
                     None => AgentResponse::default(),
                 };
-                if self.response.sources.is_empty() {
-                    let sources = response.sources()?;
+                // The final output lists every search's results; the streamed batches may
+                // have missed some (a proxy that drops events), never the other way round.
+                let mut grew = false;
+                for batch in response.search_result_batches() {
+                    grew |= self.agent_sources.add(Some(batch))?;
+                }
+                if grew {
+                    let sources = self.agent_sources.sources();
                     self.emit_sources(sources, out);
                 }
-                if let Some(usage) = response.usage {
+                if let Some(usage) = response.usage.clone() {
                     self.usage = Some(usage.into_usage());
                 }
                 if !response.id.is_empty() {
-                    self.response.id = response.id;
+                    self.response.id = response.id.clone();
                 }
-                let finish = if response.status == "incomplete" {
-                    FinishReason::Length
-                } else {
-                    FinishReason::Stop
-                };
+                let finish = response.finish_reason();
                 self.finish(finish, out);
             }
             "response.failed" | "error" => {
-                let message = event
-                    .response
-                    .and_then(|raw| serde_json::from_str::<AgentResponse>(raw.get()).ok())
-                    .and_then(|response| response.error)
-                    .map(|error| error.message)
-                    .unwrap_or_else(|| "the agent failed".to_owned());
-                return Err(Error::status(500, message));
+                return Err(agent_failure(event.error, event.message.as_deref()));
+            }
+            "response.cancelled" => {
+                return Err(Error::incomplete("the server cancelled the agent run"));
             }
             _ => {} // Other events say nothing the caller needs.
         }
         Ok(())
+    }
+
+    /// A reasoning event's `thought`, as a line of reasoning.
+    fn thought(&mut self, thought: &str, out: &mut VecDeque<ChatEvent>) {
+        let thought = thought.trim();
+        if !thought.is_empty() {
+            self.reasoning(format!("{thought}\n"), out);
+        }
     }
 
     fn reasoning(&mut self, text: String, out: &mut VecDeque<ChatEvent>) {
@@ -242,9 +278,69 @@ impl Decoder {
     }
 }
 
+/// Whether an event's data is a keep-alive ping rather than a message: the official
+/// consumers skip `data:` lines that are not JSON. Only data that cannot be the start of a
+/// JSON message counts; a cut-off JSON object stays a protocol error, so that a broken
+/// stream is never mistaken for a healthy one and no text is skipped.
+fn is_keep_alive(data: &str) -> bool {
+    let data = data.trim();
+    !(data.starts_with('{') || data.starts_with('[') || data.is_empty())
+}
+
+/// A failed Agent run (`response.failed` or an `error` event): the server's own message,
+/// and retried only when its code says the failure is passing (rate limit, overload, a
+/// server error); anything else (a refused request, a content rule) fails at once.
+fn agent_failure(error: Option<AgentError>, message: Option<&str>) -> Error {
+    let error = error.unwrap_or_default();
+    let message = Some(error.message.as_str())
+        .filter(|message| !message.trim().is_empty())
+        .or(message)
+        .unwrap_or("the agent run failed");
+    let code = format!(
+        "{} {}",
+        error.code.as_deref().unwrap_or_default(),
+        error.kind.as_deref().unwrap_or_default()
+    )
+    .to_ascii_lowercase();
+    let status = if code.contains("rate_limit") || code.contains("429") {
+        429
+    } else if [
+        "server_error",
+        "internal",
+        "overloaded",
+        "unavailable",
+        "timeout",
+        "500",
+        "502",
+        "503",
+        "504",
+    ]
+    .iter()
+    .any(|passing| code.contains(passing))
+    {
+        503
+    } else if code.contains("auth") || code.contains("401") {
+        401
+    } else if code.contains("quota") || code.contains("credit") || code.contains("402") {
+        402
+    } else {
+        400
+    };
+    let text = match error.code.as_deref().filter(|code| !code.is_empty()) {
+        Some(code) => format!("the agent run failed: {message} ({code})"),
+        None => format!("the agent run failed: {message}"),
+    };
+    Error::status(status, text)
+}
+
 /// An `event: error` frame's error.
 fn stream_error(data: &str) -> Error {
     let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    if value["type"] == "error" || value["error"]["code"].is_string() {
+        // The Agent API's shape: `ErrorInfo` with string codes.
+        let error = serde_json::from_value::<AgentError>(value["error"].clone()).ok();
+        return agent_failure(error, value["message"].as_str());
+    }
     let message = value["error"]["message"]
         .as_str()
         .unwrap_or("the server reported an error mid-stream")
@@ -292,20 +388,14 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
         Api::Agent => {
             let body: AgentResponse = serde_json::from_str(text)
                 .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
-            if let Some(error) = &body.error
-                && body.status == "failed"
-            {
-                return Err(Error::status(500, error.message.clone()));
+            if body.status == "failed" {
+                return Err(agent_failure(body.error, None));
             }
             response.text = body.text();
             response.sources = body.sources()?;
             response.id = body.id.clone();
             response.model = body.model.clone();
-            response.finish_reason = if body.status == "incomplete" {
-                FinishReason::Length
-            } else {
-                FinishReason::Stop
-            };
+            response.finish_reason = body.finish_reason();
             response.usage = body.usage.map(wire::UsageWire::into_usage);
         }
     }

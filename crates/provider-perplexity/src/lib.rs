@@ -68,7 +68,10 @@ use resilience::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use config::{AfterCommit, Api, ModelAliases, PerplexityConfig, Timeouts, keys_from};
+pub use config::{
+    AfterCommit, Api, DEFAULT_PRESET, ModelAliases, ModelFamily, PRESETS, PerplexityConfig, Proxy,
+    Timeouts, keys_from,
+};
 pub use options::{SearchContextSize, SearchMode, SonarOptions};
 
 use crate::client::{HttpClient, Live};
@@ -83,6 +86,17 @@ struct Shared {
     config: PerplexityConfig,
     base_url: String,
     client: HttpClient,
+    /// One retrier per API and model family (index 0: models outside every family, then
+    /// `config.families` in order), all sharing the key pool and the retry budget, each with
+    /// its own circuit breaker: deep research timing out must not cut off quick answers.
+    retriers: Vec<[Retrier; 2]>,
+}
+
+/// Where one request goes and under which rules.
+struct Route {
+    model: String,
+    api: Api,
+    timeouts: Timeouts,
     retrier: Retrier,
 }
 
@@ -108,41 +122,65 @@ impl PerplexityProvider {
             ));
         }
         let base_url = client::check_base_url(&config.base_url, config.allow_insecure_http)?;
-        let policy = BackoffPolicy {
-            total_deadline: config.timeouts.total,
-            ..config.backoff
-        };
-        let retrier = Retrier::new(
-            policy,
-            Arc::new(RetryBudget::new(config.budget)),
-            Arc::new(CircuitBreaker::new(config.breaker)),
-            KeyPool::new(config.keys.clone(), config.key_pool),
+        let budget = Arc::new(RetryBudget::new(config.budget));
+        let keys = KeyPool::new(config.keys.clone(), config.key_pool);
+        let mut limits = vec![(config.timeouts.total, config.breaker.slow_call_duration)];
+        limits.extend(
+            config
+                .families
+                .iter()
+                .map(|family| (family.timeouts.total, family.slow_call)),
         );
+        let retriers = limits
+            .into_iter()
+            .map(|(total, slow_call)| {
+                let retrier = || {
+                    let policy = BackoffPolicy {
+                        total_deadline: total,
+                        ..config.backoff
+                    };
+                    let breaker = resilience::BreakerConfig {
+                        slow_call_duration: slow_call,
+                        ..config.breaker
+                    };
+                    Retrier::new(
+                        policy,
+                        budget.clone(),
+                        Arc::new(CircuitBreaker::new(breaker)),
+                        keys.clone(),
+                    )
+                };
+                [retrier(), retrier()]
+            })
+            .collect();
+        let client = client::http_client(config.timeouts.connect, &config.proxy)?;
         Ok(PerplexityProvider {
             shared: Arc::new(Shared {
-                client: client::http_client(config.timeouts.connect),
+                client,
                 base_url,
                 config,
-                retrier,
+                retriers,
             }),
         })
     }
 
-    /// The model an alias stands for, and the API that will answer it.
+    /// The model an alias stands for, and the API that will answer it (an explicit
+    /// [`PerplexityConfig::api`] wins over what the name implies).
     pub fn resolve(&self, model: &str) -> (String, Api) {
         let model = self.shared.config.aliases.resolve(model).to_owned();
-        let api = Api::for_model(&model).unwrap_or(self.shared.config.api);
+        let api = self.shared.config.api_for(&model);
         (model, api)
     }
 
     /// Per-key figures (never the keys).
     pub fn key_stats(&self) -> Vec<KeyStats> {
-        self.shared.retrier.keys().stats()
+        self.shared.retriers[0][0].keys().stats()
     }
 
-    /// The circuit breaker's figures.
-    pub fn breaker_stats(&self) -> BreakerStats {
-        self.shared.retrier.breaker().stats()
+    /// The figures of the circuit breaker that guards `model` (an alias is resolved): there
+    /// is one per API and model family.
+    pub fn breaker_stats(&self, model: &str) -> BreakerStats {
+        self.shared.route(model).retrier.breaker().stats()
     }
 
     /// The configuration in use.
@@ -165,10 +203,16 @@ impl PerplexityProvider {
             #[serde(default)]
             results: Option<Box<serde_json::value::RawValue>>,
         }
-        let deadline = Instant::now() + self.shared.config.timeouts.total;
+        let route = Route {
+            model: String::new(),
+            api: Api::Sonar,
+            timeouts: self.shared.config.timeouts,
+            retrier: self.shared.retriers[0][0].clone(),
+        };
+        let deadline = Instant::now() + route.timeouts.total;
         let body = Bytes::from(body.to_string());
         self.shared
-            .post(client::SEARCH_PATH, body, deadline, |bytes| {
+            .post(&route, client::SEARCH_PATH, body, deadline, |bytes| {
                 let parsed: Results = serde_json::from_slice(bytes)
                     .map_err(|error| Error::protocol(format!("bad search response: {error}")))?;
                 Ok(wire::sources(None, parsed.results.as_deref())?.search_results)
@@ -179,30 +223,47 @@ impl PerplexityProvider {
 }
 
 impl Shared {
+    /// The model (alias resolved), its API, deadlines and retrier.
+    fn route(&self, model: &str) -> Route {
+        let model = self.config.aliases.resolve(model).to_owned();
+        let api = self.config.api_for(&model);
+        let family = self
+            .config
+            .families
+            .iter()
+            .position(|family| family.models.contains(&model));
+        let retrier = self.retriers[family.map_or(0, |index| index + 1)][api_index(api)].clone();
+        Route {
+            timeouts: self.config.timeouts_for(&model),
+            model,
+            api,
+            retrier,
+        }
+    }
+
     /// A whole (non-streaming) response body, within the size limit and the idle deadline.
     async fn read_body(
         &self,
+        timeouts: &Timeouts,
         response: hyper::Response<hyper::body::Incoming>,
     ) -> Result<Bytes, Error> {
         let body = http_body_util::Limited::new(response.into_body(), self.config.max_event_bytes);
-        let collected = tokio::time::timeout(
-            self.config.timeouts.idle,
-            http_body_util::BodyExt::collect(body),
-        )
-        .await
-        .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
-        .map_err(|error| Error::incomplete("the response body broke").with_source(error))?;
+        let collected = tokio::time::timeout(timeouts.idle, http_body_util::BodyExt::collect(body))
+            .await
+            .map_err(|_| Error::timeout(TimeoutPhase::Idle))?
+            .map_err(|error| Error::incomplete("the response body broke").with_source(error))?;
         Ok(collected.to_bytes())
     }
 
     /// One non-streaming request, retried under the same protections.
     async fn complete(
         &self,
-        api: Api,
+        route: &Route,
         body: Bytes,
         deadline: Instant,
     ) -> Result<ChatResponse, Error> {
-        self.post(client::path(api), body, deadline, |bytes| {
+        let api = route.api;
+        self.post(route, client::path(api), body, deadline, |bytes| {
             decode::full_response(api, bytes)
         })
         .await
@@ -212,12 +273,13 @@ impl Shared {
     /// decoded by `decode`.
     async fn post<T>(
         &self,
+        route: &Route,
         path: &str,
         body: Bytes,
         deadline: Instant,
         decode: impl Fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let (value, _lease) = self
+        let (value, _lease) = route
             .retrier
             .run_until(deadline, |attempt| {
                 let body = body.clone();
@@ -230,10 +292,10 @@ impl Shared {
                         body,
                         &attempt.key,
                         false,
-                        &self.config.timeouts,
+                        &route.timeouts,
                     )
                     .await?;
-                    decode(&self.read_body(response).await?)
+                    decode(&self.read_body(&route.timeouts, response).await?)
                 }
             })
             .await?;
@@ -244,10 +306,12 @@ impl Shared {
     /// first text delta (or `Done`, for an empty answer).
     async fn open(
         &self,
-        api: Api,
+        route: &Route,
         body: Bytes,
         attempt: resilience::Attempt,
+        cancel: &CancelOnDrop,
     ) -> Result<(Live, Vec<ChatEvent>), Error> {
+        let api = route.api;
         let response = client::send(
             &self.client,
             &self.base_url,
@@ -255,7 +319,7 @@ impl Shared {
             body,
             &attempt.key,
             true,
-            &self.config.timeouts,
+            &route.timeouts,
         )
         .await?;
         let is_stream = response
@@ -270,21 +334,26 @@ impl Shared {
             )
             .with_source(NotStreaming));
         }
-        let mut live = Live::new(
-            response,
-            api,
-            self.config.timeouts,
-            self.config.max_event_bytes,
-        );
+        let mut live = Live::new(response, api, route.timeouts, self.config.max_event_bytes);
         let mut held = Vec::new();
         loop {
-            match live.next().await? {
-                Some(event @ (ChatEvent::TextDelta(_) | ChatEvent::Done(_))) => {
+            let next = live.next().await;
+            cancel.track(&live, &attempt.key);
+            match next {
+                Ok(Some(event @ (ChatEvent::TextDelta(_) | ChatEvent::Done(_)))) => {
                     held.push(event);
                     return Ok((live, held));
                 }
-                Some(event) => held.push(event),
-                None => return Err(Error::incomplete("the stream ended before its final event")),
+                Ok(Some(event)) => held.push(event),
+                Ok(None) => {
+                    cancel.fire();
+                    return Err(Error::incomplete("the stream ended before its final event"));
+                }
+                Err(error) => {
+                    // This run is abandoned (another attempt, or the fallback, answers).
+                    cancel.fire();
+                    return Err(error);
+                }
             }
         }
     }
@@ -314,16 +383,109 @@ fn falls_back(error: &Error) -> bool {
     refuses_stream || transient
 }
 
+fn api_index(api: Api) -> usize {
+    match api {
+        Api::Sonar => 0,
+        Api::Agent => 1,
+    }
+}
+
+/// Cancels an abandoned Agent API run on the server (`POST /v1/agent/{id}/cancel`, as the
+/// official server does), so that a caller who leaves, or a stream that breaks, stops the
+/// run's billing. It learns the run's id and key as the stream reports them, is disarmed
+/// when the run completes, and sends the cancel when dropped while armed.
+struct CancelOnDrop {
+    shared: Arc<Shared>,
+    api: Api,
+    run: std::sync::Mutex<Option<(String, resilience::ApiKey)>>,
+}
+
+impl CancelOnDrop {
+    fn new(shared: Arc<Shared>, api: Api) -> Self {
+        CancelOnDrop {
+            shared,
+            api,
+            run: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Notes the run `live` belongs to, once the server said its id.
+    fn track(&self, live: &Live, key: &resilience::ApiKey) {
+        if self.api != Api::Agent {
+            return;
+        }
+        if let Some(id) = live.response_id() {
+            let mut run = self
+                .run
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if run.as_ref().is_none_or(|(known, _)| known != id) {
+                *run = Some((id.to_owned(), key.clone()));
+            }
+        }
+    }
+
+    /// The run ended on its own: nothing to cancel.
+    fn disarm(&self) {
+        *self
+            .run
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Cancels the run now (a restart abandons it), then forgets it.
+    fn fire(&self) {
+        let run = self
+            .run
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some((id, key)) = run else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        runtime.spawn(async move {
+            // Ids come from the server: keep only what a path segment may hold.
+            let id: String = id
+                .chars()
+                .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
+                .collect();
+            let path = format!("{}/{id}/cancel", client::path(Api::Agent));
+            let sent = client::send_to(
+                &shared.client,
+                &shared.base_url,
+                &path,
+                Bytes::from_static(b"{}"),
+                &key,
+                false,
+                &shared.config.timeouts,
+            )
+            .await;
+            match sent {
+                Ok(_) => tracing::info!(run = %id, "cancelled the abandoned agent run"),
+                // The run may already be over; nothing to do either way.
+                Err(error) => tracing::debug!(run = %id, %error, "cancelling the agent run failed"),
+            }
+        });
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.fire();
+    }
+}
+
 #[async_trait]
 impl ChatProvider for PerplexityProvider {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        let (model, api) = self.resolve(&request.model);
-        let span =
-            tracing::info_span!("perplexity", api = api.as_str(), model = %model, stream = false);
-        let body = Bytes::from(wire::request_body(api, &request, &model, false));
-        let deadline = Instant::now() + self.shared.config.timeouts.total;
+        let route = self.shared.route(&request.model);
+        let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
+        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
+        let deadline = Instant::now() + route.timeouts.total;
         self.shared
-            .complete(api, body, deadline)
+            .complete(&route, body, deadline)
             .instrument(span)
             .await
     }
@@ -335,24 +497,25 @@ impl ChatProvider for PerplexityProvider {
 
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
         let shared = self.shared.clone();
-        let (model, api) = self.resolve(&request.model);
-        let span =
-            tracing::info_span!("perplexity", api = api.as_str(), model = %model, stream = true);
-        let body = Bytes::from(wire::request_body(api, &request, &model, true));
+        let route = shared.route(&request.model);
+        let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
+        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
         let stream = Box::pin(async_stream::stream! {
-            let deadline = Instant::now() + shared.config.timeouts.total;
+            let deadline = Instant::now() + route.timeouts.total;
+            let cancel = CancelOnDrop::new(shared.clone(), route.api);
             let mut restarts = 0;
             'attempts: loop {
-                let opened = shared
+                let opened = route
                     .retrier
-                    .run_until(deadline, |attempt| shared.open(api, body.clone(), attempt))
+                    .run_until(deadline, |attempt| shared.open(&route, body.clone(), attempt, &cancel))
                     .await;
                 let ((mut live, held), lease) = match opened {
                     Ok(opened) => opened,
                     Err(error) if shared.config.fallback && restarts == 0 && falls_back(&error) => {
+                        cancel.fire();
                         tracing::warn!(%error, "streaming failed; falling back to one non-streaming request");
-                        let body = Bytes::from(wire::request_body(api, &request, &model, false));
-                        match shared.complete(api, body, deadline).await {
+                        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
+                        match shared.complete(&route, body, deadline).await {
                             Ok(mut response) => {
                                 response.fallback = true;
                                 for event in response.into_events() {
@@ -378,7 +541,7 @@ impl ChatProvider for PerplexityProvider {
                         None => match tokio::time::timeout_at(deadline, live.next()).await {
                             Err(_) => Err(Error::timeout(TimeoutPhase::Total)),
                             Ok(Ok(Some(event))) => Ok(event),
-                            Ok(Ok(None)) => return,
+                            Ok(Ok(None)) => Err(Error::incomplete("the stream ended before its final event")),
                             Ok(Err(error)) => Err(error),
                         },
                     };
@@ -388,6 +551,9 @@ impl ChatProvider for PerplexityProvider {
                                 delivered.push_str(text);
                             }
                             let done = matches!(event, ChatEvent::Done(_));
+                            if done {
+                                cancel.disarm();
+                            }
                             yield Ok(event);
                             if done {
                                 tracing::info!(events = live.events_seen(), "stream complete");
@@ -396,6 +562,7 @@ impl ChatProvider for PerplexityProvider {
                         }
                         Err(cause) => {
                             lease.report(KeyOutcome::Failure(cause.failure_class()));
+                            cancel.fire();
                             if let AfterCommit::Restart { max_restarts } = shared.config.after_commit
                                 && restarts < max_restarts
                                 && Instant::now() < deadline

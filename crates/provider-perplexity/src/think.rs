@@ -27,6 +27,8 @@ pub(crate) struct ThinkSplitter {
     state: State,
     /// Bytes held back because they may be the start of a tag.
     held: String,
+    /// The block's text so far, in case `</think>` never comes.
+    thought: String,
 }
 
 impl ThinkSplitter {
@@ -56,11 +58,13 @@ impl ThinkSplitter {
                     if let Some(end) = self.held.find(CLOSE) {
                         split.reasoning.push_str(&self.held[..end]);
                         self.held.drain(..end + CLOSE.len());
+                        self.thought = String::new();
                         self.state = State::AnswerStart;
                     } else {
                         let keep = partial_suffix(&self.held, CLOSE);
                         let emit = self.held.len() - keep;
                         split.reasoning.push_str(&self.held[..emit]);
+                        self.thought.push_str(&self.held[..emit]);
                         self.held.drain(..emit);
                         return split;
                     }
@@ -84,14 +88,21 @@ impl ThinkSplitter {
         }
     }
 
-    /// The end of the content: whatever was held back is what it was.
+    /// The end of the content: whatever was held back is what it was. A block that was
+    /// never closed was the answer after all (a model that forgot `</think>`, or a stream
+    /// cut by `max_tokens`): its whole text comes out as answer text, so the answer is never
+    /// lost in the reasoning. (What was already handed out as reasoning stays so.)
     pub(crate) fn finish(&mut self) -> Split {
         let held = std::mem::take(&mut self.held);
         match self.state {
-            State::Thinking => Split {
-                reasoning: held,
-                text: String::new(),
-            },
+            State::Thinking => {
+                let mut text = std::mem::take(&mut self.thought);
+                text.push_str(&held);
+                Split {
+                    reasoning: String::new(),
+                    text: text.trim_start().to_owned(),
+                }
+            }
             State::AnswerStart => Split::default(),
             State::Start | State::Answer => Split {
                 reasoning: String::new(),
@@ -118,9 +129,21 @@ pub(crate) fn split_whole(content: &str) -> (String, String) {
     let mut splitter = ThinkSplitter::default();
     let mut split = splitter.push(content);
     let rest = splitter.finish();
+    if splitter_was_unclosed(&split, &rest) {
+        return (String::new(), rest.text);
+    }
     split.reasoning.push_str(&rest.reasoning);
     split.text.push_str(&rest.text);
     (split.reasoning, split.text)
+}
+
+/// Whether a whole content's block was never closed: reasoning came out, no answer text did
+/// until the end, where the block came back as the answer.
+fn splitter_was_unclosed(split: &Split, rest: &Split) -> bool {
+    split.text.is_empty()
+        && !rest.text.is_empty()
+        && rest.reasoning.is_empty()
+        && !split.reasoning.is_empty()
 }
 
 #[cfg(test)]
@@ -163,6 +186,23 @@ mod tests {
                 assert_eq!(run(&pieces), expected, "cut at {first} and {second}");
             }
         }
+    }
+
+    #[test]
+    fn an_unclosed_think_block_comes_back_as_the_answer() {
+        let mut splitter = ThinkSplitter::default();
+        let first = splitter.push("<think>Olympus Mons");
+        let second = splitter.push(" is the tallest.</thi");
+        assert_eq!(
+            first.reasoning + &second.reasoning,
+            "Olympus Mons is the tallest."
+        );
+        let end = splitter.finish();
+        assert_eq!(end.text, "Olympus Mons is the tallest.</thi");
+        assert_eq!(
+            split_whole("<think>The answer, never closed"),
+            (String::new(), "The answer, never closed".to_owned())
+        );
     }
 
     #[test]

@@ -29,30 +29,30 @@ pub(crate) fn request_body(api: Api, request: &ChatRequest, model: &str, stream:
             }
         }
         Api::Agent => {
-            let key = if matches!(model, "fast-search" | "pro-search" | "deep-research") {
-                "preset"
-            } else {
+            // `provider/model` names a model; anything else is a preset (`fast`, `medium`,
+            // `high`, the older `pro-search`, ...).
+            let key = if model.contains('/') {
                 "model"
+            } else {
+                "preset"
             };
             body.insert(key.into(), model.into());
-            let instructions: Vec<&str> = request
-                .messages
-                .iter()
-                .filter(|message| message.role == Role::System)
-                .map(|message| message.content.as_str())
-                .collect();
-            if !instructions.is_empty() {
-                body.insert("instructions".into(), instructions.join("\n\n").into());
-            }
+            // System messages go in as input items, as the official server sends them:
+            // `instructions` would replace the preset's own tuned system prompt. `type` is
+            // required on every item (the SDK's `InputMessage`).
             let input: Vec<Value> = request
                 .messages
                 .iter()
-                .filter(|message| message.role != Role::System)
-                .map(|message| json!({"role": role(message.role), "content": message.content}))
+                .map(|message| {
+                    json!({"type": "message", "role": role(message.role), "content": message.content})
+                })
                 .collect();
             body.insert("input".into(), Value::Array(input));
             if let Some(max_tokens) = request.sampling.max_tokens {
                 body.insert("max_output_tokens".into(), max_tokens.into());
+            }
+            if stream {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
     }
@@ -159,6 +159,12 @@ pub(crate) struct UsageWire {
     total_tokens: u64,
     #[serde(default)]
     cost: Option<CostWire>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+    #[serde(default)]
+    citation_tokens: Option<u64>,
+    #[serde(default)]
+    num_search_queries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -171,6 +177,12 @@ struct CostWire {
     request_cost: Option<f64>,
     #[serde(default)]
     total_cost: f64,
+    #[serde(default)]
+    citation_tokens_cost: Option<f64>,
+    #[serde(default)]
+    reasoning_tokens_cost: Option<f64>,
+    #[serde(default)]
+    search_queries_cost: Option<f64>,
 }
 
 /// Decodes a raw `usage` object (unreadable usage is no usage: it never fails an answer).
@@ -187,19 +199,27 @@ impl UsageWire {
             completion_tokens: self.completion_tokens,
             total_tokens: self
                 .total_tokens
-                .max(self.prompt_tokens + self.completion_tokens),
+                .max(self.prompt_tokens.saturating_add(self.completion_tokens)),
             cost: self.cost.map(|cost| Cost {
                 input_tokens_cost: cost.input_tokens_cost,
                 output_tokens_cost: cost.output_tokens_cost,
                 request_cost: cost.request_cost,
                 total_cost: cost.total_cost,
+                citation_tokens_cost: cost.citation_tokens_cost,
+                reasoning_tokens_cost: cost.reasoning_tokens_cost,
+                search_queries_cost: cost.search_queries_cost,
             }),
+            reasoning_tokens: self.reasoning_tokens,
+            citation_tokens: self.citation_tokens,
+            num_search_queries: self.num_search_queries,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
 struct SearchResultWire {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
@@ -232,6 +252,7 @@ pub(crate) fn sources(
         search_results: search_results
             .into_iter()
             .map(|result| SearchResult {
+                id: result.id,
                 title: result.title.unwrap_or_default(),
                 url: result.url,
                 date: result.date,
@@ -269,11 +290,19 @@ pub(crate) struct AgentEvent<'a> {
     #[serde(borrow, default)]
     pub(crate) queries: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow, default)]
+    pub(crate) urls: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
     pub(crate) results: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) thought: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) response: Option<&'a RawValue>,
+    /// `response.failed` and `error` events: the SDK's `ErrorInfo`, at the top level.
+    #[serde(default)]
+    pub(crate) error: Option<AgentError>,
+    /// Some `error` events carry only a top-level message.
+    #[serde(borrow, default)]
+    pub(crate) message: Option<Cow<'a, str>>,
 }
 
 /// The Agent API's response object (non-streaming body, or inside `response.completed`).
@@ -291,12 +320,36 @@ pub(crate) struct AgentResponse {
     pub(crate) usage: Option<UsageWire>,
     #[serde(default)]
     pub(crate) error: Option<AgentError>,
+    #[serde(default)]
+    pub(crate) incomplete_details: Option<IncompleteDetails>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The SDK's `ErrorInfo`: `message`, with optional `code` and `type` strings.
+#[derive(Debug, Default, Clone, Deserialize)]
 pub(crate) struct AgentError {
     #[serde(default)]
     pub(crate) message: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub(crate) code: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
+    pub(crate) kind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct IncompleteDetails {
+    #[serde(default)]
+    pub(crate) reason: String,
+}
+
+/// A string, or a number written as one (servers disagree on `code`); anything else is none.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(text) => Some(text),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,38 +364,114 @@ pub(crate) struct OutputItem {
 
 #[derive(Debug, Deserialize)]
 struct ContentPart {
+    #[serde(rename = "type", default)]
+    kind: String,
     #[serde(default)]
     text: String,
 }
 
 impl AgentResponse {
+    /// The answer: the `output_text` parts of the message items (other parts, such as
+    /// reasoning, are not answer text).
     pub(crate) fn text(&self) -> String {
         self.output
             .iter()
             .filter(|item| item.kind == "message")
-            .flat_map(|item| item.content.iter().map(|part| part.text.as_str()))
+            .flat_map(|item| item.content.iter())
+            .filter(|part| part.kind == "output_text")
+            .map(|part| part.text.as_str())
             .collect()
     }
 
-    pub(crate) fn sources(&self) -> Result<Sources, Error> {
-        let results = self
-            .output
+    /// The raw `results` of every `search_results` item of the output.
+    pub(crate) fn search_result_batches(&self) -> impl Iterator<Item = &RawValue> {
+        self.output
             .iter()
-            .find(|item| item.kind == "search_results")
-            .and_then(|item| item.results.as_deref());
-        agent_sources(results)
+            .filter(|item| item.kind == "search_results")
+            .filter_map(|item| item.results.as_deref())
+    }
+
+    /// Every `search_results` item of the output, merged and numbered by id.
+    pub(crate) fn sources(&self) -> Result<Sources, Error> {
+        let mut merged = AgentSources::default();
+        for batch in self.search_result_batches() {
+            merged.add(Some(batch))?;
+        }
+        Ok(merged.sources())
+    }
+
+    /// Why the answer stopped: `length` when the output-token limit cut it.
+    pub(crate) fn finish_reason(&self) -> chat_core::FinishReason {
+        let cut = self.status == "incomplete"
+            || self
+                .incomplete_details
+                .as_ref()
+                .is_some_and(|details| details.reason.contains("max_output_tokens"));
+        if cut {
+            chat_core::FinishReason::Length
+        } else {
+            chat_core::FinishReason::Stop
+        }
     }
 }
 
-/// Agent API search results as sources (the citations are their URLs).
-pub(crate) fn agent_sources(results: Option<&RawValue>) -> Result<Sources, Error> {
-    let mut sources = sources(None, results)?;
-    sources.citations = sources
-        .search_results
-        .iter()
-        .map(|result| result.url.clone())
-        .collect();
-    Ok(sources)
+/// The search results of one Agent run, merged across its searches (a multi-step preset
+/// searches several times, and its answer's `[n]` marks point at result ids across all of
+/// them), as the official MCP server numbers them: by id when every result has a distinct
+/// one, else by position.
+#[derive(Debug, Default)]
+pub(crate) struct AgentSources {
+    results: Vec<SearchResult>,
+    /// Some result had no id, or two results shared one.
+    ids_unusable: bool,
+}
+
+impl AgentSources {
+    /// Adds one batch (raw `results` JSON); whether anything new came.
+    pub(crate) fn add(&mut self, raw: Option<&RawValue>) -> Result<bool, Error> {
+        let batch = sources(None, raw)?.search_results;
+        let before = self.results.len();
+        for result in batch {
+            if result.url.is_empty() {
+                continue;
+            }
+            let same_id = result
+                .id
+                .and_then(|id| self.results.iter().find(|seen| seen.id == Some(id)));
+            match (result.id, same_id) {
+                (Some(_), Some(seen)) if seen.url == result.url => continue,
+                (Some(_), Some(_)) | (None, _) => self.ids_unusable = true,
+                (Some(_), None) => {}
+            }
+            if !self.results.iter().any(|seen| seen.url == result.url) || result.id.is_some() {
+                self.results.push(result);
+            }
+        }
+        Ok(self.results.len() != before)
+    }
+
+    /// The sources: citations ordered by id (or by first appearance when ids are unusable),
+    /// each URL once.
+    pub(crate) fn sources(&self) -> Sources {
+        let mut results = self.results.clone();
+        if self.ids_unusable {
+            let mut seen = std::collections::HashSet::new();
+            results.retain(|result| seen.insert(result.url.clone()));
+            results.iter_mut().for_each(|result| result.id = None);
+        } else {
+            results.sort_by_key(|result| result.id);
+        }
+        let mut citations: Vec<String> = Vec::with_capacity(results.len());
+        for result in &results {
+            if !citations.contains(&result.url) {
+                citations.push(result.url.clone());
+            }
+        }
+        Sources {
+            citations,
+            search_results: results,
+        }
+    }
 }
 
 /// The message of an error body: JSON `error.message`, a 422 `detail[0].msg`, or a short
