@@ -2,9 +2,11 @@
 //!
 //! Makes a Python venv under `target/interop/venv` from `tests/interop/requirements.txt`,
 //! starts the `pplx-sim` binary with `tests/interop/scenario.toml`, and runs
-//! `tests/interop/sdks.py` (the official `openai` and `perplexityai` SDKs) against it; then
-//! starts `pplx-mcp` and runs `tests/interop/mcp_client.py` (the official `mcp` package) over
-//! stdio and Streamable HTTP.
+//! `tests/interop/sdks.py` (the official `openai` and `perplexityai` SDKs) against it; then the
+//! contract step, `tests/interop/contract.py`: the `perplexityai` SDK's own types judge every
+//! shape the simulator emits and every request body our client sends (recorded by
+//! `cargo run -p tests --example contract-requests`); then starts `pplx-mcp` and runs
+//! `tests/interop/mcp_client.py` (the official `mcp` package) over stdio and Streamable HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,7 +27,18 @@ impl Drop for Running {
 pub(crate) fn run(root: &Path) -> Result {
     crate::run(
         "cargo",
-        &["build", "--locked", "-p", "pplx-sim", "-p", "pplx-mcp"],
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "pplx-sim",
+            "-p",
+            "pplx-mcp",
+            "-p",
+            "tests",
+            "--example",
+            "contract-requests",
+        ],
         &[],
     )?;
     let python = venv(root)?;
@@ -91,11 +104,34 @@ fn sdks(root: &Path, python: &Path) -> Result {
         .env("SIM_LIMITED_KEY", "limited-key")
         .env("SIM_EXPECTED", expected.to_string())
         .status()?;
-    drop(child);
+    if !status.success() {
+        return Err("interop checks failed".into());
+    }
+    contract(root, &python, &url)
+}
+
+/// The contract step: the official SDK's types judge the simulator's responses (at `url`)
+/// and the request bodies our client sends.
+fn contract(root: &Path, python: &Path, url: &str) -> Result {
+    let requests = root.join("target/interop/requests.jsonl");
+    let output = Command::new(root.join("target/debug/examples/contract-requests"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err("the contract-requests example failed".into());
+    }
+    std::fs::write(&requests, &output.stdout)?;
+    let status = Command::new(python)
+        .arg(root.join("tests/interop/contract.py"))
+        .env("SIM_URL", url)
+        .env("SIM_KEY", "interop-key")
+        .env("SIM_FAILING_KEY", "failing-key")
+        .env("CONTRACT_REQUESTS", &requests)
+        .status()?;
     if status.success() {
         Ok(())
     } else {
-        Err("interop checks failed".into())
+        Err("contract checks failed".into())
     }
 }
 

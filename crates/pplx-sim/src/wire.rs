@@ -191,15 +191,12 @@ pub(crate) fn sonar_stream(
     };
     let mut frames = Vec::new();
     let mut so_far = String::new();
-    for (index, piece) in pieces(&content, chunk_chars).into_iter().enumerate() {
+    for piece in pieces(&content, chunk_chars) {
         so_far.push_str(piece);
         let mut chunk = sonar_common(id, answer, asked, object);
         chunk.insert("usage".into(), usage(asked, token_count(&so_far), false));
-        let delta = if index == 0 {
-            json!({"role": "assistant", "content": piece})
-        } else {
-            json!({"content": piece})
-        };
+        // The SDK's `ChatMessageOutput` requires `role` on every delta, not just the first.
+        let delta = json!({"role": "assistant", "content": piece});
         chunk.insert(
             "choices".into(),
             json!([{"index": 0, "finish_reason": null, "delta": delta, "message": {"role": "assistant", "content": so_far}}]),
@@ -231,7 +228,7 @@ pub(crate) fn sonar_body(id: &str, answer: &Answer, asked: &Asked) -> Value {
     extras(&mut body, answer, asked);
     body.insert(
         "choices".into(),
-        json!([{"index": 0, "finish_reason": shaped.finish_reason, "message": {"role": "assistant", "content": content}, "delta": {}}]),
+        json!([{"index": 0, "finish_reason": shaped.finish_reason, "message": {"role": "assistant", "content": content}, "delta": {"role": "assistant", "content": ""}}]),
     );
     Value::Object(body)
 }
