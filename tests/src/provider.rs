@@ -647,3 +647,200 @@ fn plain_http_is_for_loopback_only_and_keys_are_required() {
     config.allow_insecure_http = false;
     assert!(PerplexityProvider::new(config).is_ok());
 }
+
+#[tokio::test]
+async fn the_servers_should_retry_header_decides_before_the_status() {
+    let sim = simulator(1).await;
+    let mut config = config(&sim, 1);
+    config.fallback = false;
+    let provider = provider(config);
+    // A 503 the server says not to retry: one request, and its error.
+    sim.script(
+        Target::Any,
+        Fault::status(503).header("x-should-retry", "false"),
+        1,
+    );
+    let outcome = stream(&provider, sonar()).await;
+    assert_eq!(outcome.error.unwrap().status_code(), Some(503));
+    assert_eq!(requests(&sim).await.len(), 1);
+    // A 400 the server says to retry: retried, and answered.
+    sim.script(
+        Target::Any,
+        Fault::status(400).header("x-should-retry", "true"),
+        1,
+    );
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    assert_complete(&stream(&provider, sonar()).await, &expected);
+    assert_eq!(requests(&sim).await.len(), 3);
+}
+
+#[tokio::test]
+async fn comments_are_not_liveness_but_retry_lines_and_pings_are() {
+    use pplx_sim::KeepAlive;
+    let sim = simulator(1).await;
+    let mut config = config(&sim, 1);
+    config.fallback = false;
+    config.backoff.max_attempts = 1;
+    config.timeouts.first_event = Duration::from_millis(600);
+    config.timeouts.idle = Duration::from_millis(600);
+    let provider = provider(config);
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let quiet = |keep_alive| Fault::quiet_after_events(2, Duration::from_millis(1_500), keep_alive);
+    // Only comments for longer than the idle deadline: the deadline fires.
+    sim.script(Target::Any, quiet(KeepAlive::Comment), 1);
+    let outcome = stream(&provider, sonar()).await;
+    let error = outcome.error.unwrap();
+    assert_eq!(
+        std::error::Error::source(&error)
+            .and_then(|cause| cause.downcast_ref::<Error>())
+            .and_then(Error::timeout_phase),
+        Some(TimeoutPhase::Idle),
+        "{error}"
+    );
+    // `retry:` lines and `data: ping` keep-alives keep it alive, and the pings are skipped.
+    for keep_alive in [KeepAlive::Retry, KeepAlive::Ping] {
+        sim.script(Target::Any, quiet(keep_alive), 1);
+        assert_complete(&stream(&provider, sonar()).await, &expected);
+    }
+    sim.script(Target::Any, Fault::none().ping_data(), 1);
+    let agent = ChatRequest::new("fast", QUESTION);
+    let expected = sim.expected_text("fast", &[QUESTION], None);
+    assert_complete(&stream(&provider, agent).await, &expected);
+}
+
+#[tokio::test]
+async fn deep_research_has_its_own_breaker_and_deadlines() {
+    let sim = simulator(1).await;
+    let mut config = config(&sim, 1);
+    config.fallback = false;
+    config.backoff.max_attempts = 1;
+    config.breaker.minimum_calls = 2;
+    config.breaker.failure_rate = 0.5;
+    config.breaker.window = resilience::SlidingWindow::Count(4);
+    let provider = provider(config);
+    sim.script(Target::Any, Fault::status(503), 2);
+    for _ in 0..2 {
+        let outcome = stream(&provider, ChatRequest::new("sonar-deep-research", QUESTION)).await;
+        assert!(outcome.error.is_some());
+    }
+    let outcome = stream(&provider, ChatRequest::new("sonar-deep-research", QUESTION)).await;
+    assert!(
+        outcome.error.unwrap().is_circuit_open(),
+        "research's breaker opened"
+    );
+    // Quick answers have their own breaker, still closed.
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    assert_complete(&stream(&provider, sonar()).await, &expected);
+    assert_ne!(
+        provider.breaker_stats("sonar-deep-research").state,
+        provider.breaker_stats("sonar").state
+    );
+}
+
+#[tokio::test]
+async fn provider_models_use_chat_completions_at_an_openai_compatible_endpoint() {
+    let sim = simulator(1).await;
+    let mut config = config(&sim, 1);
+    config.fallback = false;
+    let provider = provider(config);
+    // The simulator is not Perplexity's host, so it stands for any compatible endpoint here.
+    let outcome = stream(&provider, ChatRequest::new("openai/gpt-4o", QUESTION)).await;
+    assert!(
+        outcome.error.unwrap().is_bad_request(),
+        "the simulator knows no such Sonar model"
+    );
+    sim.wait_idle().await;
+    assert_eq!(sim.log()[0].endpoint, "/chat/completions");
+}
+
+#[tokio::test]
+async fn dropping_an_agent_stream_cancels_the_run_on_the_server() {
+    let sim = simulator(1).await;
+    let mut pace = Pace::instant();
+    pace.chunk_delay = Duration::from_millis(20);
+    sim.set_pace(pace);
+    let provider = provider(config(&sim, 1));
+    let mut stream = provider.chat_stream(ChatRequest::new("high", QUESTION));
+    while let Some(event) = stream.next().await {
+        if matches!(event.unwrap(), ChatEvent::TextDelta(_)) {
+            break;
+        }
+    }
+    drop(stream);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        sim.wait_for_log(|log| log.iter().any(|entry| entry.endpoint.ends_with("/cancel"))),
+    )
+    .await
+    .expect("the abandoned run is cancelled");
+    sim.wait_idle().await;
+    let log = sim.log();
+    let run = log[0].endpoint.clone();
+    assert_eq!(run, "/v1/agent");
+    assert!(log[1].endpoint.starts_with("/v1/agent/resp_") && log[1].key_index == Some(0));
+}
+
+/// A CONNECT proxy on loopback: counts the tunnels it opened and to where.
+async fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tunnels = Arc::new(Mutex::new(Vec::new()));
+    let seen = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                let mut request_line = String::new();
+                client.read_line(&mut request_line).await.ok()?;
+                loop {
+                    let mut header = String::new();
+                    client.read_line(&mut header).await.ok()?;
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let target = request_line
+                    .strip_prefix("CONNECT ")?
+                    .split(' ')
+                    .next()?
+                    .to_owned();
+                seen.lock().unwrap().push(target.clone());
+                let mut upstream = tokio::net::TcpStream::connect(&target).await.ok()?;
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()?;
+                Some(())
+            });
+        }
+    });
+    (url, tunnels)
+}
+
+#[tokio::test]
+async fn requests_go_through_a_configured_proxy() {
+    let sim = simulator(1).await;
+    let (proxy_url, tunnels) = connect_proxy().await;
+    let mut config = config(&sim, 1);
+    config.proxy = provider_perplexity::Proxy::Url {
+        url: proxy_url,
+        no_proxy: String::new(),
+    };
+    let provider = provider(config);
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    assert_complete(&stream(&provider, sonar()).await, &expected);
+    assert_eq!(*tunnels.lock().unwrap(), [sim.addr().to_string()]);
+    // NO_PROXY-style exceptions go direct.
+    let mut config = self::config(&sim, 1);
+    config.proxy = provider_perplexity::Proxy::Url {
+        url: "http://127.0.0.1:9".into(),
+        no_proxy: "127.0.0.1".into(),
+    };
+    assert_complete(&stream(&self::provider(config), sonar()).await, &expected);
+}

@@ -295,6 +295,7 @@ mod tests {
         let mut pace = Pace::instant();
         pace.chunk_delay = std::time::Duration::from_millis(2);
         sim_config.pace = pace;
+        sim_config.record_bodies = true;
         let sim = Simulator::start(sim_config).await.unwrap();
         let mut config = PerplexityConfig::default();
         config.base_url = sim.base_url();
@@ -349,6 +350,28 @@ mod tests {
         );
         let error = client.call_tool(bad).await.unwrap_err();
         assert!(error.to_string().contains("max_results"), "{error}");
+
+        // `fast` is the tool's (the official server's) value; the Search API's `search_type`
+        // has no such value, so it is not forwarded, and `web` is.
+        for search_type in ["fast", "web"] {
+            let call = CallToolRequestParams::new("perplexity_search").with_arguments(
+                json!({"query": "olympus mons", "search_type": search_type})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+            assert_eq!(client.call_tool(call).await.unwrap().is_error, Some(false));
+        }
+        sim.wait_idle().await;
+        let sent: Vec<serde_json::Value> = sim
+            .log()
+            .iter()
+            .filter(|entry| entry.endpoint == "/search")
+            .map(|entry| serde_json::from_str(entry.body.as_deref().unwrap()).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[0].get("search_type").is_none(), "{}", sent[0]);
+        assert_eq!(sent[1]["search_type"], "web");
 
         sim.script(Target::Any, Fault::status(401), 1);
         let call = CallToolRequestParams::new("perplexity_ask")

@@ -423,6 +423,20 @@ async fn search(
             body[name] = text.into();
         }
     }
+    // The tool takes the official server's `web|fast`, but the Search API's own
+    // `search_type` is `web|people` (the SDK's `SearchCreateParams`); `fast` belongs to
+    // Sonar's `web_search_options`. So `fast` is not forwarded: the Search API's default
+    // backend answers, and its lighter page extraction keeps it quick.
+    if body["search_type"] == "fast" {
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("search_type");
+        }
+        if arguments.get("max_tokens_per_page").is_none() {
+            body["max_tokens_per_page"] = 512.into();
+        }
+    } else if !body["search_type"].is_null() && body["search_type"] != "web" {
+        return Err(invalid("search_type", "must be web or fast"));
+    }
     if let Some(value) = arguments.get("search_domain_filter") {
         if !value
             .as_array()

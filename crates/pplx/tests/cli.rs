@@ -319,3 +319,43 @@ fn an_interactive_session_switches_models_and_survives_ctrl_c() {
         format!("Exited(Pid({}), 0)", session.get_process().pid())
     );
 }
+
+#[tokio::test]
+async fn an_explicit_api_wins_and_agent_alone_asks_the_default_preset() {
+    let sim = simulator().await;
+    let output = pplx(Some(&sim), &["--api", "agent", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let expected = sim.expected_text("fast", &[QUESTION], None);
+    assert!(
+        stdout(&output).starts_with(&expected),
+        "{}",
+        stdout(&output)
+    );
+    let output = pplx(
+        Some(&sim),
+        &[
+            "--api",
+            "agent",
+            "-m",
+            "openai/gpt-5-mini",
+            "--no-cache",
+            QUESTION,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    sim.wait_idle().await;
+    let asked: Vec<(String, String)> = sim
+        .log()
+        .iter()
+        .map(|entry| (entry.endpoint.clone(), entry.model.clone()))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("/v1/agent".to_owned(), "fast".to_owned()),
+            ("/v1/agent".to_owned(), "openai/gpt-5-mini".to_owned())
+        ]
+    );
+}

@@ -435,3 +435,70 @@ pub fn keys_from(many: Option<&str>, one: Option<&str>) -> Vec<ApiKey> {
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_go_to_the_agent_api_and_an_explicit_choice_wins() {
+        let mut config = PerplexityConfig::default();
+        for preset in ["fast", "medium", "high", "pro-search", "deep-research"] {
+            assert_eq!(config.api_for(preset), Api::Agent, "{preset}");
+        }
+        assert_eq!(
+            ModelAliases::default().resolve("fast"),
+            "fast",
+            "fast is a preset, not an alias of sonar"
+        );
+        assert_eq!(config.api_for("sonar-pro"), Api::Sonar);
+        assert_eq!(config.api_for("openai/gpt-5-mini"), Api::Agent);
+        config.api = Some(Api::Sonar);
+        assert_eq!(config.api_for("openai/gpt-5-mini"), Api::Sonar);
+        config.api = Some(Api::Agent);
+        assert_eq!(config.api_for("sonar"), Api::Agent);
+    }
+
+    #[test]
+    fn provider_models_go_over_chat_completions_at_other_endpoints() {
+        let mut config = PerplexityConfig {
+            base_url: "https://llm.internal.example/v1".into(),
+            ..PerplexityConfig::default()
+        };
+        assert_eq!(config.api_for("openai/gpt-4o"), Api::Sonar);
+        assert_eq!(
+            config.api_for("high"),
+            Api::Agent,
+            "a preset still names it"
+        );
+        config.agent_endpoint = Some(true);
+        assert_eq!(config.api_for("openai/gpt-4o"), Api::Agent);
+    }
+
+    #[test]
+    fn deep_research_has_its_own_deadlines() {
+        let config = PerplexityConfig::default();
+        for model in ["sonar-deep-research", "deep-research", "high"] {
+            let timeouts = config.timeouts_for(model);
+            assert!(timeouts.first_event >= Duration::from_secs(600), "{model}");
+            assert!(timeouts.total > Duration::from_secs(300), "{model}");
+        }
+        assert_eq!(config.timeouts_for("sonar"), Timeouts::default());
+        let research = config.family("high").unwrap();
+        assert!(research.slow_call > Duration::from_secs(229));
+    }
+
+    #[test]
+    fn a_proxys_password_never_reaches_debug_output() {
+        let proxy = Proxy::Url {
+            url: "http://alice:s3cret@proxy.corp.example:3128".into(),
+            no_proxy: String::new(),
+        };
+        let text = format!("{proxy:?}");
+        assert!(text.contains("proxy.corp.example:3128"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("alice"),
+            "{text}"
+        );
+    }
+}

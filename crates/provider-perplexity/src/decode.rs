@@ -401,3 +401,212 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use chat_core::{ChatRequest, Message};
+    use resilience::{Classify, FailureClass};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Feeds Agent API events (as JSON values) and returns what came out, or the error.
+    fn agent(events: &[Value]) -> (Vec<ChatEvent>, Option<Error>) {
+        let mut decoder = Decoder::new(Api::Agent);
+        let mut out = VecDeque::new();
+        for event in events {
+            let kind = event["type"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec();
+            if let Err(error) = decoder.feed(&kind, &event.to_string(), &mut out) {
+                return (out.into(), Some(error));
+            }
+        }
+        (out.into(), None)
+    }
+
+    fn done(events: &[ChatEvent]) -> &ChatResponse {
+        match events.last() {
+            Some(ChatEvent::Done(response)) => response,
+            other => panic!("no Done: {other:?}"),
+        }
+    }
+
+    fn result(id: u64, url: &str) -> Value {
+        json!({"id": id, "title": format!("T{id}"), "url": url, "snippet": "s"})
+    }
+
+    #[test]
+    fn agent_requests_carry_typed_input_items_and_keep_system_messages_as_items() {
+        let mut request = ChatRequest::new("medium", "Explain quantum computing");
+        request.messages.insert(0, Message::system("Be brief."));
+        let body: Value =
+            serde_json::from_slice(&wire::request_body(Api::Agent, &request, "medium", true))
+                .unwrap();
+        assert_eq!(body["preset"], "medium");
+        assert!(
+            body.get("instructions").is_none(),
+            "the preset's prompt stays"
+        );
+        assert_eq!(
+            body["input"],
+            json!([
+                {"type": "message", "role": "system", "content": "Be brief."},
+                {"type": "message", "role": "user", "content": "Explain quantum computing"},
+            ])
+        );
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        let body: Value = serde_json::from_slice(&wire::request_body(
+            Api::Agent,
+            &request,
+            "openai/gpt-5-mini",
+            false,
+        ))
+        .unwrap();
+        assert_eq!(body["model"], "openai/gpt-5-mini");
+        assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_servers_message_and_retries_only_passing_failures() {
+        let failed = |code: &str| {
+            agent(&[json!({"type": "response.failed", "sequence_number": 9,
+                "error": {"message": "the request violates the content policy", "code": code, "type": code}})])
+            .1
+            .unwrap()
+        };
+        let refused = failed("invalid_request");
+        assert!(
+            refused
+                .to_string()
+                .contains("the request violates the content policy"),
+            "{refused}"
+        );
+        assert_eq!(refused.failure_class(), FailureClass::Permanent);
+        assert_eq!(
+            failed("server_error").failure_class(),
+            FailureClass::Transient
+        );
+        assert!(failed("rate_limit_exceeded").is_rate_limited());
+        let error = agent(&[json!({"type": "error", "error": {"message": "upstream exploded", "code": "server_error"}})])
+            .1
+            .unwrap();
+        assert!(error.to_string().contains("upstream exploded"), "{error}");
+        let body = json!({"id": "resp_1", "status": "failed", "output": [],
+            "error": {"message": "no such preset", "code": "invalid_request"}});
+        let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("no such preset"));
+        assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn agent_sources_merge_across_search_batches_by_id() {
+        let (events, error) = agent(&[
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "m", "status": "in_progress", "output": []}}),
+            json!({"type": "response.reasoning.search_results", "thought": "First search.", "results": [result(1, "https://a.example/1"), result(2, "https://a.example/2")]}),
+            json!({"type": "response.reasoning.search_results", "results": [result(3, "https://b.example/3"), result(2, "https://a.example/2")]}),
+            json!({"type": "response.output_text.delta", "delta": "Answer[3]."}),
+            json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [
+                {"type": "search_results", "results": [result(1, "https://a.example/1"), result(2, "https://a.example/2")]},
+                {"type": "search_results", "results": [result(3, "https://b.example/3"), result(5, "https://c.example/5")]},
+                {"type": "message", "content": [
+                    {"type": "reasoning_text", "text": "hidden steps"},
+                    {"type": "output_text", "text": "Answer[3]."}]}]}}),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        let response = done(&events);
+        assert_eq!(
+            response.sources.numbered(),
+            [
+                (1, "https://a.example/1"),
+                (2, "https://a.example/2"),
+                (3, "https://b.example/3"),
+                (5, "https://c.example/5")
+            ],
+            "every batch, numbered by id (the final output adds the one a batch missed)"
+        );
+        assert!(response.reasoning.contains("First search."));
+        // The non-streaming body: every search_results item, only output_text as the answer.
+        let body = json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "search_results", "results": [result(1, "https://a.example/1")]},
+            {"type": "search_results", "results": [result(2, "https://b.example/2")]},
+            {"type": "message", "content": [
+                {"type": "reasoning_text", "text": "hidden steps"},
+                {"type": "output_text", "text": "Answer[2]."}]}],
+            "incomplete_details": {"reason": "max_output_tokens"}});
+        let response = full_response(Api::Agent, body.to_string().as_bytes()).unwrap();
+        assert_eq!(response.text, "Answer[2].");
+        assert_eq!(response.sources.citations.len(), 2);
+        assert_eq!(response.finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn keep_alive_pings_are_skipped_but_a_cut_message_is_an_error() {
+        let mut decoder = Decoder::new(Api::Sonar);
+        let mut out = VecDeque::new();
+        for ping in ["ping", "keep-alive", ": not a comment"] {
+            decoder.feed(b"", ping, &mut out).unwrap();
+        }
+        assert!(out.is_empty());
+        let cut = decoder.feed(b"", r#"{"id":"x","choices":[{"delta":{"con"#, &mut out);
+        assert_eq!(cut.unwrap_err().kind(), chat_core::ErrorKind::Protocol);
+        let mut decoder = Decoder::new(Api::Agent);
+        decoder.feed(b"", "ping", &mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn sonar_usage_keeps_its_extras() {
+        let mut decoder = Decoder::new(Api::Sonar);
+        let mut out = VecDeque::new();
+        let done_chunk = json!({"id": "x", "model": "sonar-deep-research", "object": "chat.completion.done",
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                "reasoning_tokens": 40, "citation_tokens": 90, "num_search_queries": 12,
+                "cost": {"input_tokens_cost": 0.1, "output_tokens_cost": 0.2, "total_cost": 0.9,
+                    "citation_tokens_cost": 0.3, "reasoning_tokens_cost": 0.2, "search_queries_cost": 0.06}},
+            "choices": [{"index": 0, "finish_reason": "stop", "delta": {"role": "assistant", "content": "Hi"}}]});
+        decoder
+            .feed(b"", &done_chunk.to_string(), &mut out)
+            .unwrap();
+        let usage = done(&Vec::from(out)).usage.clone().unwrap();
+        assert_eq!(
+            (
+                usage.reasoning_tokens,
+                usage.citation_tokens,
+                usage.num_search_queries
+            ),
+            (Some(40), Some(90), Some(12))
+        );
+        let cost = usage.cost.unwrap();
+        assert_eq!(
+            (
+                cost.citation_tokens_cost,
+                cost.reasoning_tokens_cost,
+                cost.search_queries_cost
+            ),
+            (Some(0.3), Some(0.2), Some(0.06))
+        );
+    }
+
+    #[test]
+    fn a_reasoning_stream_without_its_closing_tag_still_delivers_the_answer() {
+        let mut decoder = Decoder::new(Api::Sonar);
+        let mut out = VecDeque::new();
+        for (content, finish) in [
+            ("<think>Olympus Mons", Value::Null),
+            (" is tallest.", json!("stop")),
+        ] {
+            let chunk = json!({"id": "x", "choices": [{"delta": {"role": "assistant", "content": content}, "finish_reason": finish}]});
+            decoder.feed(b"", &chunk.to_string(), &mut out).unwrap();
+        }
+        let events = Vec::from(out);
+        assert_eq!(done(&events).text, "Olympus Mons is tallest.");
+        assert!(
+            events
+                .iter()
+                .any(|event| *event == ChatEvent::TextDelta("Olympus Mons is tallest.".into()))
+        );
+    }
+}
