@@ -36,20 +36,46 @@ pub(crate) fn run(root: &Path) -> Result {
             "pplx-mcp",
             "-p",
             "tests",
+            // Naming a target builds only that target: ask for the binaries too.
+            "--bins",
             "--example",
             "contract-requests",
         ],
         &[],
     )?;
     let python = venv(root)?;
-    sdks(root, &python)?;
-    mcp(root, &python)
+    let (_sim, url) = simulator(root)?;
+    sdks(root, &python, &url)?;
+    contract(root, &python, &url)?;
+    mcp(root, &python, &url)
 }
 
-/// The official `openai` and `perplexityai` SDKs against the simulator binary.
-fn sdks(root: &Path, python: &Path) -> Result {
+/// Starts the `pplx-sim` binary with the interop scenario; it stops when the first value is
+/// dropped. The second is its base URL.
+fn simulator(root: &Path) -> Result<(Running, String)> {
+    let scenario = root.join("tests/interop/scenario.toml");
+    let mut child = Running(
+        Command::new(root.join("target/debug/pplx-sim"))
+            .args(["--listen", "127.0.0.1:0", "--instant", "--scenario"])
+            .arg(&scenario)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
+    let mut first_line = String::new();
+    BufReader::new(stdout).read_line(&mut first_line)?;
+    let url = first_line.trim().to_owned();
+    if !url.starts_with("http://127.0.0.1:") {
+        return Err(format!("pplx-sim printed {url:?} instead of its base URL").into());
+    }
+    eprintln!("interop: simulator at {url}");
+    Ok((child, url))
+}
+
+/// The official `openai` and `perplexityai` SDKs against the simulator binary at `url`.
+fn sdks(root: &Path, python: &Path, url: &str) -> Result {
     let sim = root.join("target/debug/pplx-sim");
-    let python = python.to_path_buf();
     let scenario = root.join("tests/interop/scenario.toml");
     let scenario = scenario.to_str().ok_or("non-UTF-8 path")?;
     let expected = |model: &str| -> Result<String> {
@@ -76,38 +102,18 @@ fn sdks(root: &Path, python: &Path) -> Result {
         "sonar": expected("sonar")?,
         "agent": expected("openai/gpt-5-mini")?,
     });
-    let mut child = Running(
-        Command::new(&sim)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--instant",
-                "--scenario",
-                scenario,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
-    let mut first_line = String::new();
-    BufReader::new(stdout).read_line(&mut first_line)?;
-    let url = first_line.trim().to_owned();
-    if !url.starts_with("http://127.0.0.1:") {
-        return Err(format!("pplx-sim printed {url:?} instead of its base URL").into());
-    }
-    eprintln!("interop: simulator at {url}");
-    let status = Command::new(&python)
+    let status = Command::new(python)
         .arg(root.join("tests/interop/sdks.py"))
-        .env("SIM_URL", &url)
+        .env("SIM_URL", url)
         .env("SIM_KEY", "interop-key")
         .env("SIM_LIMITED_KEY", "limited-key")
         .env("SIM_EXPECTED", expected.to_string())
         .status()?;
-    if !status.success() {
-        return Err("interop checks failed".into());
+    if status.success() {
+        Ok(())
+    } else {
+        Err("interop checks failed".into())
     }
-    contract(root, &python, &url)
 }
 
 /// The contract step: the official SDK's types judge the simulator's responses (at `url`)
@@ -136,7 +142,7 @@ fn contract(root: &Path, python: &Path, url: &str) -> Result {
 }
 
 /// The official Python `mcp` package against `pplx-mcp`, over stdio and Streamable HTTP.
-fn mcp(root: &Path, python: &Path) -> Result {
+fn mcp(root: &Path, python: &Path, sim_url: &str) -> Result {
     let server = root.join("target/debug/pplx-mcp");
     let token = "interop-token";
     let mut child = Running(
@@ -170,6 +176,7 @@ fn mcp(root: &Path, python: &Path) -> Result {
         .arg(root.join("tests/interop/mcp_client.py"))
         .env("PPLX_MCP_BIN", &server)
         .env("PPLX_MCP_URL", &url)
+        .env("SIM_URL", sim_url)
         .env("PPLX_MCP_TOKEN", token)
         .status()?;
     drop(child);

@@ -1,12 +1,20 @@
-//! `pplx-mcp`: Perplexity for AI assistants, over the Model Context Protocol.
+//! `pplx-mcp`: Perplexity for AI assistants, over the Model Context Protocol; a drop-in for
+//! Perplexity's official MCP server (v1.3).
 //!
-//! stdio by default; `--http 127.0.0.1:PORT` serves Streamable HTTP at `/mcp`, checking the
-//! `Host` and `Origin` headers against allow-lists and, when `PPLX_MCP_TOKEN` (or the variable
-//! named by `--token-env`) is set, a bearer token. The tools, `perplexity_ask`,
-//! `perplexity_reason`, `perplexity_research` and `perplexity_search`, take the same arguments
-//! as Perplexity's official MCP server; answers stream as progress notifications. Keys and the
-//! config file are the terminal client's; with no key, the built-in simulator answers. Logs go
-//! to stderr: stdout belongs to the protocol.
+//! stdio by default; `--http [ADDR]` serves Streamable HTTP at `/mcp` (and `GET /health`),
+//! on ADDR or else `BIND_ADDRESS` (default 127.0.0.1) and `PORT` (default 8080), checking
+//! the `Host` and `Origin` headers against allow-lists (`--allow-host`/`ALLOWED_HOSTS`,
+//! `--allow-origin`/`ALLOWED_ORIGINS`) and, when `PPLX_MCP_TOKEN` (or the variable named by
+//! `--token-env`) is set, a bearer token. The tools, `perplexity_ask`, `perplexity_reason`,
+//! `perplexity_research` and `perplexity_search`, take the official server's arguments and run
+//! on its Agent API presets (`[mcp]` in the config picks others, Sonar models included);
+//! `perplexity_search_streaming` is the seed server's tool. Reasoning steps, then the answer,
+//! stream as progress notifications. The environment is read as the official server reads
+//! it: `PERPLEXITY_API_KEY` (required; also `PERPLEXITY_API_KEY_1`.. and
+//! `PERPLEXITY_API_KEYS`), `PERPLEXITY_BASE_URL`, `PERPLEXITY_TIMEOUT_MS`,
+//! `PERPLEXITY_PROXY` then `HTTPS_PROXY` then `HTTP_PROXY`, `PERPLEXITY_LOG_LEVEL`; flags win.
+//! With no key it fails with a clear message; `--sim` answers from the built-in simulator.
+//! Logs go to stderr: stdout belongs to the protocol.
 
 mod tools;
 
@@ -28,9 +36,10 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 #[derive(Debug, Parser)]
 #[command(name = "pplx-mcp", version)]
 struct Args {
-    /// Serve Streamable HTTP at /mcp on this address instead of stdio.
-    #[arg(long, value_name = "ADDR")]
-    http: Option<SocketAddr>,
+    /// Serve Streamable HTTP at /mcp instead of stdio: on ADDR, or on BIND_ADDRESS (default
+    /// 127.0.0.1) and PORT (default 8080).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    http: Option<String>,
     /// Browser origins allowed to call the HTTP server (repeatable), like http://localhost:3000.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
@@ -40,7 +49,7 @@ struct Args {
     /// The variable holding the bearer token HTTP clients must send (none set: no token).
     #[arg(long, default_value = "PPLX_MCP_TOKEN")]
     token_env: String,
-    /// Answer from the built-in simulator even if a key is set.
+    /// Answer from the built-in simulator (offline, simulated text) instead of the API.
     #[arg(long)]
     sim: bool,
     /// The config file (default $XDG_CONFIG_HOME/pplx/config.toml).
@@ -63,6 +72,7 @@ struct Args {
 struct PplxMcp {
     provider: Arc<dyn ChatProvider>,
     perplexity: PerplexityProvider,
+    models: tools::Models,
     instructions: String,
 }
 
@@ -78,7 +88,7 @@ impl ServerHandler for PplxMcp {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(tools::list())
+        Ok(tools::list(&self.models))
     }
 
     async fn call_tool(
@@ -86,16 +96,57 @@ impl ServerHandler for PplxMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        tools::call(&self.provider, &self.perplexity, request, context).await
+        tools::call(
+            &self.provider,
+            &self.perplexity,
+            &self.models,
+            request,
+            context,
+        )
+        .await
     }
+}
+
+/// A variable's value, when set and not blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// A comma-separated variable as a list.
+fn env_list(name: &str) -> Vec<String> {
+    env(name)
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // PERPLEXITY_LOG_LEVEL, as the official server reads it (debug, info, warn, error).
+    let level = match env("PERPLEXITY_LOG_LEVEL")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "info" => tracing::Level::INFO,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::WARN,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,11 +169,44 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let file = pplx::config::load(args.config.as_deref())?;
+    let total_timeout = match env("PERPLEXITY_TIMEOUT_MS") {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            // Clamped to a day: a bound, not an invitation to overflow a deadline.
+            Ok(millis) if millis > 0 => {
+                Some(std::time::Duration::from_millis(millis.min(86_400_000)))
+            }
+            _ => {
+                return Err(format!(
+                    "PERPLEXITY_TIMEOUT_MS is {text:?}: a positive number of milliseconds"
+                ));
+            }
+        },
+    };
+    let models = tools::Models {
+        ask: file
+            .mcp
+            .ask_model
+            .clone()
+            .unwrap_or_else(|| tools::Models::default().ask),
+        reason: file
+            .mcp
+            .reason_model
+            .clone()
+            .unwrap_or_else(|| tools::Models::default().reason),
+        research: file
+            .mcp
+            .research_model
+            .clone()
+            .unwrap_or_else(|| tools::Models::default().research),
+    };
     let options = pplx::SetupOptions {
         base_url: args.base_url.clone(),
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
+        require_key: true,
+        total_timeout,
         ..pplx::SetupOptions::default()
     };
     let setup = pplx::setup(&options, file, "pplx-mcp").await?;
@@ -133,6 +217,7 @@ async fn run(args: Args) -> Result<(), String> {
     let server = PplxMcp {
         provider: setup.provider,
         perplexity: setup.perplexity,
+        models,
         instructions,
     };
     let _simulator = setup.simulator;
@@ -149,12 +234,44 @@ async fn run(args: Args) -> Result<(), String> {
             Ok(())
         }
         Some(addr) => {
+            let addr = http_address(&addr)?;
             let token = std::env::var(&args.token_env)
                 .ok()
                 .filter(|token| !token.is_empty());
-            http::serve(server, addr, &args.allow_hosts, &args.allow_origins, token).await
+            // Flags win; the official server's variables otherwise.
+            let hosts = if args.allow_hosts.is_empty() {
+                env_list("ALLOWED_HOSTS")
+            } else {
+                args.allow_hosts.clone()
+            };
+            let origins = if args.allow_origins.is_empty() {
+                env_list("ALLOWED_ORIGINS")
+            } else {
+                args.allow_origins.clone()
+            };
+            http::serve(server, addr, &hosts, &origins, token).await
         }
     }
+}
+
+/// The HTTP address: `--http ADDR`, else `BIND_ADDRESS` (default 127.0.0.1) and `PORT`
+/// (default 8080).
+fn http_address(flag: &str) -> Result<SocketAddr, String> {
+    if !flag.is_empty() {
+        return flag
+            .parse()
+            .map_err(|_| format!("--http {flag:?}: an address like 127.0.0.1:8080"));
+    }
+    let ip = env("BIND_ADDRESS").unwrap_or_else(|| "127.0.0.1".to_owned());
+    let ip: std::net::IpAddr = ip
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("BIND_ADDRESS is {ip:?}: an IP address like 127.0.0.1"))?;
+    let port = env("PORT").unwrap_or_else(|| "8080".to_owned());
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("PORT is {port:?}: a port number"))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 mod http {
@@ -218,6 +335,21 @@ mod http {
                     let mut service = service.clone();
                     let token = token.clone();
                     async move {
+                        if request.uri().path() == "/health"
+                            && request.method() == hyper::Method::GET
+                        {
+                            let mut response = Response::new(
+                                Full::new(Bytes::from_static(
+                                    br#"{"status":"ok","service":"perplexity-mcp-server"}"#,
+                                ))
+                                .boxed(),
+                            );
+                            response.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
+                            return Ok(response);
+                        }
                         if request.uri().path() != "/mcp" {
                             return Ok(plain(
                                 StatusCode::NOT_FOUND,
@@ -304,6 +436,7 @@ mod tests {
         let server = PplxMcp {
             provider: Arc::new(perplexity.clone()),
             perplexity,
+            models: tools::Models::default(),
             instructions: "test".into(),
         };
         let (server_io, client_io) = tokio::io::duplex(1 << 16);
@@ -320,7 +453,8 @@ mod tests {
                 "perplexity_ask",
                 "perplexity_reason",
                 "perplexity_research",
-                "perplexity_search"
+                "perplexity_search",
+                "perplexity_search_streaming"
             ]
         );
 
@@ -332,15 +466,41 @@ mod tests {
             .with_arguments(arguments.as_object().unwrap().clone());
         call.meta = Some(meta);
         let result = client.call_tool(call).await.unwrap();
-        let expected = sim.expected_text("sonar-pro", &[question], None);
+        // The ask tool runs on the official server's `fast` preset (the Agent API).
+        let expected = sim.expected_text("fast", &[question], None);
         let structured = result.structured_content.unwrap();
         assert_eq!(structured["answer"], expected.as_str());
-        assert_eq!(
-            messages.lock().unwrap().concat(),
-            expected,
-            "the progress adds up to the answer"
+        let progress = messages.lock().unwrap().clone();
+        let answer_starts = (0..progress.len())
+            .find(|&start| progress[start..].concat() == expected)
+            .expect("the progress ends with the answer, exactly");
+        assert!(
+            progress[..answer_starts]
+                .iter()
+                .any(|step| step.starts_with("Searching: ")),
+            "reasoning steps come first: {progress:?}"
         );
         assert_eq!(result.is_error, Some(false));
+
+        // Legacy arguments are ignored, not refused.
+        let legacy = json!({"messages": [{"role": "user", "content": question}], "strip_thinking": "yes", "model": "x"});
+        let call = CallToolRequestParams::new("perplexity_reason")
+            .with_arguments(legacy.as_object().unwrap().clone());
+        assert_eq!(client.call_tool(call).await.unwrap().is_error, Some(false));
+
+        // The seed server's tool and its exact result.
+        let call = CallToolRequestParams::new("perplexity_search_streaming")
+            .with_arguments(json!({"query": question}).as_object().unwrap().clone());
+        let result = client.call_tool(call).await.unwrap();
+        let expected = sim.expected_text("sonar", &[question], None);
+        let value =
+            json!({"success": true, "answer": expected, "model": "sonar", "streaming": true});
+        assert_eq!(result.structured_content.as_ref(), Some(&value));
+        let text = result.content[0].as_text().unwrap().text.clone();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
 
         let bad = CallToolRequestParams::new("perplexity_search").with_arguments(
             json!({"query": "x", "max_results": 50})

@@ -1,5 +1,7 @@
-//! The four tools, with the same names and input schemas as Perplexity's official MCP server,
-//! so that one can replace the other; answers stream as progress notifications.
+//! The official MCP server's four tools (v1.3: the same names, input schemas and Agent API
+//! presets), so that one can replace the other, and the seed server's
+//! `perplexity_search_streaming`; reasoning steps and then the answer stream as progress
+//! notifications.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +17,31 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
 
-/// The models behind the chat tools.
-const ASK_MODEL: &str = "sonar-pro";
-const REASON_MODEL: &str = "sonar-reasoning-pro";
-const RESEARCH_MODEL: &str = "sonar-deep-research";
+/// The models (or presets) behind the chat tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Models {
+    pub(crate) ask: String,
+    pub(crate) reason: String,
+    pub(crate) research: String,
+}
+
+impl Default for Models {
+    /// The official server's presets: `fast`, `medium`, `high`.
+    fn default() -> Self {
+        Models {
+            ask: "fast".into(),
+            reason: "medium".into(),
+            research: "high".into(),
+        }
+    }
+}
+
+/// The seed server's tool: its name, and its default model.
+const SEED_TOOL: &str = "perplexity_search_streaming";
+const SEED_MODEL: &str = "sonar";
+
+/// A reasoning line longer than this is sent as it is, without waiting for its end.
+const MAX_STEP_CHARS: usize = 2_000;
 
 /// Progress notifications are sent at most this often; text in between is gathered.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
@@ -57,23 +80,11 @@ fn filters() -> Map<String, Value> {
     }
 }
 
-fn chat_tool(
-    name: &'static str,
-    title: &str,
-    description: &'static str,
-    with_filters: bool,
-    strip_thinking: bool,
-) -> Tool {
+fn chat_tool(name: &'static str, title: &str, description: String, with_filters: bool) -> Tool {
     let mut properties = Map::new();
     properties.insert("messages".into(), messages_schema());
     if with_filters {
         properties.extend(filters());
-    }
-    if strip_thinking {
-        properties.insert(
-            "strip_thinking".into(),
-            json!({"type": "boolean", "description": "Leave the model's reasoning out of the result (default false)."}),
-        );
     }
     let input = json!({"type": "object", "properties": properties, "required": ["messages"]});
     let output = json!({
@@ -81,6 +92,7 @@ fn chat_tool(
         "properties": {
             "response": {"type": "string", "description": "The answer with its numbered citations"},
             "answer": {"type": "string"},
+            "reasoning": {"type": "string"},
             "citations": {"type": "array", "items": {"type": "string"}},
             "search_results": {"type": "array"},
             "usage": {},
@@ -100,7 +112,7 @@ fn annotations() -> ToolAnnotations {
 }
 
 /// Every tool, as `tools/list` gives them.
-pub(crate) fn list() -> ListToolsResult {
+pub(crate) fn list(models: &Models) -> ListToolsResult {
     let search_input = json!({
         "type": "object",
         "properties": {
@@ -119,35 +131,59 @@ pub(crate) fn list() -> ListToolsResult {
         "properties": {"results": {"type": "string"}, "items": {"type": "array"}},
         "required": ["results"]
     });
+    let seed_input = json!({
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "The question to answer"},
+            "model": {"type": "string", "default": SEED_MODEL, "description": "The model (default sonar)"}
+        },
+        "required": ["query"]
+    });
+    let seed_output = json!({
+        "type": "object",
+        "properties": {
+            "success": {"type": "boolean"},
+            "answer": {"type": "string"},
+            "model": {"type": "string"},
+            "streaming": {"type": "boolean", "description": "false when the answer came from the non-streaming fallback"},
+            "error": {"type": "string"}
+        },
+        "required": ["success"]
+    });
     ListToolsResult::with_all_items(vec![
         chat_tool(
             "perplexity_ask",
             "Ask Perplexity",
-            "Answer a question with web-grounded AI (Sonar Pro). Best for quick factual questions, summaries and explanations. Returns the answer with numbered citations; the answer streams as progress when a progress token is given.",
+            format!("Answer a question using web-grounded AI (Perplexity Agent API, {} preset). Best for: quick factual questions, summaries, explanations, and general Q&A. Returns a text response with numbered citations. Fastest and cheapest option. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size. For in-depth multi-source research, use perplexity_research instead. For step-by-step reasoning and analysis, use perplexity_reason instead.", models.ask),
             true,
-            false,
         ),
         chat_tool(
             "perplexity_reason",
             "Advanced Reasoning",
-            "Analyze a question with step-by-step reasoning and web grounding (Sonar Reasoning Pro). Best for math, logic, comparisons and complex arguments.",
-            true,
+            format!("Analyze a question using step-by-step reasoning with web grounding (Perplexity Agent API, {} preset). Best for: math, logic, comparisons, complex arguments, and tasks requiring chain-of-thought. Returns a reasoned response with numbered citations. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size.", models.reason),
             true,
         ),
         chat_tool(
             "perplexity_research",
             "Deep Research",
-            "Deep, multi-source research on a topic (Sonar Deep Research). Slow: can take minutes. Returns a detailed answer with numbered citations.",
+            format!("Conduct deep, multi-source research on a topic (Perplexity Agent API, {} preset). Best for: literature reviews, comprehensive overviews, investigative queries needing many sources. Returns a detailed response with numbered citations. Significantly slower than other tools (can take minutes).", models.research),
             false,
-            true,
         ),
         Tool::new(
             "perplexity_search",
-            "Search the web and return ranked results with titles, URLs, snippets and dates, with no AI synthesis.",
+            "Search the web and return a ranked list of results with titles, URLs, snippets, and dates. Best for: finding specific URLs, checking recent news, verifying facts, discovering sources. Returns formatted results (title, URL, snippet, date) with no AI synthesis.",
             schema(search_input),
         )
         .with_title("Search the Web")
         .with_raw_output_schema(schema(search_output))
+        .with_annotations(annotations()),
+        Tool::new(
+            SEED_TOOL,
+            "Stream an answer from Perplexity with key rotation, retries and a non-streaming fallback; returns {success, answer, model, streaming}.",
+            schema(seed_input),
+        )
+        .with_title("Perplexity Search (streaming)")
+        .with_raw_output_schema(schema(seed_output))
         .with_annotations(annotations()),
     ])
 }
@@ -240,20 +276,27 @@ fn apply_filters(
     Ok(request)
 }
 
-/// Runs a tool call.
+/// Runs a tool call. Arguments a tool does not know are ignored, as the official server's
+/// schemas strip them (so legacy ones such as `strip_thinking` never fail a call).
 pub(crate) async fn call(
     provider: &Arc<dyn ChatProvider>,
     perplexity: &PerplexityProvider,
+    models: &Models,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let arguments = request.arguments.unwrap_or_default();
-    let (model, with_filters, strip_option) = match request.name.as_ref() {
-        "perplexity_ask" => (ASK_MODEL, true, false),
-        "perplexity_reason" => (REASON_MODEL, true, true),
-        "perplexity_research" => (RESEARCH_MODEL, false, true),
+    let (model, with_filters) = match request.name.as_ref() {
+        "perplexity_ask" => (models.ask.as_str(), true),
+        "perplexity_reason" => (models.reason.as_str(), true),
+        "perplexity_research" => (models.research.as_str(), false),
         "perplexity_search" => {
             return search(perplexity, &arguments)
+                .await
+                .map(CallToolResponse::from);
+        }
+        SEED_TOOL => {
+            return seed(provider, &arguments, context)
                 .await
                 .map(CallToolResponse::from);
         }
@@ -272,38 +315,95 @@ pub(crate) async fn call(
     if with_filters {
         chat = apply_filters(&arguments, chat)?;
     }
-    let strip_thinking = match arguments.get("strip_thinking") {
-        None => false,
-        Some(Value::Bool(strip)) if strip_option => *strip,
-        Some(_) if strip_option => return Err(invalid("strip_thinking", "must be a boolean")),
-        Some(_) => return Err(invalid("strip_thinking", "is not an argument of this tool")),
+    Ok(CallToolResponse::from(
+        match stream_answer(provider, chat, &context).await? {
+            Ok(response) => answer_result(&response),
+            Err(error) => error_result(&error),
+        },
+    ))
+}
+
+/// The seed server's `perplexity_search_streaming(query, model = "sonar")`: the same
+/// streaming path, and its exact result, `{success, answer, model, streaming}` (`streaming`
+/// false when the fallback answered) or `{success: false, error}`, as structured content and
+/// as JSON text.
+async fn seed(
+    provider: &Arc<dyn ChatProvider>,
+    arguments: &Map<String, Value>,
+    context: RequestContext<RoleServer>,
+) -> Result<CallToolResult, ErrorData> {
+    let Some(query) = arguments
+        .get("query")
+        .and_then(Value::as_str)
+        .filter(|query| !query.trim().is_empty())
+    else {
+        return Err(invalid("query", "must be a non-empty string"));
     };
-    let progress = context.meta.get_progress_token();
+    let model = match arguments.get("model") {
+        None | Some(Value::Null) => SEED_MODEL,
+        Some(Value::String(model)) if !model.trim().is_empty() => model.as_str(),
+        Some(_) => return Err(invalid("model", "must be a model name")),
+    };
+    let value = match stream_answer(provider, ChatRequest::new(model, query), &context).await? {
+        Ok(response) => json!({
+            "success": true,
+            "answer": response.text,
+            "model": model,
+            "streaming": !response.fallback,
+        }),
+        Err(error) => json!({"success": false, "error": error.to_string()}),
+    };
+    let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
+    result.structured_content = Some(value);
+    Ok(result)
+}
+
+/// Streams one answer, sending progress when the caller gave a progress token: each line of
+/// reasoning (searches, pages read, thoughts) as it completes, then the answer's text,
+/// throttled. The progress value only grows (one per reasoning line, one per character of
+/// answer); a restart is said in a message, never by going backwards. The client cancelling
+/// drops the stream, which cancels the upstream request (and an Agent run on the server).
+async fn stream_answer(
+    provider: &Arc<dyn ChatProvider>,
+    chat: ChatRequest,
+    context: &RequestContext<RoleServer>,
+) -> Result<Result<Box<chat_core::ChatResponse>, Error>, ErrorData> {
+    let mut progress = Progress {
+        token: context.meta.get_progress_token(),
+        value: 0,
+        pending: String::new(),
+        reasoning: String::new(),
+        last_sent: Instant::now(),
+    };
     let mut stream = provider.chat_stream(chat);
-    let mut pending = String::new();
-    let mut sent_chars = 0_usize;
-    let mut last_sent = Instant::now();
     let outcome = loop {
         let event = tokio::select! {
             event = stream.next() => event,
             () = context.ct.cancelled() => {
-                // Dropping the stream cancels the upstream request.
                 drop(stream);
                 return Err(ErrorData::internal_error("cancelled by the client", None));
             }
         };
         match event {
+            Some(Ok(ChatEvent::ReasoningDelta(text))) => {
+                progress.reasoning(context, &text).await;
+            }
             Some(Ok(ChatEvent::TextDelta(text))) => {
-                pending.push_str(&text);
-                if last_sent.elapsed() >= PROGRESS_INTERVAL {
-                    send_progress(&context, progress.as_ref(), &mut pending, &mut sent_chars).await;
-                    last_sent = Instant::now();
+                progress.flush_reasoning(context).await;
+                progress.pending.push_str(&text);
+                if progress.last_sent.elapsed() >= PROGRESS_INTERVAL {
+                    progress.send_text(context).await;
                 }
             }
             Some(Ok(ChatEvent::Restart)) => {
-                // The answer starts over: say so, and count from zero again.
-                pending.clear();
-                sent_chars = 0;
+                progress.send_text(context).await;
+                progress
+                    .send(
+                        context,
+                        "\n\n[the stream broke; the answer starts over]\n\n".into(),
+                        1,
+                    )
+                    .await;
             }
             Some(Ok(ChatEvent::Done(response))) => break Ok(response),
             Some(Ok(_)) => {}
@@ -311,41 +411,77 @@ pub(crate) async fn call(
             None => break Err(Error::protocol("the answer ended without its final event")),
         }
     };
-    send_progress(&context, progress.as_ref(), &mut pending, &mut sent_chars).await;
-    Ok(CallToolResponse::from(match outcome {
-        Ok(response) => answer_result(&response, strip_thinking),
-        Err(error) => error_result(&error),
-    }))
+    progress.flush_reasoning(context).await;
+    progress.send_text(context).await;
+    Ok(outcome)
 }
 
-async fn send_progress(
-    context: &RequestContext<RoleServer>,
-    token: Option<&rmcp::model::ProgressToken>,
-    pending: &mut String,
-    sent_chars: &mut usize,
-) {
-    let Some(token) = token else {
-        pending.clear();
-        return;
-    };
-    if pending.is_empty() {
-        return;
+/// Progress notifications of one call.
+struct Progress {
+    token: Option<rmcp::model::ProgressToken>,
+    /// The last value sent: it only grows.
+    value: u64,
+    /// Answer text not yet sent.
+    pending: String,
+    /// The reasoning line being gathered.
+    reasoning: String,
+    last_sent: Instant,
+}
+
+impl Progress {
+    async fn send(&mut self, context: &RequestContext<RoleServer>, message: String, step: u64) {
+        let Some(token) = &self.token else { return };
+        self.value = self.value.saturating_add(step);
+        let notification =
+            ProgressNotificationParam::new(token.clone(), self.value as f64).with_message(message);
+        if let Err(error) = context.peer.notify_progress(notification).await {
+            tracing::warn!(%error, "could not send a progress notification");
+        }
+        self.last_sent = Instant::now();
     }
-    *sent_chars += pending.chars().count();
-    let message = std::mem::take(pending);
-    let notification =
-        ProgressNotificationParam::new(token.clone(), *sent_chars as f64).with_message(message);
-    if let Err(error) = context.peer.notify_progress(notification).await {
-        tracing::warn!(%error, "could not send a progress notification");
+
+    /// Gathers reasoning; each complete line (or an overlong one) becomes a message.
+    async fn reasoning(&mut self, context: &RequestContext<RoleServer>, text: &str) {
+        if self.token.is_none() {
+            return;
+        }
+        self.reasoning.push_str(text);
+        while let Some(end) = self.reasoning.find('\n') {
+            let line: String = self.reasoning.drain(..=end).collect();
+            self.send_step(context, line).await;
+        }
+        if self.reasoning.chars().count() > MAX_STEP_CHARS {
+            let line = std::mem::take(&mut self.reasoning);
+            self.send_step(context, line).await;
+        }
+    }
+
+    async fn flush_reasoning(&mut self, context: &RequestContext<RoleServer>) {
+        let line = std::mem::take(&mut self.reasoning);
+        self.send_step(context, line).await;
+    }
+
+    async fn send_step(&mut self, context: &RequestContext<RoleServer>, line: String) {
+        let line = line.trim();
+        if !line.is_empty() {
+            self.send(context, line.to_owned(), 1).await;
+        }
+    }
+
+    async fn send_text(&mut self, context: &RequestContext<RoleServer>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        let chars = text.chars().count() as u64;
+        self.send(context, text, chars).await;
     }
 }
 
-fn answer_result(response: &chat_core::ChatResponse, strip_thinking: bool) -> CallToolResult {
-    let mut text = String::new();
-    if !strip_thinking && !response.reasoning.is_empty() {
-        text.push_str(&format!("<think>{}</think>\n\n", response.reasoning));
-    }
-    text.push_str(&response.text);
+/// The answer with its citations, as the official server formats it; the reasoning (sent as
+/// progress) is kept apart, in the structured content.
+fn answer_result(response: &chat_core::ChatResponse) -> CallToolResult {
+    let mut text = response.text.clone();
     if !response.sources.citations.is_empty() {
         text.push_str("\n\nCitations:\n");
         for (number, url) in response.sources.numbered() {
@@ -356,6 +492,7 @@ fn answer_result(response: &chat_core::ChatResponse, strip_thinking: bool) -> Ca
     result.structured_content = Some(json!({
         "response": text,
         "answer": response.text,
+        "reasoning": response.reasoning,
         "citations": response.sources.citations,
         "search_results": response.sources.search_results,
         "usage": response.usage,

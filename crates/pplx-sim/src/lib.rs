@@ -3,7 +3,8 @@
 //!
 //! [`Simulator`] serves, on `127.0.0.1`, HTTP/1.1 and HTTP/2 (h2c prior knowledge):
 //! Sonar chat completions (`POST /chat/completions`, also `/v1/sonar`), the Agent API
-//! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`) and `GET /health`,
+//! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`), `GET /health`, the
+//! cancel endpoint (`POST /v1/agent/{id}/cancel`) and its request log (`GET /_sim/log`),
 //! streaming and not, with the real service's error bodies (the 401 is an HTML page).
 //! Answers are deterministic ([`Simulator::expected_text`] says exactly what a client should
 //! end up with); a [`Pace`] sets their speed and length; [`Fault`]s scripted per key and per

@@ -557,6 +557,20 @@ async fn handle(
                 &[],
             ));
         }
+        // The request log, for checks from another process (key indexes, never keys).
+        ("GET", "/_sim/log") => {
+            let entries: Vec<Value> = lock(&shared.log)
+                .iter()
+                .map(|entry| {
+                    serde_json::json!({
+                        "sequence": entry.sequence, "key_index": entry.key_index,
+                        "endpoint": entry.endpoint, "model": entry.model, "stream": entry.stream,
+                        "status": entry.status, "ending": format!("{:?}", entry.ending),
+                    })
+                })
+                .collect();
+            return Ok(json_response(200, &Value::Array(entries), &[]));
+        }
         ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Api::Sonar,
         ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Api::Agent,
         ("POST", cancel) if cancel_id(cancel).is_some() => Api::Cancel,

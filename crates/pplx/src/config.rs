@@ -33,6 +33,21 @@ pub struct FileConfig {
     /// `[families.NAME]`: models with their own deadlines, slow-call threshold and breaker
     /// (defaults: `research` and `reasoning`).
     pub families: std::collections::BTreeMap<String, FamilyFile>,
+    /// `[mcp]`: the models behind `pplx-mcp`'s tools.
+    pub mcp: McpFile,
+}
+
+/// `[mcp]`: the models (or presets) behind `pplx-mcp`'s chat tools. The defaults are the
+/// official server's Agent API presets: `fast`, `medium`, `high`; Sonar models work too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpFile {
+    /// Behind `perplexity_ask` (default `fast`).
+    pub ask_model: Option<String>,
+    /// Behind `perplexity_reason` (default `medium`).
+    pub reason_model: Option<String>,
+    /// Behind `perplexity_research` (default `high`).
+    pub research_model: Option<String>,
 }
 
 /// `[families.NAME]`: the models in the family, its deadlines (as in `[timeouts]`, the

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use chat_core::ChatProvider;
 use provider_perplexity::{
-    AfterCommit, Api, DEFAULT_PRESET, ModelFamily, PerplexityConfig, PerplexityProvider, Timeouts,
-    keys_from,
+    AfterCommit, Api, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelFamily, PerplexityConfig,
+    PerplexityProvider, Timeouts, keys_from_env,
 };
 
 /// Choices from the command line that override the config file.
@@ -36,6 +36,11 @@ pub struct SetupOptions {
     pub no_cache: bool,
     /// The default model or alias.
     pub model: Option<String>,
+    /// Fail when no key is set instead of starting the built-in simulator (which then
+    /// answers only with `sim`).
+    pub require_key: bool,
+    /// A bound on every whole call, whatever the model.
+    pub total_timeout: Option<Duration>,
 }
 
 /// A ready provider.
@@ -62,18 +67,14 @@ pub async fn setup(
     file: config::FileConfig,
     program: &str,
 ) -> Result<Setup, String> {
-    let key_env = file
-        .key_env
-        .clone()
-        .unwrap_or_else(|| "PERPLEXITY_API_KEY".to_owned());
-    let keys_env = file
-        .keys_env
-        .clone()
-        .unwrap_or_else(|| "PERPLEXITY_API_KEYS".to_owned());
-    let keys = keys_from(
-        std::env::var(&keys_env).ok().as_deref(),
-        std::env::var(&key_env).ok().as_deref(),
-    );
+    let key_env = file.key_env.as_deref().unwrap_or(KEY_ENV);
+    let keys_env = file.keys_env.as_deref().unwrap_or(KEYS_ENV);
+    let keys = keys_from_env(key_env, keys_env);
+    if keys.is_empty() && args.require_key && !args.sim {
+        return Err(format!(
+            "{key_env} environment variable is required (or {key_env}_1, {key_env}_2, ..., or {keys_env}); run with --sim to answer from the built-in simulator instead"
+        ));
+    }
     let mut config = PerplexityConfig::default();
     for (alias, model) in &file.aliases {
         config.aliases.insert(alias.clone(), model.clone());
@@ -84,6 +85,14 @@ pub async fn setup(
         Some(name) => Some(Api::parse(name).map_err(|error| error.to_string())?),
     };
     apply_file(&mut config, &file)?;
+    if let Some(total) = args.total_timeout {
+        // A bound on the whole call, whatever the model (as PERPLEXITY_TIMEOUT_MS is for the
+        // official server).
+        config.timeouts.total = total;
+        for family in &mut config.families {
+            family.timeouts.total = total;
+        }
+    }
     let mut sim = None;
     if keys.is_empty() || args.sim {
         let mut sim_config = pplx_sim::SimConfig::default();

@@ -171,6 +171,7 @@ async fn session(args: &Args, file: pplx::config::FileConfig) -> Result<Session,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
         model: args.model.clone(),
+        ..pplx::SetupOptions::default()
     };
     let setup = pplx::setup(&options, file, "pplx").await?;
     Ok(Session {

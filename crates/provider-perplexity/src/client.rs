@@ -74,16 +74,29 @@ fn proxy_matcher(proxy: &Proxy) -> Result<Matcher, Error> {
     match proxy {
         Proxy::Direct => Ok(Matcher::builder().build()),
         Proxy::Url { url, no_proxy } => from_url(url, no_proxy),
-        // `PERPLEXITY_PROXY` first, as the official server reads it; then the usual ones.
-        _ => match env("PERPLEXITY_PROXY") {
-            Some(url) => from_url(
-                &url,
-                &env("NO_PROXY")
-                    .or_else(|| env("no_proxy"))
-                    .unwrap_or_default(),
-            ),
-            None => Ok(Matcher::from_env()),
-        },
+        // In the official server's order, for every destination.
+        _ => {
+            let url = [
+                "PERPLEXITY_PROXY",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "HTTP_PROXY",
+                "http_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+            ]
+            .into_iter()
+            .find_map(env);
+            match url {
+                Some(url) => from_url(
+                    &url,
+                    &env("NO_PROXY")
+                        .or_else(|| env("no_proxy"))
+                        .unwrap_or_default(),
+                ),
+                None => Ok(Matcher::builder().build()),
+            }
+        }
     }
 }
 
@@ -286,6 +299,10 @@ fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
     }
 }
 
+/// Where a stream records the Agent API run it belongs to (its id, and the key that started
+/// it), so that an abandoned run can be cancelled.
+pub(crate) type RunSlot = Arc<std::sync::Mutex<Option<(String, ApiKey)>>>;
+
 /// The stream of one attempt: SSE events decoded into `ChatEvent`s, with the first-event and
 /// idle deadlines.
 pub(crate) struct Live {
@@ -296,6 +313,8 @@ pub(crate) struct Live {
     timeouts: Timeouts,
     started: tokio::time::Instant,
     events_seen: u64,
+    /// Where to record the run's id, with the key that started it (Agent API).
+    run: Option<(RunSlot, ApiKey)>,
 }
 
 impl Live {
@@ -304,6 +323,7 @@ impl Live {
         api: Api,
         timeouts: Timeouts,
         max_event_bytes: usize,
+        run: Option<(RunSlot, ApiKey)>,
     ) -> Self {
         let limits = Limits::new(max_event_bytes, max_event_bytes);
         Live {
@@ -314,17 +334,13 @@ impl Live {
             timeouts,
             started: tokio::time::Instant::now(),
             events_seen: 0,
+            run,
         }
     }
 
     /// The usage known so far (for an interruption's error).
     pub(crate) fn usage(&self) -> Option<chat_core::Usage> {
         self.decoder.usage()
-    }
-
-    /// The Agent API run's id, once known.
-    pub(crate) fn response_id(&self) -> Option<&str> {
-        self.decoder.response_id()
     }
 
     /// SSE events received.
@@ -378,6 +394,14 @@ impl Live {
                 .map_err(|_| Error::protocol("an event's data is not UTF-8"))?;
             self.decoder
                 .feed(event.event_type(), data, &mut self.pending)?;
+            if let (Some((slot, key)), Some(id)) = (&self.run, self.decoder.response_id()) {
+                let mut run = slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if run.as_ref().is_none_or(|(known, _)| known != id) {
+                    *run = Some((id.to_owned(), key.clone()));
+                }
+            }
         }
     }
 }

@@ -191,8 +191,9 @@ impl ModelFamily {
 #[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Proxy {
-    /// `PERPLEXITY_PROXY`, else `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (and lowercase), with
-    /// `NO_PROXY` exceptions, read when the provider is built; direct when none is set.
+    /// The first set of `PERPLEXITY_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (or
+    /// their lowercase forms), as the official MCP server reads them, for every destination
+    /// but the `NO_PROXY` exceptions; read when the provider is built; direct when none is set.
     #[default]
     FromEnv,
     /// Always direct.
@@ -400,14 +401,11 @@ impl PerplexityConfig {
         }
     }
 
-    /// The defaults, with keys from `PERPLEXITY_API_KEYS` (comma-separated) or
-    /// `PERPLEXITY_API_KEY`, and the base URL from `PERPLEXITY_BASE_URL` when set.
+    /// The defaults, with keys from the environment ([`keys_from_env`] with the standard
+    /// names) and the base URL from `PERPLEXITY_BASE_URL` when set.
     pub fn from_env() -> Self {
         let mut config = PerplexityConfig {
-            keys: keys_from(
-                std::env::var("PERPLEXITY_API_KEYS").ok().as_deref(),
-                std::env::var("PERPLEXITY_API_KEY").ok().as_deref(),
-            ),
+            keys: keys_from_env(KEY_ENV, KEYS_ENV),
             ..PerplexityConfig::default()
         };
         if let Ok(base_url) = std::env::var("PERPLEXITY_BASE_URL")
@@ -419,20 +417,37 @@ impl PerplexityConfig {
     }
 }
 
-/// Keys from a comma-separated list, else from a single key; blanks are skipped.
-pub fn keys_from(many: Option<&str>, one: Option<&str>) -> Vec<ApiKey> {
-    let keys: Vec<ApiKey> = many
-        .unwrap_or_default()
-        .split(',')
-        .map(ApiKey::new)
-        .filter(|key| !key.is_empty())
-        .collect();
-    if !keys.is_empty() {
-        return keys;
+/// The variable holding one key.
+pub const KEY_ENV: &str = "PERPLEXITY_API_KEY";
+/// The variable holding comma-separated keys.
+pub const KEYS_ENV: &str = "PERPLEXITY_API_KEYS";
+
+/// The keys the environment holds: the comma-separated list in `keys_env`, the key in
+/// `key_env`, and the numbered keys `{key_env}_1`, `{key_env}_2`, ... (up to the first
+/// missing number), in that order, each key once, blanks skipped.
+pub fn keys_from_env(key_env: &str, keys_env: &str) -> Vec<ApiKey> {
+    let var = |name: &str| std::env::var(name).ok();
+    let mut numbered = Vec::new();
+    for index in 1..=1_000 {
+        match var(&format!("{key_env}_{index}")) {
+            Some(key) => numbered.push(key),
+            None => break,
+        }
     }
-    one.map(ApiKey::new)
-        .filter(|key| !key.is_empty())
-        .into_iter()
+    keys_from(var(keys_env).as_deref(), var(key_env).as_deref(), &numbered)
+}
+
+/// Keys from a comma-separated list, a single key and numbered keys, in that order, each
+/// once; blanks are skipped.
+pub fn keys_from(many: Option<&str>, one: Option<&str>, numbered: &[String]) -> Vec<ApiKey> {
+    let mut seen = std::collections::HashSet::new();
+    many.unwrap_or_default()
+        .split(',')
+        .chain(one)
+        .chain(numbered.iter().map(String::as_str))
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && seen.insert(*key))
+        .map(ApiKey::new)
         .collect()
 }
 
@@ -486,6 +501,16 @@ mod tests {
         assert_eq!(config.timeouts_for("sonar"), Timeouts::default());
         let research = config.family("high").unwrap();
         assert!(research.slow_call > Duration::from_secs(229));
+    }
+
+    #[test]
+    fn keys_come_from_the_list_the_single_key_and_numbered_keys_each_once() {
+        let numbered = ["k3".to_owned(), " k1 ".to_owned(), String::new()];
+        let keys: Vec<String> = keys_from(Some("k1, k2,,"), Some("k2"), &numbered)
+            .iter()
+            .map(|key| key.expose().to_owned())
+            .collect();
+        assert_eq!(keys, ["k1", "k2", "k3"]);
     }
 
     #[test]

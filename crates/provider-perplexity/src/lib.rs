@@ -69,8 +69,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use config::{
-    AfterCommit, Api, DEFAULT_PRESET, ModelAliases, ModelFamily, PRESETS, PerplexityConfig, Proxy,
-    Timeouts, keys_from,
+    AfterCommit, Api, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily, PRESETS,
+    PerplexityConfig, Proxy, Timeouts, keys_from, keys_from_env,
 };
 pub use options::{SearchContextSize, SearchMode, SonarOptions};
 
@@ -334,11 +334,19 @@ impl Shared {
             )
             .with_source(NotStreaming));
         }
-        let mut live = Live::new(response, api, route.timeouts, self.config.max_event_bytes);
+        // The Agent API names its run in its first event: the stream records it in the
+        // slot as soon as it arrives, so that a caller leaving at any point can cancel it.
+        let run = (api == Api::Agent).then(|| (cancel.run.clone(), attempt.key.clone()));
+        let mut live = Live::new(
+            response,
+            api,
+            route.timeouts,
+            self.config.max_event_bytes,
+            run,
+        );
         let mut held = Vec::new();
         loop {
             let next = live.next().await;
-            cancel.track(&live, &attempt.key);
             match next {
                 Ok(Some(event @ (ChatEvent::TextDelta(_) | ChatEvent::Done(_)))) => {
                     held.push(event);
@@ -396,32 +404,14 @@ fn api_index(api: Api) -> usize {
 /// when the run completes, and sends the cancel when dropped while armed.
 struct CancelOnDrop {
     shared: Arc<Shared>,
-    api: Api,
-    run: std::sync::Mutex<Option<(String, resilience::ApiKey)>>,
+    run: client::RunSlot,
 }
 
 impl CancelOnDrop {
-    fn new(shared: Arc<Shared>, api: Api) -> Self {
+    fn new(shared: Arc<Shared>) -> Self {
         CancelOnDrop {
             shared,
-            api,
-            run: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Notes the run `live` belongs to, once the server said its id.
-    fn track(&self, live: &Live, key: &resilience::ApiKey) {
-        if self.api != Api::Agent {
-            return;
-        }
-        if let Some(id) = live.response_id() {
-            let mut run = self
-                .run
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if run.as_ref().is_none_or(|(known, _)| known != id) {
-                *run = Some((id.to_owned(), key.clone()));
-            }
+            run: client::RunSlot::default(),
         }
     }
 
@@ -502,7 +492,7 @@ impl ChatProvider for PerplexityProvider {
         let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
         let stream = Box::pin(async_stream::stream! {
             let deadline = Instant::now() + route.timeouts.total;
-            let cancel = CancelOnDrop::new(shared.clone(), route.api);
+            let cancel = CancelOnDrop::new(shared.clone());
             let mut restarts = 0;
             'attempts: loop {
                 let opened = route
