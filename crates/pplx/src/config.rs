@@ -150,11 +150,15 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
     }
 }
 
-/// A positive, finite number of seconds as a duration.
+/// The longest duration a config value can set: a year. Longer ones are clamped to it.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 60.0 * 60.0;
+
+/// A positive, finite number of seconds as a duration, at most [`MAX_SECONDS`] (`1e20` is a
+/// year, not a panic).
 pub fn seconds(value: Option<f64>) -> Option<Duration> {
     value
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds.min(MAX_SECONDS)).ok())
 }
 
 #[cfg(test)]

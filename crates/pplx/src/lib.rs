@@ -253,3 +253,67 @@ fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A config file with every number set to `value` (as TOML accepts it).
+    fn file_with(value: f64, integer: u64) -> config::FileConfig {
+        let text = format!(
+            "[timeouts]\nconnect_secs = {value:?}\nheaders_secs = {value:?}\nfirst_event_secs = {value:?}\nidle_secs = {value:?}\ntotal_secs = {value:?}\n\
+             [retry]\nmax_attempts = {attempts}\nbase_ms = {integer}\ncap_ms = {integer}\nmax_hint_secs = {value:?}\n\
+             [breaker]\nfailure_rate = {value:?}\nminimum_calls = {attempts}\nopen_secs = {value:?}\n\
+             [families.research]\nmodels = [\"sonar\"]\nslow_call_secs = {value:?}\ntotal_secs = {value:?}\n",
+            attempts = integer.min(u64::from(u32::MAX)),
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    fn finite_toml(value: f64) -> f64 {
+        // TOML has no way to write NaN in this form; the strategy keeps to real numbers.
+        if value.is_finite() { value } else { 1e300 }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn no_number_in_a_config_file_panics(value in any::<f64>(), integer in any::<u64>()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let options = SetupOptions { sim: true, no_cache: true, ..SetupOptions::default() };
+                // A config error is fine; a panic is not.
+                let _ = setup(&options, file_with(finite_toml(value), integer), "test").await;
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn absurd_deadlines_are_clamped_and_still_answer() {
+        let options = SetupOptions {
+            sim: true,
+            no_cache: true,
+            ..SetupOptions::default()
+        };
+        let setup = setup(&options, file_with(1e20, u64::MAX), "test")
+            .await
+            .unwrap();
+        let config = setup.perplexity.config();
+        assert_eq!(
+            config.timeouts.connect,
+            Duration::from_secs_f64(config::MAX_SECONDS)
+        );
+        let answer = setup
+            .provider
+            .chat(chat_core::ChatRequest::new(
+                "sonar",
+                "Explain quantum computing",
+            ))
+            .await
+            .unwrap();
+        assert!(!answer.text.is_empty());
+    }
+}

@@ -209,7 +209,7 @@ impl PerplexityProvider {
             timeouts: self.shared.config.timeouts,
             retrier: self.shared.retriers[0][0].clone(),
         };
-        let deadline = Instant::now() + route.timeouts.total;
+        let deadline = resilience::later(Instant::now(), route.timeouts.total);
         let body = Bytes::from(body.to_string());
         self.shared
             .post(&route, client::SEARCH_PATH, body, deadline, |bytes| {
@@ -473,7 +473,7 @@ impl ChatProvider for PerplexityProvider {
         let route = self.shared.route(&request.model);
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
         let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
-        let deadline = Instant::now() + route.timeouts.total;
+        let deadline = resilience::later(Instant::now(), route.timeouts.total);
         self.shared
             .complete(&route, body, deadline)
             .instrument(span)
@@ -491,7 +491,7 @@ impl ChatProvider for PerplexityProvider {
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
         let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
         let stream = Box::pin(async_stream::stream! {
-            let deadline = Instant::now() + route.timeouts.total;
+            let deadline = resilience::later(Instant::now(), route.timeouts.total);
             let cancel = CancelOnDrop::new(shared.clone());
             let mut restarts = 0;
             'attempts: loop {

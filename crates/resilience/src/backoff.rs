@@ -191,15 +191,39 @@ pub fn parse_retry_after(
         && millis.is_finite()
         && millis >= 0.0
     {
-        return Some(Duration::from_secs_f64(millis / 1000.0));
+        // Clamped before any arithmetic: `1e300` is a day, not a panic.
+        let seconds = (millis / 1000.0).min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(seconds).unwrap_or(MAX_RETRY_AFTER));
     }
     let value = retry_after?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+    }
+    if value.bytes().all(|byte| byte.is_ascii_digit()) && !value.is_empty() {
+        return Some(MAX_RETRY_AFTER); // More digits than a u64 holds: as long as allowed.
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        date.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
+
+/// The longest wait a server's hint can ask for; longer ones are clamped to it when parsed
+/// (and then refused by the backoff's `max_hint`, never slept on).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `now + after`, saturating far in the future instead of overflowing: deadlines and
+/// cooldowns built from outside numbers never panic.
+pub fn later(now: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// Thirty years: "never" for deadlines, without overflowing an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 #[cfg(test)]
 mod tests {

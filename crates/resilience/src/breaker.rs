@@ -319,7 +319,9 @@ impl CircuitBreaker {
         }
         let id = inner.next_probe;
         inner.next_probe += 1;
-        inner.probes.push((id, now + self.config.probe_timeout));
+        inner
+            .probes
+            .push((id, crate::later(now, self.config.probe_timeout)));
         Ok(self.permit(inner.generation, Some(id)))
     }
 
@@ -392,7 +394,7 @@ impl CircuitBreaker {
         self.transition(
             inner,
             BreakerState::Open {
-                until: now + open_for,
+                until: crate::later(now, open_for),
             },
         )
     }

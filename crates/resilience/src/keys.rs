@@ -327,7 +327,7 @@ impl KeyPool {
         let mut state = self.lock();
         let key = &mut state.keys[index];
         let cool_until = |key: &mut KeyState, cooldown: Duration| {
-            let until = Instant::now() + cooldown;
+            let until = crate::later(Instant::now(), cooldown);
             // A new cooldown never shortens a running one.
             key.cooling_until = Some(
                 key.cooling_until

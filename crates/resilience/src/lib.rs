@@ -60,7 +60,8 @@ mod retry;
 use std::time::Duration;
 
 pub use backoff::{
-    Backoff, BackoffPolicy, Delay, Jitter, RandomSource, SmallRng, parse_retry_after,
+    Backoff, BackoffPolicy, Delay, Jitter, MAX_RETRY_AFTER, RandomSource, SmallRng, later,
+    parse_retry_after,
 };
 pub use breaker::{
     BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, Permit, Rejected,

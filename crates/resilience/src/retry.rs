@@ -88,7 +88,7 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error>,
     {
-        let deadline = Instant::now() + self.policy.total_deadline;
+        let deadline = crate::later(Instant::now(), self.policy.total_deadline);
         self.run_until(deadline, operation).await
     }
 
@@ -190,7 +190,7 @@ impl Retrier {
                     Delay::HintTooLong(_) | Delay::Exhausted => return Err(error),
                 },
             };
-            if wait.is_some_and(|wait| Instant::now() + wait > deadline) {
+            if wait.is_some_and(|wait| crate::later(Instant::now(), wait) > deadline) {
                 return Err(error);
             }
             if !self.budget.try_withdraw() {
