@@ -844,3 +844,48 @@ async fn requests_go_through_a_configured_proxy() {
     };
     assert_complete(&stream(&self::provider(config), sonar()).await, &expected);
 }
+
+#[tokio::test]
+async fn streams_that_always_break_after_a_token_open_the_breaker() {
+    let sim = simulator(1).await;
+    let mut config = config(&sim, 1);
+    config.breaker.minimum_calls = 2;
+    config.breaker.failure_rate = 0.5;
+    config.breaker.window = resilience::SlidingWindow::Count(4);
+    let provider = provider(config);
+    sim.script(Target::Any, Fault::drop_after_events(2), 10);
+    for _ in 0..2 {
+        let outcome = stream(&provider, sonar()).await;
+        assert!(outcome.error.unwrap().is_interrupted());
+    }
+    let outcome = stream(&provider, sonar()).await;
+    assert!(
+        outcome.error.as_ref().unwrap().is_circuit_open(),
+        "{:?}",
+        outcome.error
+    );
+    assert_eq!(
+        requests(&sim).await.len(),
+        2,
+        "the open breaker sent nothing"
+    );
+}
+
+#[tokio::test]
+async fn only_a_refusal_naming_the_stream_parameter_falls_back() {
+    let sim = simulator(1).await;
+    let provider = provider(config(&sim, 1));
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let refusal = r#"{"error":{"message":"this endpoint cannot stream","type":"invalid_parameter","param":"stream"}}"#;
+    sim.script(Target::Any, Fault::status(400).body(refusal), 1);
+    let outcome = stream(&provider, sonar()).await;
+    assert_complete(&outcome, &expected);
+    assert!(outcome.done().fallback);
+    // The word in a message decides nothing: a 400 about another parameter fails at once.
+    let other = r#"{"error":{"message":"streaming models need a valid max_tokens","type":"invalid_parameter","param":"max_tokens"}}"#;
+    sim.script(Target::Any, Fault::status(400).body(other), 1);
+    let outcome = stream(&provider, sonar()).await;
+    assert!(outcome.error.unwrap().is_bad_request());
+    let log = requests(&sim).await;
+    assert_eq!(log.len(), 3, "the refusal, the fallback, the other 400");
+}

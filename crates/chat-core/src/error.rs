@@ -110,6 +110,9 @@ struct Inner {
     retry_after: Option<Duration>,
     /// The server's own verdict (`x-should-retry`), which wins over every status rule.
     should_retry: Option<bool>,
+    /// The message already says when to retry (the key pool's "next free in"), so Display
+    /// does not add it again.
+    says_when: bool,
     phase: Option<TimeoutPhase>,
     partial: Option<(String, Option<Usage>)>,
     open_until: Option<Instant>,
@@ -125,6 +128,7 @@ impl Error {
                 status: None,
                 retry_after: None,
                 should_retry: None,
+                says_when: false,
                 phase: None,
                 partial: None,
                 open_until: None,
@@ -351,6 +355,10 @@ impl From<resilience::Error> for Error {
             resilience::Error::DeadlineExceeded => return Error::timeout(TimeoutPhase::Total),
             _ => Error::new(ErrorKind::Http, message),
         };
+        converted.inner.says_when = matches!(
+            &error,
+            resilience::Error::NoKeyAvailable(unavailable) if unavailable.next_free.is_some()
+        );
         converted.inner.retry_after = retry_after;
         converted
     }
@@ -366,7 +374,7 @@ impl fmt::Display for Error {
         }
         if let Some(wait) = self.inner.retry_after
             && self.inner.kind != ErrorKind::Interrupted
-            && !self.inner.message.contains("next")
+            && !self.inner.says_when
         {
             write!(formatter, ", retry after {:.1} s", wait.as_secs_f64())?;
         }
@@ -453,6 +461,16 @@ mod tests {
         assert_eq!(limited.failure_class(), FailureClass::RateLimited);
         let plain = Error::status(503, "overloaded").with_should_retry(None);
         assert_eq!(plain.failure_class(), FailureClass::Transient);
+    }
+
+    #[test]
+    fn the_wait_is_said_once_whatever_the_servers_words() {
+        let error = Error::status(429, "try the next region")
+            .with_retry_after(Some(Duration::from_secs(2)));
+        assert_eq!(
+            error.to_string(),
+            "try the next region (HTTP 429), retry after 2.0 s"
+        );
     }
 
     #[test]

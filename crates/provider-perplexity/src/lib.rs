@@ -50,6 +50,7 @@
 mod client;
 mod config;
 mod decode;
+mod delivery;
 mod options;
 mod think;
 mod wire;
@@ -62,8 +63,8 @@ use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, TimeoutPhase,
 };
 use resilience::{
-    BackoffPolicy, BreakerStats, CircuitBreaker, Classify, FailureClass, KeyOutcome, KeyPool,
-    KeyStats, Retrier, RetryBudget,
+    BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome,
+    KeyPool, KeyStats, Retrier, RetryBudget,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -367,9 +368,10 @@ impl Shared {
     }
 }
 
-/// Marks a stream request answered without a stream: the fallback is the way out.
+/// Marks a stream request the server will not stream (answered without a stream, or refused
+/// naming the `stream` parameter): the fallback is the way out.
 #[derive(Debug)]
-struct NotStreaming;
+pub(crate) struct NotStreaming;
 
 impl std::fmt::Display for NotStreaming {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,9 +384,10 @@ impl std::error::Error for NotStreaming {}
 /// Whether a streaming failure should fall back to one non-streaming request: the attempts
 /// were spent on transient failures, or the server will not stream.
 fn falls_back(error: &Error) -> bool {
-    let refuses_stream = std::error::Error::source(error)
-        .is_some_and(|source| source.is::<NotStreaming>())
-        || (error.is_bad_request() && error.to_string().to_ascii_lowercase().contains("stream"));
+    // Typed, never read from the message: the server answered without a stream, or its
+    // error named the `stream` parameter (see `client::send_to`).
+    let refuses_stream =
+        std::error::Error::source(error).is_some_and(|source| source.is::<NotStreaming>());
     let transient = error.failure_class() == FailureClass::Transient
         && !(error.kind() == ErrorKind::Timeout
             && error.timeout_phase() == Some(TimeoutPhase::Total));
@@ -495,11 +498,13 @@ impl ChatProvider for PerplexityProvider {
             let cancel = CancelOnDrop::new(shared.clone());
             let mut restarts = 0;
             'attempts: loop {
+                // The breaker hears of this call's outcome at its end, not at its first word: a
+                // server that always breaks streams after one token must open it.
                 let opened = route
                     .retrier
-                    .run_until(deadline, |attempt| shared.open(&route, body.clone(), attempt, &cancel))
+                    .run_until_settled(deadline, |attempt| shared.open(&route, body.clone(), attempt, &cancel))
                     .await;
-                let ((mut live, held), lease) = match opened {
+                let ((mut live, held), lease, permit) = match opened {
                     Ok(opened) => opened,
                     Err(error) if shared.config.fallback && restarts == 0 && falls_back(&error) => {
                         cancel.fire();
@@ -524,6 +529,7 @@ impl ChatProvider for PerplexityProvider {
                 };
                 // Past the commit point: the text handed out, exactly.
                 let mut delivered = String::new();
+                let mut permit = Some(permit);
                 let mut next = held.into_iter().map(Ok).collect::<std::collections::VecDeque<_>>();
                 loop {
                     let event = match next.pop_front() {
@@ -543,6 +549,9 @@ impl ChatProvider for PerplexityProvider {
                             let done = matches!(event, ChatEvent::Done(_));
                             if done {
                                 cancel.disarm();
+                                if let Some(permit) = permit.take() {
+                                    permit.record(CallOutcome::Success);
+                                }
                             }
                             yield Ok(event);
                             if done {
@@ -551,7 +560,15 @@ impl ChatProvider for PerplexityProvider {
                             }
                         }
                         Err(cause) => {
-                            lease.report(KeyOutcome::Failure(cause.failure_class()));
+                            let class = cause.failure_class();
+                            lease.report(KeyOutcome::Failure(class));
+                            if let Some(permit) = permit.take() {
+                                permit.record(if class == FailureClass::Transient {
+                                    CallOutcome::Failure
+                                } else {
+                                    CallOutcome::Ignored
+                                });
+                            }
                             cancel.fire();
                             if let AfterCommit::Restart { max_restarts } = shared.config.after_commit
                                 && restarts < max_restarts
@@ -570,7 +587,10 @@ impl ChatProvider for PerplexityProvider {
                 }
             }
         });
-        Box::pin(InSpan { stream, span })
+        Box::pin(InSpan {
+            stream: delivery::Delivered::new(stream),
+            span,
+        })
     }
 }
 

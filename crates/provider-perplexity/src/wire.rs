@@ -474,6 +474,20 @@ impl AgentSources {
     }
 }
 
+/// The request parameter an error body is about: OpenAI-style `error.param`, or the last
+/// element of a 422's `detail[0].loc`.
+pub(crate) fn error_param(body: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<Value>(body).ok()?;
+    if let Some(param) = value["error"]["param"].as_str() {
+        return Some(param.to_owned());
+    }
+    value["detail"][0]["loc"]
+        .as_array()?
+        .last()?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The message of an error body: JSON `error.message`, a 422 `detail[0].msg`, or a short
 /// description of anything else (an HTML page is not echoed).
 pub(crate) fn error_message(status: u16, content_type: &str, body: &[u8]) -> String {

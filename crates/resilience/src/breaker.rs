@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -182,6 +182,59 @@ impl Permit<'_> {
         let slow = now - self.started >= self.breaker.config.slow_call_duration;
         self.breaker
             .record(self.generation, self.probe, outcome, slow, now);
+    }
+}
+
+impl Permit<'_> {
+    /// The same admission, owning a handle on the breaker: for a call whose outcome is known
+    /// only later, elsewhere (a stream that can still fail after it started answering).
+    pub fn into_owned(mut self, breaker: &Arc<CircuitBreaker>) -> OwnedPermit {
+        debug_assert!(std::ptr::eq(self.breaker, Arc::as_ptr(breaker)));
+        self.recorded = true; // The owned permit reports instead.
+        OwnedPermit {
+            breaker: breaker.clone(),
+            generation: self.generation,
+            probe: self.probe,
+            started: self.started,
+            recorded: false,
+        }
+    }
+}
+
+/// A [`Permit`] that owns a handle on its breaker, so it can travel with the call (see
+/// [`Permit::into_owned`]). Dropping it unreported counts as [`CallOutcome::Ignored`].
+#[derive(Debug)]
+#[must_use = "report the call's outcome with `record`"]
+pub struct OwnedPermit {
+    breaker: Arc<CircuitBreaker>,
+    generation: u64,
+    probe: Option<u64>,
+    started: Instant,
+    recorded: bool,
+}
+
+impl OwnedPermit {
+    /// Reports the call's outcome; its duration is measured from admission.
+    pub fn record(mut self, outcome: CallOutcome) {
+        self.recorded = true;
+        let now = Instant::now();
+        let slow = now - self.started >= self.breaker.config.slow_call_duration;
+        self.breaker
+            .record(self.generation, self.probe, outcome, slow, now);
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.record(
+                self.generation,
+                self.probe,
+                CallOutcome::Ignored,
+                false,
+                self.started,
+            );
+        }
     }
 }
 

@@ -64,8 +64,8 @@ pub use backoff::{
     parse_retry_after,
 };
 pub use breaker::{
-    BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, Permit, Rejected,
-    SlidingWindow, StateChange,
+    BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, OwnedPermit, Permit,
+    Rejected, SlidingWindow, StateChange,
 };
 pub use budget::{BudgetConfig, RetryBudget};
 pub use error::Error;

@@ -99,8 +99,49 @@ impl Retrier {
     pub async fn run_until<T, E, F, Fut>(
         &self,
         deadline: Instant,
-        mut operation: F,
+        operation: F,
     ) -> Result<(T, KeyLease), E>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        let (value, lease, permit) = self.attempts(deadline, operation, false).await?;
+        drop(permit); // Already recorded as a success.
+        Ok((value, lease))
+    }
+
+    /// Like [`run_until`](Retrier::run_until) for an operation whose success is known only
+    /// later (a stream: an attempt that started answering can still break). The breaker is
+    /// not told of the success: report the call's final outcome on the returned permit
+    /// (dropping it reports nothing), as the key's on its lease.
+    ///
+    /// # Errors
+    /// As for [`run`](Retrier::run).
+    pub async fn run_until_settled<T, E, F, Fut>(
+        &self,
+        deadline: Instant,
+        operation: F,
+    ) -> Result<(T, KeyLease, crate::OwnedPermit), E>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        let (value, lease, permit) = self.attempts(deadline, operation, true).await?;
+        match permit {
+            Some(permit) => Ok((value, lease, permit)),
+            // `attempts` returns the permit whenever it defers.
+            None => Err(Error::DeadlineExceeded.into()),
+        }
+    }
+
+    async fn attempts<T, E, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut operation: F,
+        defer_success: bool,
+    ) -> Result<(T, KeyLease, Option<crate::OwnedPermit>), E>
     where
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -148,10 +189,13 @@ impl Retrier {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let error = match result {
                 Ok(Ok(value)) => {
-                    permit.record(CallOutcome::Success);
                     lease.report(KeyOutcome::Success);
                     span.in_scope(|| tracing::info!(elapsed_ms, "attempt succeeded"));
-                    return Ok((value, lease));
+                    if defer_success {
+                        return Ok((value, lease, Some(permit.into_owned(&self.breaker))));
+                    }
+                    permit.record(CallOutcome::Success);
+                    return Ok((value, lease, None));
                 }
                 Ok(Err(error)) => error,
                 Err(_) => {
