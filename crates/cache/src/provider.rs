@@ -273,18 +273,26 @@ fn cached(event: &ChatEvent) -> ChatEvent {
 }
 
 /// Follows a flight from its first event: the events so far, then the live ones, then its end.
+/// The log is shared: a follower copies out one event at a time as its caller takes it, so a
+/// late joiner of a long answer never holds a second copy of the whole log.
 fn follow(flight: Arc<Flight>, mut receiver: watch::Receiver<u64>) -> ChatStream {
     Box::pin(async_stream::stream! {
         let mut next = 0;
         loop {
-            let (events, end) = {
-                let state = lock(&flight.state);
-                (state.events[next..].to_vec(), state.end.clone())
-            };
-            next += events.len();
-            for event in events {
+            loop {
+                let event = lock(&flight.state).events.get(next).cloned();
+                let Some(event) = event else { break };
+                next += 1;
                 yield Ok(event);
             }
+            let end = {
+                let state = lock(&flight.state);
+                // Events that came while the last one was taken are followed first.
+                if state.events.len() > next {
+                    continue;
+                }
+                state.end.clone()
+            };
             match end {
                 Some(Ok(())) => return,
                 Some(Err(error)) => {

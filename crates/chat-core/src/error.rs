@@ -38,6 +38,8 @@ pub enum ErrorKind {
     Config,
     /// The caller cancelled.
     Cancelled,
+    /// The answer grew past the configured bound (text, reasoning and sources together).
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -58,6 +60,7 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Config => "config",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::TooLarge => "too_large",
         }
     }
 }
@@ -192,6 +195,15 @@ impl Error {
     /// The configuration is unusable.
     pub fn config(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Config, message)
+    }
+
+    /// The answer grew past `limit` bytes (text, reasoning and sources together): a broken or
+    /// hostile server, never retried.
+    pub fn too_large(limit: usize) -> Self {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!("the answer grew past its bound of {limit} bytes"),
+        )
     }
 
     /// The caller cancelled.

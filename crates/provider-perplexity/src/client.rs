@@ -332,12 +332,13 @@ impl Live {
         api: Api,
         timeouts: Timeouts,
         max_event_bytes: usize,
+        max_answer_bytes: usize,
         run: Option<(RunSlot, ApiKey)>,
     ) -> Self {
         let limits = Limits::new(max_event_bytes, max_event_bytes);
         Live {
             events: EventStream::with_limits(BodyDataStream::new(response.into_body()), limits),
-            decoder: Decoder::new(api),
+            decoder: Decoder::bounded(api, max_answer_bytes),
             pending: VecDeque::new(),
             seen_event: false,
             timeouts,

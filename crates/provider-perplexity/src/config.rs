@@ -335,6 +335,9 @@ pub struct PerplexityConfig {
     pub allow_insecure_http: bool,
     /// The largest event (and line) accepted from a stream, in bytes.
     pub max_event_bytes: usize,
+    /// The bound on one answer: its text, reasoning and sources together, in bytes, enforced
+    /// as they arrive (a server that never stops is a `TooLarge` error, not a full memory).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for PerplexityConfig {
@@ -356,6 +359,7 @@ impl Default for PerplexityConfig {
             after_commit: AfterCommit::Fail,
             allow_insecure_http: false,
             max_event_bytes: 4 << 20,
+            max_answer_bytes: 16 << 20,
         }
     }
 }

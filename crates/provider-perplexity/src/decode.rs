@@ -23,10 +23,20 @@ pub(crate) struct Decoder {
     /// Sonar's cumulative usage as last sent, raw: decoded at the end or on demand.
     usage_raw: String,
     done: bool,
+    /// The bound on text + reasoning + sources, and what they take now.
+    max_answer_bytes: usize,
+    text_bytes: usize,
+    sources_bytes: usize,
 }
 
 impl Decoder {
+    #[cfg(test)]
     pub(crate) fn new(api: Api) -> Self {
+        Decoder::bounded(api, usize::MAX)
+    }
+
+    /// A decoder that fails once the answer outgrows `max_answer_bytes`.
+    pub(crate) fn bounded(api: Api, max_answer_bytes: usize) -> Self {
         Decoder {
             api,
             splitter: ThinkSplitter::default(),
@@ -37,7 +47,27 @@ impl Decoder {
             usage: None,
             usage_raw: String::new(),
             done: false,
+            max_answer_bytes,
+            text_bytes: 0,
+            sources_bytes: 0,
         }
+    }
+
+    /// Fails once the answer outgrows its bound; checked after every event, so memory never
+    /// exceeds the bound by more than one event.
+    fn check_bound(&self) -> Result<(), Error> {
+        let answer = self
+            .text_bytes
+            .saturating_add(self.sources_bytes)
+            .saturating_add(self.splitter_held());
+        if answer > self.max_answer_bytes {
+            return Err(Error::too_large(self.max_answer_bytes));
+        }
+        Ok(())
+    }
+
+    fn splitter_held(&self) -> usize {
+        self.splitter.held_bytes()
     }
 
     /// Whether the final event arrived.
@@ -72,9 +102,10 @@ impl Decoder {
             return Ok(()); // A keep-alive ping, as the official consumers treat them.
         }
         match self.api {
-            Api::Sonar => self.feed_sonar(data, out),
-            Api::Agent => self.feed_agent(data, out),
+            Api::Sonar => self.feed_sonar(data, out)?,
+            Api::Agent => self.feed_agent(data, out)?,
         }
+        self.check_bound()
     }
 
     fn feed_sonar(&mut self, data: &str, out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
@@ -135,6 +166,7 @@ impl Decoder {
         match event.kind.as_deref().unwrap_or_default() {
             "response.output_text.delta" => {
                 if let Some(delta) = event.delta.as_deref().filter(|delta| !delta.is_empty()) {
+                    self.text_bytes = self.text_bytes.saturating_add(delta.len());
                     self.response.text.push_str(delta);
                     out.push_back(ChatEvent::TextDelta(delta.to_owned()));
                 }
@@ -239,6 +271,7 @@ impl Decoder {
     }
 
     fn reasoning(&mut self, text: String, out: &mut VecDeque<ChatEvent>) {
+        self.text_bytes = self.text_bytes.saturating_add(text.len());
         self.response.reasoning.push_str(&text);
         out.push_back(ChatEvent::ReasoningDelta(text));
     }
@@ -248,6 +281,7 @@ impl Decoder {
             self.reasoning(split.reasoning, out);
         }
         if !split.text.is_empty() {
+            self.text_bytes = self.text_bytes.saturating_add(split.text.len());
             self.response.text.push_str(&split.text);
             out.push_back(ChatEvent::TextDelta(split.text));
         }
@@ -255,6 +289,9 @@ impl Decoder {
 
     fn emit_sources(&mut self, sources: Sources, out: &mut VecDeque<ChatEvent>) {
         if sources != self.response.sources && !sources.is_empty() {
+            // Sources replace the earlier ones (and are held twice: the response and the
+            // event).
+            self.sources_bytes = sources_size(&sources).saturating_mul(2);
             self.response.sources = sources.clone();
             out.push_back(ChatEvent::Sources(sources));
         }
@@ -276,6 +313,22 @@ impl Decoder {
             &mut self.response,
         ))));
     }
+}
+
+/// About what sources take in memory: their strings.
+fn sources_size(sources: &Sources) -> usize {
+    let citations: usize = sources.citations.iter().map(String::len).sum();
+    let results: usize = sources
+        .search_results
+        .iter()
+        .map(|result| {
+            result.title.len()
+                + result.url.len()
+                + result.date.as_ref().map_or(0, String::len)
+                + result.snippet.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    citations.saturating_add(results)
 }
 
 /// Whether an event's data is a keep-alive ping rather than a message: the official

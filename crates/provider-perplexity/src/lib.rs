@@ -343,6 +343,7 @@ impl Shared {
             api,
             route.timeouts,
             self.config.max_event_bytes,
+            self.config.max_answer_bytes,
             run,
         );
         let mut held = Vec::new();

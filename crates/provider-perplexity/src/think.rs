@@ -88,6 +88,12 @@ impl ThinkSplitter {
         }
     }
 
+    /// Bytes held for a possible tag or an unclosed block (counted against the answer's
+    /// bound).
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held.len().saturating_add(self.thought.len())
+    }
+
     /// The end of the content: whatever was held back is what it was. A block that was
     /// never closed was the answer after all (a model that forgot `</think>`, or a stream
     /// cut by `max_tokens`): its whole text comes out as answer text, so the answer is never
