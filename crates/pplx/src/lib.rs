@@ -147,6 +147,11 @@ pub async fn setup(
         let mut cache_config = cache::CacheConfig::default();
         match cache_choice.as_deref() {
             None | Some("memory") => {}
+            // Simulated text never goes to a shared cache, where real users of the same Redis
+            // would read it back as a real answer: it stays in this process's memory.
+            Some(url)
+                if (url.starts_with("redis://") || url.starts_with("rediss://"))
+                    && sim.is_some() => {}
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 cache_config.backend = cache::Backend::Redis {
                     url: url.to_owned(),

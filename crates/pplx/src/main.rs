@@ -212,6 +212,8 @@ enum JsonLine<'a> {
         finish_reason: &'a str,
         fallback: bool,
         cached: bool,
+        /// The built-in simulator answered: the text is not a real answer.
+        simulated: bool,
         text: &'a str,
     },
     Error {
@@ -446,6 +448,7 @@ async fn answer<W: Write>(
                         finish_reason: response.finish_reason.as_str(),
                         fallback: response.fallback,
                         cached: response.cached,
+                        simulated: session._sim.is_some(),
                         text: &response.text,
                     });
                 }

@@ -109,9 +109,10 @@ async fn json_output_is_one_object_per_line_in_the_documented_shape() {
         (
             done["finish_reason"].as_str(),
             done["fallback"].as_bool(),
-            done["cached"].as_bool()
+            done["cached"].as_bool(),
+            done["simulated"].as_bool()
         ),
-        (Some("stop"), Some(false), Some(false))
+        (Some("stop"), Some(false), Some(false), Some(false))
     );
     let first_line = stdout(&output).lines().next().unwrap().to_owned();
     assert!(
@@ -229,6 +230,45 @@ async fn with_no_key_the_built_in_simulator_answers() {
     let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
     assert_eq!(done["type"], "done");
     assert!(!done["text"].as_str().unwrap().is_empty());
+    assert_eq!(
+        done["simulated"], true,
+        "--json says the answer is simulated"
+    );
+}
+
+#[tokio::test]
+async fn simulated_answers_never_reach_a_shared_cache() {
+    let redis = cache::testing::RedisServer::start().unwrap();
+    // Two offline runs on the same Redis: neither stores its simulated text there.
+    for _ in 0..2 {
+        let output = pplx(
+            None,
+            &["--sim", "--json", "--cache", redis.url(), QUESTION],
+            None,
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+        assert_eq!(
+            (done["cached"].as_bool(), done["simulated"].as_bool()),
+            (Some(false), Some(true))
+        );
+    }
+    // A real endpoint on the same Redis is asked, not answered with simulated text.
+    let sim = simulator().await;
+    let output = pplx(
+        Some(&sim),
+        &["--json", "--cache", redis.url(), QUESTION],
+        None,
+    )
+    .await;
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (done["cached"].as_bool(), done["simulated"].as_bool()),
+        (Some(false), Some(false))
+    );
+    sim.wait_idle().await;
+    assert_eq!(sim.log().len(), 1);
 }
 
 /// `pplx` in a pseudo-terminal, on the built-in simulator.

@@ -484,9 +484,15 @@ impl ChatProvider for PerplexityProvider {
             .await
     }
 
+    /// Names the endpoint too: answers from another base URL (the simulator, a proxy, a
+    /// compatible server) never share a cache entry with the real service's.
     fn answerer(&self, request: &ChatRequest) -> String {
         let (model, api) = self.resolve(&request.model);
-        format!("perplexity/{}/{model}", api.as_str())
+        format!(
+            "perplexity/{}/{model}@{}",
+            api.as_str(),
+            self.shared.base_url
+        )
     }
 
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
