@@ -228,6 +228,10 @@ async def parity():
     finished = subprocess.run([BIN], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     check(f"{label}: no key fails with a clear message", finished.returncode != 0 and "PERPLEXITY_API_KEY environment variable is required" in finished.stderr, (finished.returncode, finished.stderr[-300:]))
 
+    # An address others can reach, with no token: refused.
+    exposed = subprocess.run([BIN, "--http", "0.0.0.0:0"], env={**env, "PERPLEXITY_API_KEY": "interop-key"}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    check(f"{label}: no token on a non-loopback address is refused", exposed.returncode != 0 and "refusing to serve" in exposed.stderr, exposed.stderr[-300:])
+
     # HTTP mode from the environment: PORT, BIND_ADDRESS, ALLOWED_ORIGINS; GET /health.
     env.update({"PERPLEXITY_API_KEY": "interop-key", "PERPLEXITY_BASE_URL": SIM_URL, "PORT": "0", "BIND_ADDRESS": "127.0.0.1", "ALLOWED_ORIGINS": "http://localhost:5173"})
     http = subprocess.Popen([BIN, "--http", "--no-cache"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -49,6 +49,10 @@ struct Args {
     /// The variable holding the bearer token HTTP clients must send (none set: no token).
     #[arg(long, default_value = "PPLX_MCP_TOKEN")]
     token_env: String,
+    /// Serve HTTP on a non-loopback address without a token (anyone who can reach it spends
+    /// the key): refused unless this is given.
+    #[arg(long)]
+    allow_unauthenticated: bool,
     /// Answer from the built-in simulator (offline, simulated text) instead of the API.
     #[arg(long)]
     sim: bool,
@@ -238,6 +242,12 @@ async fn run(args: Args) -> Result<(), String> {
             let token = std::env::var(&args.token_env)
                 .ok()
                 .filter(|token| !token.is_empty());
+            check_exposure(
+                addr,
+                token.is_some(),
+                args.allow_unauthenticated,
+                &args.token_env,
+            )?;
             // Flags win; the official server's variables otherwise.
             let hosts = if args.allow_hosts.is_empty() {
                 env_list("ALLOWED_HOSTS")
@@ -252,6 +262,22 @@ async fn run(args: Args) -> Result<(), String> {
             http::serve(server, addr, &hosts, &origins, token).await
         }
     }
+}
+
+/// Refuses to serve a non-loopback address with no token unless explicitly allowed: anyone on
+/// the network could spend the API key.
+fn check_exposure(
+    addr: SocketAddr,
+    has_token: bool,
+    allow_unauthenticated: bool,
+    token_env: &str,
+) -> Result<(), String> {
+    if addr.ip().is_loopback() || has_token || allow_unauthenticated {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {addr} without a token: anyone who can reach it would spend the API key. Set {token_env}, bind to 127.0.0.1, or pass --allow-unauthenticated"
+    ))
 }
 
 /// The HTTP address: `--http ADDR`, else `BIND_ADDRESS` (default 127.0.0.1) and `PORT`
@@ -360,8 +386,9 @@ mod http {
                             let given = request
                                 .headers()
                                 .get(hyper::header::AUTHORIZATION)
-                                .and_then(|value| value.to_str().ok());
-                            if given != Some(expected.as_str()) {
+                                .map(|value| value.as_bytes())
+                                .unwrap_or_default();
+                            if !token_matches(given, expected.as_bytes()) {
                                 return Ok(plain(
                                     StatusCode::UNAUTHORIZED,
                                     "a valid bearer token is required",
@@ -377,6 +404,13 @@ mod http {
                     .await;
             });
         }
+    }
+
+    /// Compares a presented `Authorization` value with the expected one in constant time (for
+    /// equal lengths), so timing does not reveal how much of a guess was right.
+    pub(super) fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        given.len() == expected.len() && bool::from(given.ct_eq(expected))
     }
 
     fn plain(
@@ -418,6 +452,20 @@ mod tests {
                 .unwrap()
                 .push(params.message.unwrap_or_default());
         }
+    }
+
+    #[test]
+    fn an_open_address_needs_a_token_or_an_explicit_yes() {
+        let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let error = check_exposure(open, false, false, "PPLX_MCP_TOKEN").unwrap_err();
+        assert!(error.contains("PPLX_MCP_TOKEN"), "{error}");
+        assert!(check_exposure(open, true, false, "PPLX_MCP_TOKEN").is_ok());
+        assert!(check_exposure(open, false, true, "PPLX_MCP_TOKEN").is_ok());
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check_exposure(loopback, false, false, "PPLX_MCP_TOKEN").is_ok());
+        assert!(http::token_matches(b"Bearer s3cret", b"Bearer s3cret"));
+        assert!(!http::token_matches(b"Bearer s3cres", b"Bearer s3cret"));
+        assert!(!http::token_matches(b"Bearer", b"Bearer s3cret"));
     }
 
     #[tokio::test]
