@@ -611,6 +611,23 @@ async fn no_key_material_in_logs_errors_or_debug_output() {
         printed.contains("attempt"),
         "tracing output was captured: {printed}"
     );
+    // A gateway that echoes the key it was sent, in an error body and in a stream's error
+    // event: neither the errors nor the logs repeat it.
+    let echo = format!(
+        r#"{{"error":{{"message":"upstream refused Authorization: Bearer {}","type":"server_error"}}}}"#,
+        KEYS[1]
+    );
+    sim.script(Target::Any, Fault::status(400).body(&echo), 1);
+    let outcome = stream(&provider, sonar()).await;
+    let echoed = outcome.error.unwrap();
+    assert!(
+        echoed
+            .to_string()
+            .contains("upstream refused Authorization: Bearer [redacted]"),
+        "{echoed}"
+    );
+    printed.push_str(&String::from_utf8(logs.lock().unwrap().clone()).unwrap());
+    printed.push_str(&format!("{echoed} {echoed:?}"));
     for key in &KEYS[..2] {
         assert!(!printed.contains(key), "key material in: {printed}");
         assert!(!printed.contains(&key[10..]), "part of a key in: {printed}");

@@ -77,8 +77,8 @@ impl Answer {
     }
 }
 
-/// Where the cache keeps answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the cache keeps answers. Its Debug output never shows a Redis password.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
     /// In this process, bounded by bytes.
@@ -92,6 +92,38 @@ pub enum Backend {
         /// The server's URL.
         url: String,
     },
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Memory { max_bytes } => formatter
+                .debug_struct("Memory")
+                .field("max_bytes", max_bytes)
+                .finish(),
+            #[cfg(feature = "redis")]
+            Backend::Redis { url } => formatter
+                .debug_struct("Redis")
+                .field("url", &redact_url(url))
+                .finish(),
+        }
+    }
+}
+
+/// A URL with any password (`scheme://user:password@host`) replaced.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[redacted]@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 pub(crate) enum Store {
@@ -137,6 +169,31 @@ impl Store {
             Store::Memory(cache) => cache.insert(key, answer).await,
             #[cfg(feature = "redis")]
             Store::Redis(redis) => redis.put(&key, &answer).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_password_never_reaches_debug_output() {
+        assert_eq!(
+            redact_url("redis://default:hunter2@cache.internal:6379/0"),
+            "redis://default:[redacted]@cache.internal:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        #[cfg(feature = "redis")]
+        {
+            let backend = Backend::Redis {
+                url: "rediss://:hunter2@cache.internal:6380".into(),
+            };
+            let text = format!("{backend:?}");
+            assert!(!text.contains("hunter2"), "{text}");
         }
     }
 }

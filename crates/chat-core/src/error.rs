@@ -224,6 +224,17 @@ impl Error {
         self
     }
 
+    /// The same error with every occurrence of each of `secrets` in its message replaced by
+    /// `[redacted]`: for messages that quote a server, which may echo a key back.
+    pub fn redacted<'secret>(mut self, secrets: impl IntoIterator<Item = &'secret str>) -> Self {
+        for secret in secrets {
+            if !secret.is_empty() && self.inner.message.contains(secret) {
+                self.inner.message = self.inner.message.replace(secret, "[redacted]");
+            }
+        }
+        self
+    }
+
     /// Adds the underlying error.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.inner.source = Some(SharedSource::from(source.into()));

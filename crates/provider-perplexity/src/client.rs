@@ -214,7 +214,11 @@ pub(crate) async fn send_to(
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Error> {
-    let mut authorization = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+    let mut bearer = format!("Bearer {}", key.expose());
+    let authorization = HeaderValue::try_from(bearer.as_str());
+    // Our copy of the header text is wiped (hyper keeps its own, marked sensitive below).
+    zeroize::Zeroize::zeroize(&mut bearer);
+    let mut authorization = authorization
         .map_err(|_| Error::config("an API key holds characters a header cannot carry"))?;
     // Kept out of HTTP/2 header compression tables and of hyper's debug output.
     authorization.set_sensitive(true);

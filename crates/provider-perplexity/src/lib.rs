@@ -63,8 +63,8 @@ use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, TimeoutPhase,
 };
 use resilience::{
-    BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome,
-    KeyPool, KeyStats, Retrier, RetryBudget,
+    ApiKey, BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass,
+    KeyOutcome, KeyPool, KeyStats, Retrier, RetryBudget,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -224,6 +224,12 @@ impl PerplexityProvider {
 }
 
 impl Shared {
+    /// `error` with any configured key in its message redacted: a server's message is
+    /// quoted, and a gateway may echo the key it was sent.
+    fn redact(&self, error: Error) -> Error {
+        error.redacted(self.config.keys.iter().map(ApiKey::expose))
+    }
+
     /// The model (alias resolved), its API, deadlines and retrier.
     fn route(&self, model: &str) -> Route {
         let model = self.config.aliases.resolve(model).to_owned();
@@ -295,8 +301,10 @@ impl Shared {
                         false,
                         &route.timeouts,
                     )
-                    .await?;
+                    .await
+                    .map_err(|error| self.redact(error))?;
                     decode(&self.read_body(&route.timeouts, response).await?)
+                        .map_err(|error| self.redact(error))
                 }
             })
             .await?;
@@ -322,7 +330,8 @@ impl Shared {
             true,
             &route.timeouts,
         )
-        .await?;
+        .await
+        .map_err(|error| self.redact(error))?;
         let is_stream = response
             .headers()
             .get(hyper::header::CONTENT_TYPE)
@@ -362,7 +371,7 @@ impl Shared {
                 Err(error) => {
                     // This run is abandoned (another attempt, or the fallback, answers).
                     cancel.fire();
-                    return Err(error);
+                    return Err(self.redact(error));
                 }
             }
         }
@@ -545,7 +554,7 @@ impl ChatProvider for PerplexityProvider {
                             Err(_) => Err(Error::timeout(TimeoutPhase::Total)),
                             Ok(Ok(Some(event))) => Ok(event),
                             Ok(Ok(None)) => Err(Error::incomplete("the stream ended before its final event")),
-                            Ok(Err(error)) => Err(error),
+                            Ok(Err(error)) => Err(shared.redact(error)),
                         },
                     };
                     match event {
