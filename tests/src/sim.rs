@@ -473,3 +473,28 @@ fn a_scenario_file_scripts_keys_pace_and_faults() {
     assert_eq!(config.faults[1].0, Target::Any);
     assert!(pplx_sim::Scenario::parse("unknown = 1").is_err());
 }
+
+#[tokio::test]
+async fn a_capped_log_keeps_the_latest_requests_only() {
+    let mut config = SimConfig::default();
+    config.pace = Pace::instant();
+    config.log_capacity = Some(3);
+    let sim = Simulator::start(config).await.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    for _ in 0..5 {
+        let request = hyper::Request::post(format!("{}/search", sim.base_url()))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                r#"{"query":"q"}"#,
+            )))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+    }
+    sim.wait_idle().await;
+    let sequences: Vec<usize> = sim.log().iter().map(|entry| entry.sequence).collect();
+    assert_eq!(sequences, [2, 3, 4]);
+    assert!(sim.log().iter().all(|entry| entry.status == 200));
+}

@@ -454,6 +454,74 @@ mod tests {
         }
     }
 
+    /// A client that keeps every progress value with its message.
+    struct Values(Arc<Mutex<Vec<(f64, String)>>>);
+
+    impl ClientHandler for Values {
+        async fn on_progress(
+            &self,
+            params: ProgressNotificationParam,
+            _: NotificationContext<RoleClient>,
+        ) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((params.progress, params.message.unwrap_or_default()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_is_said_and_progress_never_goes_back() {
+        let mut sim_config = SimConfig::default();
+        sim_config.keys = vec!["mcp-test-key".into()];
+        sim_config.pace = Pace::instant();
+        let sim = Simulator::start(sim_config).await.unwrap();
+        // The first answer breaks after 4 chunks of text; the restart answers in full.
+        sim.script(Target::Any, Fault::drop_after_events(4), 1);
+        let mut config = PerplexityConfig::default();
+        config.base_url = sim.base_url();
+        config.keys = vec![resilience::ApiKey::new("mcp-test-key")];
+        config.after_commit = provider_perplexity::AfterCommit::Restart { max_restarts: 1 };
+        let perplexity = PerplexityProvider::new(config).unwrap();
+        let server = PplxMcp {
+            provider: Arc::new(perplexity.clone()),
+            perplexity,
+            models: tools::Models::default(),
+            instructions: "test".into(),
+        };
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let values = Arc::new(Mutex::new(Vec::new()));
+        let client = Values(values.clone()).serve(client_io).await.unwrap();
+        let question = "Explain quantum computing";
+        let mut meta = RequestMetaObject::new();
+        meta.set_progress_token(ProgressToken(NumberOrString::Number(1)));
+        let mut call = CallToolRequestParams::new("perplexity_search_streaming")
+            .with_arguments(json!({"query": question}).as_object().unwrap().clone());
+        call.meta = Some(meta);
+        let result = client.call_tool(call).await.unwrap();
+        let expected = sim.expected_text("sonar", &[question], None);
+        assert_eq!(
+            result.structured_content.unwrap()["answer"],
+            expected.as_str()
+        );
+        let values = values.lock().unwrap().clone();
+        assert!(
+            values.windows(2).all(|pair| pair[1].0 > pair[0].0),
+            "progress only grows: {values:?}"
+        );
+        let restart = values
+            .iter()
+            .position(|(_, message)| message.contains("starts over"))
+            .expect("the restart is said");
+        let after: String = values[restart + 1..]
+            .iter()
+            .map(|(_, message)| message.as_str())
+            .collect();
+        assert_eq!(after, expected, "after the notice, the new answer exactly");
+        client.cancel().await.unwrap();
+    }
+
     #[test]
     fn an_open_address_needs_a_token_or_an_explicit_yes() {
         let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();

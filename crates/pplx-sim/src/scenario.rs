@@ -131,6 +131,7 @@ impl Scenario {
                 })
                 .collect(),
             record_bodies: false,
+            log_capacity: None,
         }
     }
 }

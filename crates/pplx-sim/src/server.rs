@@ -195,6 +195,42 @@ pub struct SimConfig {
     pub faults: Vec<(Target, Fault, usize)>,
     /// Keep each request's body in its log entry (for contract checks of what clients send).
     pub record_bodies: bool,
+    /// Keep at most this many log entries, dropping the oldest (a long-running embedded
+    /// simulator must not grow without bound); `None` keeps every one (for tests).
+    pub log_capacity: Option<usize>,
+}
+
+/// The request log: entries by sequence number, the oldest dropped past the capacity.
+#[derive(Debug, Default)]
+struct RequestLog {
+    entries: std::collections::VecDeque<LogEntry>,
+    /// Entries dropped from the front so far: entry `sequence` is at `sequence - dropped`.
+    dropped: usize,
+    capacity: Option<usize>,
+}
+
+impl RequestLog {
+    /// Adds an entry made by `make` from its sequence number; returns the number.
+    fn push(&mut self, make: impl FnOnce(usize) -> LogEntry) -> usize {
+        let sequence = self.dropped + self.entries.len();
+        self.entries.push_back(make(sequence));
+        if let Some(capacity) = self.capacity {
+            while self.entries.len() > capacity.max(1) {
+                self.entries.pop_front();
+                self.dropped += 1;
+            }
+        }
+        sequence
+    }
+
+    /// The entry `sequence`, unless it was dropped.
+    fn get_mut(&mut self, sequence: usize) -> Option<&mut LogEntry> {
+        self.entries.get_mut(sequence.checked_sub(self.dropped)?)
+    }
+
+    fn entries(&mut self) -> &[LogEntry] {
+        self.entries.make_contiguous()
+    }
 }
 
 struct Shared {
@@ -204,7 +240,7 @@ struct Shared {
     logged: watch::Sender<usize>,
     pace: Mutex<Pace>,
     script: Mutex<Script>,
-    log: Mutex<Vec<LogEntry>>,
+    log: Mutex<RequestLog>,
     started: Instant,
     in_flight: watch::Sender<usize>,
     firehose: Mutex<HashMap<u64, Firehose>>,
@@ -263,7 +299,10 @@ impl Simulator {
             logged: watch::channel(0).0,
             pace: Mutex::new(config.pace),
             script: Mutex::new(script),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog {
+                capacity: config.log_capacity,
+                ..RequestLog::default()
+            }),
             started: Instant::now(),
             in_flight: watch::channel(0).0,
             firehose: Mutex::new(HashMap::new()),
@@ -310,7 +349,7 @@ impl Simulator {
 
     /// The request log so far.
     pub fn log(&self) -> Vec<LogEntry> {
-        lock(&self.shared.log).clone()
+        lock(&self.shared.log).entries().to_vec()
     }
 
     /// The request log as text, one request per line.
@@ -325,7 +364,7 @@ impl Simulator {
     pub async fn wait_for_log(&self, mut condition: impl FnMut(&[LogEntry]) -> bool) {
         let mut logged = self.shared.logged.subscribe();
         loop {
-            if condition(&lock(&self.shared.log)) {
+            if condition(lock(&self.shared.log).entries()) {
                 return;
             }
             // The sender lives as long as `self`, so this cannot fail while we borrow it.
@@ -459,9 +498,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(index) = self.log_index {
-            let mut log = lock(&self.shared.log);
-            if log[index].ending == Ending::InProgress {
-                log[index].ending = Ending::ClientGone;
+            if let Some(entry) = lock(&self.shared.log).get_mut(index)
+                && entry.ending == Ending::InProgress
+            {
+                entry.ending = Ending::ClientGone;
             }
         }
         self.shared.in_flight.send_modify(|count| *count -= 1);
@@ -560,6 +600,7 @@ async fn handle(
         // The request log, for checks from another process (key indexes, never keys).
         ("GET", "/_sim/log") => {
             let entries: Vec<Value> = lock(&shared.log)
+                .entries()
                 .iter()
                 .map(|entry| {
                     serde_json::json!({
@@ -609,34 +650,29 @@ async fn handle(
     let stream = parsed
         .as_ref()
         .is_some_and(|body| body["stream"] == Value::Bool(true));
-    let log_index = {
-        let mut log = lock(&shared.log);
-        let sequence = log.len();
-        log.push(LogEntry {
-            sequence,
-            at: shared.started.elapsed(),
-            key_index,
-            endpoint: path.clone(),
-            model: model.clone(),
-            stream,
-            status: 0,
-            events_sent: 0,
-            ending: Ending::InProgress,
-            first_event_at: None,
-            body: shared
-                .record_bodies
-                .then(|| String::from_utf8_lossy(&body).into_owned()),
-        });
-        log.len() - 1
-    };
+    let log_index = lock(&shared.log).push(|sequence| LogEntry {
+        sequence,
+        at: shared.started.elapsed(),
+        key_index,
+        endpoint: path.clone(),
+        model: model.clone(),
+        stream,
+        status: 0,
+        events_sent: 0,
+        ending: Ending::InProgress,
+        first_event_at: None,
+        body: shared
+            .record_bodies
+            .then(|| String::from_utf8_lossy(&body).into_owned()),
+    });
     shared.logged.send_modify(|count| *count += 1);
     guard.log_index = Some(log_index);
     let finish = |status: u16, events: usize, ending: Ending| {
-        let mut log = lock(&shared.log);
-        let entry = &mut log[log_index];
-        entry.status = status;
-        entry.events_sent = events;
-        entry.ending = ending;
+        if let Some(entry) = lock(&shared.log).get_mut(log_index) {
+            entry.status = status;
+            entry.events_sent = events;
+            entry.ending = ending;
+        }
     };
 
     if !shared.keys.is_empty() && key_index.is_none() {
@@ -925,11 +961,11 @@ impl Writer {
         } else {
             self.write(&frames(), &sender).await
         };
-        let mut log = lock(&self.shared.log);
-        let entry = &mut log[self.log_index];
-        entry.status = 200;
-        entry.events_sent = events;
-        entry.ending = ending;
+        if let Some(entry) = lock(&self.shared.log).get_mut(self.log_index) {
+            entry.status = 200;
+            entry.events_sent = events;
+            entry.ending = ending;
+        }
     }
 
     async fn firehose(
@@ -962,13 +998,19 @@ impl Writer {
                 cached
             }
         };
-        lock(&self.shared.log)[self.log_index].first_event_at = Some(self.shared.started.elapsed());
+        self.first_event();
         for batch in batches.iter() {
             if sender.send(Ok(batch.clone())).await.is_err() {
                 return (0, Ending::ClientGone);
             }
         }
         (events, Ending::Complete)
+    }
+
+    fn first_event(&self) {
+        if let Some(entry) = lock(&self.shared.log).get_mut(self.log_index) {
+            entry.first_event_at = Some(self.shared.started.elapsed());
+        }
     }
 
     /// Resets the connection once everything sent so far has reached the socket.
@@ -1085,8 +1127,7 @@ impl Writer {
                 tokio::time::sleep(self.pace.chunk_delay).await;
             }
             if index == 0 {
-                lock(&self.shared.log)[self.log_index].first_event_at =
-                    Some(self.shared.started.elapsed());
+                self.first_event();
             }
             if fault.keep_alive
                 && !self

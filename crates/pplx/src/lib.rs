@@ -98,6 +98,8 @@ pub async fn setup(
         let mut sim_config = pplx_sim::SimConfig::default();
         sim_config.keys = vec!["offline-simulator-key".to_owned()];
         sim_config.pace = pplx_sim::Pace::realistic();
+        // A long-running program keeps only the latest requests in the simulator's log.
+        sim_config.log_capacity = Some(1_000);
         let simulator = pplx_sim::Simulator::start(sim_config)
             .await
             .map_err(|error| format!("cannot start the built-in simulator: {error}"))?;

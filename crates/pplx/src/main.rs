@@ -577,7 +577,19 @@ async fn interactive(mut session: Session) -> u8 {
     );
     let mut history = Vec::new();
     loop {
-        let line = match editor.readline("› ") {
+        // The line editor blocks its thread while it waits for a line: on a blocking thread,
+        // not a runtime worker (timers, the embedded simulator and the cache run meanwhile).
+        let read = tokio::task::spawn_blocking(move || {
+            let line = editor.readline("› ");
+            (editor, line)
+        })
+        .await;
+        let Ok((returned, line)) = read else {
+            eprintln!("pplx: the line editor stopped");
+            return EXIT_FAILURE;
+        };
+        editor = returned;
+        let line = match line {
             Ok(line) => line,
             Err(rustyline::error::ReadlineError::Interrupted) => return EXIT_INTERRUPTED,
             Err(rustyline::error::ReadlineError::Eof) => return 0,
