@@ -497,12 +497,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(index) = self.log_index {
-            if let Some(entry) = lock(&self.shared.log).get_mut(index)
-                && entry.ending == Ending::InProgress
-            {
-                entry.ending = Ending::ClientGone;
-            }
+        if let Some(index) = self.log_index
+            && let Some(entry) = lock(&self.shared.log).get_mut(index)
+            && entry.ending == Ending::InProgress
+        {
+            entry.ending = Ending::ClientGone;
         }
         self.shared.in_flight.send_modify(|count| *count -= 1);
     }
