@@ -23,9 +23,11 @@ fn main() -> ExitCode {
         ["interop"] => interop::run(&root()),
         ["bench", rest @ ..] => bench::run(&root(), rest),
         ["fuzz", "sse", rest @ ..] => fuzz(rest),
+        ["soak"] => soak(false),
+        ["soak", "--quick"] => soak(true),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy | interop | bench [parse|resilience] [--quick] | fuzz sse [--seconds N]"
+                "usage: cargo xtask ci | tidy | interop | soak [--quick] | bench [AREA] [--quick] | fuzz sse [--seconds N]"
             );
             return ExitCode::from(2);
         }
@@ -140,9 +142,45 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     tidy::check(&root())?;
+    soak(true)?;
     interop::run(&root())?;
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The soak test (`tests/examples/soak.rs`): `--quick` in CI (a debug build, 300 streams a
+/// round), else the full run (release, 2,000 concurrent streams a round). Its last line is the
+/// summary; it fails on any lost, duplicated or hung request, or on memory growth.
+fn soak(quick: bool) -> Result {
+    let (profile, streams, rounds): (&[&str], &str, &str) = if quick {
+        (&[], "300", "4")
+    } else {
+        (&["--release"], "2000", "3")
+    };
+    let mut build = vec!["build", "--locked", "-p", "tests", "--example", "soak"];
+    build.extend_from_slice(profile);
+    run("cargo", &build, &[])?;
+    let binary = root().join(if quick {
+        "target/debug/examples/soak"
+    } else {
+        "target/release/examples/soak"
+    });
+    let binary = binary.to_str().ok_or("non-UTF-8 path")?;
+    // Thousands of loopback sockets: raise the descriptor limit to what the machine allows.
+    run(
+        "sh",
+        &[
+            "-c",
+            r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#,
+            binary,
+            "--streams",
+            streams,
+            "--rounds",
+            rounds,
+            "--check-growth",
+        ],
+        &[],
+    )
 }
 
 fn fuzz(args: &[&str]) -> Result {
