@@ -3,7 +3,9 @@
 //! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy, then `interop`.
 //! - `interop`: the official Python SDKs (from PyPI) against the simulator binary.
 //! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
-//! - `fuzz sse [--seconds N]`: the cargo-fuzz target of `sse-parse` (not part of CI).
+//! - `soak [--quick]`: the whole stack under a seeded fault mix (`--quick` is part of `ci`).
+//! - `fuzz TARGET|all [--seconds N]`: the cargo-fuzz targets (sse, decode, headers, config);
+//!   not part of CI.
 
 mod bench;
 mod interop;
@@ -22,12 +24,12 @@ fn main() -> ExitCode {
         ["tidy"] => tidy::check(&root()),
         ["interop"] => interop::run(&root()),
         ["bench", rest @ ..] => bench::run(&root(), rest),
-        ["fuzz", "sse", rest @ ..] => fuzz(rest),
+        ["fuzz", target, rest @ ..] => fuzz(target, rest),
         ["soak"] => soak(false),
         ["soak", "--quick"] => soak(true),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy | interop | soak [--quick] | bench [AREA] [--quick] | fuzz sse [--seconds N]"
+                "usage: cargo xtask ci | tidy | interop | soak [--quick] | bench [AREA] [--quick] | fuzz TARGET|all [--seconds N]"
             );
             return ExitCode::from(2);
         }
@@ -142,10 +144,48 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     tidy::check(&root())?;
+    deny()?;
     soak(true)?;
     interop::run(&root())?;
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `cargo deny`: licences, bans and sources must pass; advisories too, when the RustSec
+/// database (a git repository on GitHub) can be fetched. A machine that cannot reach it says
+/// so plainly instead of failing on its network.
+fn deny() -> Result {
+    run(
+        "cargo",
+        &[
+            "deny",
+            "--all-features",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ],
+        &[],
+    )?;
+    eprintln!("$ cargo deny --all-features check advisories");
+    let output = Command::new("cargo")
+        .args(["deny", "--all-features", "check", "advisories"])
+        .current_dir(root())
+        .output()
+        .map_err(|error| format!("cannot run cargo deny: {error}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        eprintln!("deny: advisories ok");
+        Ok(())
+    } else if stderr.contains("failed to fetch advisory database") {
+        eprintln!(
+            "deny: advisories NOT checked: the RustSec database (github.com/RustSec/advisory-db) cannot be reached from this machine"
+        );
+        Ok(())
+    } else {
+        eprintln!("{stderr}");
+        Err("cargo deny found advisories".into())
+    }
 }
 
 /// The soak test (`tests/examples/soak.rs`): `--quick` in CI (a debug build, 300 streams a
@@ -183,15 +223,31 @@ fn soak(quick: bool) -> Result {
     )
 }
 
-fn fuzz(args: &[&str]) -> Result {
+/// The cargo-fuzz targets in `fuzz/`.
+const FUZZ_TARGETS: &[&str] = &["sse", "decode", "headers", "config"];
+
+/// `fuzz TARGET|all [--seconds N]`: each target for N seconds (default 60), one after the
+/// other; a crash fails, leaving its input under `fuzz/artifacts/`.
+fn fuzz(target: &str, args: &[&str]) -> Result {
     let seconds = match args {
         [] => "60",
         ["--seconds", seconds] => seconds,
-        _ => return Err("usage: cargo xtask fuzz sse [--seconds N]".into()),
+        _ => {
+            return Err(
+                "usage: cargo xtask fuzz sse|decode|headers|config|all [--seconds N]".into(),
+            );
+        }
     };
     seconds
         .parse::<u64>()
         .map_err(|_| format!("--seconds wants a whole number, got {seconds:?}"))?;
+    let targets: Vec<&str> = match target {
+        "all" => FUZZ_TARGETS.to_vec(),
+        one if FUZZ_TARGETS.contains(&one) => vec![one],
+        other => {
+            return Err(format!("no fuzz target {other:?}: {}", FUZZ_TARGETS.join(", ")).into());
+        }
+    };
     let installed = Command::new("cargo")
         .args(["fuzz", "--version"])
         .output()
@@ -200,20 +256,23 @@ fn fuzz(args: &[&str]) -> Result {
         run("cargo", &["install", "cargo-fuzz", "--locked"], &[])?;
     }
     let max_time = format!("-max_total_time={seconds}");
-    // cargo-fuzz passes nightly-only flags; the machine has one stable toolchain.
-    run(
-        "cargo",
-        &[
-            "fuzz",
-            "run",
-            "--fuzz-dir",
-            "fuzz",
-            "--sanitizer",
-            "none",
-            "sse",
-            "--",
-            &max_time,
-        ],
-        &[("RUSTC_BOOTSTRAP", "1")],
-    )
+    for target in targets {
+        // cargo-fuzz passes nightly-only flags; the machine has one stable toolchain.
+        run(
+            "cargo",
+            &[
+                "fuzz",
+                "run",
+                "--fuzz-dir",
+                "fuzz",
+                "--sanitizer",
+                "none",
+                target,
+                "--",
+                &max_time,
+            ],
+            &[("RUSTC_BOOTSTRAP", "1")],
+        )?;
+    }
+    Ok(())
 }

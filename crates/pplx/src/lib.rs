@@ -193,7 +193,11 @@ fn apply_timeouts(timeouts: &mut Timeouts, file: &config::TimeoutsFile) {
     }
 }
 
-fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), String> {
+/// Applies a config file's settings (deadlines, retries, breaker, families) to `config`.
+///
+/// # Errors
+/// A message naming a value that cannot be used.
+pub fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), String> {
     apply_timeouts(&mut config.timeouts, &file.timeouts);
     // `[families.NAME]` changes a default family or adds one; its models leave any other.
     for (name, entry) in &file.families {
