@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>` (the alias is in `.cargo/config.toml`).
 //!
-//! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy, then `interop`.
+//! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy, cargo deny, the quick
+//!   soak, the fuzz smoke, then `interop`.
 //! - `interop`: the official Python SDKs (from PyPI) against the simulator binary.
 //! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
 //! - `soak [--quick]`: the whole stack under a seeded fault mix (`--quick` is part of `ci`).
@@ -146,6 +147,9 @@ fn ci() -> Result {
     tidy::check(&root())?;
     deny()?;
     soak(true)?;
+    // The fuzz smoke: every target briefly, so a target that no longer builds or crashes at
+    // once is caught (the long runs are in docs/RELIABILITY.md).
+    fuzz("all", &["--seconds", "10"])?;
     interop::run(&root())?;
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())

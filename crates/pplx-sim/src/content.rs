@@ -48,63 +48,6 @@ impl SearchResult {
     }
 }
 
-const WORDS: &[&str] = &[
-    "the",
-    "tallest",
-    "volcano",
-    "in",
-    "solar",
-    "system",
-    "is",
-    "Olympus",
-    "Mons",
-    "on",
-    "Mars",
-    "which",
-    "rises",
-    "about",
-    "22",
-    "kilometres",
-    "above",
-    "its",
-    "plains",
-    "quantum",
-    "computers",
-    "use",
-    "qubits",
-    "that",
-    "hold",
-    "superpositions",
-    "of",
-    "states",
-    "and",
-    "entanglement",
-    "links",
-    "them",
-    "so",
-    "certain",
-    "problems",
-    "become",
-    "tractable",
-    "researchers",
-    "report",
-    "steady",
-    "progress",
-    "while",
-    "error",
-    "correction",
-    "remains",
-    "hard",
-    "naïve",
-    "résumé",
-    "café",
-    "—",
-    "a",
-    "key",
-    "challenge",
-    "today",
-];
-
 const DOMAINS: &[&str] = &[
     "example.org",
     "example.edu",
@@ -225,14 +168,34 @@ pub(crate) fn answer(
             url,
             date: (index % 3 != 2)
                 .then(|| format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))),
-            snippet: format!("{}{echo}", sentence(&mut rng, 12)),
+            snippet: format!(
+                "A simulated page about {} on {domain}, for offline use.{echo}",
+                topic(conversation.last().copied().unwrap_or_default())
+            ),
         });
     }
+    let topic = topic(conversation.last().copied().unwrap_or_default());
     let mut text = String::new();
     let mut written = 0;
     let mut sentences = 0;
     while written < words {
-        let length = (4 + rng.below(10)).min(words - written);
+        let template = if sentences == 0 {
+            OPENING
+        } else {
+            TEMPLATES[rng.below(TEMPLATES.len())]
+        };
+        let mut sentence = fill(template, &topic);
+        let mut length = sentence.split_whitespace().count();
+        if written + length > words {
+            // The last sentence is cut to the exact length asked for.
+            length = words - written;
+            sentence = sentence
+                .split_whitespace()
+                .take(length)
+                .collect::<Vec<_>>()
+                .join(" ");
+            sentence = sentence.trim_end_matches([',', '—']).to_owned();
+        }
         if sentences > 0 && sentences % 3 == 0 {
             // Paragraphs, as real answers have them.
             text.push_str("\n\n");
@@ -240,19 +203,26 @@ pub(crate) fn answer(
             text.push(' ');
         }
         sentences += 1;
-        text.push_str(&sentence(&mut rng, length));
+        text.push_str(&sentence);
         written += length;
-        text.push_str(&format!("[{}]", 1 + rng.below(sources)));
+        text.push_str(&format!(".[{}]", 1 + rng.below(sources)));
     }
     let reasoning = if reasons(model) {
-        let words = 10 + rng.below(10);
-        format!("Let me search for this. {}", sentence(&mut rng, words))
+        format!(
+            "Let me search for {topic}. I will compare what {} sources say, then summarise the points they agree on.",
+            sources
+        )
     } else {
         String::new()
     };
-    let related_questions = (0..3)
-        .map(|_| format!("{}?", sentence(&mut rng, 6)))
-        .collect();
+    let related_questions = [
+        "What are the basics of {topic}?",
+        "Who works on {topic} today?",
+        "How has {topic} changed recently?",
+    ]
+    .iter()
+    .map(|question| fill(question, &topic))
+    .collect();
     let images = (0..2)
         .map(|index| format!("https://images.example/{}-{index}.jpg", rng.next() % 10_000))
         .collect();
@@ -266,25 +236,95 @@ pub(crate) fn answer(
     }
 }
 
-fn sentence(rng: &mut Rng, words: usize) -> String {
-    let mut sentence = String::new();
-    for index in 0..words {
-        if index > 0 {
-            sentence.push(' ');
-        }
-        let word = WORDS[rng.below(WORDS.len())];
-        if index == 0 {
-            let mut chars = word.chars();
-            if let Some(first) = chars.next() {
-                sentence.extend(first.to_uppercase());
-                sentence.push_str(chars.as_str());
-            }
-        } else {
-            sentence.push_str(word);
-        }
+/// The first sentence of every answer: it says plainly what it is.
+const OPENING: &str =
+    "This answer about {topic} is simulated offline by pplx, not written by Perplexity";
+
+/// Sentences of an answer, each about the question's topic (a few with non-ASCII characters,
+/// so clients are tested on multi-byte text too).
+const TEMPLATES: &[&str] = &[
+    "{Topic} is a subject that many sources describe in some detail",
+    "Most overviews of {topic} begin with a few basic ideas",
+    "Researchers who study {topic} report steady progress year after year",
+    "A naïve picture of {topic} misses several important details",
+    "The key challenge with {topic} — as several sources note — is scale",
+    "Experts often compare {topic} with older approaches to show what changed",
+    "Recent work on {topic} focuses on reliability and cost",
+    "Sources disagree about how quickly {topic} will become routine",
+    "Put simply, {topic} rests on a small number of clear principles",
+    "A good résumé of {topic} lists its open questions as well as its results",
+    "Introductions to {topic} are easy to find, from textbooks to a café-table chat",
+    "Much of what is written about {topic} repeats the same few findings",
+];
+
+/// Words that say nothing about a question's topic.
+const STOPWORDS: &[&str] = &[
+    "explain",
+    "what",
+    "how",
+    "why",
+    "when",
+    "where",
+    "which",
+    "who",
+    "tell",
+    "about",
+    "does",
+    "describe",
+    "please",
+    "the",
+    "and",
+    "for",
+    "with",
+    "that",
+    "this",
+    "are",
+    "is",
+    "was",
+    "can",
+    "you",
+    "your",
+    "me",
+    "of",
+    "in",
+    "on",
+    "a",
+    "an",
+    "to",
+    "do",
+    "give",
+    "summarise",
+    "summarize",
+    "latest",
+    "research",
+];
+
+/// The topic of a question: up to four of its meaningful words, in order.
+fn topic(question: &str) -> String {
+    let words: Vec<String> = question
+        .split(|character: char| !character.is_alphanumeric() && character != '-')
+        .filter(|word| word.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .filter(|word| !STOPWORDS.contains(&word.as_str()))
+        .take(4)
+        .collect();
+    if words.is_empty() {
+        "your question".to_owned()
+    } else {
+        words.join(" ")
     }
-    sentence.push('.');
-    sentence
+}
+
+fn fill(template: &str, topic: &str) -> String {
+    let mut capitalised = String::new();
+    let mut chars = topic.chars();
+    if let Some(first) = chars.next() {
+        capitalised.extend(first.to_uppercase());
+        capitalised.push_str(chars.as_str());
+    }
+    template
+        .replace("{Topic}", &capitalised)
+        .replace("{topic}", topic)
 }
 
 /// Cuts `text` into pieces of `chars` characters (never inside a UTF-8 sequence).
@@ -353,6 +393,30 @@ mod tests {
                 .reasoning
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn offline_answers_read_as_prose_about_the_question_and_say_they_are_simulated() {
+        let filters = Filters::default();
+        let answer = answer("sonar", &["Explain quantum computing"], 60, &filters);
+        assert!(
+            answer
+                .text
+                .starts_with("This answer about quantum computing is simulated offline by pplx"),
+            "{}",
+            answer.text
+        );
+        assert!(
+            answer.text.matches("quantum computing").count() >= 3,
+            "{}",
+            answer.text
+        );
+        assert_eq!(token_count(&answer.text), 60);
+        for sentence in answer.text.split(". ") {
+            assert!(sentence.split_whitespace().count() >= 3, "{sentence:?}");
+        }
+        assert_eq!(topic("What is the tallest volcano?"), "tallest volcano");
+        assert_eq!(topic("??"), "your question");
     }
 
     #[test]
