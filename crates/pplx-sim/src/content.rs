@@ -178,11 +178,18 @@ pub(crate) fn answer(
     let mut text = String::new();
     let mut written = 0;
     let mut sentences = 0;
+    let mut previous = usize::MAX;
     while written < words {
         let template = if sentences == 0 {
             OPENING
         } else {
-            TEMPLATES[rng.below(TEMPLATES.len())]
+            // Never the same sentence twice in a row.
+            let mut pick = rng.below(TEMPLATES.len());
+            if pick == previous {
+                pick = (pick + 1) % TEMPLATES.len();
+            }
+            previous = pick;
+            TEMPLATES[pick]
         };
         let mut sentence = fill(template, &topic);
         let mut length = sentence.split_whitespace().count();

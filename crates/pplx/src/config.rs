@@ -35,6 +35,9 @@ pub struct FileConfig {
     pub families: std::collections::BTreeMap<String, FamilyFile>,
     /// `[mcp]`: the models behind `pplx-mcp`'s tools.
     pub mcp: McpFile,
+    /// Keep every question and answer in the history database (default true; `--no-log`
+    /// turns it off for one run).
+    pub log: Option<bool>,
 }
 
 /// `[mcp]`: the models (or presets) behind `pplx-mcp`'s chat tools. The defaults are the

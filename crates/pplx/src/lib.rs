@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod history;
 
 use std::sync::Arc;
 use std::time::Duration;

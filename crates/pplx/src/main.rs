@@ -5,6 +5,7 @@
 //! question and a terminal on stdin it starts an interactive session. Exit codes: 0 answered,
 //! 1 failed, 2 usage error, 130 interrupted (Ctrl-C).
 
+mod log;
 mod render;
 
 use std::io::{IsTerminal, Read, Write};
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, Message, Sources, Usage,
 };
-use clap::Parser;
+use clap::{CommandFactory, Parser, Subcommand};
 use futures_util::StreamExt;
+use pplx::history::{Entry, History};
 use provider_perplexity::PerplexityProvider;
 use serde::Serialize;
 
@@ -34,9 +36,21 @@ const EXIT_INTERRUPTED: u8 = 130;
     after_help = "Exit codes: 0 answered, 1 failed, 2 usage error, 130 interrupted.\nKeys come from PERPLEXITY_API_KEY or PERPLEXITY_API_KEYS (comma-separated); without one, the built-in simulator answers."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The question (words are joined); `-` or a pipe reads it from stdin; none starts an
     /// interactive session on a terminal.
     question: Vec<String>,
+    /// Continue the last conversation: its exchanges are sent as context. With no question,
+    /// resume it in an interactive session.
+    #[arg(long = "continue", short = 'c')]
+    continue_last: bool,
+    /// Continue conversation ID (see `pplx log`).
+    #[arg(long, value_name = "ID", conflicts_with = "continue_last")]
+    conversation: Option<i64>,
+    /// Do not keep this question and its answer in the history.
+    #[arg(long)]
+    no_log: bool,
     /// Model or alias (fast, pro, reason, research, or any from the config file).
     #[arg(long, short)]
     model: Option<String>,
@@ -76,6 +90,20 @@ struct Args {
     config: Option<std::path::PathBuf>,
 }
 
+/// Commands besides asking.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The history: recent questions and answers, `search WORDS`, `show ID`.
+    Log(log::LogArgs),
+    /// A completion script for a shell, on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), on stdout.
+    Man,
+}
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -111,9 +139,28 @@ struct Session {
     stream: bool,
     /// Keeps the embedded simulator alive while the session runs.
     _sim: Option<pplx_sim::Simulator>,
+    /// The history and the conversation being written, unless the history is off.
+    log: Option<(History, std::cell::Cell<i64>)>,
 }
 
 async fn run(args: Args) -> u8 {
+    match &args.command {
+        Some(Command::Log(log)) => return log::run(log),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Args::command(), "pplx", &mut std::io::stdout());
+            return 0;
+        }
+        Some(Command::Man) => {
+            return match clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("pplx: {error}");
+                    EXIT_FAILURE
+                }
+            };
+        }
+        None => {}
+    }
     let file = match pplx::config::load(args.config.as_deref()) {
         Ok(file) => file,
         Err(error) => {
@@ -125,20 +172,97 @@ async fn run(args: Args) -> u8 {
         Ok(question) => question,
         Err(code) => return code,
     };
-    let session = match session(&args, file).await {
+    let log_enabled = !args.no_log && file.log != Some(false);
+    let mut session = match session(&args, file).await {
         Ok(session) => session,
         Err(error) => {
             eprintln!("pplx: {error}");
             return EXIT_USAGE;
         }
     };
+    let context = match start_conversation(&mut session, &args, log_enabled) {
+        Ok(context) => context,
+        Err(code) => return code,
+    };
     match question {
         Some(question) => {
-            let mut history = Vec::new();
+            let mut history = context;
             ask(&session, &mut history, &question).await
         }
-        None => interactive(session).await,
+        None => interactive(session, context).await,
     }
+}
+
+/// Opens the history (unless turned off) and picks the conversation: the last one with
+/// `-c`, the one named by `--conversation`, else a new one. Returns the earlier exchanges to
+/// send as context. A history that cannot be opened is said once; the answer still comes.
+fn start_conversation(
+    session: &mut Session,
+    args: &Args,
+    enabled: bool,
+) -> Result<Vec<Message>, u8> {
+    let continuing = args.continue_last || args.conversation.is_some();
+    if !enabled {
+        if continuing {
+            eprintln!(
+                "pplx: --continue needs the history, which is turned off (--no-log or log = false)"
+            );
+            return Err(EXIT_USAGE);
+        }
+        return Ok(Vec::new());
+    }
+    let opened = match History::default_path() {
+        Some(path) => History::open(&path).map_err(|error| error.to_string()),
+        None => Err("no data directory: set XDG_DATA_HOME or HOME".to_owned()),
+    };
+    let history = match opened {
+        Ok(history) => history,
+        Err(error) => {
+            eprintln!("pplx: history: {error}; this answer is not kept");
+            if continuing {
+                eprintln!("pplx: cannot continue a conversation without the history");
+                return Err(EXIT_FAILURE);
+            }
+            return Ok(Vec::new());
+        }
+    };
+    let conversation = match (args.conversation, args.continue_last) {
+        (Some(id), _) => match history.has_conversation(id) {
+            Ok(true) => Some(id),
+            Ok(false) => {
+                eprintln!("pplx: no conversation {id} in the history (see pplx log)");
+                return Err(EXIT_USAGE);
+            }
+            Err(error) => {
+                eprintln!("pplx: history: {error}");
+                return Err(EXIT_FAILURE);
+            }
+        },
+        (None, true) => history.last_conversation().unwrap_or_else(|error| {
+            eprintln!("pplx: history: {error}");
+            None
+        }),
+        (None, false) => None,
+    };
+    let (conversation, context) = match conversation {
+        Some(id) => {
+            let context = history.messages(id).unwrap_or_else(|error| {
+                eprintln!("pplx: history: {error}");
+                Vec::new()
+            });
+            (Some(id), context)
+        }
+        None => (history.new_conversation().ok(), Vec::new()),
+    };
+    if continuing {
+        eprintln!(
+            "pplx: continuing conversation {}: {} earlier exchange(s)",
+            conversation.unwrap_or_default(),
+            context.len() / 2
+        );
+    }
+    session.log = conversation.map(|conversation| (history, std::cell::Cell::new(conversation)));
+    Ok(context)
 }
 
 /// The question from the arguments, or stdin (`-` or a pipe); `None` for an interactive session.
@@ -184,6 +308,7 @@ async fn session(args: &Args, file: pplx::config::FileConfig) -> Result<Session,
         show_reasoning: args.show_reasoning,
         stream: !args.no_stream,
         _sim: setup.simulator,
+        log: None,
     })
 }
 
@@ -272,11 +397,14 @@ impl Drop for Spinner {
 #[derive(Default)]
 struct Progress {
     text: String,
+    reasoning: String,
     sources: Sources,
     usage: Option<Usage>,
     first_token: Option<Duration>,
     done: Option<ChatResponse>,
     restarts: u32,
+    /// How it failed (kind, message), for the history.
+    error: Option<(String, String)>,
 }
 
 async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
@@ -310,6 +438,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
                 let _ = renderer.finish();
             }
             drop(renderer);
+            progress.error = Some(("cancelled".to_owned(), "interrupted".to_owned()));
             if session.json {
                 json_line(&JsonLine::Error {
                     kind: "cancelled",
@@ -337,6 +466,8 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
             }
             drop(renderer);
             let partial = error.partial_text().unwrap_or(&progress.text).to_owned();
+            progress.error = Some((error.kind().as_str().to_owned(), error.to_string()));
+            progress.text = partial.clone();
             if session.json {
                 json_line(&JsonLine::Error {
                     kind: error.kind().as_str(),
@@ -352,6 +483,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
     if session.stats {
         print_stats(session, &before, &progress, started.elapsed());
     }
+    record(session, question, &progress, code, started.elapsed());
     if code == 0 {
         history.push(Message::user(question));
         history.push(Message::assistant(
@@ -362,6 +494,49 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         ));
     }
     code
+}
+
+/// Keeps the exchange in the history, whatever its outcome; a history that fails is said,
+/// and the answer (already printed) stands.
+fn record(session: &Session, question: &str, progress: &Progress, code: u8, elapsed: Duration) {
+    let Some((history, conversation)) = &session.log else {
+        return;
+    };
+    let done = progress.done.as_ref();
+    let (model, api) = session.perplexity.resolve(&session.model);
+    let usage = done
+        .and_then(|done| done.usage.clone())
+        .or(progress.usage.clone());
+    let mut entry = Entry::default();
+    entry.conversation = conversation.get();
+    entry.question = question.to_owned();
+    entry.answer = done.map_or_else(|| progress.text.clone(), |done| done.text.clone());
+    entry.reasoning =
+        done.map_or_else(|| progress.reasoning.clone(), |done| done.reasoning.clone());
+    entry.model = model;
+    entry.api = api.as_str().to_owned();
+    entry.sources = done.map_or_else(|| progress.sources.clone(), |done| done.sources.clone());
+    entry.cost = usage
+        .as_ref()
+        .and_then(|usage| usage.cost.as_ref())
+        .map(|cost| cost.total_cost);
+    entry.usage = usage;
+    entry.first_token_ms = progress.first_token.map(|first| first.as_millis() as u64);
+    entry.total_ms = elapsed.as_millis() as u64;
+    entry.fallback = done.is_some_and(|done| done.fallback);
+    entry.cached = done.is_some_and(|done| done.cached);
+    entry.simulated = session._sim.is_some();
+    if code != 0 {
+        let (kind, message) = progress
+            .error
+            .clone()
+            .unwrap_or_else(|| ("failed".to_owned(), "the request failed".to_owned()));
+        entry.error_kind = Some(kind);
+        entry.error_message = Some(message);
+    }
+    if let Err(error) = history.record(&entry) {
+        eprintln!("pplx: history: {error}; this answer is not kept");
+    }
 }
 
 async fn answer<W: Write>(
@@ -397,6 +572,7 @@ async fn answer<W: Write>(
                 }
             }
             ChatEvent::ReasoningDelta(text) => {
+                progress.reasoning.push_str(text);
                 if session.json {
                     json_line(&JsonLine::Reasoning { text });
                 } else if session.show_reasoning {
@@ -460,6 +636,18 @@ async fn answer<W: Write>(
     Ok(())
 }
 
+/// A URL as a clickable terminal hyperlink (OSC 8) on a terminal that can show one, else as
+/// it is. Terminals without OSC 8 support ignore the sequence; `TERM=dumb` gets plain text.
+fn hyperlink(url: &str, styled: bool) -> String {
+    let capable = styled && std::env::var("TERM").map_or(true, |term| term != "dumb");
+    // A URL with control characters is never put inside an escape sequence.
+    if capable && !url.chars().any(char::is_control) {
+        format!("\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\")
+    } else {
+        url.to_owned()
+    }
+}
+
 fn print_sources(sources: &Sources, styled: bool) {
     if sources.citations.is_empty() {
         return;
@@ -478,12 +666,13 @@ fn print_sources(sources: &Sources, styled: bool) {
             .find(|result| result.url == url)
             .map(|result| result.title.as_str())
             .filter(|title| !title.is_empty());
+        let link = hyperlink(url, styled);
         match title {
             Some(title) => {
-                let _ = writeln!(stdout, "[{number}] {title} — {url}");
+                let _ = writeln!(stdout, "[{number}] {title} — {link}");
             }
             None => {
-                let _ = writeln!(stdout, "[{number}] {url}");
+                let _ = writeln!(stdout, "[{number}] {link}");
             }
         }
     }
@@ -563,7 +752,7 @@ fn advice(error: &Error) -> String {
     }
 }
 
-async fn interactive(mut session: Session) -> u8 {
+async fn interactive(mut session: Session, context: Vec<Message>) -> u8 {
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
         Err(error) => {
@@ -575,7 +764,8 @@ async fn interactive(mut session: Session) -> u8 {
         "pplx {} — ask anything; /model NAME, /clear, /exit. Ctrl-C stops an answer; at the prompt it exits.",
         session.model
     );
-    let mut history = Vec::new();
+    // A resumed conversation goes on from its exchanges so far.
+    let mut history = context;
     loop {
         // The line editor blocks its thread while it waits for a line: on a blocking thread,
         // not a runtime worker (timers, the embedded simulator and the cache run meanwhile).
@@ -610,6 +800,12 @@ async fn interactive(mut session: Session) -> u8 {
             ("/exit" | "/quit", _) => return 0,
             ("/clear", _) => {
                 history.clear();
+                // A new conversation in the history too.
+                if let Some((log, conversation)) = &session.log
+                    && let Ok(id) = log.new_conversation()
+                {
+                    conversation.set(id);
+                }
                 eprintln!("(conversation cleared)");
             }
             ("/model", "") => eprintln!("model: {}", session.model),

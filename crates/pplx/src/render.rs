@@ -19,6 +19,9 @@ pub(crate) struct Renderer<W: Write> {
     /// The line still arriving, and how many of its characters are on screen already.
     line: String,
     shown: usize,
+    /// Reasoning was shown and the answer has not started: the answer starts on a line of
+    /// its own, after a blank one (whether the reasoning ended its last line).
+    after_reasoning: Option<bool>,
 }
 
 impl<W: Write> Renderer<W> {
@@ -30,11 +33,16 @@ impl<W: Write> Renderer<W> {
             in_code: false,
             line: String::new(),
             shown: 0,
+            after_reasoning: None,
         }
     }
 
     /// Adds answer text.
     pub(crate) fn push(&mut self, text: &str) -> io::Result<()> {
+        if let Some(ended_line) = self.after_reasoning.take() {
+            self.out
+                .write_all(if ended_line { b"\n" } else { b"\n\n" })?;
+        }
         if !self.styled {
             self.out.write_all(text.as_bytes())?;
             return self.out.flush();
@@ -55,6 +63,10 @@ impl<W: Write> Renderer<W> {
 
     /// Text shown dimmed (reasoning), kept apart from the answer.
     pub(crate) fn dim(&mut self, text: &str) -> io::Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.after_reasoning = Some(text.ends_with('\n'));
         if self.styled {
             write!(self.out, "{DIM}{text}{RESET}")?;
         } else {
@@ -206,6 +218,20 @@ mod tests {
         assert!(
             out.ends_with(&format!("\x1b[2A\r\x1b[J{}\n", "x".repeat(45))),
             "{out:?}"
+        );
+    }
+
+    #[test]
+    fn reasoning_is_kept_apart_from_the_answer_when_piped() {
+        let mut renderer = Renderer::new(Vec::new(), false, 80);
+        renderer.dim("Let me search.").unwrap();
+        renderer.dim(" Two sources agree.").unwrap();
+        renderer.push("Olympus Mons").unwrap();
+        renderer.push(" is tallest.").unwrap();
+        renderer.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(renderer.out).unwrap(),
+            "Let me search. Two sources agree.\n\nOlympus Mons is tallest.\n"
         );
     }
 

@@ -2,7 +2,9 @@
 //! stdin, every error class and its exit code, and a pseudo-terminal session with Ctrl-C.
 #![allow(clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
@@ -15,15 +17,41 @@ async fn simulator() -> Simulator {
     let mut config = SimConfig::default();
     config.keys = vec![KEY.to_owned()];
     config.pace = Pace::instant();
+    config.record_bodies = true;
     Simulator::start(config).await.unwrap()
 }
 
-/// Runs `pplx` with `args` against `sim` (or with no key when `sim` is `None`).
+/// A fresh data directory (for the history database), so tests never share one by accident.
+fn data_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "pplx-cli-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `pplx` with `args` against `sim` (or with no key when `sim` is `None`), with a fresh
+/// history.
 async fn pplx(sim: Option<&Simulator>, args: &[&str], stdin: Option<&str>) -> Output {
+    pplx_with(&data_dir(), sim, args, stdin).await
+}
+
+/// Runs `pplx` with its history in `data`.
+async fn pplx_with(
+    data: &Path,
+    sim: Option<&Simulator>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     use tokio::io::AsyncWriteExt;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
     command
         .args(args)
+        .env("XDG_DATA_HOME", data)
         .env_remove("PERPLEXITY_API_KEY")
         .env_remove("PERPLEXITY_API_KEYS")
         .env_remove("PERPLEXITY_BASE_URL")
@@ -273,9 +301,14 @@ async fn simulated_answers_never_reach_a_shared_cache() {
 
 /// `pplx` in a pseudo-terminal, on the built-in simulator.
 fn in_terminal(args: &[&str]) -> expectrl::session::OsSession {
+    in_terminal_with(&data_dir(), args)
+}
+
+fn in_terminal_with(data: &Path, args: &[&str]) -> expectrl::session::OsSession {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
     command
         .args(args)
+        .env("XDG_DATA_HOME", data)
         .env_remove("PERPLEXITY_API_KEY")
         .env_remove("PERPLEXITY_API_KEYS")
         .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
@@ -398,4 +431,210 @@ async fn an_explicit_api_wins_and_agent_alone_asks_the_default_preset() {
             ("/v1/agent".to_owned(), "openai/gpt-5-mini".to_owned())
         ]
     );
+}
+
+/// `pplx log ... --json` as JSON values.
+async fn log_json(data: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["log"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = pplx_with(data, None, &all, None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_answer_is_kept_searchable_and_shown_again() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let volcano = "What is the tallest volcano";
+    for question in [volcano, QUESTION] {
+        let output = pplx_with(&data, Some(&sim), &["--no-cache", question], None).await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    let recent = log_json(&data, &[]).await;
+    let questions: Vec<&str> = recent
+        .iter()
+        .map(|entry| entry["question"].as_str().unwrap())
+        .collect();
+    assert_eq!(questions, [QUESTION, volcano], "newest first");
+    let found = log_json(&data, &["search", "volcano"]).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["question"], volcano);
+    let id = found[0]["id"].as_i64().unwrap().to_string();
+    let shown = log_json(&data, &["show", &id]).await;
+    let expected = sim.expected_text("sonar", &[volcano], None);
+    assert_eq!(shown[0]["answer"], expected.as_str());
+    assert!(shown[0]["sources"]["citations"].as_array().unwrap().len() >= 3);
+    assert_eq!(shown[0]["model"], "sonar");
+    assert!(shown[0]["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let text = pplx_with(&data, None, &["log", "show", &id], None).await;
+    let text = stdout(&text);
+    assert!(
+        text.starts_with(volcano) && text.contains(&expected) && text.contains("Sources"),
+        "{text}"
+    );
+    // Nothing kept with --no-log.
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--no-log", "--no-cache", "Unlogged question"],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(log_json(&data, &[]).await.len(), 2);
+}
+
+#[tokio::test]
+async fn continue_sends_the_conversation_so_far() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let first = "What is the tallest volcano";
+    let second = "And the second tallest?";
+    pplx_with(&data, Some(&sim), &["--no-cache", first], None).await;
+    let output = pplx_with(&data, Some(&sim), &["--no-cache", "-c", second], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("continuing conversation"));
+    sim.wait_idle().await;
+    let log = sim.log();
+    let body: Value = serde_json::from_str(log[1].body.as_deref().unwrap()).unwrap();
+    let answer = sim.expected_text("sonar", &[first], None);
+    assert_eq!(
+        body["messages"],
+        serde_json::json!([
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": second},
+        ])
+    );
+    // Both exchanges are one conversation; a plain question starts another.
+    pplx_with(&data, Some(&sim), &["--no-cache", "Unrelated"], None).await;
+    let recent = log_json(&data, &[]).await;
+    let conversations: Vec<i64> = recent
+        .iter()
+        .map(|entry| entry["conversation"].as_i64().unwrap())
+        .collect();
+    assert_eq!(conversations[1], conversations[2]);
+    assert_ne!(conversations[0], conversations[1]);
+    // --conversation names one; an unknown one is a usage error.
+    let named = conversations[1].to_string();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--no-cache", "--conversation", &named, "Third?"],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = pplx_with(&data, Some(&sim), &["--conversation", "999", "x"], None).await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn two_processes_writing_history_at_once_lose_nothing() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let runs = (0..8).map(|index| {
+        let data = data.clone();
+        let sim = &sim;
+        async move {
+            let question = format!("Question number {index}");
+            pplx_with(&data, Some(sim), &["--no-cache", &question], None).await
+        }
+    });
+    for output in futures_util::future::join_all(runs).await {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    assert_eq!(log_json(&data, &["--limit", "100"]).await.len(), 8);
+}
+
+#[tokio::test]
+async fn a_damaged_or_locked_history_is_said_and_the_answer_still_prints() {
+    let sim = simulator().await;
+    let expected = sim.expected_text("sonar", &[QUESTION], None);
+    let data = data_dir();
+    std::fs::create_dir_all(data.join("pplx")).unwrap();
+    std::fs::write(
+        data.join("pplx/history.db"),
+        b"this is not a database, just text",
+    )
+    .unwrap();
+    let output = pplx_with(&data, Some(&sim), &["--no-cache", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with(&expected));
+    assert!(
+        stderr(&output).contains("history database is damaged"),
+        "{}",
+        stderr(&output)
+    );
+
+    let data = data_dir();
+    pplx_with(&data, Some(&sim), &["--no-cache", "First"], None).await;
+    let locker = rusqlite::Connection::open(data.join("pplx/history.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let output = pplx_with(&data, Some(&sim), &["--no-cache", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with(&expected));
+    assert!(stderr(&output).contains("locked"), "{}", stderr(&output));
+    locker.execute_batch("ROLLBACK").unwrap();
+}
+
+#[tokio::test]
+async fn completions_a_man_page_and_reasoning_apart_when_piped() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = pplx(None, &["completions", shell], None).await;
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout(&output).contains("pplx"), "{shell}");
+    }
+    let output = pplx(None, &["man"], None).await;
+    assert!(stdout(&output).contains(".TH pplx"));
+    let sim = simulator().await;
+    let model = "sonar-reasoning-pro";
+    let answer = sim.expected_answer(model, &[QUESTION]);
+    let output = pplx(
+        Some(&sim),
+        &["--show-reasoning", "-m", model, QUESTION],
+        None,
+    )
+    .await;
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("{}\n\n{}", answer.reasoning, answer.text)),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_interactive_session_resumes_its_conversation_with_links() {
+    use expectrl::{Eof, Expect};
+    let data = data_dir();
+    let mut session = in_terminal_with(&data, &["--sim"]);
+    session.expect("› ").unwrap();
+    session.send_line("What is Olympus Mons?").unwrap();
+    // Sources are clickable links on a terminal.
+    session.expect("\x1b]8;;https://").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/exit").unwrap();
+    session.expect(Eof).unwrap();
+    let mut session = in_terminal_with(&data, &["--sim", "-c"]);
+    session
+        .expect("continuing conversation 1: 1 earlier exchange(s)")
+        .unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("And its height?").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/exit").unwrap();
+    session.expect(Eof).unwrap();
+    let history = pplx::history::History::open(&data.join("pplx/history.db")).unwrap();
+    let entries = history.recent(10).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0].conversation, entries[1].conversation,
+        "one conversation"
+    );
+    assert_eq!(entries[0].question, "And its height?");
 }

@@ -1,0 +1,481 @@
+//! Every question and answer, kept in an embedded SQLite database and searchable (FTS5).
+//!
+//! The database lives at `$XDG_DATA_HOME/pplx/history.db` (else
+//! `~/.local/share/pplx/history.db`). It runs in WAL mode with a busy timeout, so several
+//! `pplx` processes can write at once and lose nothing; its schema is versioned
+//! (`PRAGMA user_version`) and migrated on open. It holds questions, answers, sources, usage
+//! and timings: never a key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_core::{Message, Sources, Usage};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// How long a write waits for another process's.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The schema, one entry per version: `MIGRATIONS[n]` takes version n to n + 1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY,
+    started_at INTEGER NOT NULL
+);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    at INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    reasoning TEXT NOT NULL,
+    model TEXT NOT NULL,
+    api TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    usage TEXT,
+    cost REAL,
+    first_token_ms INTEGER,
+    total_ms INTEGER NOT NULL,
+    fallback INTEGER NOT NULL,
+    cached INTEGER NOT NULL,
+    simulated INTEGER NOT NULL,
+    error_kind TEXT,
+    error_message TEXT
+);
+CREATE INDEX entries_by_conversation ON entries(conversation_id, id);
+CREATE VIRTUAL TABLE entries_text USING fts5(
+    question, answer, content='entries', content_rowid='id'
+);
+CREATE TRIGGER entries_text_insert AFTER INSERT ON entries BEGIN
+    INSERT INTO entries_text(rowid, question, answer) VALUES (new.id, new.question, new.answer);
+END;
+"#];
+
+/// A history problem: the database could not be opened, read or written.
+#[derive(Debug)]
+pub struct HistoryError(String);
+
+impl std::fmt::Display for HistoryError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HistoryError {}
+
+impl From<rusqlite::Error> for HistoryError {
+    fn from(error: rusqlite::Error) -> Self {
+        HistoryError(match &error {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy
+                    || failure.code == rusqlite::ErrorCode::DatabaseLocked =>
+            {
+                "the history database is locked by another process".to_owned()
+            }
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.code == rusqlite::ErrorCode::NotADatabase
+                    || failure.code == rusqlite::ErrorCode::DatabaseCorrupt =>
+            {
+                "the history database is damaged (move it aside to start a new one)".to_owned()
+            }
+            _ => format!("the history database failed: {error}"),
+        })
+    }
+}
+
+/// One question and what came of it, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Its number, for `pplx log show`.
+    pub id: i64,
+    /// The conversation it belongs to.
+    pub conversation: i64,
+    /// When it was asked (seconds since 1970, UTC).
+    pub at: i64,
+    /// The question.
+    pub question: String,
+    /// The answer (for a failure, the text delivered before it).
+    pub answer: String,
+    /// The reasoning, when shown by the model.
+    pub reasoning: String,
+    /// The model (or preset) asked.
+    pub model: String,
+    /// `sonar` or `agent`.
+    pub api: String,
+    /// Its sources.
+    pub sources: Sources,
+    /// Token counts and cost, when given.
+    pub usage: Option<Usage>,
+    /// The cost in US dollars, when given.
+    pub cost: Option<f64>,
+    /// Milliseconds to the first answer text.
+    pub first_token_ms: Option<u64>,
+    /// Milliseconds to the end.
+    pub total_ms: u64,
+    /// Whether the non-streaming fallback answered.
+    pub fallback: bool,
+    /// Whether the cache answered.
+    pub cached: bool,
+    /// Whether the built-in simulator answered.
+    pub simulated: bool,
+    /// The error's kind, when the request failed.
+    pub error_kind: Option<String>,
+    /// The error's message, when the request failed.
+    pub error_message: Option<String>,
+}
+
+/// The history database.
+pub struct History {
+    connection: Connection,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("History").finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// `$XDG_DATA_HOME/pplx/history.db`, else `~/.local/share/pplx/history.db`.
+    pub fn default_path() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+            })?;
+        Some(base.join("pplx").join("history.db"))
+    }
+
+    /// Opens (or creates) the database at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// When the file cannot be created, is not a database, is damaged or stays locked.
+    pub fn open(path: &Path) -> Result<History, HistoryError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                HistoryError(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers never block the writer, and writers from several processes queue.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut history = History { connection };
+        history.migrate()?;
+        Ok(history)
+    }
+
+    fn migrate(&mut self) -> Result<(), HistoryError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(HistoryError(format!(
+                "the history database is from a newer pplx (schema {version}, this one knows {})",
+                MIGRATIONS.len()
+            )));
+        }
+        for migration in &MIGRATIONS[version..] {
+            transaction.execute_batch(migration)?;
+        }
+        transaction.pragma_update(None, "user_version", MIGRATIONS.len())?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Starts a conversation; returns its number.
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub fn new_conversation(&self) -> Result<i64, HistoryError> {
+        self.connection.execute(
+            "INSERT INTO conversations (started_at) VALUES (?1)",
+            params![now()],
+        )?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// The conversation of the latest entry, if any.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn last_conversation(&self) -> Result<Option<i64>, HistoryError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT conversation_id FROM entries ORDER BY id DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether conversation `id` exists.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn has_conversation(&self, id: i64) -> Result<bool, HistoryError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT 1 FROM conversations WHERE id = ?1",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// A conversation's answered exchanges, as messages to send as context.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn messages(&self, conversation: i64) -> Result<Vec<Message>, HistoryError> {
+        let mut statement = self.connection.prepare(
+            "SELECT question, answer FROM entries WHERE conversation_id = ?1 AND error_kind IS NULL ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![conversation], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut messages = Vec::new();
+        for row in rows {
+            let (question, answer) = row?;
+            messages.push(Message::user(question));
+            messages.push(Message::assistant(answer));
+        }
+        Ok(messages)
+    }
+
+    /// Records an entry (its `id` and `at` are set here); returns its number.
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub fn record(&self, entry: &Entry) -> Result<i64, HistoryError> {
+        let json = |value: &dyn erased::Json| value.json();
+        self.connection.execute(
+            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            params![
+                entry.conversation,
+                now(),
+                entry.question,
+                entry.answer,
+                entry.reasoning,
+                entry.model,
+                entry.api,
+                json(&entry.sources),
+                entry.usage.as_ref().map(|usage| json(usage)),
+                entry.cost,
+                entry.first_token_ms.map(|millis| millis.min(i64::MAX as u64) as i64),
+                entry.total_ms.min(i64::MAX as u64) as i64,
+                entry.fallback,
+                entry.cached,
+                entry.simulated,
+                entry.error_kind,
+                entry.error_message,
+            ],
+        )?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// The latest `limit` entries, newest first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn recent(&self, limit: usize) -> Result<Vec<Entry>, HistoryError> {
+        self.select(
+            "SELECT * FROM entries ORDER BY id DESC LIMIT ?1",
+            params![limit.min(i64::MAX as usize) as i64],
+        )
+    }
+
+    /// Entries whose question or answer holds every word, best matches first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn search(&self, words: &[String], limit: usize) -> Result<Vec<Entry>, HistoryError> {
+        // Each word quoted, so FTS5 syntax in what a person typed is taken literally.
+        let query: Vec<String> = words
+            .iter()
+            .flat_map(|words| words.split_whitespace())
+            .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+            .collect();
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.select(
+            "SELECT entries.* FROM entries_text JOIN entries ON entries.id = entries_text.rowid
+             WHERE entries_text MATCH ?1 ORDER BY rank LIMIT ?2",
+            params![query.join(" "), limit.min(i64::MAX as usize) as i64],
+        )
+    }
+
+    /// Entry `id`.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn get(&self, id: i64) -> Result<Option<Entry>, HistoryError> {
+        Ok(self
+            .select("SELECT * FROM entries WHERE id = ?1", params![id])?
+            .pop())
+    }
+
+    fn select(
+        &self,
+        sql: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Vec<Entry>, HistoryError> {
+        let mut statement = self.connection.prepare(sql)?;
+        let rows = statement.query_map(parameters, |row| {
+            let sources: String = row.get("sources")?;
+            let usage: Option<String> = row.get("usage")?;
+            Ok(Entry {
+                id: row.get("id")?,
+                conversation: row.get("conversation_id")?,
+                at: row.get("at")?,
+                question: row.get("question")?,
+                answer: row.get("answer")?,
+                reasoning: row.get("reasoning")?,
+                model: row.get("model")?,
+                api: row.get("api")?,
+                sources: serde_json::from_str(&sources).unwrap_or_default(),
+                usage: usage.and_then(|usage| serde_json::from_str(&usage).ok()),
+                cost: row.get("cost")?,
+                first_token_ms: row
+                    .get::<_, Option<i64>>("first_token_ms")?
+                    .map(|millis| millis.max(0) as u64),
+                total_ms: row.get::<_, i64>("total_ms")?.max(0) as u64,
+                fallback: row.get("fallback")?,
+                cached: row.get("cached")?,
+                simulated: row.get("simulated")?,
+                error_kind: row.get("error_kind")?,
+                error_message: row.get("error_message")?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+mod erased {
+    /// A value stored as JSON text.
+    pub(super) trait Json {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs().min(i64::MAX as u64) as i64)
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) for seconds since 1970.
+pub fn format_time(at: i64) -> String {
+    let days = at.div_euclid(86_400);
+    let seconds = at.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        seconds / 3_600,
+        seconds % 3_600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(conversation: i64, question: &str, answer: &str) -> Entry {
+        Entry {
+            conversation,
+            question: question.into(),
+            answer: answer.into(),
+            model: "sonar".into(),
+            api: "sonar".into(),
+            total_ms: 12,
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn entries_are_kept_searched_and_continued() {
+        let dir = std::env::temp_dir().join(format!("pplx-history-{}", std::process::id()));
+        let path = dir.join("history.db");
+        let _ = std::fs::remove_file(&path);
+        let history = History::open(&path).unwrap();
+        let first = history.new_conversation().unwrap();
+        history
+            .record(&entry(
+                first,
+                "Explain quantum computing",
+                "Qubits hold superpositions.",
+            ))
+            .unwrap();
+        let mut failed = entry(first, "And volcanoes?", "Olympus");
+        failed.error_kind = Some("interrupted".into());
+        history.record(&failed).unwrap();
+        let second = history.new_conversation().unwrap();
+        let id = history
+            .record(&entry(
+                second,
+                "What is the tallest volcano?",
+                "Olympus Mons \"rises\" 22 km.",
+            ))
+            .unwrap();
+        assert_eq!(history.last_conversation().unwrap(), Some(second));
+        assert_eq!(
+            history.messages(first).unwrap(),
+            [
+                Message::user("Explain quantum computing"),
+                Message::assistant("Qubits hold superpositions.")
+            ],
+            "failed exchanges are not context"
+        );
+        let found = history.search(&["tallest volcano".into()], 10).unwrap();
+        assert_eq!(found.iter().map(|entry| entry.id).collect::<Vec<_>>(), [id]);
+        assert!(
+            history.search(&["\"rises\" OR".into()], 10).is_ok(),
+            "typed words are literal"
+        );
+        assert_eq!(history.recent(2).unwrap()[0].id, id);
+        assert_eq!(
+            history.get(id).unwrap().unwrap().question,
+            "What is the tallest volcano?"
+        );
+        drop(history);
+        // Reopening migrates nothing and keeps everything.
+        assert_eq!(History::open(&path).unwrap().recent(10).unwrap().len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn times_read_as_dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(format_time(1_764_374_400), "2025-11-29 00:00");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+    }
+}
