@@ -486,6 +486,18 @@ async fn every_answer_is_kept_searchable_and_shown_again() {
     )
     .await;
     assert_eq!(output.status.code(), Some(0));
+    // Nor with log = false in the config file.
+    let config = data.join("no-log.toml");
+    std::fs::write(&config, "log = false\n").unwrap();
+    let config = config.to_str().unwrap();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--config", config, "--no-cache", "Unlogged too"],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(log_json(&data, &[]).await.len(), 2);
 }
 
