@@ -66,6 +66,9 @@ struct Counters {
 }
 
 /// Wraps any [`ChatProvider`] with a cache. See the crate docs for the rules.
+///
+/// Needs a Tokio runtime (with its time driver) where it is used: a miss runs its upstream
+/// request in a spawned task, so that callers who leave do not cancel it for the others.
 pub struct CachedProvider<P> {
     shared: Arc<Shared<P>>,
 }
@@ -76,6 +79,16 @@ struct Shared<P> {
     config: CacheConfig,
     flights: Mutex<HashMap<(String, bool), Arc<Flight>>>,
     counters: Counters,
+}
+
+/// Clones share the cache, its flights and its counters (as clones of a provider share its
+/// connections).
+impl<P> Clone for CachedProvider<P> {
+    fn clone(&self) -> Self {
+        CachedProvider {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 impl<P> std::fmt::Debug for CachedProvider<P> {

@@ -298,6 +298,8 @@ pub struct PerplexityConfig {
     /// Where the API is: `https://api.perplexity.ai`, the simulator, or any OpenAI-compatible
     /// endpoint. Plain `http://` only for loopback unless `allow_insecure_http`.
     pub base_url: String,
+    /// The model of [`PerplexityProvider::request`](crate::PerplexityProvider::request).
+    pub default_model: String,
     /// The API to use. `Some` is an explicit choice and wins over the model's name; with
     /// `None`, Sonar models go to Sonar, presets to the Agent API, and `provider/model`
     /// names to the Agent API when the endpoint serves it (see `agent_endpoint`), else to
@@ -344,6 +346,7 @@ impl Default for PerplexityConfig {
     fn default() -> Self {
         PerplexityConfig {
             base_url: "https://api.perplexity.ai".to_owned(),
+            default_model: "sonar".to_owned(),
             api: None,
             agent_endpoint: None,
             keys: Vec::new(),

@@ -27,14 +27,16 @@
 //! - Dropping the stream cancels the request: the connection is closed and the key's
 //!   in-flight slot freed.
 //!
-//! ```no_run
-//! use chat_core::{ChatEvent, ChatProvider, ChatRequest};
-//! use futures_util::StreamExt;
-//! use provider_perplexity::{PerplexityConfig, PerplexityProvider};
+//! One dependency streams an answer, with four keys rotating:
 //!
-//! # #[tokio::main] async fn main() -> Result<(), chat_core::Error> {
-//! let provider = PerplexityProvider::new(PerplexityConfig::from_env())?;
-//! let mut stream = provider.chat_stream(ChatRequest::new("sonar", "Explain quantum computing"));
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use provider_perplexity::{ChatEvent, ChatProvider, PerplexityProvider};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), provider_perplexity::Error> {
+//! let keys = ["pplx-key-1", "pplx-key-2", "pplx-key-3", "pplx-key-4"];
+//! let provider = PerplexityProvider::builder().keys(keys).model("sonar").build()?;
+//! let mut stream = provider.chat_stream(provider.request("Explain quantum computing"));
 //! while let Some(event) = stream.next().await {
 //!     if let ChatEvent::TextDelta(text) = event? {
 //!         print!("{text}");
@@ -43,10 +45,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `PerplexityProvider::from_env()` reads the keys from `PERPLEXITY_API_KEY` (and `_1`, `_2`,
+//! ... or `PERPLEXITY_API_KEYS`); `examples/stream.rs` runs the example above offline, against
+//! the simulator.
+//!
 //! What it does not do: cache (see the cache crate), or parse anything but Perplexity's (and
 //! OpenAI-compatible) chat formats.
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod config;
 mod decode;
@@ -96,21 +103,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_core::{
-    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, TimeoutPhase,
-};
+use chat_core::{ChatStream, TimeoutPhase};
 use resilience::{
-    ApiKey, BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass,
-    KeyOutcome, KeyPool, KeyStats, Retrier, RetryBudget,
+    BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome,
+    KeyPool, KeyStats, Retrier, RetryBudget,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use builder::PerplexityBuilder;
 pub use config::{
     AfterCommit, Api, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily, PRESETS,
     PerplexityConfig, Proxy, Timeouts, keys_from, keys_from_env,
 };
 pub use options::{SearchContextSize, SearchMode, SonarOptions};
+
+// What a caller needs, so that this crate alone is enough to stream an answer.
+pub use chat_core::{
+    ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, ErrorKind, Message, Sources,
+};
+pub use resilience::ApiKey;
 
 use crate::client::{HttpClient, Live};
 

@@ -1,0 +1,121 @@
+//! The first ten lines: a provider from a few keys and a model, or from the environment.
+
+use std::time::Duration;
+
+use chat_core::{ChatRequest, Error};
+use resilience::ApiKey;
+
+use crate::{AfterCommit, Api, PerplexityConfig, PerplexityProvider, Timeouts};
+
+/// Builds a [`PerplexityProvider`]: the keys, and what differs from the defaults.
+///
+/// ```
+/// # fn main() -> Result<(), provider_perplexity::Error> {
+/// let provider = provider_perplexity::PerplexityProvider::builder()
+///     .keys(["pplx-key-1", "pplx-key-2"])
+///     .model("sonar-pro")
+///     .build()?;
+/// assert_eq!(provider.request("Explain quantum computing").model, "sonar-pro");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "call build() to get the provider"]
+pub struct PerplexityBuilder {
+    config: PerplexityConfig,
+}
+
+impl PerplexityBuilder {
+    /// Adds keys (blank ones are skipped); several are rotated, least recently used first.
+    pub fn keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.keys.extend(
+            keys.into_iter()
+                .map(|key| ApiKey::new(key.as_ref().trim()))
+                .filter(|key| !key.is_empty()),
+        );
+        self
+    }
+
+    /// Adds one key.
+    pub fn key(self, key: impl AsRef<str>) -> Self {
+        self.keys([key])
+    }
+
+    /// The model (or alias, or preset) of [`PerplexityProvider::request`] (default `sonar`).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.config.default_model = model.into();
+        self
+    }
+
+    /// Where the API is (default `https://api.perplexity.ai`).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.config.base_url = base_url.into();
+        self
+    }
+
+    /// The API to use whatever the model's name implies.
+    pub fn api(mut self, api: Api) -> Self {
+        self.config.api = Some(api);
+        self
+    }
+
+    /// The deadlines of models outside every family.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.config.timeouts = timeouts;
+        self
+    }
+
+    /// A bound on every whole request, whatever the model.
+    pub fn total_timeout(mut self, total: Duration) -> Self {
+        self.config.timeouts.total = total;
+        for family in &mut self.config.families {
+            family.timeouts.total = total;
+        }
+        self
+    }
+
+    /// What a break after answer text does (default: an interruption error).
+    pub fn after_commit(mut self, after_commit: AfterCommit) -> Self {
+        self.config.after_commit = after_commit;
+        self
+    }
+
+    /// Any other setting.
+    pub fn configure(mut self, change: impl FnOnce(&mut PerplexityConfig)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    /// The provider.
+    ///
+    /// # Errors
+    /// A config error: no key, or a base URL that is not `https://` (or loopback `http://`).
+    pub fn build(self) -> Result<PerplexityProvider, Error> {
+        PerplexityProvider::new(self.config)
+    }
+}
+
+impl PerplexityProvider {
+    /// A builder: `PerplexityProvider::builder().keys([...]).model("sonar").build()?`.
+    pub fn builder() -> PerplexityBuilder {
+        PerplexityBuilder::default()
+    }
+
+    /// A provider from the environment: keys from `PERPLEXITY_API_KEY`,
+    /// `PERPLEXITY_API_KEY_1`.. and `PERPLEXITY_API_KEYS`, the base URL from
+    /// `PERPLEXITY_BASE_URL`, a proxy from `PERPLEXITY_PROXY` or `HTTPS_PROXY`/`HTTP_PROXY`.
+    ///
+    /// # Errors
+    /// A config error when no key is set.
+    pub fn from_env() -> Result<PerplexityProvider, Error> {
+        PerplexityProvider::new(PerplexityConfig::from_env())
+    }
+
+    /// A request for `question` to the builder's model (`sonar` by default).
+    pub fn request(&self, question: impl Into<String>) -> ChatRequest {
+        ChatRequest::new(self.config().default_model.clone(), question)
+    }
+}
