@@ -147,19 +147,17 @@ fn ci() -> Result {
     tidy::check(&root())?;
     deny()?;
     // The offline examples run (all of them build with clippy --all-targets).
-    run(
-        "cargo",
-        &[
-            "run",
-            "--locked",
-            "-q",
-            "-p",
-            "provider-perplexity",
-            "--example",
-            "stream",
-        ],
-        &[],
-    )?;
+    for (package, example) in [
+        ("provider-perplexity", "stream"),
+        ("resilience", "flaky"),
+        ("cache", "cached"),
+    ] {
+        run(
+            "cargo",
+            &["run", "--locked", "-q", "-p", package, "--example", example],
+            &[],
+        )?;
+    }
     soak(true)?;
     // The fuzz smoke: every target briefly, so a target that no longer builds or crashes at
     // once is caught (the long runs are in docs/RELIABILITY.md).
