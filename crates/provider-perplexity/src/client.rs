@@ -86,6 +86,9 @@ fn proxy_matcher(proxy: &Proxy) -> Result<Matcher, Error> {
                 "all_proxy",
             ]
             .into_iter()
+            // Under CGI, HTTP_PROXY comes from a request's `Proxy:` header ("httpoxy"): as
+            // curl does, it is not trusted there.
+            .filter(|name| *name != "HTTP_PROXY" || std::env::var_os("REQUEST_METHOD").is_none())
             .find_map(env);
             match url {
                 Some(url) => from_url(

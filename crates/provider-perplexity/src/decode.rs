@@ -101,6 +101,12 @@ impl Decoder {
         if is_keep_alive(data) {
             return Ok(()); // A keep-alive ping, as the official consumers treat them.
         }
+        if self.api == Api::Agent && data.trim() == "[DONE]" {
+            // Responses-style streams end with their final event; a `[DONE]` from a proxy or
+            // a compatible server says nothing more (and before the end, the stream's end
+            // is what counts).
+            return Ok(());
+        }
         match self.api {
             Api::Sonar => self.feed_sonar(data, out)?,
             Api::Agent => self.feed_agent(data, out)?,
@@ -608,6 +614,17 @@ mod tests {
         let mut decoder = Decoder::new(Api::Agent);
         decoder.feed(b"", "ping", &mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_done_marker_in_an_agent_stream_is_not_an_error() {
+        let (events, error) =
+            agent(&[json!({"type": "response.output_text.delta", "delta": "Olympus"})]);
+        assert!(error.is_none());
+        let mut decoder = Decoder::new(Api::Agent);
+        let mut out = VecDeque::new();
+        decoder.feed(b"", "[DONE]", &mut out).unwrap();
+        assert!(out.is_empty() && !events.is_empty());
     }
 
     #[test]
