@@ -252,7 +252,13 @@ fn start_conversation(
             });
             (Some(id), context)
         }
-        None => (history.new_conversation().ok(), Vec::new()),
+        None => match history.new_conversation() {
+            Ok(id) => (Some(id), Vec::new()),
+            Err(error) => {
+                eprintln!("pplx: history: {error}; this answer is not kept");
+                (None, Vec::new())
+            }
+        },
     };
     if continuing {
         eprintln!(
