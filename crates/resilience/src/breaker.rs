@@ -161,15 +161,42 @@ struct Inner {
     probe_results: Counts,
 }
 
+/// What a permit knows of its admission; both kinds of permit report through it.
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    generation: u64,
+    probe: Option<u64>,
+    started: Instant,
+}
+
+impl Admission {
+    /// Reports the call's outcome; its duration is measured from admission.
+    fn record(self, breaker: &CircuitBreaker, outcome: CallOutcome) {
+        // The one clock read of the success path besides admission's.
+        let now = Instant::now();
+        let slow = now - self.started >= breaker.config.slow_call_duration;
+        breaker.record(self.generation, self.probe, outcome, slow, now);
+    }
+
+    /// A permit dropped unreported: ignored outcomes use no time, so the clock is skipped.
+    fn ignore(self, breaker: &CircuitBreaker) {
+        breaker.record(
+            self.generation,
+            self.probe,
+            CallOutcome::Ignored,
+            false,
+            self.started,
+        );
+    }
+}
+
 /// Admission of one call; report how it went with [`record`](Permit::record). Dropping it
 /// unreported counts as [`CallOutcome::Ignored`].
 #[derive(Debug)]
 #[must_use = "report the call's outcome with `record`"]
 pub struct Permit<'breaker> {
     breaker: &'breaker CircuitBreaker,
-    generation: u64,
-    probe: Option<u64>,
-    started: Instant,
+    admission: Admission,
     recorded: bool,
 }
 
@@ -177,15 +204,9 @@ impl Permit<'_> {
     /// Reports the call's outcome; its duration is measured from admission.
     pub fn record(mut self, outcome: CallOutcome) {
         self.recorded = true;
-        // The one clock read of the success path besides admission's.
-        let now = Instant::now();
-        let slow = now - self.started >= self.breaker.config.slow_call_duration;
-        self.breaker
-            .record(self.generation, self.probe, outcome, slow, now);
+        self.admission.record(self.breaker, outcome);
     }
-}
 
-impl Permit<'_> {
     /// The same admission, owning a handle on the breaker: for a call whose outcome is known
     /// only later, elsewhere (a stream that can still fail after it started answering).
     pub fn into_owned(mut self, breaker: &Arc<CircuitBreaker>) -> OwnedPermit {
@@ -193,10 +214,16 @@ impl Permit<'_> {
         self.recorded = true; // The owned permit reports instead.
         OwnedPermit {
             breaker: breaker.clone(),
-            generation: self.generation,
-            probe: self.probe,
-            started: self.started,
+            admission: self.admission,
             recorded: false,
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.admission.ignore(self.breaker);
         }
     }
 }
@@ -207,9 +234,7 @@ impl Permit<'_> {
 #[must_use = "report the call's outcome with `record`"]
 pub struct OwnedPermit {
     breaker: Arc<CircuitBreaker>,
-    generation: u64,
-    probe: Option<u64>,
-    started: Instant,
+    admission: Admission,
     recorded: bool,
 }
 
@@ -217,38 +242,14 @@ impl OwnedPermit {
     /// Reports the call's outcome; its duration is measured from admission.
     pub fn record(mut self, outcome: CallOutcome) {
         self.recorded = true;
-        let now = Instant::now();
-        let slow = now - self.started >= self.breaker.config.slow_call_duration;
-        self.breaker
-            .record(self.generation, self.probe, outcome, slow, now);
+        self.admission.record(&self.breaker, outcome);
     }
 }
 
 impl Drop for OwnedPermit {
     fn drop(&mut self) {
         if !self.recorded {
-            self.breaker.record(
-                self.generation,
-                self.probe,
-                CallOutcome::Ignored,
-                false,
-                self.started,
-            );
-        }
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.recorded {
-            // Ignored outcomes use no time: skip the clock.
-            self.breaker.record(
-                self.generation,
-                self.probe,
-                CallOutcome::Ignored,
-                false,
-                self.started,
-            );
+            self.admission.ignore(&self.breaker);
         }
     }
 }
@@ -328,9 +329,11 @@ impl CircuitBreaker {
     fn permit(&self, generation: u64, probe: Option<u64>) -> Permit<'_> {
         Permit {
             breaker: self,
-            generation,
-            probe,
-            started: Instant::now(),
+            admission: Admission {
+                generation,
+                probe,
+                started: Instant::now(),
+            },
             recorded: false,
         }
     }
