@@ -438,26 +438,10 @@ mod tests {
 
     use super::*;
 
-    /// A client that keeps the progress messages it receives.
-    struct Progress(Arc<Mutex<Vec<String>>>);
+    /// A client that keeps every progress value with its message.
+    struct Progress(Arc<Mutex<Vec<(f64, String)>>>);
 
     impl ClientHandler for Progress {
-        async fn on_progress(
-            &self,
-            params: ProgressNotificationParam,
-            _: NotificationContext<RoleClient>,
-        ) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(params.message.unwrap_or_default());
-        }
-    }
-
-    /// A client that keeps every progress value with its message.
-    struct Values(Arc<Mutex<Vec<(f64, String)>>>);
-
-    impl ClientHandler for Values {
         async fn on_progress(
             &self,
             params: ProgressNotificationParam,
@@ -470,18 +454,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_restart_is_said_and_progress_never_goes_back() {
-        let mut sim_config = SimConfig::default();
-        sim_config.keys = vec!["mcp-test-key".into()];
-        sim_config.pace = Pace::instant();
-        let sim = Simulator::start(sim_config).await.unwrap();
-        // The first answer breaks after 4 chunks of text; the restart answers in full.
-        sim.script(Target::Any, Fault::drop_after_events(4), 1);
+    /// `pplx-mcp` on the official presets for `config` (keyed `mcp-test-key`, at `sim`),
+    /// served over an in-memory duplex; a client keeping its progress in `progress`.
+    async fn serve(
+        sim: &Simulator,
+        change: impl FnOnce(&mut PerplexityConfig),
+        progress: Arc<Mutex<Vec<(f64, String)>>>,
+    ) -> rmcp::service::RunningService<RoleClient, Progress> {
         let mut config = PerplexityConfig::default();
         config.base_url = sim.base_url();
         config.keys = vec![resilience::ApiKey::new("mcp-test-key")];
-        config.after_commit = provider_perplexity::AfterCommit::Restart { max_restarts: 1 };
+        change(&mut config);
         let perplexity = PerplexityProvider::new(config).unwrap();
         let server = PplxMcp {
             provider: Arc::new(perplexity.clone()),
@@ -491,8 +474,22 @@ mod tests {
         };
         let (server_io, client_io) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        Progress(progress).serve(client_io).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_restart_is_said_and_progress_never_goes_back() {
+        let mut sim_config = SimConfig::default();
+        sim_config.keys = vec!["mcp-test-key".into()];
+        sim_config.pace = Pace::instant();
+        let sim = Simulator::start(sim_config).await.unwrap();
+        // The first answer breaks after 4 chunks of text; the restart answers in full.
+        sim.script(Target::Any, Fault::drop_after_events(4), 1);
         let values = Arc::new(Mutex::new(Vec::new()));
-        let client = Values(values.clone()).serve(client_io).await.unwrap();
+        let restart = |config: &mut PerplexityConfig| {
+            config.after_commit = provider_perplexity::AfterCommit::Restart { max_restarts: 1 };
+        };
+        let client = serve(&sim, restart, values.clone()).await;
         let question = "Explain quantum computing";
         let mut meta = RequestMetaObject::new();
         meta.set_progress_token(ProgressToken(NumberOrString::Number(1)));
@@ -545,20 +542,8 @@ mod tests {
         sim_config.pace = pace;
         sim_config.record_bodies = true;
         let sim = Simulator::start(sim_config).await.unwrap();
-        let mut config = PerplexityConfig::default();
-        config.base_url = sim.base_url();
-        config.keys = vec![resilience::ApiKey::new("mcp-test-key")];
-        let perplexity = PerplexityProvider::new(config).unwrap();
-        let server = PplxMcp {
-            provider: Arc::new(perplexity.clone()),
-            perplexity,
-            models: tools::Models::default(),
-            instructions: "test".into(),
-        };
-        let (server_io, client_io) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
         let messages = Arc::new(Mutex::new(Vec::new()));
-        let client = Progress(messages.clone()).serve(client_io).await.unwrap();
+        let client = serve(&sim, |_| {}, messages.clone()).await;
 
         let tools = client.list_all_tools().await.unwrap();
         let mut names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
@@ -586,7 +571,12 @@ mod tests {
         let expected = sim.expected_text("fast", &[question], None);
         let structured = result.structured_content.unwrap();
         assert_eq!(structured["answer"], expected.as_str());
-        let progress = messages.lock().unwrap().clone();
+        let progress: Vec<String> = messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, message)| message.clone())
+            .collect();
         let answer_starts = (0..progress.len())
             .find(|&start| progress[start..].concat() == expected)
             .expect("the progress ends with the answer, exactly");

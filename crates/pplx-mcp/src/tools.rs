@@ -195,6 +195,15 @@ fn invalid(field: &str, problem: &str) -> ErrorData {
     )
 }
 
+/// The `query` argument: a non-empty string.
+fn query(arguments: &Map<String, Value>) -> Result<&str, ErrorData> {
+    arguments
+        .get("query")
+        .and_then(Value::as_str)
+        .filter(|query| !query.trim().is_empty())
+        .ok_or_else(|| invalid("query", "must be a non-empty string"))
+}
+
 fn messages(arguments: &Map<String, Value>) -> Result<Vec<Message>, ErrorData> {
     let Some(Value::Array(items)) = arguments.get("messages") else {
         return Err(invalid(
@@ -332,13 +341,7 @@ async fn seed(
     arguments: &Map<String, Value>,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
-    let Some(query) = arguments
-        .get("query")
-        .and_then(Value::as_str)
-        .filter(|query| !query.trim().is_empty())
-    else {
-        return Err(invalid("query", "must be a non-empty string"));
-    };
+    let query = query(arguments)?;
     let model = match arguments.get("model") {
         None | Some(Value::Null) => SEED_MODEL,
         Some(Value::String(model)) if !model.trim().is_empty() => model.as_str(),
@@ -530,13 +533,7 @@ async fn search(
     perplexity: &PerplexityProvider,
     arguments: &Map<String, Value>,
 ) -> Result<CallToolResult, ErrorData> {
-    let Some(query) = arguments
-        .get("query")
-        .and_then(Value::as_str)
-        .filter(|query| !query.trim().is_empty())
-    else {
-        return Err(invalid("query", "must be a non-empty string"));
-    };
+    let query = query(arguments)?;
     let mut body = json!({"query": query});
     let integer = |name: &str, low: u64, high: u64| -> Result<Option<u64>, ErrorData> {
         match arguments.get(name) {
