@@ -59,15 +59,11 @@ impl Decoder {
         let answer = self
             .text_bytes
             .saturating_add(self.sources_bytes)
-            .saturating_add(self.splitter_held());
+            .saturating_add(self.splitter.held_bytes());
         if answer > self.max_answer_bytes {
             return Err(Error::too_large(self.max_answer_bytes));
         }
         Ok(())
-    }
-
-    fn splitter_held(&self) -> usize {
-        self.splitter.held_bytes()
     }
 
     /// Whether the final event arrived.

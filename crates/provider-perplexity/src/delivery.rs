@@ -62,8 +62,19 @@ impl<S> Delivered<S> {
         if error.is_interrupted() && error.partial_text() == Some(self.text.as_str()) {
             return error;
         }
+        // The generator reports an interruption with its usage and cause; the text is this
+        // bookkeeping's, which alone saw every delta and restart.
         let usage = error.partial_usage().cloned();
-        Error::interrupted(std::mem::take(&mut self.text), usage, error)
+        let cause = if error.is_interrupted() {
+            std::error::Error::source(&error)
+                .and_then(|cause| cause.downcast_ref::<Error>())
+                .cloned()
+                .unwrap_or(error)
+        } else {
+            error
+        };
+        tracing::warn!(%cause, delivered_chars = self.text.chars().count(), "stream interrupted");
+        Error::interrupted(std::mem::take(&mut self.text), usage, cause)
     }
 }
 
@@ -170,6 +181,30 @@ mod tests {
         let out = deliver(vec![Err(broken()), text("b"), done()]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].as_ref().unwrap_err().kind(), ErrorKind::Connect);
+    }
+
+    #[test]
+    fn an_interruption_gets_the_callers_text_and_keeps_its_usage_and_cause() {
+        let usage = chat_core::Usage {
+            total_tokens: 7,
+            ..chat_core::Usage::default()
+        };
+        let out = deliver(vec![
+            text("Olympus "),
+            text("Mons"),
+            Err(Error::interrupted(
+                String::new(),
+                Some(usage.clone()),
+                broken(),
+            )),
+        ]);
+        let error = out.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(error.partial_text(), Some("Olympus Mons"));
+        assert_eq!(error.partial_usage(), Some(&usage));
+        let cause = std::error::Error::source(error)
+            .and_then(|cause| cause.downcast_ref::<Error>())
+            .unwrap();
+        assert_eq!(cause.kind(), ErrorKind::Connect);
     }
 
     #[test]

@@ -592,8 +592,8 @@ impl ChatProvider for PerplexityProvider {
                         return;
                     }
                 };
-                // Past the commit point: the text handed out, exactly.
-                let mut delivered = String::new();
+                // Past the commit point. The text handed out is `Delivered`'s to keep: an
+                // interruption below carries only the usage and the cause.
                 let mut permit = Some(permit);
                 let mut next = held.into_iter().map(Ok).collect::<std::collections::VecDeque<_>>();
                 loop {
@@ -608,9 +608,6 @@ impl ChatProvider for PerplexityProvider {
                     };
                     match event {
                         Ok(event) => {
-                            if let ChatEvent::TextDelta(text) = &event {
-                                delivered.push_str(text);
-                            }
                             let done = matches!(event, ChatEvent::Done(_));
                             if done {
                                 cancel.disarm();
@@ -644,8 +641,7 @@ impl ChatProvider for PerplexityProvider {
                                 yield Ok(ChatEvent::Restart);
                                 continue 'attempts;
                             }
-                            tracing::warn!(%cause, delivered_chars = delivered.chars().count(), "stream interrupted");
-                            yield Err(Error::interrupted(delivered, live.usage(), cause));
+                            yield Err(Error::interrupted(String::new(), live.usage(), cause));
                             return;
                         }
                     }
