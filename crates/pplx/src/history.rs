@@ -255,7 +255,6 @@ impl History {
     /// # Errors
     /// When the database cannot be written.
     pub fn record(&self, entry: &Entry) -> Result<i64, HistoryError> {
-        let json = |value: &dyn erased::Json| value.json();
         self.connection.execute(
             "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
@@ -268,7 +267,7 @@ impl History {
                 entry.model,
                 entry.api,
                 json(&entry.sources),
-                entry.usage.as_ref().map(|usage| json(usage)),
+                entry.usage.as_ref().map(json),
                 entry.cost,
                 entry.first_token_ms.map(|millis| millis.min(i64::MAX as u64) as i64),
                 entry.total_ms.min(i64::MAX as u64) as i64,
@@ -360,17 +359,9 @@ impl History {
     }
 }
 
-mod erased {
-    /// A value stored as JSON text.
-    pub(super) trait Json {
-        fn json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
-    }
+/// A value stored as JSON text.
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn now() -> i64 {
