@@ -16,9 +16,10 @@ fn layer(name: &str) -> Option<u8> {
         name if name.starts_with("provider-") => 4,
         // The simulator's library is embedded by the programs (their offline mode).
         "pplx-sim" => 5,
-        "pplx" => 6,
-        // The MCP server shares the terminal client's setup (config, keys, simulator, cache).
-        "pplx-mcp" => 7,
+        // What both programs share: config, keys, simulator fallback, cache choice.
+        "pplx-setup" => 6,
+        // The programs; neither depends on the other.
+        "pplx" | "pplx-mcp" => 7,
         // Tooling sits above everything and may use anything.
         "tests" | "benches" | "xtask" => 8,
         _ => return None,

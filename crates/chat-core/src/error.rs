@@ -253,8 +253,7 @@ impl Error {
 
     /// Whether another attempt may succeed (perhaps with another key).
     pub fn is_retryable(&self) -> bool {
-        use resilience::{Classify, FailureClass};
-        self.failure_class() != FailureClass::Permanent
+        self.class() != Class::Permanent
     }
 
     /// Whether this is a rate limit (429, or every key cooling).
@@ -316,11 +315,21 @@ impl Error {
     }
 }
 
-impl resilience::Classify for Error {
-    fn failure_class(&self) -> resilience::FailureClass {
-        use resilience::FailureClass;
+/// How a failure should be handled: the same classes as `resilience::FailureClass`, kept
+/// here so that `is_retryable` works without the `resilience` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Transient,
+    RateLimited,
+    KeyRejected,
+    QuotaExhausted,
+    Permanent,
+}
+
+impl Error {
+    fn class(&self) -> Class {
         match self.inner.should_retry {
-            Some(false) => return FailureClass::Permanent,
+            Some(false) => return Class::Permanent,
             // Key failures keep their class (they rotate keys); anything else is retried.
             Some(true)
                 if !matches!(
@@ -328,25 +337,35 @@ impl resilience::Classify for Error {
                     ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::Quota
                 ) =>
             {
-                return FailureClass::Transient;
+                return Class::Transient;
             }
             _ => {}
         }
         match self.inner.kind {
-            ErrorKind::RateLimited if self.inner.status == Some(429) => FailureClass::RateLimited,
-            ErrorKind::Auth if self.inner.status.is_some() => FailureClass::KeyRejected,
-            ErrorKind::Quota => FailureClass::QuotaExhausted,
+            ErrorKind::RateLimited if self.inner.status == Some(429) => Class::RateLimited,
+            ErrorKind::Auth if self.inner.status.is_some() => Class::KeyRejected,
+            ErrorKind::Quota => Class::QuotaExhausted,
             ErrorKind::Connect
             | ErrorKind::Server
             | ErrorKind::Protocol
-            | ErrorKind::Incomplete => FailureClass::Transient,
-            ErrorKind::Timeout if self.inner.phase != Some(TimeoutPhase::Total) => {
-                FailureClass::Transient
-            }
-            ErrorKind::Http if matches!(self.inner.status, Some(408 | 409)) => {
-                FailureClass::Transient
-            }
-            _ => FailureClass::Permanent,
+            | ErrorKind::Incomplete => Class::Transient,
+            ErrorKind::Timeout if self.inner.phase != Some(TimeoutPhase::Total) => Class::Transient,
+            ErrorKind::Http if matches!(self.inner.status, Some(408 | 409)) => Class::Transient,
+            _ => Class::Permanent,
+        }
+    }
+}
+
+#[cfg(feature = "resilience")]
+impl resilience::Classify for Error {
+    fn failure_class(&self) -> resilience::FailureClass {
+        use resilience::FailureClass;
+        match self.class() {
+            Class::Transient => FailureClass::Transient,
+            Class::RateLimited => FailureClass::RateLimited,
+            Class::KeyRejected => FailureClass::KeyRejected,
+            Class::QuotaExhausted => FailureClass::QuotaExhausted,
+            Class::Permanent => FailureClass::Permanent,
         }
     }
 
@@ -355,6 +374,7 @@ impl resilience::Classify for Error {
     }
 }
 
+#[cfg(feature = "resilience")]
 impl From<resilience::Error> for Error {
     fn from(error: resilience::Error) -> Self {
         let retry_after = error.retry_after();
@@ -443,6 +463,7 @@ impl std::error::Error for Error {
 }
 
 #[cfg(test)]
+#[cfg(feature = "resilience")]
 mod tests {
     use resilience::{Classify, FailureClass};
 

@@ -7,8 +7,10 @@
 //!   sources when they first appear or change, usage, an optional restart marker, and `Done`
 //!   with the assembled [`ChatResponse`]. An [`Accumulator`] folds events into the answer.
 //! - [`Error`] is opaque and answers questions: [`Error::is_retryable`],
-//!   [`Error::retry_after`], [`Error::timeout_phase`], [`Error::partial_text`], ... It implements
-//!   [`resilience::Classify`], so the retry driver can act on it without vendor types.
+//!   [`Error::retry_after`], [`Error::timeout_phase`], [`Error::partial_text`], ... With the
+//!   `resilience` feature it implements `resilience::Classify` (and converts
+//!   `resilience::Error`), so the retry driver can act on it without vendor types. Without the
+//!   feature, a crate that only implements [`ChatProvider`] pulls in no tokio.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -172,7 +172,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let file = pplx::config::load(args.config.as_deref())?;
+    let file =
+        pplx_setup::config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
     let total_timeout = match env("PERPLEXITY_TIMEOUT_MS") {
         None => None,
         Some(text) => match text.parse::<u64>() {
@@ -204,18 +205,23 @@ async fn run(args: Args) -> Result<(), String> {
             .clone()
             .unwrap_or_else(|| tools::Models::default().research),
     };
-    let options = pplx::SetupOptions {
+    let options = pplx_setup::SetupOptions {
         base_url: args.base_url.clone(),
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
         require_key: true,
         total_timeout,
-        ..pplx::SetupOptions::default()
+        ..pplx_setup::SetupOptions::default()
     };
-    let setup = pplx::setup(&options, file, "pplx-mcp").await?;
+    let setup = pplx_setup::setup(&options, file)
+        .await
+        .map_err(|error| error.to_string())?;
+    if let Some(notice) = &setup.notice {
+        eprintln!("pplx-mcp: {notice}");
+    }
     let mut instructions = "Perplexity: web-grounded answers with citations. Use perplexity_search for URLs, facts and news; perplexity_ask for quick answers; perplexity_reason for step-by-step analysis; perplexity_research for in-depth multi-source research (slow). All tools are read-only. Answers stream as progress notifications when a progress token is given.".to_owned();
-    if setup.simulator.is_some() {
+    if setup.is_simulated() {
         instructions.push_str(" This server has no Perplexity API key: answers come from a built-in simulator and are not real.");
     }
     let server = PplxMcp {

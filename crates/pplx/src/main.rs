@@ -138,7 +138,7 @@ struct Session {
     show_reasoning: bool,
     stream: bool,
     /// Keeps the embedded simulator alive while the session runs.
-    _sim: Option<pplx_sim::Simulator>,
+    _sim: Option<pplx_setup::Simulator>,
     /// The history and the conversation being written, unless the history is off.
     log: Option<(History, std::cell::Cell<i64>)>,
 }
@@ -161,7 +161,7 @@ async fn run(args: Args) -> u8 {
         }
         None => {}
     }
-    let file = match pplx::config::load(args.config.as_deref()) {
+    let file = match pplx_setup::config::load(args.config.as_deref()) {
         Ok(file) => file,
         Err(error) => {
             eprintln!("pplx: config: {error}");
@@ -177,7 +177,11 @@ async fn run(args: Args) -> u8 {
         Ok(session) => session,
         Err(error) => {
             eprintln!("pplx: {error}");
-            return EXIT_USAGE;
+            return if error.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            };
         }
     };
     let context = match start_conversation(&mut session, &args, log_enabled) {
@@ -293,17 +297,23 @@ fn question(args: &Args) -> Result<Option<String>, u8> {
     Ok(Some(args.question.join(" ")))
 }
 
-async fn session(args: &Args, file: pplx::config::FileConfig) -> Result<Session, String> {
-    let options = pplx::SetupOptions {
+async fn session(
+    args: &Args,
+    file: pplx_setup::config::FileConfig,
+) -> Result<Session, pplx_setup::Error> {
+    let options = pplx_setup::SetupOptions {
         api: args.api.clone(),
         base_url: args.base_url.clone(),
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
         model: args.model.clone(),
-        ..pplx::SetupOptions::default()
+        ..pplx_setup::SetupOptions::default()
     };
-    let setup = pplx::setup(&options, file, "pplx").await?;
+    let setup = pplx_setup::setup(&options, file).await?;
+    if let Some(notice) = &setup.notice {
+        eprintln!("pplx: {notice}");
+    }
     Ok(Session {
         provider: setup.provider,
         perplexity: setup.perplexity,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::Error;
+
 /// The file, as written. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,7 +138,10 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Reads the file at `path`; a missing default file is an empty config, a missing explicit
 /// one is an error.
-pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
+///
+/// # Errors
+/// [`Error::ReadConfig`] or [`Error::ParseConfig`], naming the file.
+pub fn load(path: Option<&Path>) -> Result<FileConfig, Error> {
     let (path, explicit) = match path {
         Some(path) => (path.to_path_buf(), true),
         None => match default_path() {
@@ -145,11 +150,14 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, String> {
         },
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display())),
+        Ok(text) => toml::from_str(&text).map_err(|source| Error::ParseConfig {
+            path,
+            source: Box::new(source),
+        }),
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => {
             Ok(FileConfig::default())
         }
-        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        Err(source) => Err(Error::ReadConfig { path, source }),
     }
 }
 

@@ -1,0 +1,393 @@
+//! [`setup`]: options, the config file and the environment in; a ready provider out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::ChatProvider;
+use provider_perplexity::{
+    AfterCommit, Api, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelFamily, PerplexityConfig,
+    PerplexityProvider, Timeouts, keys_from_env,
+};
+
+use crate::{Error, config};
+
+/// The key the built-in simulator accepts (a placeholder, not a secret).
+#[cfg(feature = "simulator")]
+const SIMULATOR_KEY: &str = "offline-simulator-key";
+
+/// Choices from the command line that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct SetupOptions {
+    /// `sonar` or `agent`.
+    pub api: Option<String>,
+    /// The API's base URL.
+    pub base_url: Option<String>,
+    /// Use the built-in simulator even if a key is set.
+    pub sim: bool,
+    /// `memory` or `redis://…`.
+    pub cache: Option<String>,
+    /// No cache at all.
+    pub no_cache: bool,
+    /// The default model or alias.
+    pub model: Option<String>,
+    /// Fail when no key is set instead of starting the built-in simulator (which then
+    /// answers only with `sim`).
+    pub require_key: bool,
+    /// A bound on every whole call, whatever the model.
+    pub total_timeout: Option<Duration>,
+}
+
+/// A ready provider.
+#[non_exhaustive]
+pub struct Setup {
+    /// The provider to ask (the cache in front, unless disabled).
+    pub provider: Arc<dyn ChatProvider>,
+    /// The Perplexity provider itself, for its key and breaker statistics.
+    pub perplexity: PerplexityProvider,
+    /// The default model or alias.
+    pub model: String,
+    /// The built-in simulator, when it answers; it stops when this is dropped.
+    #[cfg(feature = "simulator")]
+    pub simulator: Option<pplx_sim::Simulator>,
+    /// One line for the person running the program, when there is something they should
+    /// know (the built-in simulator answers, and why). This crate never prints: the
+    /// program says it, prefixed with its name.
+    pub notice: Option<String>,
+}
+
+impl Setup {
+    /// Whether the answers are simulated (no key, or `sim` asked for).
+    pub fn is_simulated(&self) -> bool {
+        self.notice.is_some()
+    }
+}
+
+/// Builds the provider from the options, the config file and the environment. Without a key
+/// (or with `sim`), it starts the built-in simulator (with the `simulator` feature) and says
+/// why in [`Setup::notice`].
+///
+/// # Errors
+/// [`Error::MissingKey`] when a key is required and none is set, [`Error::InvalidValue`] for
+/// a setting that cannot be used (an unknown API, a cache URL that is not one),
+/// [`Error::Provider`] when the provider refuses the result (an unusable base URL), and
+/// [`Error::Simulator`] when the simulator is needed but cannot start or is not built in.
+pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setup, Error> {
+    let key_env = file.key_env.as_deref().unwrap_or(KEY_ENV);
+    let keys_env = file.keys_env.as_deref().unwrap_or(KEYS_ENV);
+    let keys = keys_from_env(key_env, keys_env);
+    if keys.is_empty() && args.require_key && !args.sim {
+        return Err(Error::MissingKey {
+            key_env: key_env.to_owned(),
+            keys_env: keys_env.to_owned(),
+        });
+    }
+    let mut config = PerplexityConfig::default();
+    for (alias, model) in &file.aliases {
+        config.aliases.insert(alias.clone(), model.clone());
+    }
+    // An explicit API (flag, else file) wins over what the model's name implies.
+    config.api = match args.api.as_deref().or(file.api.as_deref()) {
+        None => None,
+        Some(name) => {
+            Some(Api::parse(name).map_err(|error| Error::invalid("api", error.to_string()))?)
+        }
+    };
+    apply_file(&mut config, &file)?;
+    if let Some(total) = args.total_timeout {
+        // A bound on the whole call, whatever the model (as PERPLEXITY_TIMEOUT_MS is for the
+        // official server).
+        config.timeouts.total = total;
+        for family in &mut config.families {
+            family.timeouts.total = total;
+        }
+    }
+    let simulated = keys.is_empty() || args.sim;
+    let notice = simulated.then(|| {
+        let reason = if args.sim {
+            "--sim".to_owned()
+        } else {
+            format!("no {key_env} set")
+        };
+        format!(
+            "{reason}: answering from the built-in simulator (offline, simulated text). Set {key_env} for real answers."
+        )
+    });
+    #[cfg(feature = "simulator")]
+    let mut simulator = None;
+    if simulated {
+        #[cfg(feature = "simulator")]
+        {
+            let mut sim_config = pplx_sim::SimConfig::default();
+            sim_config.keys = vec![SIMULATOR_KEY.to_owned()];
+            sim_config.pace = pplx_sim::Pace::realistic();
+            // A long-running program keeps only the latest requests in the simulator's log.
+            sim_config.log_capacity = Some(1_000);
+            let started = pplx_sim::Simulator::start(sim_config)
+                .await
+                .map_err(Error::Simulator)?;
+            config.base_url = started.base_url();
+            // The simulator speaks both APIs, as the real service does.
+            config.agent_endpoint = Some(true);
+            config.keys = vec![resilience::ApiKey::new(SIMULATOR_KEY)];
+            simulator = Some(started);
+        }
+        #[cfg(not(feature = "simulator"))]
+        return Err(Error::Simulator(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("this build has no simulator: set {key_env}"),
+        )));
+    } else {
+        config.keys = keys;
+        let base_url = args
+            .base_url
+            .clone()
+            .or_else(|| {
+                std::env::var("PERPLEXITY_BASE_URL")
+                    .ok()
+                    .filter(|url| !url.trim().is_empty())
+            })
+            .or(file.base_url.clone());
+        if let Some(base_url) = base_url {
+            config.base_url = base_url;
+        }
+    }
+    // With no model named, `--api agent` asks the Agent API's quick preset, not a Sonar model.
+    let default_model = match config.api {
+        Some(Api::Agent) => DEFAULT_PRESET,
+        _ => "sonar",
+    };
+    let perplexity = PerplexityProvider::new(config)?;
+    let model = args
+        .model
+        .clone()
+        .or(file.model.clone())
+        .unwrap_or_else(|| default_model.to_owned());
+    let cache_choice = args.cache.clone().or(file.cache.clone());
+    let provider: Arc<dyn ChatProvider> = if args.no_cache {
+        Arc::new(perplexity.clone())
+    } else {
+        let mut cache_config = cache::CacheConfig::default();
+        match cache_choice.as_deref() {
+            None | Some("memory") => {}
+            // Simulated text never goes to a shared cache, where real users of the same Redis
+            // would read it back as a real answer: it stays in this process's memory.
+            Some(url)
+                if (url.starts_with("redis://") || url.starts_with("rediss://")) && simulated => {}
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                cache_config.backend = cache::Backend::Redis {
+                    url: url.to_owned(),
+                };
+            }
+            Some(other) => {
+                return Err(Error::invalid(
+                    "cache",
+                    format!("{other:?}: use memory or redis://HOST:PORT"),
+                ));
+            }
+        }
+        Arc::new(cache::CachedProvider::new(
+            perplexity.clone(),
+            cache_config,
+        )?)
+    };
+    Ok(Setup {
+        provider,
+        perplexity,
+        model,
+        #[cfg(feature = "simulator")]
+        simulator,
+        notice,
+    })
+}
+
+/// Writes the deadlines a `[timeouts]`-like table sets over `timeouts`.
+fn apply_timeouts(timeouts: &mut Timeouts, file: &config::TimeoutsFile) {
+    for (slot, value) in [
+        (&mut timeouts.connect, file.connect_secs),
+        (&mut timeouts.headers, file.headers_secs),
+        (&mut timeouts.first_event, file.first_event_secs),
+        (&mut timeouts.idle, file.idle_secs),
+        (&mut timeouts.total, file.total_secs),
+    ] {
+        if let Some(duration) = config::seconds(value) {
+            *slot = duration;
+        }
+    }
+}
+
+/// Applies a config file's settings (deadlines, retries, breaker, families) to `config`.
+///
+/// # Errors
+/// [`Error::InvalidValue`] naming a value that cannot be used.
+pub fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), Error> {
+    apply_timeouts(&mut config.timeouts, &file.timeouts);
+    // `[families.NAME]` changes a default family or adds one; its models leave any other.
+    for (name, entry) in &file.families {
+        let models: Vec<&str> = entry.models.iter().map(String::as_str).collect();
+        for family in &mut config.families {
+            family
+                .models
+                .retain(|model| !models.contains(&model.as_str()));
+        }
+        let index = match config
+            .families
+            .iter()
+            .position(|family| family.name == *name)
+        {
+            Some(index) => index,
+            None => {
+                config
+                    .families
+                    .push(ModelFamily::new(name.clone(), &[], config.timeouts));
+                config.families.len() - 1
+            }
+        };
+        let family = &mut config.families[index];
+        family
+            .models
+            .extend(models.iter().map(|model| (*model).to_owned()));
+        apply_timeouts(&mut family.timeouts, &entry.timeouts());
+        family.slow_call =
+            config::seconds(entry.slow_call_secs).unwrap_or(family.timeouts.total / 2);
+    }
+    let retry = &file.retry;
+    if let Some(attempts) = retry.max_attempts {
+        config.backoff.max_attempts = attempts.max(1);
+    }
+    if let Some(base) = retry.base_ms {
+        config.backoff.base = Duration::from_millis(base);
+    }
+    if let Some(cap) = retry.cap_ms {
+        config.backoff.cap = Duration::from_millis(cap);
+    }
+    if let Some(hint) = config::seconds(retry.max_hint_secs) {
+        config.backoff.max_hint = hint;
+    }
+    if let Some(fallback) = retry.fallback {
+        config.fallback = fallback;
+    }
+    config.after_commit = match retry.after_commit.as_deref() {
+        None | Some("fail") => AfterCommit::Fail,
+        Some("restart") => AfterCommit::Restart { max_restarts: 1 },
+        Some(other) => {
+            return Err(Error::invalid(
+                "retry.after_commit",
+                format!("{other:?}: use fail or restart"),
+            ));
+        }
+    };
+    if let Some(rate) = file.breaker.failure_rate {
+        config.breaker.failure_rate = rate;
+    }
+    if let Some(calls) = file.breaker.minimum_calls {
+        config.breaker.minimum_calls = calls;
+    }
+    if let Some(open) = config::seconds(file.breaker.open_secs) {
+        config.breaker.open_duration = open;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[cfg(feature = "simulator")]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A config file with every number set to `value` (as TOML accepts it).
+    fn file_with(value: f64, integer: u64) -> config::FileConfig {
+        let text = format!(
+            "[timeouts]\nconnect_secs = {value:?}\nheaders_secs = {value:?}\nfirst_event_secs = {value:?}\nidle_secs = {value:?}\ntotal_secs = {value:?}\n\
+             [retry]\nmax_attempts = {attempts}\nbase_ms = {integer}\ncap_ms = {integer}\nmax_hint_secs = {value:?}\n\
+             [breaker]\nfailure_rate = {value:?}\nminimum_calls = {attempts}\nopen_secs = {value:?}\n\
+             [families.research]\nmodels = [\"sonar\"]\nslow_call_secs = {value:?}\ntotal_secs = {value:?}\n",
+            attempts = integer.min(u64::from(u32::MAX)),
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    fn finite_toml(value: f64) -> f64 {
+        // TOML has no way to write NaN in this form; the strategy keeps to real numbers.
+        if value.is_finite() { value } else { 1e300 }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn no_number_in_a_config_file_panics(value in any::<f64>(), integer in any::<u64>()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let options = SetupOptions { sim: true, no_cache: true, ..SetupOptions::default() };
+                // A config error is fine; a panic is not.
+                let _ = setup(&options, file_with(finite_toml(value), integer)).await;
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_is_a_typed_error_or_a_notice_never_a_print() {
+        let file: config::FileConfig = toml::from_str(
+            "key_env = \"PPLX_SETUP_TEST_UNSET_KEY\"\nkeys_env = \"PPLX_SETUP_TEST_UNSET_KEYS\"",
+        )
+        .unwrap();
+        let required = SetupOptions {
+            require_key: true,
+            ..SetupOptions::default()
+        };
+        let Err(error) = setup(&required, file).await else {
+            panic!("no key and a key required must fail");
+        };
+        assert!(matches!(error, Error::MissingKey { .. }), "{error:?}");
+        assert!(error.is_usage());
+        assert!(error.to_string().contains("PPLX_SETUP_TEST_UNSET_KEY"));
+
+        let file: config::FileConfig =
+            toml::from_str("key_env = \"PPLX_SETUP_TEST_UNSET_KEY\"").unwrap();
+        let setup = setup(&SetupOptions::default(), file).await.unwrap();
+        let notice = setup.notice.as_deref().unwrap();
+        assert!(
+            notice.contains("no PPLX_SETUP_TEST_UNSET_KEY set"),
+            "{notice}"
+        );
+        assert!(setup.is_simulated() && setup.simulator.is_some());
+
+        let bad_cache = SetupOptions {
+            sim: true,
+            cache: Some("memcached://x".to_owned()),
+            ..SetupOptions::default()
+        };
+        let Err(error) = super::setup(&bad_cache, config::FileConfig::default()).await else {
+            panic!("an unknown cache URL must fail");
+        };
+        assert!(
+            matches!(&error, Error::InvalidValue { name, .. } if name == "cache"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn absurd_deadlines_are_clamped_and_still_answer() {
+        let options = SetupOptions {
+            sim: true,
+            no_cache: true,
+            ..SetupOptions::default()
+        };
+        let setup = setup(&options, file_with(1e20, u64::MAX)).await.unwrap();
+        let config = setup.perplexity.config();
+        assert_eq!(
+            config.timeouts.connect,
+            Duration::from_secs_f64(config::MAX_SECONDS)
+        );
+        let answer = setup
+            .provider
+            .chat(chat_core::ChatRequest::new(
+                "sonar",
+                "Explain quantum computing",
+            ))
+            .await
+            .unwrap();
+        assert!(!answer.text.is_empty());
+    }
+}
