@@ -1,8 +1,10 @@
 //! The decorator: hits, misses, coalescing of identical requests in flight.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -115,10 +117,6 @@ struct FlightState {
     end: Option<Result<(), Error>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<P: ChatProvider + 'static> CachedProvider<P> {
     /// `inner` behind a cache configured by `config`.
     ///
@@ -190,7 +188,7 @@ impl<P: ChatProvider + 'static> Shared<P> {
         stream: bool,
     ) -> (Arc<Flight>, watch::Receiver<u64>) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let mut flights = lock(&self.flights);
+        let mut flights = self.flights.lock();
         if let Some(flight) = flights.get(&(key.clone(), stream)) {
             self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
             let receiver = flight.version.subscribe();
@@ -231,14 +229,14 @@ impl<P: ChatProvider + 'static> Shared<P> {
             tokio::select! {
                 item = upstream.next() => match item {
                     Some(Ok(event)) => {
-                        lock(&flight.state).events.push(event);
+                        flight.state.lock().events.push(event);
                         flight.version.send_modify(|version| *version += 1);
                     }
                     Some(Err(error)) => break Err(error),
                     None => break Ok(()),
                 },
                 () = flight.version.closed() => {
-                    let mut flights = lock(&self.flights);
+                    let mut flights = self.flights.lock();
                     if flight.version.receiver_count() == 0 {
                         // Everyone left: cancel upstream (by dropping it); nothing is stored.
                         flights.remove(&(key, stream));
@@ -248,13 +246,13 @@ impl<P: ChatProvider + 'static> Shared<P> {
             }
         };
         let complete =
-            end.is_ok() && matches!(lock(&flight.state).events.last(), Some(ChatEvent::Done(_)));
+            end.is_ok() && matches!(flight.state.lock().events.last(), Some(ChatEvent::Done(_)));
         // Stored before the followers see the end: once any caller has the whole answer, the
         // next identical request is a hit.
         if complete && mode != CacheMode::Bypass {
             // Only the final attempt's events: a restart discards what came before it.
             let events = {
-                let state = lock(&flight.state);
+                let state = flight.state.lock();
                 let start = state
                     .events
                     .iter()
@@ -267,9 +265,9 @@ impl<P: ChatProvider + 'static> Shared<P> {
                 .await;
             self.counters.stores.fetch_add(1, Ordering::Relaxed);
         }
-        lock(&flight.state).end = Some(end);
+        flight.state.lock().end = Some(end);
         flight.version.send_modify(|version| *version += 1);
-        lock(&self.flights).remove(&(key, stream));
+        self.flights.lock().remove(&(key, stream));
     }
 }
 
@@ -293,13 +291,13 @@ fn follow(flight: Arc<Flight>, mut receiver: watch::Receiver<u64>) -> ChatStream
         let mut next = 0;
         loop {
             loop {
-                let event = lock(&flight.state).events.get(next).cloned();
+                let event = flight.state.lock().events.get(next).cloned();
                 let Some(event) = event else { break };
                 next += 1;
                 yield Ok(event);
             }
             let end = {
-                let state = lock(&flight.state);
+                let state = flight.state.lock();
                 // Events that came while the last one was taken are followed first.
                 if state.events.len() > next {
                     continue;

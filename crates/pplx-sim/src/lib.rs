@@ -32,16 +32,21 @@
 //! What it does not do: TLS, or anything beyond loopback; real search.
 #![deny(missing_docs)]
 
+mod config;
 mod content;
 mod fault;
 mod io;
+mod log;
+mod routes;
 mod scenario;
 mod server;
+mod validate;
 mod wire;
+mod writer;
 
+pub use config::{MODELS, PRESETS, Pace, SimConfig, is_research};
 pub use content::{Answer, SearchResult};
 pub use fault::{Fault, KeepAlive, LineEnding, Target};
+pub use log::{Ending, LogEntry};
 pub use scenario::{PaceFile, Scenario, ScriptedFault};
-pub use server::{
-    Ending, LogEntry, MODELS, PRESETS, Pace, SimConfig, Simulator, expected_text, is_research,
-};
+pub use server::{Simulator, expected_text};

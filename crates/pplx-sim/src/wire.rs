@@ -114,7 +114,7 @@ fn usage(asked: &Asked, completion_tokens: u64, final_chunk: bool) -> Value {
         "search_context_size": "low",
         "cost": cost,
     });
-    if crate::server::is_research(&asked.model) {
+    if crate::config::is_research(&asked.model) {
         // Deep research reports what its searches and reading cost, apart.
         usage["citation_tokens"] = (completion_tokens * 7).into();
         usage["reasoning_tokens"] = (completion_tokens * 3).into();

@@ -5,8 +5,11 @@
 //! question and a terminal on stdin it starts an interactive session. Exit codes: 0 answered,
 //! 1 failed, 2 usage error, 130 interrupted (Ctrl-C).
 
+mod interactive;
+mod json;
 mod log;
 mod render;
+mod stats;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -20,8 +23,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use futures_util::StreamExt;
 use pplx::history::{Entry, History};
 use provider_perplexity::PerplexityProvider;
-use serde::Serialize;
 
+use crate::json::{JsonLine, JsonResult, json_line};
 use crate::render::Renderer;
 
 const EXIT_FAILURE: u8 = 1;
@@ -193,7 +196,7 @@ async fn run(args: Args) -> u8 {
             let mut history = context;
             ask(&session, &mut history, &question).await
         }
-        None => interactive(session, context).await,
+        None => interactive::interactive(session, context).await,
     }
 }
 
@@ -328,87 +331,6 @@ async fn session(
     })
 }
 
-/// One line of `--json` output. Field order is the documented one.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum JsonLine<'a> {
-    Delta {
-        text: &'a str,
-    },
-    Reasoning {
-        text: &'a str,
-    },
-    Sources {
-        citations: &'a [String],
-        search_results: Vec<JsonResult<'a>>,
-    },
-    Usage {
-        prompt_tokens: u64,
-        completion_tokens: u64,
-        total_tokens: u64,
-        cost: Option<f64>,
-    },
-    Restart,
-    Done {
-        finish_reason: &'a str,
-        fallback: bool,
-        cached: bool,
-        /// The built-in simulator answered: the text is not a real answer.
-        simulated: bool,
-        text: &'a str,
-    },
-    Error {
-        kind: &'a str,
-        message: String,
-        partial: &'a str,
-    },
-}
-
-#[derive(Serialize)]
-struct JsonResult<'a> {
-    title: &'a str,
-    url: &'a str,
-    date: Option<&'a str>,
-}
-
-fn json_line(line: &JsonLine<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut stdout, line);
-    let _ = stdout.write_all(b"\n");
-    let _ = stdout.flush();
-}
-
-/// Shows a spinner on stderr until dropped (only on a terminal).
-struct Spinner(Option<tokio::task::JoinHandle<()>>);
-
-impl Spinner {
-    fn start(enabled: bool) -> Self {
-        if !enabled {
-            return Spinner(None);
-        }
-        Spinner(Some(tokio::spawn(async {
-            let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-            for frame in frames.iter().cycle() {
-                eprint!("\r{frame} searching…");
-                tokio::time::sleep(Duration::from_millis(80)).await;
-            }
-        })))
-    }
-
-    fn stop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-            eprint!("\r\x1b[2K");
-        }
-    }
-}
-
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// What the answer so far looks like, for the stats and the error line.
 #[derive(Default)]
 struct Progress {
@@ -440,13 +362,19 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
     let styled = !session.json && std::io::stdout().is_terminal();
     let width = terminal_size::terminal_size().map_or(80, |(width, _)| usize::from(width.0));
     let mut renderer = Renderer::new(std::io::stdout().lock(), styled, width);
-    let mut spinner = Spinner::start(!session.json && std::io::stderr().is_terminal());
+    let spinner = if !session.json && std::io::stderr().is_terminal() {
+        let spinner = indicatif::ProgressBar::new_spinner().with_message("searching…");
+        spinner.enable_steady_tick(Duration::from_millis(80));
+        spinner
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut progress = Progress::default();
     let outcome = tokio::select! {
-        outcome = answer(session, request, &mut renderer, &mut spinner, &mut progress, started) => Some(outcome),
+        outcome = answer(session, request, &mut renderer, &spinner, &mut progress, started) => Some(outcome),
         _ = tokio::signal::ctrl_c() => None,
     };
-    spinner.stop();
+    spinner.finish_and_clear();
     let code = match outcome {
         None => {
             // The answer's future is dropped: the request is cancelled, the connection closed.
@@ -497,7 +425,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         }
     };
     if session.stats {
-        print_stats(session, &before, &progress, started.elapsed());
+        stats::print_stats(session, &before, &progress, started.elapsed());
     }
     record(session, question, &progress, code, started.elapsed());
     if code == 0 {
@@ -559,7 +487,7 @@ async fn answer<W: Write>(
     session: &Session,
     request: ChatRequest,
     renderer: &mut Renderer<W>,
-    spinner: &mut Spinner,
+    spinner: &indicatif::ProgressBar,
     progress: &mut Progress,
     started: Instant,
 ) -> Result<(), Error> {
@@ -576,7 +504,7 @@ async fn answer<W: Write>(
         let event = event?;
         match &event {
             ChatEvent::TextDelta(text) => {
-                spinner.stop();
+                spinner.finish_and_clear();
                 progress
                     .first_token
                     .get_or_insert_with(|| started.elapsed());
@@ -592,7 +520,7 @@ async fn answer<W: Write>(
                 if session.json {
                     json_line(&JsonLine::Reasoning { text });
                 } else if session.show_reasoning {
-                    spinner.stop();
+                    spinner.finish_and_clear();
                     let _ = renderer.dim(text);
                 }
             }
@@ -695,63 +623,6 @@ fn print_sources(sources: &Sources, styled: bool) {
     let _ = stdout.flush();
 }
 
-fn print_stats(
-    session: &Session,
-    before: &[resilience::KeyStats],
-    progress: &Progress,
-    elapsed: Duration,
-) {
-    let after = session.perplexity.key_stats();
-    let attempts: u64 = after
-        .iter()
-        .zip(before)
-        .map(|(now, then)| now.requests - then.requests)
-        .sum();
-    let keys_used = after
-        .iter()
-        .zip(before)
-        .filter(|(now, then)| now.requests > then.requests)
-        .count();
-    let tokens = progress
-        .usage
-        .as_ref()
-        .map_or(0, |usage| usage.completion_tokens);
-    let streaming_time = progress
-        .first_token
-        .map_or(elapsed, |first| elapsed.saturating_sub(first));
-    let rate = if streaming_time.as_secs_f64() > 0.0 {
-        tokens as f64 / streaming_time.as_secs_f64()
-    } else {
-        0.0
-    };
-    let cost = progress
-        .usage
-        .as_ref()
-        .and_then(|usage| usage.cost.as_ref())
-        .map_or(0.0, |cost| cost.total_cost);
-    let done = progress.done.as_ref();
-    eprintln!(
-        "stats: first token {} · {rate:.0} tokens/s · {attempts} attempts · {} key rotations · fallback {} · cache {} · restarts {} · cost ${cost:.5} · total {:.2} s",
-        progress.first_token.map_or("-".to_owned(), |first| format!(
-            "{:.0} ms",
-            first.as_secs_f64() * 1e3
-        )),
-        keys_used.saturating_sub(1),
-        if done.is_some_and(|done| done.fallback) {
-            "yes"
-        } else {
-            "no"
-        },
-        if done.is_some_and(|done| done.cached) {
-            "hit"
-        } else {
-            "miss"
-        },
-        progress.restarts,
-        elapsed.as_secs_f64(),
-    );
-}
-
 /// The error as advice: what happened and what to do.
 fn advice(error: &Error) -> String {
     use chat_core::ErrorKind;
@@ -765,77 +636,5 @@ fn advice(error: &Error) -> String {
         ErrorKind::CircuitOpen => format!("{error}: the API keeps failing; try again shortly"),
         ErrorKind::Connect => format!("{error}: check the network or --base-url"),
         _ => error.to_string(),
-    }
-}
-
-async fn interactive(mut session: Session, context: Vec<Message>) -> u8 {
-    let mut editor = match rustyline::DefaultEditor::new() {
-        Ok(editor) => editor,
-        Err(error) => {
-            eprintln!("pplx: cannot start the line editor: {error}");
-            return EXIT_FAILURE;
-        }
-    };
-    eprintln!(
-        "pplx {} — ask anything; /model NAME, /clear, /exit. Ctrl-C stops an answer; at the prompt it exits.",
-        session.model
-    );
-    // A resumed conversation goes on from its exchanges so far.
-    let mut history = context;
-    loop {
-        // The line editor blocks its thread while it waits for a line: on a blocking thread,
-        // not a runtime worker (timers, the embedded simulator and the cache run meanwhile).
-        let read = tokio::task::spawn_blocking(move || {
-            let line = editor.readline("› ");
-            (editor, line)
-        })
-        .await;
-        let Ok((returned, line)) = read else {
-            eprintln!("pplx: the line editor stopped");
-            return EXIT_FAILURE;
-        };
-        editor = returned;
-        let line = match line {
-            Ok(line) => line,
-            Err(rustyline::error::ReadlineError::Interrupted) => return EXIT_INTERRUPTED,
-            Err(rustyline::error::ReadlineError::Eof) => return 0,
-            Err(error) => {
-                eprintln!("pplx: {error}");
-                return EXIT_FAILURE;
-            }
-        };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(line);
-        match line
-            .split_once(' ')
-            .map_or((line, ""), |(command, rest)| (command, rest.trim()))
-        {
-            ("/exit" | "/quit", _) => return 0,
-            ("/clear", _) => {
-                history.clear();
-                // A new conversation in the history too.
-                if let Some((log, conversation)) = &session.log
-                    && let Ok(id) = log.new_conversation()
-                {
-                    conversation.set(id);
-                }
-                eprintln!("(conversation cleared)");
-            }
-            ("/model", "") => eprintln!("model: {}", session.model),
-            ("/model", model) => {
-                session.model = model.to_owned();
-                eprintln!("model: {model}");
-            }
-            (command, _) if command.starts_with('/') => {
-                eprintln!("unknown command {command}; use /model, /clear or /exit")
-            }
-            _ => {
-                // Ctrl-C during an answer cancels it and comes back here.
-                let _ = ask(&session, &mut history, line).await;
-            }
-        }
     }
 }

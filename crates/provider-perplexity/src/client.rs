@@ -317,7 +317,7 @@ fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
 
 /// Where a stream records the Agent API run it belongs to (its id, and the key that started
 /// it), so that an abandoned run can be cancelled.
-pub(crate) type RunSlot = Arc<std::sync::Mutex<Option<(String, ApiKey)>>>;
+pub(crate) type RunSlot = Arc<parking_lot::Mutex<Option<(String, ApiKey)>>>;
 
 /// The stream of one attempt: SSE events decoded into `ChatEvent`s, with the first-event and
 /// idle deadlines.
@@ -412,9 +412,7 @@ impl Live {
             self.decoder
                 .feed(event.event_type(), data, &mut self.pending)?;
             if let (Some((slot, key)), Some(id)) = (&self.run, self.decoder.response_id()) {
-                let mut run = slot
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut run = slot.lock();
                 if run.as_ref().is_none_or(|(known, _)| known != id) {
                     *run = Some((id.to_owned(), key.clone()));
                 }

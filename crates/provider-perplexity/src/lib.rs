@@ -479,19 +479,12 @@ impl CancelOnDrop {
 
     /// The run ended on its own: nothing to cancel.
     fn disarm(&self) {
-        *self
-            .run
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self.run.lock() = None;
     }
 
     /// Cancels the run now (a restart abandons it), then forgets it.
     fn fire(&self) {
-        let run = self
-            .run
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let run = self.run.lock().take();
         let Some((id, key)) = run else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;

@@ -1,4 +1,4 @@
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -80,10 +80,7 @@ impl RetryBudget {
     fn with_current<T>(&self, update: impl FnOnce(&mut Bucket, Totals) -> T) -> T {
         let second = self.start.elapsed().as_secs();
         // A poisoned lock only means another thread panicked mid-update of plain counters.
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self.buckets.lock();
         let slots = buckets.len() as u64;
         let index = (second % slots) as usize;
         if buckets[index].second != second {

@@ -1,5 +1,7 @@
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -372,12 +374,10 @@ impl KeyPool {
         }
     }
 
+    /// The pool's state; parking_lot's lock does not poison, so a panic elsewhere cannot
+    /// leave these plain counters unusable.
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Plain counters: a panic elsewhere cannot leave them unusable.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.state.lock()
     }
 }
 

@@ -1,0 +1,108 @@
+//! What a simulator starts with: the models and presets it accepts, the pace of its
+//! answers, and [`SimConfig`].
+
+use std::time::Duration;
+
+use crate::fault::{Fault, Target};
+
+/// The Sonar models the real service accepts.
+pub const MODELS: &[&str] = &[
+    "sonar",
+    "sonar-pro",
+    "sonar-reasoning-pro",
+    "sonar-deep-research",
+];
+/// The Agent API presets: the current names (`fast`, `medium`, `high`, as the official MCP
+/// server uses them) and the older ones.
+pub const PRESETS: &[&str] = &[
+    "fast",
+    "medium",
+    "high",
+    "fast-search",
+    "pro-search",
+    "deep-research",
+];
+
+/// Whether a model or preset runs deep research (minutes, mostly quiet, before its answer).
+pub fn is_research(model: &str) -> bool {
+    matches!(model, "sonar-deep-research" | "deep-research" | "high")
+}
+
+/// How fast answers come, and how long they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pace {
+    /// Wait before the response headers (the search phase of a real request).
+    pub first_byte: Duration,
+    /// Characters of text per chunk.
+    pub chunk_chars: usize,
+    /// Wait between chunks.
+    pub chunk_delay: Duration,
+    /// Words in an answer.
+    pub answer_words: usize,
+    /// Benchmark mode: chunks serialised once per distinct request and written in 16 KiB
+    /// batches, with no delays (faults still apply).
+    pub firehose: bool,
+    /// Deep research's silence: after its first event, a research model (see
+    /// [`is_research`]) sends only `: keep-alive` comments for this long (minutes on the real
+    /// service; scaled down here).
+    pub research_quiet: Duration,
+}
+
+impl Pace {
+    /// No waiting at all: for tests.
+    pub fn instant() -> Self {
+        Pace {
+            first_byte: Duration::ZERO,
+            chunk_chars: 12,
+            chunk_delay: Duration::ZERO,
+            answer_words: 60,
+            firehose: false,
+            research_quiet: Duration::ZERO,
+        }
+    }
+
+    /// About the real service's feel: 400 ms to the first byte, then 12 characters every 25 ms
+    /// (and deep research quiet for 3 s, not minutes).
+    pub fn realistic() -> Self {
+        Pace {
+            first_byte: Duration::from_millis(400),
+            chunk_delay: Duration::from_millis(25),
+            answer_words: 120,
+            research_quiet: Duration::from_secs(3),
+            ..Pace::instant()
+        }
+    }
+
+    /// The benchmark load source: long answers as fast as the socket takes them.
+    pub fn firehose(answer_words: usize) -> Self {
+        Pace {
+            answer_words,
+            firehose: true,
+            ..Pace::instant()
+        }
+    }
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace::instant()
+    }
+}
+
+/// What to start a [`Simulator`] with.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SimConfig {
+    /// Accepted Bearer keys; empty accepts any request.
+    pub keys: Vec<String>,
+    /// Pace of the answers.
+    pub pace: Pace,
+    /// Faults scripted from the start: (target, fault, times).
+    pub faults: Vec<(Target, Fault, usize)>,
+    /// Keep each request's body in its log entry (for contract checks of what clients send).
+    pub record_bodies: bool,
+    /// Keep at most this many log entries, dropping the oldest (a long-running embedded
+    /// simulator must not grow without bound); `None` keeps every one (for tests).
+    pub log_capacity: Option<usize>,
+}

@@ -1,0 +1,305 @@
+//! Routing and auth: one request in, its response (or a streaming writer) out.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::io::Connection;
+use crate::log::Ending;
+use crate::log::InFlight;
+use crate::log::LogEntry;
+use crate::server::Shared;
+use crate::validate::Prepared;
+use crate::validate::prepare;
+use crate::wire::{self, Asked};
+use crate::writer::SimBody;
+use crate::writer::Writer;
+
+pub(crate) fn json_response(
+    status: u16,
+    body: &Value,
+    headers: &[(String, String)],
+) -> Response<SimBody> {
+    response(
+        status,
+        "application/json",
+        Bytes::from(body.to_string()),
+        headers,
+    )
+}
+
+pub(crate) fn response(
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    headers: &[(String, String)],
+) -> Response<SimBody> {
+    let mut response = Response::new(SimBody::Full(Some(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// The real service's response for an error `status`.
+pub(crate) fn error_response(
+    status: u16,
+    body: Option<&str>,
+    headers: &[(String, String)],
+) -> Response<SimBody> {
+    match (status, body) {
+        (_, Some(body)) => {
+            let content_type = if body.trim_start().starts_with('{') {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            response(status, content_type, Bytes::from(body.to_owned()), headers)
+        }
+        (401, None) => response(
+            401,
+            "text/html",
+            Bytes::from_static(wire::UNAUTHORIZED_PAGE.as_bytes()),
+            headers,
+        ),
+        (status, None) => json_response(status, &wire::error_body(status, None), headers),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    Sonar,
+    Agent,
+    Search,
+    /// `POST /v1/agent/{id}/cancel`.
+    Cancel,
+}
+
+/// The run id of a cancel path (`/v1/agent/{id}/cancel`, also under `/v1/responses`).
+pub(crate) fn cancel_id(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/v1/agent/")
+        .or_else(|| path.strip_prefix("/v1/responses/"))?;
+    let id = rest.strip_suffix("/cancel")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    connection: Arc<Connection>,
+    request: Request<Incoming>,
+) -> Result<Response<SimBody>, io::Error> {
+    let path = request.uri().path().to_owned();
+    let api =
+        match (request.method().as_str(), path.as_str()) {
+            ("GET", "/health") => {
+                return Ok(json_response(
+                    200,
+                    &serde_json::json!({"status": "ok"}),
+                    &[],
+                ));
+            }
+            // The request log, for checks from another process (key indexes, never keys).
+            ("GET", "/_sim/log") => {
+                let entries: Vec<Value> = shared.log.lock()
+                .entries()
+                .iter()
+                .map(|entry| {
+                    serde_json::json!({
+                        "sequence": entry.sequence, "key_index": entry.key_index,
+                        "endpoint": entry.endpoint, "model": entry.model, "stream": entry.stream,
+                        "status": entry.status, "ending": format!("{:?}", entry.ending),
+                    })
+                })
+                .collect();
+                return Ok(json_response(200, &Value::Array(entries), &[]));
+            }
+            ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Api::Sonar,
+            ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Api::Agent,
+            ("POST", cancel) if cancel_id(cancel).is_some() => Api::Cancel,
+            ("POST", "/search" | "/v1/search") => Api::Search,
+            _ => return Ok(json_response(404, &wire::error_body(404, None), &[])),
+        };
+    let mut guard = InFlight::new(shared.clone());
+    let token = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
+    let key_index = shared.keys.iter().position(|key| *key == token);
+    let body = match http_body_util::Limited::new(request.into_body(), 4 << 20)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(json_response(
+                413,
+                &wire::error_body(400, Some("request body too large")),
+                &[],
+            ));
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let model = parsed
+        .as_ref()
+        .and_then(|body| body["model"].as_str().or(body["preset"].as_str()))
+        .unwrap_or_default()
+        .to_owned();
+    let stream = parsed
+        .as_ref()
+        .is_some_and(|body| body["stream"] == Value::Bool(true));
+    let log_index = shared.log.lock().push(|sequence| LogEntry {
+        sequence,
+        at: shared.started.elapsed(),
+        key_index,
+        endpoint: path.clone(),
+        model: model.clone(),
+        stream,
+        status: 0,
+        events_sent: 0,
+        ending: Ending::InProgress,
+        first_event_at: None,
+        body: shared
+            .record_bodies
+            .then(|| String::from_utf8_lossy(&body).into_owned()),
+    });
+    shared.logged.send_modify(|count| *count += 1);
+    guard.log_index = Some(log_index);
+    let finish = |status: u16, events: usize, ending: Ending| {
+        if let Some(entry) = shared.log.lock().get_mut(log_index) {
+            entry.status = status;
+            entry.events_sent = events;
+            entry.ending = ending;
+        }
+    };
+
+    if !shared.keys.is_empty() && key_index.is_none() {
+        finish(401, 0, Ending::ErrorStatus);
+        return Ok(error_response(401, None, &[]));
+    }
+    if api == Api::Cancel {
+        finish(200, 0, Ending::Complete);
+        let id = cancel_id(&path).unwrap_or_default();
+        return Ok(json_response(200, &wire::agent_cancelled(id), &[]));
+    }
+    let fault = shared.script.lock().next(key_index);
+    let pace = *shared.pace.lock();
+    if let Some(delay) = fault.delay_headers {
+        tokio::time::sleep(delay).await;
+    }
+    if fault.drop_before_headers {
+        finish(0, 0, Ending::DroppedBeforeHeaders);
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "scripted drop before headers",
+        ));
+    }
+    if let Some(status) = fault.status {
+        finish(status, 0, Ending::ErrorStatus);
+        if api == Api::Agent && fault.body.is_none() && status != 401 {
+            let body = wire::agent_error_body(status, "the agent request failed");
+            return Ok(json_response(status, &body, &fault.headers));
+        }
+        return Ok(error_response(
+            status,
+            fault.body.as_deref(),
+            &fault.headers,
+        ));
+    }
+    let Some(body) = parsed else {
+        finish(422, 0, Ending::ErrorStatus);
+        return Ok(json_response(
+            422,
+            &wire::error_body(422, Some("Invalid JSON body")),
+            &[],
+        ));
+    };
+    let prepared = match prepare(api, &body, &model, pace) {
+        Ok(prepared) => prepared,
+        Err((status, error)) => {
+            finish(status, 0, Ending::ErrorStatus);
+            return Ok(json_response(status, &error, &[]));
+        }
+    };
+    if !pace.first_byte.is_zero() {
+        tokio::time::sleep(pace.first_byte).await;
+    }
+    let Prepared {
+        answer,
+        asked,
+        id,
+        conversation_hash,
+        queries,
+    } = prepared;
+    if api == Api::Search {
+        let max_results = body["max_results"].as_u64().unwrap_or(10).clamp(1, 20) as usize;
+        finish(200, 0, Ending::Complete);
+        return Ok(json_response(
+            200,
+            &wire::search_body(&id, &answer, max_results),
+            &fault.headers,
+        ));
+    }
+    if !stream {
+        let value = match api {
+            Api::Agent => wire::agent_response(&id, &answer, &asked, "completed"),
+            _ => wire::sonar_body(&id, &answer, &asked),
+        };
+        finish(200, 0, Ending::Complete);
+        return Ok(json_response(200, &value, &fault.headers));
+    }
+    let asked = Asked {
+        legacy_object: fault.legacy_object,
+        ..asked
+    };
+    // Built by the writer, and only when the firehose cache does not have it already.
+    let frame_id = id.clone();
+    let frames = move || match api {
+        Api::Agent => wire::agent_stream(&frame_id, &answer, &asked, pace.chunk_chars, &queries),
+        _ => wire::sonar_stream(&frame_id, &answer, &asked, pace.chunk_chars),
+    };
+    let (sender, receiver) = mpsc::channel(16);
+    let writer = Writer {
+        shared: shared.clone(),
+        connection,
+        log_index,
+        fault,
+        pace,
+        api,
+        model: model.clone(),
+        cache_key: conversation_hash,
+        _guard: guard,
+    };
+    tokio::spawn(writer.run(frames, sender));
+    let mut response = Response::new(SimBody::Channel(receiver));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,78 @@
+//! The interactive session: a line editor (rustyline) on a blocking thread, slash commands,
+//! and each question asked in the conversation so far.
+
+use chat_core::Message;
+
+use crate::{EXIT_FAILURE, EXIT_INTERRUPTED, Session, ask};
+
+pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> u8 {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(error) => {
+            eprintln!("pplx: cannot start the line editor: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    eprintln!(
+        "pplx {} — ask anything; /model NAME, /clear, /exit. Ctrl-C stops an answer; at the prompt it exits.",
+        session.model
+    );
+    // A resumed conversation goes on from its exchanges so far.
+    let mut history = context;
+    loop {
+        // The line editor blocks its thread while it waits for a line: on a blocking thread,
+        // not a runtime worker (timers, the embedded simulator and the cache run meanwhile).
+        let read = tokio::task::spawn_blocking(move || {
+            let line = editor.readline("› ");
+            (editor, line)
+        })
+        .await;
+        let Ok((returned, line)) = read else {
+            eprintln!("pplx: the line editor stopped");
+            return EXIT_FAILURE;
+        };
+        editor = returned;
+        let line = match line {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => return EXIT_INTERRUPTED,
+            Err(rustyline::error::ReadlineError::Eof) => return 0,
+            Err(error) => {
+                eprintln!("pplx: {error}");
+                return EXIT_FAILURE;
+            }
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(line);
+        match line
+            .split_once(' ')
+            .map_or((line, ""), |(command, rest)| (command, rest.trim()))
+        {
+            ("/exit" | "/quit", _) => return 0,
+            ("/clear", _) => {
+                history.clear();
+                // A new conversation in the history too.
+                if let Some((log, conversation)) = &session.log
+                    && let Ok(id) = log.new_conversation()
+                {
+                    conversation.set(id);
+                }
+                eprintln!("(conversation cleared)");
+            }
+            ("/model", "") => eprintln!("model: {}", session.model),
+            ("/model", model) => {
+                session.model = model.to_owned();
+                eprintln!("model: {model}");
+            }
+            (command, _) if command.starts_with('/') => {
+                eprintln!("unknown command {command}; use /model, /clear or /exit")
+            }
+            _ => {
+                // Ctrl-C during an answer cancels it and comes back here.
+                let _ = ask(&session, &mut history, line).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The `--json` output: one JSON object per line, in the documented field order (serde
+//! structs, so the order is the declaration's). docs/GUIDE.md lists the schema.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+/// One line of `--json` output. Field order is the documented one.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum JsonLine<'a> {
+    Delta {
+        text: &'a str,
+    },
+    Reasoning {
+        text: &'a str,
+    },
+    Sources {
+        citations: &'a [String],
+        search_results: Vec<JsonResult<'a>>,
+    },
+    Usage {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        total_tokens: u64,
+        cost: Option<f64>,
+    },
+    Restart,
+    Done {
+        finish_reason: &'a str,
+        fallback: bool,
+        cached: bool,
+        /// The built-in simulator answered: the text is not a real answer.
+        simulated: bool,
+        text: &'a str,
+    },
+    Error {
+        kind: &'a str,
+        message: String,
+        partial: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+pub(crate) struct JsonResult<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) date: Option<&'a str>,
+}
+
+pub(crate) fn json_line(line: &JsonLine<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut stdout, line);
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+}

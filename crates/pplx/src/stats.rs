@@ -1,0 +1,63 @@
+//! `--stats`: one line on stderr after each answer: first token, tokens per second,
+//! attempts, key rotations, fallback, cache, restarts, cost and total time.
+
+use std::time::Duration;
+
+use crate::{Progress, Session};
+
+pub(crate) fn print_stats(
+    session: &Session,
+    before: &[resilience::KeyStats],
+    progress: &Progress,
+    elapsed: Duration,
+) {
+    let after = session.perplexity.key_stats();
+    let attempts: u64 = after
+        .iter()
+        .zip(before)
+        .map(|(now, then)| now.requests - then.requests)
+        .sum();
+    let keys_used = after
+        .iter()
+        .zip(before)
+        .filter(|(now, then)| now.requests > then.requests)
+        .count();
+    let tokens = progress
+        .usage
+        .as_ref()
+        .map_or(0, |usage| usage.completion_tokens);
+    let streaming_time = progress
+        .first_token
+        .map_or(elapsed, |first| elapsed.saturating_sub(first));
+    let rate = if streaming_time.as_secs_f64() > 0.0 {
+        tokens as f64 / streaming_time.as_secs_f64()
+    } else {
+        0.0
+    };
+    let cost = progress
+        .usage
+        .as_ref()
+        .and_then(|usage| usage.cost.as_ref())
+        .map_or(0.0, |cost| cost.total_cost);
+    let done = progress.done.as_ref();
+    eprintln!(
+        "stats: first token {} · {rate:.0} tokens/s · {attempts} attempts · {} key rotations · fallback {} · cache {} · restarts {} · cost ${cost:.5} · total {:.2} s",
+        progress.first_token.map_or("-".to_owned(), |first| format!(
+            "{:.0} ms",
+            first.as_secs_f64() * 1e3
+        )),
+        keys_used.saturating_sub(1),
+        if done.is_some_and(|done| done.fallback) {
+            "yes"
+        } else {
+            "no"
+        },
+        if done.is_some_and(|done| done.cached) {
+            "hit"
+        } else {
+            "miss"
+        },
+        progress.restarts,
+        elapsed.as_secs_f64(),
+    );
+}
