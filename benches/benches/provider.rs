@@ -243,23 +243,6 @@ fn bench_first_delta(criterion: &mut Criterion) {
     group.finish();
 }
 
-/// Resident memory of this process, from /proc.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 /// Memory per open stream: the simulator runs as its own process (target/release/pplx-sim),
 /// so only the client's memory is counted.
 fn measure_memory() {
@@ -303,7 +286,7 @@ fn measure_memory() {
         // Warm up the runtime and the allocator with one stream first.
         let mut warm = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
         warm.next().await.unwrap().unwrap();
-        let before = resident_bytes();
+        let before = benches::resident_bytes();
         let mut open = Vec::with_capacity(streams);
         let mut pending = futures_util::stream::FuturesUnordered::new();
         for index in 0..streams {
@@ -326,7 +309,7 @@ fn measure_memory() {
         while let Some(stream) = pending.next().await {
             open.push(stream);
         }
-        let after = resident_bytes();
+        let after = benches::resident_bytes();
         (open, before, after)
     });
     let per_stream = (after.saturating_sub(before)) as f64 / held.len() as f64;

@@ -10,29 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::Criterion;
 
-/// A small deterministic random source (xorshift64*), so every run measures the same bytes.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A source seeded with `seed` (any value but zero works; zero is replaced).
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `low..high`.
-    pub fn range(&mut self, low: usize, high: usize) -> usize {
-        low + (self.next_u64() % (high - low) as u64) as usize
-    }
-}
+/// The deterministic random source for bench inputs (so every run measures the same bytes).
+pub use resilience::SmallRng as Rng;
 
 const WORDS: &[&str] = &[
     "Olympus",
@@ -69,16 +48,16 @@ const WORDS: &[&str] = &[
 fn words(rng: &mut Rng, bytes: usize) -> String {
     let mut text = String::new();
     while text.len() < bytes {
-        text.push_str(WORDS[rng.range(0, WORDS.len())]);
+        text.push_str(WORDS[rng.below(WORDS.len())]);
         text.push(' ');
     }
     text
 }
 
 fn sources(rng: &mut Rng) -> String {
-    let count = rng.range(3, 8);
+    let count = 3 + rng.below(5);
     let citations: Vec<String> = (0..count)
-        .map(|index| format!("\"https://example{index}.org/{}\"", rng.range(0, 1_000_000)))
+        .map(|index| format!("\"https://example{index}.org/{}\"", rng.below(1_000_000)))
         .collect();
     let results: Vec<String> = (0..count)
         .map(|index| {
@@ -100,12 +79,12 @@ fn sources(rng: &mut Rng) -> String {
 /// a `: keep-alive` comment now and then. `line_end` is `"\n"` or `"\r\n"`.
 /// Returns the stream and its number of events.
 pub fn perplexity_stream(target_bytes: usize, line_end: &str) -> (Vec<u8>, usize) {
-    let mut rng = Rng::new(0x5EED);
+    let mut rng = Rng::seeded(0x5EED);
     let mut body = String::with_capacity(target_bytes + 8192);
     let mut events = 0;
     let mut message = String::new();
     while body.len() < target_bytes {
-        let delta_len = rng.range(20, 120);
+        let delta_len = 20 + rng.below(100);
         let delta = words(&mut rng, delta_len);
         message.push_str(&delta);
         if message.len() > 1_000 {
@@ -121,7 +100,7 @@ pub fn perplexity_stream(target_bytes: usize, line_end: &str) -> (Vec<u8>, usize
             events + 11
         ));
         events += 1;
-        if rng.range(0, 50) == 0 {
+        if rng.below(50) == 0 {
             body.push_str(": keep-alive");
             body.push_str(line_end);
         }
@@ -181,6 +160,23 @@ unsafe impl GlobalAlloc for CountingAllocator {
         // SAFETY: as above.
         unsafe { System.realloc(pointer, layout, new_size) }
     }
+}
+
+/// Resident memory of this process in bytes, from /proc (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Whether `BENCH_QUICK` asks for the short version (`cargo xtask bench --quick`).

@@ -12,6 +12,7 @@
 //!
 //! `soak [--streams N] [--rounds R] [--seed S] [--check-growth]`
 
+use resilience::SmallRng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,20 +64,8 @@ fn args() -> Args {
     args
 }
 
-/// xorshift64*: the fault mix and the questions follow the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % bound.max(1)
-    }
-}
-
 /// One fault of the mix, or none (most requests).
-fn fault(rng: &mut Rng) -> Option<Fault> {
+fn fault(rng: &mut SmallRng) -> Option<Fault> {
     Some(match rng.below(20) {
         0 => Fault::rate_limited(0),
         // Absurd hints on server errors: clamped, refused as too long, a typed error. (On a
@@ -155,22 +144,7 @@ fn judge(tally: &mut Tally, expected: &str, events: &[ChatEvent], error: Option<
 
 /// The resident set, in MiB (Linux; 0 elsewhere).
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    benches::resident_bytes() as f64 / (1024.0 * 1024.0)
 }
 
 #[tokio::main]
@@ -223,7 +197,8 @@ async fn main() {
     let provider: Arc<dyn ChatProvider> =
         Arc::new(CachedProvider::new(perplexity, cache).expect("a memory cache"));
 
-    let mut rng = Rng(args.seed | 1);
+    // The fault mix and the questions follow the seed.
+    let mut rng = SmallRng::seeded(args.seed | 1);
     let mut tally = Tally::default();
     let mut rss = Vec::new();
     let started = Instant::now();

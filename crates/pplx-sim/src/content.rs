@@ -1,6 +1,7 @@
 //! Deterministic answers: text, reasoning and sources derive from a hash of the model (or
 //! preset) and the conversation, so tests know exactly what a complete answer is.
 
+use resilience::SmallRng;
 use serde_json::{Value, json};
 
 /// A complete simulated answer.
@@ -68,21 +69,6 @@ pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
     hash
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-}
-
 /// Whether a model or preset reasons before answering.
 pub(crate) fn reasons(model: &str) -> bool {
     matches!(
@@ -145,7 +131,7 @@ pub(crate) fn answer(
 ) -> Answer {
     let mut parts = vec![model];
     parts.extend_from_slice(conversation);
-    let mut rng = Rng(stable_hash(&parts) | 1);
+    let mut rng = SmallRng::seeded(stable_hash(&parts) | 1);
     let sources = 3 + rng.below(3);
     let domains: Vec<&str> = if filters.domains.is_empty() {
         DOMAINS.to_vec()
@@ -161,7 +147,7 @@ pub(crate) fn answer(
     let mut search_results = Vec::new();
     for index in 0..sources {
         let domain = domains[index % domains.len()];
-        let url = format!("https://{domain}/article-{}", rng.next() % 100_000);
+        let url = format!("https://{domain}/article-{}", rng.next_u64() % 100_000);
         citations.push(url.clone());
         search_results.push(SearchResult {
             title: format!("Source {} on {domain}", index + 1),
@@ -231,7 +217,12 @@ pub(crate) fn answer(
     .map(|question| fill(question, &topic))
     .collect();
     let images = (0..2)
-        .map(|index| format!("https://images.example/{}-{index}.jpg", rng.next() % 10_000))
+        .map(|index| {
+            format!(
+                "https://images.example/{}-{index}.jpg",
+                rng.next_u64() % 10_000
+            )
+        })
         .collect();
     Answer {
         text,

@@ -641,28 +641,10 @@ impl ChatProvider for PerplexityProvider {
                 }
             }
         });
-        Box::pin(InSpan {
-            stream: delivery::Delivered::new(stream),
+        // The request's span is entered around every poll, so its logs carry its fields.
+        Box::pin(tracing_futures::Instrument::instrument(
+            delivery::Delivered::new(stream),
             span,
-        })
-    }
-}
-
-/// Enters `span` around every poll of `stream`, so its logs carry the request's fields.
-struct InSpan<S> {
-    stream: S,
-    span: tracing::Span,
-}
-
-impl<S: futures_core::Stream + Unpin> futures_core::Stream for InSpan<S> {
-    type Item = S::Item;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        let _entered = this.span.enter();
-        std::pin::Pin::new(&mut this.stream).poll_next(context)
+        ))
     }
 }

@@ -76,14 +76,26 @@ impl SmallRng {
         hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         SmallRng::seeded(hasher.finish())
     }
+
+    /// The next 64 random bits. (The workspace's one small generator: the simulator's
+    /// content, the soak's fault mix and the benches' inputs follow it from their seeds.)
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..bound` (0 when `bound` is 0); the modulo bias is negligible for
+    /// the small bounds it serves.
+    pub fn below(&mut self, bound: usize) -> usize {
+        (self.next_u64() % (bound.max(1) as u64)) as usize
+    }
 }
 
 impl RandomSource for SmallRng {
     fn fraction(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        let bits = self.next_u64() >> 11;
         bits as f64 / (1_u64 << 53) as f64
     }
 }

@@ -1,47 +1,18 @@
-//! Steady state makes no heap allocation per event: counted with a global allocator.
+//! sse-parse in steady state makes no heap allocation per event: counted with the benches'
+//! global allocator (here so that the workspace has one counting allocator).
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use benches::CountingAllocator;
 use sse_parse::{EventParser, Item};
 
-struct Counting;
-
-thread_local! {
-    // Per thread, so that tests running in parallel do not count each other's allocations.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-#[allow(unsafe_code)]
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller upholds `alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(pointer, layout) }
-    }
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: as above.
-        unsafe { System.realloc(pointer, layout, new_size) }
-    }
-}
-
+// The benches' counting allocator (per thread, so tests running in parallel do not count
+// each other's allocations).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    CountingAllocator::count()
+}
 
 fn stream(events: usize, line_end: &str) -> Vec<u8> {
     let mut body = String::new();
@@ -57,7 +28,7 @@ fn stream(events: usize, line_end: &str) -> Vec<u8> {
     body.into_bytes()
 }
 
-fn count_allocations(input: &[u8], chunk_size: usize) -> (usize, usize) {
+fn count_allocations(input: &[u8], chunk_size: usize) -> (u64, usize) {
     let mut parser = EventParser::new();
     let mut events = 0;
     let mut data_bytes = 0;
@@ -141,7 +112,7 @@ fn bytes_feeding_makes_no_allocation_per_event() {
     assert_eq!(kept.len(), 2_000);
     let split_events = chunks.len() - 1;
     assert!(
-        allocations * 10 <= split_events,
+        allocations * 10 <= split_events as u64,
         "{allocations} allocations for {split_events} split events"
     );
 }
