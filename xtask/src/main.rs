@@ -2,6 +2,8 @@
 //!
 //! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, tidy, cargo deny, the quick
 //!   soak, the fuzz smoke, then `interop`.
+//! - `package`: each library crate's features alone and none, then `cargo package` of all
+//!   of them (part of `ci`).
 //! - `interop`: the official Python SDKs (from PyPI) against the simulator binary.
 //! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
 //! - `soak [--quick]`: the whole stack under a seeded fault mix (`--quick` is part of `ci`).
@@ -10,6 +12,7 @@
 
 mod bench;
 mod interop;
+mod package;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci"] => ci(),
         ["tidy"] => tidy::check(&root()),
+        ["package"] => package::features(&root()).and_then(|()| package::package(&root())),
         ["interop"] => interop::run(&root()),
         ["bench", rest @ ..] => bench::run(&root(), rest),
         ["fuzz", target, rest @ ..] => fuzz(target, rest),
@@ -30,7 +34,7 @@ fn main() -> ExitCode {
         ["soak", "--quick"] => soak(true),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy | interop | soak [--quick] | bench [AREA] [--quick] | fuzz TARGET|all [--seconds N]"
+                "usage: cargo xtask ci | tidy | package | interop | soak [--quick] | bench [AREA] [--quick] | fuzz TARGET|all [--seconds N]"
             );
             return ExitCode::from(2);
         }
@@ -145,16 +149,30 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     tidy::check(&root())?;
+    package::features(&root())?;
+    package::package(&root())?;
     deny()?;
     // The offline examples run (all of them build with clippy --all-targets).
     for (package, example) in [
+        ("chat-core", "canned"),
         ("provider-perplexity", "stream"),
         ("resilience", "flaky"),
         ("cache", "cached"),
+        ("pplx-sim", "faults"),
+        ("pplx-setup", "ask"),
     ] {
         run(
             "cargo",
-            &["run", "--locked", "-q", "-p", package, "--example", example],
+            &[
+                "run",
+                "--locked",
+                "-q",
+                "-p",
+                package,
+                "--all-features",
+                "--example",
+                example,
+            ],
             &[],
         )?;
     }

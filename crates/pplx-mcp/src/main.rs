@@ -356,9 +356,20 @@ mod http {
         eprintln!("pplx-mcp: serving MCP at http://{local}/mcp");
         let token = token.map(|token| format!("Bearer {token}"));
         loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => accepted.map_err(|error| error.to_string())?,
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
                 _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // the server keeps serving. A short pause keeps a persistent error (no
+                    // descriptors left) from spinning a core until one is freed.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let service = service.clone();
             let token = token.clone();

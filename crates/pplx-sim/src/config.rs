@@ -90,7 +90,7 @@ impl Default for Pace {
     }
 }
 
-/// What to start a [`Simulator`] with.
+/// What to start a [`Simulator`](crate::Simulator) with.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct SimConfig {

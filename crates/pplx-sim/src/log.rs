@@ -51,9 +51,9 @@ pub struct LogEntry {
     /// How it ended.
     pub ending: Ending,
     /// When the first answer event was handed to the connection, since the simulator started
-    /// (see [`Simulator::started_at`]).
+    /// (see [`Simulator::started_at`](crate::Simulator::started_at)).
     pub first_event_at: Option<Duration>,
-    /// The request body as sent, when [`SimConfig::record_bodies`] is on.
+    /// The request body as sent, when [`SimConfig::record_bodies`](crate::SimConfig::record_bodies) is on.
     pub body: Option<String>,
 }
 

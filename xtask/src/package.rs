@@ -1,0 +1,130 @@
+//! Publish-readiness: every library crate builds with each of its features alone and with
+//! none (the check `cargo hack --each-feature --no-dev-deps` makes), and `cargo package`
+//! packages and verifies all of them together.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{Result, run};
+
+/// The crates meant for crates.io one day, in dependency order.
+pub(crate) const LIBRARIES: &[&str] = &[
+    "sse-parse",
+    "resilience",
+    "chat-core",
+    "cache",
+    "provider-perplexity",
+    "pplx-sim",
+    "pplx-setup",
+];
+
+/// `cargo check` of each library crate with no features, then with each feature alone.
+pub(crate) fn features(root: &Path) -> Result {
+    let output = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(root)
+        .output()?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut checks = 0;
+    for package in metadata["packages"].as_array().ok_or("no packages")? {
+        let name = package["name"].as_str().unwrap_or_default();
+        if !LIBRARIES.contains(&name) {
+            continue;
+        }
+        let mut combinations = vec![String::new()];
+        if let Some(features) = package["features"].as_object() {
+            combinations.extend(
+                features
+                    .keys()
+                    .filter(|feature| *feature != "default")
+                    .cloned(),
+            );
+        }
+        for features in &combinations {
+            let mut args = vec![
+                "check",
+                "--locked",
+                "--quiet",
+                "-p",
+                name,
+                "--lib",
+                "--no-default-features",
+            ];
+            if !features.is_empty() {
+                args.extend(["--features", features]);
+            }
+            run("cargo", &args, &[("RUSTFLAGS", "-D warnings")])?;
+            checks += 1;
+        }
+    }
+    eprintln!(
+        "features: {checks} feature combinations of {} crates build",
+        LIBRARIES.len()
+    );
+    Ok(())
+}
+
+/// `cargo package` (with verification) of every library crate, in a scratch copy of the
+/// workspace where they may be published: the real manifests say `publish = false` until
+/// the crate names are settled, and cargo packages unpublishable crates only one by one,
+/// against crates.io, where several of our names belong to other crates.
+pub(crate) fn package(root: &Path) -> Result {
+    let scratch = root.join("target/package-check");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ])
+        .current_dir(root)
+        .output()?;
+    if !listed.status.success() {
+        return Err("git ls-files failed".into());
+    }
+    for file in listed
+        .stdout
+        .split(|byte| *byte == 0)
+        .filter(|file| !file.is_empty())
+    {
+        let relative = Path::new(std::str::from_utf8(file)?);
+        let source = root.join(relative);
+        if !source.is_file() {
+            continue;
+        }
+        let target = scratch.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&source, &target)?;
+    }
+    let manifest = scratch.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
+    let publishable = text.replacen("\npublish = false\n", "\npublish = true\n", 1);
+    if publishable == text {
+        return Err("the workspace manifest no longer says publish = false".into());
+    }
+    std::fs::write(&manifest, publishable)?;
+    let mut args = vec!["package", "--locked", "--allow-dirty", "--quiet"];
+    for library in LIBRARIES {
+        args.extend(["-p", library]);
+    }
+    let target_dir = root.join("target");
+    let status = Command::new("cargo")
+        .args(&args)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(&scratch)
+        .status()?;
+    if !status.success() {
+        return Err(format!("cargo package failed: {status}").into());
+    }
+    eprintln!(
+        "package: {} library crates packaged and verified",
+        LIBRARIES.len()
+    );
+    Ok(())
+}
