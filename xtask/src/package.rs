@@ -11,6 +11,7 @@ use crate::{Result, run};
 pub(crate) const LIBRARIES: &[&str] = &[
     "sse-parse",
     "resilience",
+    "resilience-redis",
     "chat-core",
     "cache",
     "provider-perplexity",

@@ -12,7 +12,7 @@ fn layer(name: &str) -> Option<u8> {
         "sse-parse" => 0,
         "resilience" => 1,
         "chat-core" => 2,
-        "cache" => 3,
+        "cache" | "resilience-redis" => 3,
         name if name.starts_with("provider-") => 4,
         // The simulator's library is embedded by the programs (their offline mode).
         "pplx-sim" => 5,

@@ -21,6 +21,27 @@ impl RedisServer {
             .and_then(|listener| listener.local_addr())
             .map_err(|error| format!("no free port: {error}"))?
             .port();
+        RedisServer::start_on(port)
+    }
+
+    /// Starts it again on the same port, after [`stop`](RedisServer::stop) (to test
+    /// what happens when Redis comes back).
+    ///
+    /// # Errors
+    /// As for [`start`](RedisServer::start).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|tail| tail.trim_end_matches('/').parse::<u16>().ok())
+            .ok_or("no port in the URL")?;
+        *self = RedisServer::start_on(port)?;
+        Ok(())
+    }
+
+    fn start_on(port: u16) -> Result<RedisServer, String> {
         let child = Command::new("redis-server")
             .args([
                 "--port",

@@ -135,6 +135,8 @@ pub struct CircuitBreaker {
     fast: AtomicU64,
     inner: Mutex<Inner>,
     listener: Option<Listener>,
+    /// The shared state this breaker's openings are published to, and its endpoint's name.
+    link: std::sync::OnceLock<(Arc<dyn crate::SharedState>, String)>,
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -272,7 +274,54 @@ impl CircuitBreaker {
                 probe_results: Counts::default(),
             }),
             listener: None,
+            link: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shares this breaker's openings with other processes through `state`, as the breaker
+    /// of `endpoint`: when it opens here, theirs for the same endpoint open until the same
+    /// time, and the other way round. Once per breaker; later calls are ignored.
+    pub fn share(
+        self: &Arc<Self>,
+        state: Arc<dyn crate::SharedState>,
+        endpoint: impl Into<String>,
+    ) {
+        let endpoint = endpoint.into();
+        if self.link.set((state.clone(), endpoint.clone())).is_err() {
+            return;
+        }
+        let breaker = Arc::downgrade(self);
+        state.subscribe(Box::new(move |change| {
+            if let (
+                Some(breaker),
+                crate::SharedChange::BreakerOpen {
+                    endpoint: opened,
+                    until,
+                },
+            ) = (breaker.upgrade(), change)
+                && *opened == endpoint
+                && let Some(until) =
+                    crate::shared::from_wall(*until, breaker.config.max_open_duration)
+            {
+                breaker.open_from_elsewhere(until);
+            }
+        }));
+    }
+
+    /// Opens until `until` because another process's breaker for this endpoint did; an
+    /// opening that reaches further here stays. Not published again.
+    fn open_from_elsewhere(&self, until: Instant) {
+        let mut inner = self.lock();
+        let reaches_further = match inner.state {
+            BreakerState::Open { until: running } => until > running,
+            BreakerState::Closed | BreakerState::HalfOpen => true,
+        };
+        if !reaches_further || until <= Instant::now() {
+            return;
+        }
+        let change = self.transition(&mut inner, BreakerState::Open { until });
+        drop(inner);
+        self.announce(change);
     }
 
     /// Calls `listener` on every state change (outside the breaker's lock; it is also logged
@@ -476,12 +525,25 @@ impl CircuitBreaker {
         StateChange { from, to }
     }
 
+    /// Announces state changes made here, and publishes openings to other processes.
     fn notify(&self, changes: Vec<StateChange>) {
         for change in changes {
-            tracing::info!(from = ?change.from, to = ?change.to, "circuit breaker state change");
-            if let Some(listener) = &self.listener {
-                listener(change);
+            if let (BreakerState::Open { until }, Some((state, endpoint))) =
+                (change.to, self.link.get())
+            {
+                state.publish(crate::SharedChange::BreakerOpen {
+                    endpoint: endpoint.clone(),
+                    until: crate::shared::to_wall(until),
+                });
             }
+            self.announce(change);
+        }
+    }
+
+    fn announce(&self, change: StateChange) {
+        tracing::info!(from = ?change.from, to = ?change.to, "circuit breaker state change");
+        if let Some(listener) = &self.listener {
+            listener(change);
         }
     }
 

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::FailureClass;
+use crate::shared::{KeyId, SharedChange, SharedState, from_wall, to_wall};
 
 /// An API key. Its `Debug` and `Display` print `[redacted]`, it is not serializable, and its
 /// bytes are zeroed when the last clone is dropped. Clones share one allocation.
@@ -146,7 +147,18 @@ struct Shared {
     keys: Vec<ApiKey>,
     config: KeyPoolConfig,
     state: Mutex<State>,
+    link: OnceLock<Link>,
 }
+
+/// The pool's tie to a [`SharedState`]: its keys' names there and their request rate.
+struct Link {
+    state: Arc<dyn SharedState>,
+    ids: Vec<KeyId>,
+    per_minute: Option<u32>,
+}
+
+/// How far ahead a cooldown from another process may reach: as far as a local one can.
+const MAX_REMOTE_COOLDOWN: Duration = Duration::from_secs(24 * 3_600);
 
 #[derive(Debug)]
 struct State {
@@ -161,6 +173,8 @@ struct KeyState {
     last_used: u64,
     in_flight: u32,
     cooling_until: Option<Instant>,
+    /// Its shared request rate has no capacity until then (not a failure: not published).
+    throttled_until: Option<Instant>,
     consecutive_rate_limits: u32,
     disabled: Option<String>,
     requests: u64,
@@ -234,6 +248,7 @@ impl KeyPool {
                 keys,
                 config,
                 state: Mutex::new(state),
+                link: OnceLock::new(),
             }),
         }
     }
@@ -261,7 +276,7 @@ impl KeyPool {
             if key.disabled.is_some() {
                 continue;
             }
-            if let Some(until) = key.cooling_until
+            if let Some(until) = key.cooling_until.max(key.throttled_until)
                 && until > *now.get_or_insert_with(Instant::now)
             {
                 continue;
@@ -280,7 +295,7 @@ impl KeyPool {
                     .keys
                     .iter()
                     .filter(|key| key.disabled.is_none())
-                    .filter_map(|key| key.cooling_until)
+                    .filter_map(|key| key.cooling_until.max(key.throttled_until))
                     .min(),
                 keys: state.keys.len(),
                 disabled: state
@@ -297,11 +312,102 @@ impl KeyPool {
         key.in_flight += 1;
         key.requests += 1;
         key.cooling_until = None;
+        key.throttled_until = None;
         drop(state);
         Ok(KeyLease {
             pool: self.clone(),
             index,
         })
+    }
+
+    /// Shares this pool's key cooldowns and disabled keys with other processes through
+    /// `state`, and, with `per_minute`, spaces each key's requests so that every process
+    /// together stays under that many a minute. Once per pool; later calls are ignored.
+    pub fn share(&self, state: Arc<dyn SharedState>, per_minute: Option<u32>) {
+        let ids = self
+            .shared
+            .keys
+            .iter()
+            .map(|key| state.key_id(key))
+            .collect();
+        let link = Link {
+            state: state.clone(),
+            ids,
+            per_minute,
+        };
+        if self.shared.link.set(link).is_err() {
+            return;
+        }
+        let pool: Weak<Shared> = Arc::downgrade(&self.shared);
+        state.subscribe(Box::new(move |change| {
+            if let Some(shared) = pool.upgrade() {
+                KeyPool { shared }.apply_remote(change);
+            }
+        }));
+    }
+
+    /// Takes a key as [`try_acquire`](KeyPool::try_acquire) does and, when the pool shares a
+    /// request rate, a slot of that key's rate; a key without capacity is passed over until
+    /// it has some.
+    ///
+    /// # Errors
+    /// [`NoKeyAvailable`], saying when the first key frees up (cooling or out of capacity).
+    pub async fn acquire(&self) -> Result<KeyLease, NoKeyAvailable> {
+        loop {
+            let lease = self.try_acquire()?;
+            let Some(link) = self.shared.link.get() else {
+                return Ok(lease);
+            };
+            let Some(per_minute) = link.per_minute else {
+                return Ok(lease);
+            };
+            match link
+                .state
+                .acquire_rate(&link.ids[lease.index], per_minute)
+                .await
+            {
+                Ok(()) => return Ok(lease),
+                Err(wait) => {
+                    let mut state = self.lock();
+                    let key = &mut state.keys[lease.index];
+                    key.throttled_until = Some(crate::later(Instant::now(), wait));
+                    // Not a request after all.
+                    key.requests = key.requests.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Applies what another process learned.
+    fn apply_remote(&self, change: &SharedChange) {
+        let Some(link) = self.shared.link.get() else {
+            return;
+        };
+        let index = |id: &KeyId| link.ids.iter().position(|known| known == id);
+        match change {
+            SharedChange::KeyCooling { key, until, .. } => {
+                let (Some(index), Some(until)) =
+                    (index(key), from_wall(*until, MAX_REMOTE_COOLDOWN))
+                else {
+                    return;
+                };
+                let mut state = self.lock();
+                let key = &mut state.keys[index];
+                key.cooling_until = Some(
+                    key.cooling_until
+                        .map_or(until, |running| running.max(until)),
+                );
+            }
+            SharedChange::KeyDisabled { key, reason } => {
+                let Some(index) = index(key) else { return };
+                let mut state = self.lock();
+                let key = &mut state.keys[index];
+                if key.disabled.is_none() {
+                    key.disabled = Some(format!("{reason} (in another process)"));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A snapshot of every key's use, by index.
@@ -325,7 +431,16 @@ impl KeyPool {
     }
 
     fn report(&self, index: usize, outcome: KeyOutcome) {
+        let published = self.update(index, outcome);
+        if let (Some(change), Some(link)) = (published, self.shared.link.get()) {
+            link.state.publish(change);
+        }
+    }
+
+    /// Applies `outcome` to the key; returns what other processes should learn of it.
+    fn update(&self, index: usize, outcome: KeyOutcome) -> Option<SharedChange> {
         let config = self.shared.config;
+        let id = |index: usize| self.shared.link.get().map(|link| link.ids[index].clone());
         let mut state = self.lock();
         let key = &mut state.keys[index];
         let cool_until = |key: &mut KeyState, cooldown: Duration| {
@@ -336,10 +451,18 @@ impl KeyPool {
                     .map_or(until, |running| running.max(until)),
             );
         };
+        let cooling = |key: &KeyState, reason: &str| {
+            Some(SharedChange::KeyCooling {
+                key: id(index)?,
+                until: to_wall(key.cooling_until?),
+                reason: reason.to_owned(),
+            })
+        };
         match outcome {
             KeyOutcome::Success => {
                 key.successes += 1;
                 key.consecutive_rate_limits = 0;
+                None
             }
             KeyOutcome::RateLimited { retry_after } => {
                 key.rate_limits += 1;
@@ -353,11 +476,16 @@ impl KeyPool {
                         .min(config.max_rate_limit_cooldown)
                 });
                 cool_until(key, cooldown);
+                cooling(key, "rate limited (429)")
             }
             KeyOutcome::Rejected { reason } => {
                 key.failures += 1;
                 key.last_error = Some(FailureClass::KeyRejected);
-                key.disabled = Some(reason);
+                key.disabled = Some(reason.clone());
+                Some(SharedChange::KeyDisabled {
+                    key: id(index)?,
+                    reason,
+                })
             }
             KeyOutcome::QuotaExhausted { retry_after } => {
                 key.failures += 1;
@@ -366,10 +494,12 @@ impl KeyPool {
                     hint.max(config.quota_cooldown)
                 });
                 cool_until(key, cooldown);
+                cooling(key, "out of credits or quota (402)")
             }
             KeyOutcome::Failure(class) => {
                 key.failures += 1;
                 key.last_error = Some(class);
+                None
             }
         }
     }

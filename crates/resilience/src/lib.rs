@@ -56,6 +56,7 @@ mod budget;
 mod error;
 mod keys;
 mod retry;
+mod shared;
 
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub use budget::{BudgetConfig, RetryBudget};
 pub use error::Error;
 pub use keys::{ApiKey, KeyLease, KeyOutcome, KeyPool, KeyPoolConfig, KeyStats, NoKeyAvailable};
 pub use retry::{Attempt, Retrier};
+pub use shared::{
+    ChangeListener, KeyId, LocalRates, LocalState, RateFuture, SharedChange, SharedState,
+    rate_interval,
+};
 
 /// What a failure means to the reliability layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

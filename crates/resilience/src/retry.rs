@@ -157,7 +157,7 @@ impl Retrier {
                 .map_err(|rejected| Error::CircuitOpen {
                     until: rejected.until,
                 })?;
-            let lease = match self.keys.try_acquire() {
+            let lease = match self.keys.acquire().await {
                 Ok(lease) => lease,
                 Err(unavailable) => {
                     drop(permit);
