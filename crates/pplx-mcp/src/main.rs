@@ -68,6 +68,10 @@ struct Args {
     /// The response cache: memory or redis://HOST:PORT.
     #[arg(long)]
     cache: Option<String>,
+    /// Share key cooldowns, disabled keys, open breakers and per-key rate limits with every
+    /// process using the same keys: redis://HOST:PORT (needs PPLX_SHARED_SECRET).
+    #[arg(long, value_name = "redis://…")]
+    shared_state: Option<String>,
 }
 
 /// The server: the provider (behind its cache) for the chat tools, the provider itself for
@@ -210,6 +214,7 @@ async fn run(args: Args) -> Result<(), String> {
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
+        shared_state: args.shared_state.clone(),
         require_key: true,
         total_timeout,
         ..pplx_setup::SetupOptions::default()

@@ -24,6 +24,12 @@ pub struct FileConfig {
     pub base_url: Option<String>,
     /// The response cache: "memory" or "redis://HOST:PORT" (--cache wins).
     pub cache: Option<String>,
+    /// State shared by every process using these keys: "redis://HOST:PORT"
+    /// (--shared-state wins). Needs a secret in PPLX_SHARED_SECRET to name keys there.
+    pub shared_state: Option<String>,
+    /// At most this many requests a minute per key, for all processes sharing state
+    /// together (for example the account tier's limit).
+    pub key_rpm: Option<u32>,
     /// Model aliases: `fast = "sonar"`.
     pub aliases: std::collections::BTreeMap<String, String>,
     /// `[timeouts]`.

@@ -35,4 +35,4 @@ pub use error::Error;
 /// The built-in simulator held by [`Setup::simulator`]; it stops when dropped.
 #[cfg(feature = "simulator")]
 pub use pplx_sim::Simulator;
-pub use setup::{Setup, SetupOptions, apply_file, setup};
+pub use setup::{SHARED_SECRET_ENV, Setup, SetupOptions, apply_file, setup};

@@ -35,7 +35,12 @@ pub struct SetupOptions {
     pub require_key: bool,
     /// A bound on every whole call, whatever the model.
     pub total_timeout: Option<Duration>,
+    /// `redis://…`: state shared with other processes (over the file's `shared_state`).
+    pub shared_state: Option<String>,
 }
+
+/// The variable holding the secret that names keys in shared state.
+pub const SHARED_SECRET_ENV: &str = "PPLX_SHARED_SECRET";
 
 /// A ready provider.
 #[non_exhaustive]
@@ -149,6 +154,38 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
             .or(file.base_url.clone());
         if let Some(base_url) = base_url {
             config.base_url = base_url;
+        }
+    }
+    let shared_url = args.shared_state.clone().or(file.shared_state.clone());
+    config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
+    match shared_url.as_deref() {
+        None => {}
+        // Simulated keys never reach real workers' shared state.
+        Some(_) if simulated => {}
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            let secret = std::env::var(SHARED_SECRET_ENV).unwrap_or_default();
+            if secret.trim().is_empty() {
+                return Err(Error::invalid(
+                    "shared_state",
+                    format!(
+                        "set {SHARED_SECRET_ENV} (the same long random secret in every process) to name keys in Redis"
+                    ),
+                ));
+            }
+            let state = resilience_redis::RedisState::connect(resilience_redis::RedisConfig::new(
+                url, secret,
+            ))
+            .map_err(|error| Error::invalid("shared_state", error.to_string()))?;
+            // What other processes learned applies from this process's first request. A
+            // Redis that is down answers within its timeouts; this bounds it anyway.
+            let _ = tokio::time::timeout(Duration::from_secs(2), state.synced()).await;
+            config.shared_state = Some(state);
+        }
+        Some(other) => {
+            return Err(Error::invalid(
+                "shared_state",
+                format!("{other:?}: use redis://HOST:PORT"),
+            ));
         }
     }
     // With no model named, `--api agent` asks the Agent API's quick preset, not a Sonar model.

@@ -73,6 +73,10 @@ struct Args {
     /// (shared by every pplx using it).
     #[arg(long, value_name = "memory|redis://…")]
     cache: Option<String>,
+    /// Share key cooldowns, disabled keys, open breakers and per-key rate limits with every
+    /// process using the same keys: redis://HOST:PORT (needs PPLX_SHARED_SECRET).
+    #[arg(long, value_name = "redis://…")]
+    shared_state: Option<String>,
     /// The API's base URL (also PERPLEXITY_BASE_URL).
     #[arg(long)]
     base_url: Option<String>,
@@ -310,6 +314,7 @@ async fn session(
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
+        shared_state: args.shared_state.clone(),
         model: args.model.clone(),
         ..pplx_setup::SetupOptions::default()
     };

@@ -328,6 +328,13 @@ pub struct PerplexityConfig {
     pub budget: BudgetConfig,
     /// Key cooldowns.
     pub key_pool: KeyPoolConfig,
+    /// State shared with other processes using the same keys (for example
+    /// `resilience_redis::RedisState`): key cooldowns, disabled keys and open breakers, and
+    /// the request rate of `key_rpm`. `None`: this process only.
+    pub shared_state: Option<std::sync::Arc<dyn resilience::SharedState>>,
+    /// At most this many requests a minute per key, for every process sharing
+    /// `shared_state` together (each process alone without one). `None`: no limit of ours.
+    pub key_rpm: Option<u32>,
     /// Fall back to one non-streaming request when streaming attempts are spent or the server
     /// refuses to stream.
     pub fallback: bool,
@@ -358,6 +365,8 @@ impl Default for PerplexityConfig {
             breaker: BreakerConfig::default(),
             budget: BudgetConfig::default(),
             key_pool: KeyPoolConfig::default(),
+            shared_state: None,
+            key_rpm: None,
             fallback: true,
             after_commit: AfterCommit::Fail,
             allow_insecure_http: false,

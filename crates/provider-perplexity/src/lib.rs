@@ -174,17 +174,31 @@ impl PerplexityProvider {
         let base_url = client::check_base_url(&config.base_url, config.allow_insecure_http)?;
         let budget = Arc::new(RetryBudget::new(config.budget));
         let keys = KeyPool::new(config.keys.clone(), config.key_pool);
-        let mut limits = vec![(config.timeouts.total, config.breaker.slow_call_duration)];
-        limits.extend(
-            config
-                .families
-                .iter()
-                .map(|family| (family.timeouts.total, family.slow_call)),
-        );
+        let shared_state = config.shared_state.clone().or_else(|| {
+            // A rate limit alone still spaces this process's requests.
+            config.key_rpm.map(|_| {
+                Arc::new(resilience::LocalState::new()) as Arc<dyn resilience::SharedState>
+            })
+        });
+        if let Some(state) = &shared_state {
+            keys.share(state.clone(), config.key_rpm);
+        }
+        let mut limits = vec![(
+            "default",
+            config.timeouts.total,
+            config.breaker.slow_call_duration,
+        )];
+        limits.extend(config.families.iter().map(|family| {
+            (
+                family.name.as_str(),
+                family.timeouts.total,
+                family.slow_call,
+            )
+        }));
         let retriers = limits
             .into_iter()
-            .map(|(total, slow_call)| {
-                let retrier = || {
+            .map(|(family, total, slow_call)| {
+                let retrier = |api: &str| {
                     let policy = BackoffPolicy {
                         total_deadline: total,
                         ..config.backoff
@@ -193,14 +207,17 @@ impl PerplexityProvider {
                         slow_call_duration: slow_call,
                         ..config.breaker
                     };
-                    Retrier::new(
-                        policy,
-                        budget.clone(),
-                        Arc::new(CircuitBreaker::new(breaker)),
-                        keys.clone(),
-                    )
+                    let breaker = Arc::new(CircuitBreaker::new(breaker));
+                    if let Some(state) = &shared_state {
+                        // One endpoint per base URL, API and family, in every process.
+                        breaker.share(
+                            state.clone(),
+                            format!("{} {api}/{family}", without_userinfo(&base_url)),
+                        );
+                    }
+                    Retrier::new(policy, budget.clone(), breaker, keys.clone())
                 };
-                [retrier(), retrier()]
+                [retrier("sonar"), retrier("agent")]
             })
             .collect();
         let client = client::http_client(config.timeouts.connect, &config.proxy)?;
@@ -451,6 +468,16 @@ fn falls_back(error: &Error) -> bool {
         && !(error.kind() == ErrorKind::Timeout
             && error.timeout_phase() == Some(TimeoutPhase::Total));
     refuses_stream || transient
+}
+
+/// A URL without `user:password@`, to name an endpoint where others can read it.
+fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn api_index(api: Api) -> usize {

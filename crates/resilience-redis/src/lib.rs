@@ -172,12 +172,16 @@ pub struct RedisState {
     client: redis::Client,
     connection: tokio::sync::Mutex<Connection>,
     listeners: Mutex<Vec<ChangeListener>>,
+    /// The state hash as last read: a new listener hears it first.
+    seen: Mutex<HashMap<String, String>>,
     writes: mpsc::Sender<SharedChange>,
     local_rates: LocalRates,
     gcra: redis::Script,
     set_later: redis::Script,
     /// Whether Redis is out of reach now (said once when it goes, once when it is back).
     degraded: AtomicBool,
+    /// Set once the first read of the shared state was tried (whatever its outcome).
+    first_read: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -217,15 +221,25 @@ impl RedisState {
             client,
             connection: tokio::sync::Mutex::new(Connection::default()),
             listeners: Mutex::new(Vec::new()),
+            seen: Mutex::new(HashMap::new()),
             writes,
             local_rates: LocalRates::default(),
             gcra: redis::Script::new(GCRA),
             set_later: redis::Script::new(SET_LATER),
             degraded: AtomicBool::new(false),
+            first_read: tokio::sync::watch::Sender::new(false),
         });
         runtime.spawn(write_loop(Arc::downgrade(&state), queue));
         runtime.spawn(read_loop(Arc::downgrade(&state)));
         Ok(state)
+    }
+
+    /// Waits until the shared state was read once (or that read failed), so that a process
+    /// that just started knows what the others learned before its first request. Bounded by
+    /// the connect and read timeouts.
+    pub async fn synced(&self) {
+        let mut first_read = self.first_read.subscribe();
+        let _ = first_read.wait_for(|read| *read).await;
     }
 
     /// Whether Redis is out of reach now (each process is on its local state meanwhile).
@@ -337,9 +351,9 @@ impl RedisState {
             .await;
     }
 
-    /// Reads the whole state; returns the fields that changed since `seen` (updating it),
-    /// and drops fields that have passed.
-    async fn read(&self, seen: &mut HashMap<String, String>) -> Vec<SharedChange> {
+    /// Reads the whole state; returns the fields that changed since the last read (and
+    /// remembers them), and drops fields that have passed.
+    async fn read(&self) -> Vec<SharedChange> {
         let key = self.state_key();
         let Some(fields): Option<HashMap<String, String>> = self
             .call("read", async |manager| {
@@ -360,11 +374,11 @@ impl RedisState {
                 passed.push(field.clone());
                 continue;
             }
-            if seen.get(field) != Some(value) {
+            if self.seen.lock().get(field) != Some(value) {
                 changes.push(change);
             }
         }
-        *seen = fields;
+        *self.seen.lock() = fields;
         if !passed.is_empty() {
             let _: Option<i64> = self
                 .call("clean", async |manager| {
@@ -404,7 +418,18 @@ impl SharedState for RedisState {
     }
 
     fn subscribe(&self, listener: ChangeListener) {
-        self.listeners.lock().push(listener);
+        // Under the listeners' lock, so no read's changes fall between the replay and the
+        // registration.
+        let mut listeners = self.listeners.lock();
+        let now = unix_ms(SystemTime::now());
+        for (field, value) in self.seen.lock().iter() {
+            if let Some(change) = decode(field, value)
+                && until_of(&change).is_none_or(|until| until > now)
+            {
+                listener(&change);
+            }
+        }
+        listeners.push(listener);
     }
 
     fn acquire_rate<'a>(&'a self, key: &'a KeyId, per_minute: u32) -> RateFuture<'a> {
@@ -437,13 +462,12 @@ async fn write_loop(state: Weak<RedisState>, mut queue: mpsc::Receiver<SharedCha
 }
 
 async fn read_loop(state: Weak<RedisState>) {
-    let mut seen = HashMap::new();
     loop {
         let Some(strong) = state.upgrade() else {
             return;
         };
         let interval = strong.config.poll_interval;
-        let changes = strong.read(&mut seen).await;
+        let changes = strong.read().await;
         if !changes.is_empty() {
             let listeners = strong.listeners.lock();
             for change in &changes {
@@ -452,6 +476,7 @@ async fn read_loop(state: Weak<RedisState>) {
                 }
             }
         }
+        strong.first_read.send_replace(true);
         drop(strong);
         tokio::time::sleep(interval).await;
     }
