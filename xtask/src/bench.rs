@@ -154,6 +154,32 @@ fn report_resilience(criterion: &Path) -> Result {
         median_ns(criterion, group, "breaker_and_key_1_thread")?,
         median_ns(criterion, group, "breaker_and_key_2_threads")?,
     );
+    let shared = "resilience_shared";
+    if !criterion.join(shared).exists() {
+        println!("shared state: not measured (no redis-server)");
+        return Ok(());
+    }
+    println!("\n| shared state | median ns |\n|---|---:|");
+    for function in [
+        "key_pick_alone",
+        "key_pick_shared_redis",
+        "publish_redis",
+        "rate_slot_local",
+        "rate_slot_redis",
+    ] {
+        println!(
+            "| {function} | {:.1} |",
+            median_ns(criterion, shared, function)?
+        );
+    }
+    println!(
+        "shared state: key pick {:.0} ns alone, {:.0} ns sharing cooldowns in Redis; a key_rpm slot adds {:.1} us with Redis on loopback",
+        median_ns(criterion, shared, "key_pick_alone")?,
+        median_ns(criterion, shared, "key_pick_shared_redis")?,
+        (median_ns(criterion, shared, "rate_slot_redis")?
+            - median_ns(criterion, shared, "rate_slot_local")?)
+            / 1e3,
+    );
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! Publish-readiness: every library crate builds with each of its features alone and with
-//! none (the check `cargo hack --each-feature --no-dev-deps` makes), and `cargo package`
+//! Publish-readiness: every library crate builds, clippy-clean, with each of its features
+//! alone and with none (the check `cargo hack --each-feature --no-dev-deps` makes), and `cargo package`
 //! packages and verifies all of them together.
 
 use std::path::Path;
@@ -19,7 +19,7 @@ pub(crate) const LIBRARIES: &[&str] = &[
     "pplx-setup",
 ];
 
-/// `cargo check` of each library crate with no features, then with each feature alone.
+/// `cargo clippy` of each library crate with no features, then with each feature alone.
 pub(crate) fn features(root: &Path) -> Result {
     let output = Command::new("cargo")
         .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
@@ -43,7 +43,7 @@ pub(crate) fn features(root: &Path) -> Result {
         }
         for features in &combinations {
             let mut args = vec![
-                "check",
+                "clippy",
                 "--locked",
                 "--quiet",
                 "-p",
@@ -54,7 +54,10 @@ pub(crate) fn features(root: &Path) -> Result {
             if !features.is_empty() {
                 args.extend(["--features", features]);
             }
-            run("cargo", &args, &[("RUSTFLAGS", "-D warnings")])?;
+            // Warnings are errors for this crate only (as flags after `--`), so the
+            // dependencies' builds are shared with the other checks, not rebuilt.
+            args.extend(["--", "-D", "warnings"]);
+            run("cargo", &args, &[])?;
             checks += 1;
         }
     }

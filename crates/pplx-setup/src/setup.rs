@@ -402,6 +402,24 @@ mod tests {
             matches!(&error, Error::InvalidValue { name, .. } if name == "cache"),
             "{error:?}"
         );
+
+        // A shared state that is not Redis is refused, with a real key as with none.
+        let file: config::FileConfig = toml::from_str("shared_state = \"memcached://x\"").unwrap();
+        let options = SetupOptions {
+            base_url: Some("http://127.0.0.1:9".to_owned()),
+            ..SetupOptions::default()
+        };
+        let file = config::FileConfig {
+            key_env: Some("PATH".to_owned()),
+            ..file
+        };
+        let Err(error) = super::setup(&options, file).await else {
+            panic!("an unknown shared state URL must fail");
+        };
+        assert!(
+            matches!(&error, Error::InvalidValue { name, .. } if name == "shared_state"),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
