@@ -113,14 +113,18 @@ pub(crate) fn package(root: &Path) -> Result {
         return Err("the workspace manifest no longer says publish = false".into());
     }
     std::fs::write(&manifest, publishable)?;
+    forget_earlier_packages()?;
     let mut args = vec!["package", "--locked", "--allow-dirty", "--quiet"];
     for library in LIBRARIES {
         args.extend(["-p", library]);
     }
-    let target_dir = root.join("target");
+    // A target directory of its own, made afresh: cargo takes registry sources as
+    // immutable, so builds of our crates' earlier packages (same name and version) would
+    // otherwise be reused as they are.
     let status = Command::new("cargo")
         .args(&args)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", scratch.join("target"))
+        .env("CARGO_INCREMENTAL", "0")
         .current_dir(&scratch)
         .status()?;
     if !status.success() {
@@ -130,5 +134,34 @@ pub(crate) fn package(root: &Path) -> Result {
         "package: {} library crates packaged and verified",
         LIBRARIES.len()
     );
+    Ok(())
+}
+
+/// Cargo unpacks the packages it verifies from a local registry into
+/// `$CARGO_HOME/registry/src/-HASH/` and reuses what is there for the same version, so a
+/// second run would verify against the first run's sources. Those unnamed registries are
+/// only ever this step's: remove our crates from them first.
+fn forget_earlier_packages() -> Result {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(registry.path())?.flatten() {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            if LIBRARIES.iter().any(|library| {
+                name.strip_prefix(library)
+                    .is_some_and(|rest| rest.starts_with("-0") || rest.starts_with("-1"))
+            }) {
+                std::fs::remove_dir_all(unpacked.path())?;
+            }
+        }
+    }
     Ok(())
 }
