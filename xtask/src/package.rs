@@ -130,6 +130,8 @@ pub(crate) fn package(root: &Path) -> Result {
     if !status.success() {
         return Err(format!("cargo package failed: {status}").into());
     }
+    // Its builds are of no use later, and take gigabytes.
+    std::fs::remove_dir_all(&scratch)?;
     eprintln!(
         "package: {} library crates packaged and verified",
         LIBRARIES.len()
