@@ -4,6 +4,8 @@
 #[cfg(test)]
 mod cache;
 #[cfg(test)]
+mod connections;
+#[cfg(test)]
 mod hostile;
 #[cfg(test)]
 mod provider;

@@ -102,6 +102,10 @@ pub struct SimConfig {
     pub faults: Vec<(Target, Fault, usize)>,
     /// Keep each request's body in its log entry (for contract checks of what clients send).
     pub record_bodies: bool,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a self-signed certificate made at
+    /// start, which clients trust through [`Simulator::certificate_der`](crate::Simulator::certificate_der),
+    /// so handshakes are measured as users meet them.
+    pub tls: bool,
     /// Keep at most this many log entries, dropping the oldest (a long-running embedded
     /// simulator must not grow without bound); `None` keeps every one (for tests).
     pub log_capacity: Option<usize>,

@@ -28,27 +28,46 @@ impl Connection {
     }
 }
 
-pub(crate) struct FaultIo {
-    stream: TcpStream,
+/// A socket the simulator serves on: plain TCP, or TLS over TCP. Either way the TCP socket
+/// is reachable, to reset it.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Above TLS, so the marker is found in the plain bytes hyper writes.
+pub(crate) struct FaultIo<S> {
+    stream: S,
     connection: Arc<Connection>,
     dead: bool,
 }
 
-impl FaultIo {
-    pub(crate) fn new(stream: TcpStream, connection: Arc<Connection>) -> Self {
+impl<S> FaultIo<S> {
+    pub(crate) fn new(stream: S, connection: Arc<Connection>) -> Self {
         FaultIo {
             stream,
             connection,
             dead: false,
         }
     }
-
-    fn reset() -> io::Error {
-        io::Error::new(io::ErrorKind::ConnectionReset, "scripted connection drop")
-    }
 }
 
-impl AsyncRead for FaultIo {
+fn reset() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "scripted connection drop")
+}
+
+impl<S: Socket> AsyncRead for FaultIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -56,13 +75,13 @@ impl AsyncRead for FaultIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.dead {
-            return Poll::Ready(Err(FaultIo::reset()));
+            return Poll::Ready(Err(reset()));
         }
         Pin::new(&mut this.stream).poll_read(context, buf)
     }
 }
 
-impl AsyncWrite for FaultIo {
+impl<S: Socket> AsyncWrite for FaultIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
@@ -70,7 +89,7 @@ impl AsyncWrite for FaultIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.dead {
-            return Poll::Ready(Err(FaultIo::reset()));
+            return Poll::Ready(Err(reset()));
         }
         if this.connection.armed.load(Ordering::Acquire)
             && let Some(position) = buf
@@ -83,8 +102,8 @@ impl AsyncWrite for FaultIo {
             }
             this.dead = true;
             // A reset rather than a clean close, as a broken connection looks.
-            let _ = this.stream.set_zero_linger();
-            return Poll::Ready(Err(FaultIo::reset()));
+            let _ = this.stream.tcp().set_zero_linger();
+            return Poll::Ready(Err(reset()));
         }
         Pin::new(&mut this.stream).poll_write(context, buf)
     }
@@ -92,7 +111,7 @@ impl AsyncWrite for FaultIo {
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.dead {
-            return Poll::Ready(Err(FaultIo::reset()));
+            return Poll::Ready(Err(reset()));
         }
         Pin::new(&mut this.stream).poll_flush(context)
     }

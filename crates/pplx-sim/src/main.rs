@@ -24,6 +24,12 @@ struct Args {
     /// No delays (the default pace is about the real service's).
     #[arg(long)]
     instant: bool,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a self-signed certificate.
+    #[arg(long)]
+    tls: bool,
+    /// Where to write that certificate (PEM), for clients to trust.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    certificate_out: Option<std::path::PathBuf>,
     /// Print the exact text a complete answer to MODEL (or preset) for QUESTION delivers
     /// with this pace, and exit.
     #[arg(long, num_args = 2, value_names = ["MODEL", "QUESTION"])]
@@ -60,6 +66,7 @@ async fn main() -> ExitCode {
     if args.instant {
         config.pace = pplx_sim::Pace::instant();
     }
+    config.tls |= args.tls;
     if let Some([model, question]) = args.expected.as_deref() {
         print!(
             "{}",
@@ -74,6 +81,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let (Some(path), Some(pem)) = (&args.certificate_out, sim.certificate_pem())
+        && let Err(error) = std::fs::write(path, pem)
+    {
+        eprintln!("pplx-sim: cannot write {}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
     println!("{}", sim.base_url());
     let _ = tokio::signal::ctrl_c().await;
     eprint!("{}", sim.log_text());

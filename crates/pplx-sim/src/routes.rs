@@ -126,10 +126,23 @@ pub(crate) async fn handle(
                         "sequence": entry.sequence, "key_index": entry.key_index,
                         "endpoint": entry.endpoint, "model": entry.model, "stream": entry.stream,
                         "status": entry.status, "ending": format!("{:?}", entry.ending),
+                        "at_us": entry.at.as_micros() as u64,
+                        "first_event_us": entry.first_event_at.map(|at| at.as_micros() as u64),
                     })
                 })
                 .collect();
                 return Ok(json_response(200, &Value::Array(entries), &[]));
+            }
+            // Counters for checks from another process.
+            ("GET", "/_sim/stats") => {
+                let connections = shared
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                return Ok(json_response(
+                    200,
+                    &serde_json::json!({"connections": connections}),
+                    &[],
+                ));
             }
             ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Api::Sonar,
             ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Api::Agent,

@@ -8,6 +8,7 @@ use crate::{Fault, Pace, SimConfig, Target};
 ///
 /// ```toml
 /// keys = ["key-a", "key-b"]
+/// tls = false   # true: HTTPS with a self-signed certificate (see --certificate-out)
 ///
 /// [pace]
 /// first_byte_ms = 300
@@ -46,6 +47,8 @@ pub struct Scenario {
     pub pace: PaceFile,
     /// Scripted faults, in order.
     pub fault: Vec<ScriptedFault>,
+    /// Serve HTTPS with a self-signed certificate (see `--certificate-out`).
+    pub tls: bool,
 }
 
 /// The `[pace]` table.
@@ -131,6 +134,7 @@ impl Scenario {
                 })
                 .collect(),
             record_bodies: false,
+            tls: self.tls,
             log_capacity: None,
         }
     }

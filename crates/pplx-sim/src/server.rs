@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -20,7 +21,7 @@ use crate::config::Pace;
 use crate::config::SimConfig;
 use crate::content::{self, Answer, Filters};
 use crate::fault::{Fault, Script, Target};
-use crate::io::{Connection, FaultIo};
+use crate::io::{Connection, FaultIo, Socket};
 use crate::log::LogEntry;
 use crate::log::RequestLog;
 use crate::routes::handle;
@@ -38,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) in_flight: watch::Sender<usize>,
     pub(crate) firehose: Mutex<HashMap<u64, Firehose>>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Connections accepted so far.
+    pub(crate) connections: AtomicUsize,
+    /// The TLS side, when serving HTTPS.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A firehose stream, serialised once: its 16 KiB batches and its number of events.
@@ -49,6 +54,8 @@ pub struct Simulator {
     pub(crate) shared: Arc<Shared>,
     pub(crate) stop: watch::Sender<bool>,
     pub(crate) server: Option<tokio::task::JoinHandle<()>>,
+    /// The self-signed certificate (DER and PEM), when serving HTTPS.
+    pub(crate) certificate: Option<(Vec<u8>, String)>,
 }
 
 impl fmt::Debug for Simulator {
@@ -76,6 +83,12 @@ impl Simulator {
     /// When `addr` cannot be bound.
     pub async fn bind(addr: SocketAddr, config: SimConfig) -> io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
+        let (tls, certificate) = if config.tls {
+            let (acceptor, certificate) = tls_acceptor()?;
+            (Some(acceptor), Some(certificate))
+        } else {
+            (None, None)
+        };
         let addr = listener.local_addr()?;
         let (stop, shutdown) = watch::channel(false);
         let mut script = Script::default();
@@ -96,6 +109,8 @@ impl Simulator {
             in_flight: watch::channel(0).0,
             firehose: Mutex::new(HashMap::new()),
             shutdown: shutdown.clone(),
+            connections: AtomicUsize::new(0),
+            tls,
         });
         let server = tokio::spawn(serve(listener, shared.clone(), shutdown));
         Ok(Simulator {
@@ -103,7 +118,24 @@ impl Simulator {
             shared,
             stop,
             server: Some(server),
+            certificate,
         })
+    }
+
+    /// Connections accepted so far (a client that reuses its connections opens one).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The certificate it serves HTTPS with (DER), for a client to trust; `None` over plain
+    /// HTTP.
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.certificate.as_ref().map(|(der, _)| der.as_slice())
+    }
+
+    /// The same certificate as PEM, for clients that read a file (Python's `ssl`, curl).
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate.as_ref().map(|(_, pem)| pem.as_str())
     }
 
     /// When it started: the origin of [`LogEntry::at`] and [`LogEntry::first_event_at`].
@@ -118,7 +150,12 @@ impl Simulator {
 
     /// The base URL to point a client at, like `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Scripts `fault` for the next `times` requests of `target`.
@@ -218,6 +255,41 @@ pub fn expected_text(
     )
 }
 
+/// Serves one connection (HTTP/1.1, or HTTP/2 by preface or ALPN) through the fault layer.
+async fn serve_connection<S: Socket + Send + 'static>(shared: Arc<Shared>, stream: S) {
+    let connection = Arc::new(Connection::default());
+    let io = TokioIo::new(FaultIo::new(stream, connection.clone()));
+    let service = service_fn(move |request| handle(shared.clone(), connection.clone(), request));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Errors here are the connections a fault dropped, or clients that left.
+    let _ = builder.serve_connection(io, service).await;
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `localhost` and `127.0.0.1`,
+/// offering HTTP/2 and HTTP/1.1 by ALPN; and the certificate, for clients to trust.
+fn tls_acceptor() -> io::Result<(tokio_rustls::TlsAcceptor, (Vec<u8>, String))> {
+    let invalid = |error: &dyn fmt::Display| io::Error::other(error.to_string());
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|error| invalid(&error))?;
+    let certificate = certified.cert.der().to_vec();
+    let pem = certified.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| invalid(&error))?
+    .with_no_client_auth()
+    .with_single_cert(vec![certificate.clone().into()], key)
+    .map_err(|error| invalid(&error))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        (certificate, pem),
+    ))
+}
+
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -229,16 +301,18 @@ pub(crate) async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
+                shared.connections.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    let connection = Arc::new(Connection::default());
-                    let io = TokioIo::new(FaultIo::new(stream, connection.clone()));
-                    let service = service_fn(move |request| {
-                        handle(shared.clone(), connection.clone(), request)
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    // Errors here are the connections a fault dropped, or clients that left.
-                    let _ = builder.serve_connection(io, service).await;
+                    match shared.tls.clone() {
+                        None => serve_connection(shared, stream).await,
+                        Some(acceptor) => {
+                            // A client that gives up on the handshake just goes away.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(shared, stream).await;
+                            }
+                        }
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

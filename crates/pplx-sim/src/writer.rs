@@ -254,6 +254,10 @@ impl Writer {
                 return (index, Ending::ClientGone);
             }
         }
+        if fault.done_marker && !self.pace.chunk_delay.is_zero() {
+            // The marker comes a little after the final event, as a chunk would.
+            tokio::time::sleep(self.pace.chunk_delay).await;
+        }
         if fault.done_marker
             && !self
                 .send(sender, Bytes::from(format!("data: [DONE]{ending}{ending}")))

@@ -27,9 +27,14 @@ use crate::{Api, Proxy, Timeouts, wire};
 
 pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
-/// A client with connection reuse, rustls with the webpki roots, HTTP/2 by ALPN and HTTP/1.1,
-/// through a proxy when one is configured.
-pub(crate) fn http_client(connect_timeout: Duration, proxy: &Proxy) -> Result<HttpClient, Error> {
+/// A client with connection reuse, rustls with the webpki roots (and `extra_roots`, DER
+/// certificates to trust besides), HTTP/2 by ALPN and HTTP/1.1, through a proxy when one is
+/// configured.
+pub(crate) fn http_client(
+    connect_timeout: Duration,
+    proxy: &Proxy,
+    extra_roots: &[Vec<u8>],
+) -> Result<HttpClient, Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
@@ -38,8 +43,25 @@ pub(crate) fn http_client(connect_timeout: Duration, proxy: &Proxy) -> Result<Ht
         direct: http,
         matcher: Arc::new(proxy_matcher(proxy)?),
     };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for certificate in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(certificate.clone()))
+            .map_err(|error| {
+                Error::config(format!("a root certificate cannot be used: {error}"))
+            })?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| Error::config(format!("TLS: {error}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // The builder offers HTTP/2 and HTTP/1.1 by ALPN, as enabled below.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
@@ -363,6 +385,32 @@ impl Live {
     /// SSE events received.
     pub(crate) fn events_seen(&self) -> u64 {
         self.events_seen
+    }
+
+    /// Reads what is left of the body after the final event (a `[DONE]` marker, an empty
+    /// last chunk, the end of the response) in the background, so that the connection goes
+    /// back to the pool for the next request instead of being closed. A server that keeps
+    /// sending gets a second and a few more events, then the connection is closed.
+    ///
+    /// The task is returned, so a caller that reads on past `Done` can wait for it.
+    pub(crate) fn release(self) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mut events = self.events;
+        Some(runtime.spawn(async move {
+            let rest = async {
+                for _ in 0..16 {
+                    let next = std::future::poll_fn(|context| {
+                        futures_core::Stream::poll_next(Pin::new(&mut events), context)
+                    });
+                    match next.await {
+                        Some(Ok(_)) => {}
+                        // The end (the connection is reusable), or a broken body (it is not).
+                        None | Some(Err(_)) => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), rest).await;
+        }))
     }
 
     /// The next event; `None` after `Done`.

@@ -342,6 +342,9 @@ pub struct PerplexityConfig {
     pub after_commit: AfterCommit,
     /// Allow plain `http://` to hosts other than loopback.
     pub allow_insecure_http: bool,
+    /// Certificates (DER) to trust besides the webpki roots: a company's TLS proxy, or the
+    /// simulator's self-signed one.
+    pub root_certificates: Vec<Vec<u8>>,
     /// The largest event (and line) accepted from a stream, in bytes.
     pub max_event_bytes: usize,
     /// The bound on one answer: its text, reasoning and sources together, in bytes, enforced
@@ -370,6 +373,7 @@ impl Default for PerplexityConfig {
             fallback: true,
             after_commit: AfterCommit::Fail,
             allow_insecure_http: false,
+            root_certificates: Vec::new(),
             max_event_bytes: 4 << 20,
             max_answer_bytes: 16 << 20,
         }

@@ -220,7 +220,11 @@ impl PerplexityProvider {
                 [retrier("sonar"), retrier("agent")]
             })
             .collect();
-        let client = client::http_client(config.timeouts.connect, &config.proxy)?;
+        let client = client::http_client(
+            config.timeouts.connect,
+            &config.proxy,
+            &config.root_certificates,
+        )?;
         Ok(PerplexityProvider {
             shared: Arc::new(Shared {
                 client,
@@ -628,18 +632,24 @@ impl ChatProvider for PerplexityProvider {
                     };
                     match event {
                         Ok(event) => {
-                            let done = matches!(event, ChatEvent::Done(_));
-                            if done {
+                            if matches!(event, ChatEvent::Done(_)) {
                                 cancel.disarm();
                                 if let Some(permit) = permit.take() {
                                     permit.record(CallOutcome::Success);
                                 }
-                            }
-                            yield Ok(event);
-                            if done {
                                 tracing::info!(events = live.events_seen(), "stream complete");
+                                // Before handing over `Done`: a caller stops there and drops
+                                // the stream, and the connection should outlive it.
+                                let released = live.release();
+                                yield Ok(event);
+                                // A caller reading on past `Done` ends once the connection
+                                // is back in the pool (or given up).
+                                if let Some(released) = released {
+                                    let _ = released.await;
+                                }
                                 return;
                             }
+                            yield Ok(event);
                         }
                         Err(cause) => {
                             let class = cause.failure_class();
