@@ -11,6 +11,10 @@ const AREAS: &[&str] = &["parse", "resilience", "sim", "provider", "cache"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
+    // The end-to-end comparison runs processes, not criterion.
+    if args.first() == Some(&"e2e") {
+        return crate::e2e::run(root, quick);
+    }
     let chosen: Vec<&str> = args
         .iter()
         .copied()
@@ -43,7 +47,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
         )?;
         let criterion = root.join("target/criterion");
         match area {
-            "parse" => report_parse(&criterion)?,
+            "parse" => report_parse(&criterion, root, !quick)?,
             "resilience" => report_resilience(&criterion)?,
             "sim" => report_sim(&criterion)?,
             "provider" => report_provider(&criterion)?,
@@ -87,7 +91,8 @@ const PARSERS: &[&str] = &[
     "memchr-floor",
 ];
 
-fn report_parse(criterion: &Path) -> Result {
+fn report_parse(criterion: &Path, root: &Path, full_run: bool) -> Result {
+    let mut chart = Vec::new();
     println!("| input | parser | MB/s | events/s | allocations/event |\n|---|---|---:|---:|---:|");
     // Same-run ratios of sse-parse to each comparator, one per input.
     let mut ratios: [Vec<f64>; 3] = Default::default();
@@ -106,6 +111,10 @@ fn report_parse(criterion: &Path) -> Result {
                 bytes / nanos * 1e3,
                 events / nanos * 1e9,
             );
+            chart.push((
+                format!("{}: {parser}", group.trim_start_matches("sse_")),
+                bytes / nanos * 1e3,
+            ));
         }
         ratios[0].push(median_ns(criterion, group, "eventsource-stream")? / ours);
         ratios[1].push(median_ns(criterion, group, "sse-stream")? / ours);
@@ -118,11 +127,24 @@ fn report_parse(criterion: &Path) -> Result {
                 "| {long_line} | {parser} | {:.0} | 1 event | - |",
                 (4 << 20) as f64 / nanos * 1e3
             );
+            chart.push((
+                format!("long_line_4MiB: {parser}"),
+                (4 << 20) as f64 / nanos * 1e3,
+            ));
         }
     }
     let geometric_mean = |values: &[f64]| {
         (values.iter().map(|value| value.ln()).sum::<f64>() / values.len() as f64).exp()
     };
+    let chart = crate::charts::save(
+        root,
+        "parse-throughput.svg",
+        "SSE parsers, MB/s by input (higher is better)",
+        "MB/s",
+        &chart,
+        full_run,
+    )?;
+    eprintln!("parse: chart {}", chart.display());
     println!(
         "(ratios: geometric mean over the four 64 MiB-class inputs, sse-parse = the Bytes stream adapter)"
     );

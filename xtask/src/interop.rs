@@ -188,7 +188,7 @@ fn mcp(root: &Path, python: &Path, sim_url: &str) -> Result {
 }
 
 /// The venv's python, creating the venv and installing the pinned clients when needed.
-fn venv(root: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn venv(root: &Path) -> Result<std::path::PathBuf> {
     let dir = root.join("target/interop/venv");
     let python = dir.join("bin/python");
     let requirements = root.join("tests/interop/requirements.txt");

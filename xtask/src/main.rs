@@ -11,6 +11,8 @@
 //!   not part of CI.
 
 mod bench;
+mod charts;
+mod e2e;
 mod interop;
 mod package;
 mod tidy;

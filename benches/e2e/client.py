@@ -1,0 +1,84 @@
+"""One client of `cargo xtask bench e2e`: the official `openai` or `perplexityai` Python SDK
+against the simulator's firehose. Prints one JSON line: chunks, wall and CPU seconds, the
+time from each call to its first delta, and the peak resident memory.
+
+    client.py openai|perplexityai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS
+"""
+
+import asyncio
+import json
+import resource
+import sys
+import time
+
+client_name, base_url, key, scenario, streams, runs = sys.argv[1:7]
+streams, runs = int(streams), int(runs)
+MESSAGES = [{"role": "user", "content": "firehose"}]
+# A thousand streams at once on one thread wait their turn to connect: as generous as the
+# Rust clients' deadlines, so no client fails for want of patience.
+TIMEOUT = 120.0
+
+
+def make_client():
+    if client_name == "openai":
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT)
+    from perplexity import AsyncPerplexity
+
+    return AsyncPerplexity(base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT)
+
+
+async def one_stream(client, ttfts):
+    started = time.perf_counter()
+    first = None
+    chunks = 0
+    stream = await client.chat.completions.create(model="sonar", messages=MESSAGES, stream=True)
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+            if first is None:
+                first = time.perf_counter()
+            chunks += 1
+    ttfts.append((first - started) * 1e6)
+    return chunks
+
+
+async def one_answer(client):
+    response = await client.chat.completions.create(model="sonar", messages=MESSAGES)
+    return 1 if response.choices[0].message.content else 0
+
+
+async def main():
+    client = make_client()
+    ttfts = []
+    # One warm-up call: imports, the connection pool and the first TLS-free connection.
+    if scenario == "nonstream":
+        await one_answer(client)
+    else:
+        await one_stream(client, [])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
+    wall_before = time.perf_counter()
+    chunks = 0
+    for _ in range(runs):
+        if scenario == "nonstream":
+            for _ in range(streams):
+                chunks += await one_answer(client)
+        else:
+            counts = await asyncio.gather(*(one_stream(client, ttfts) for _ in range(streams)))
+            chunks += sum(counts)
+    wall = time.perf_counter() - wall_before
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({
+        "client": client_name,
+        "scenario": scenario,
+        "streams": streams,
+        "chunks": chunks,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime - cpu_before,
+        "ttft_us": ttfts,
+        "peak_rss_kib": usage.ru_maxrss,
+    }))
+
+
+asyncio.run(main())

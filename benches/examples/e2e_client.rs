@@ -1,0 +1,185 @@
+//! One Rust client of `cargo xtask bench e2e`: `provider-perplexity` or `async-openai` 0.43
+//! against the simulator's firehose, on one thread (a current-thread runtime, as the Python
+//! clients run on one). Prints one JSON line: chunks, wall and CPU seconds, the time from
+//! each call to its first delta, and the peak resident memory.
+//!
+//! `e2e_client ours|async-openai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS`
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chat_core::{ChatEvent, ChatProvider, ChatRequest};
+use futures_util::StreamExt;
+use provider_perplexity::{PerplexityConfig, PerplexityProvider};
+
+type OpenAi = async_openai::Client<async_openai::config::OpenAIConfig>;
+
+enum Client {
+    Ours(PerplexityProvider),
+    OpenAi(OpenAi),
+}
+
+impl Client {
+    fn new(name: &str, base_url: &str, key: &str) -> Client {
+        match name {
+            "ours" => {
+                let mut config = PerplexityConfig::default();
+                config.base_url = base_url.to_owned();
+                config.keys = vec![resilience::ApiKey::new(key)];
+                // A thousand streams at once on one thread wait their turn for headers.
+                config.timeouts.headers = Duration::from_secs(120);
+                config.timeouts.first_event = Duration::from_secs(120);
+                Client::Ours(PerplexityProvider::new(config).unwrap())
+            }
+            "async-openai" => {
+                let config = async_openai::config::OpenAIConfig::new()
+                    .with_api_base(base_url)
+                    .with_api_key(key);
+                Client::OpenAi(async_openai::Client::with_config(config))
+            }
+            other => panic!("unknown client {other}"),
+        }
+    }
+
+    /// One stream: its deltas, and the time from the call to the first.
+    async fn stream(&self) -> (usize, Duration) {
+        let started = Instant::now();
+        let mut first = None;
+        let mut deltas = 0;
+        match self {
+            Client::Ours(provider) => {
+                let mut stream = provider.chat_stream(ChatRequest::new("sonar", "firehose"));
+                while let Some(event) = stream.next().await {
+                    if let ChatEvent::TextDelta(text) = event.unwrap() {
+                        first.get_or_insert_with(|| started.elapsed());
+                        black_box(text);
+                        deltas += 1;
+                    }
+                }
+            }
+            Client::OpenAi(client) => {
+                let mut stream = client
+                    .chat()
+                    .create_stream(openai_request(true))
+                    .await
+                    .unwrap();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.unwrap();
+                    if let Some(text) = chunk
+                        .choices
+                        .first()
+                        .and_then(|choice| choice.delta.content.as_ref())
+                        && !text.is_empty()
+                    {
+                        first.get_or_insert_with(|| started.elapsed());
+                        black_box(text);
+                        deltas += 1;
+                    }
+                }
+            }
+        }
+        (deltas, first.unwrap_or_default())
+    }
+
+    /// One whole answer, not streamed.
+    async fn answer(&self) -> usize {
+        match self {
+            Client::Ours(provider) => {
+                let response = provider
+                    .chat(ChatRequest::new("sonar", "firehose"))
+                    .await
+                    .unwrap();
+                usize::from(!response.text.is_empty())
+            }
+            Client::OpenAi(client) => {
+                let response = client.chat().create(openai_request(false)).await.unwrap();
+                usize::from(
+                    response
+                        .choices
+                        .first()
+                        .is_some_and(|choice| choice.message.content.is_some()),
+                )
+            }
+        }
+    }
+}
+
+fn openai_request(stream: bool) -> async_openai::types::chat::CreateChatCompletionRequest {
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+    };
+    CreateChatCompletionRequestArgs::default()
+        .model("sonar")
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("firehose")
+            .build()
+            .unwrap()
+            .into()])
+        .stream(stream)
+        .build()
+        .unwrap()
+}
+
+/// The peak resident memory of this process, in KiB (Linux; 0 elsewhere).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [name, base_url, key, scenario, streams, runs] = args.as_slice() else {
+        panic!(
+            "usage: e2e_client ours|async-openai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS"
+        );
+    };
+    let (streams, runs): (usize, usize) = (streams.parse().unwrap(), runs.parse().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async { Client::new(name, base_url, key) });
+    let result = runtime.block_on(async {
+        // One warm-up call: the connection pool and lazy statics.
+        if scenario == "nonstream" {
+            client.answer().await;
+        } else {
+            client.stream().await;
+        }
+        let cpu = cpu_time::ProcessTime::now();
+        let wall = Instant::now();
+        let mut chunks = 0;
+        let mut ttfts = Vec::new();
+        for _ in 0..runs {
+            if scenario == "nonstream" {
+                for _ in 0..streams {
+                    chunks += client.answer().await;
+                }
+            } else {
+                let all =
+                    futures_util::future::join_all((0..streams).map(|_| client.stream())).await;
+                for (deltas, first) in all {
+                    chunks += deltas;
+                    ttfts.push(first.as_secs_f64() * 1e6);
+                }
+            }
+        }
+        serde_json::json!({
+            "client": name,
+            "scenario": scenario,
+            "streams": streams,
+            "chunks": chunks,
+            "wall_s": wall.elapsed().as_secs_f64(),
+            "cpu_s": cpu.elapsed().as_secs_f64(),
+            "ttft_us": ttfts,
+            "peak_rss_kib": peak_rss_kib(),
+        })
+    });
+    println!("{result}");
+}

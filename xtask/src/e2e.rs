@@ -1,0 +1,372 @@
+//! `cargo xtask bench e2e [--quick]`: our client against the clients users would otherwise
+//! pick, end to end over loopback, each in its own process against the simulator's firehose
+//! (its own process too): `provider-perplexity`, `async-openai` 0.43, and the official
+//! `openai` and `perplexityai` Python SDKs (from a venv made from PyPI).
+//!
+//! Scenarios: one long stream (chunks/s, CPU per chunk), 100 and 1,000 concurrent streams
+//! (total chunks/s, client-added time to first delta, peak memory), 200 short streams one
+//! after another (time to first delta), and answers not streamed. Every client runs on one
+//! thread. Clients take turns within each repetition; figures are medians over
+//! repetitions, and ratios are of medians from the same run. The client-added time to first
+//! delta is the time from the call to the first delta, minus the simulator's own time from
+//! taking the request to writing its first event (from its log).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::Result;
+
+const KEY: &str = "e2e-key";
+const CLIENTS: &[&str] = &["ours", "async-openai", "openai-python", "perplexityai"];
+
+/// One scenario: a name, the answer's length, streams at once, runs in a row.
+struct Scenario {
+    name: &'static str,
+    kind: &'static str,
+    words: usize,
+    streams: usize,
+    runs: usize,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let scale = |quick_value: usize, full: usize| if quick { quick_value } else { full };
+    vec![
+        Scenario {
+            name: "long",
+            kind: "long",
+            words: scale(4_000, 20_000),
+            streams: 1,
+            runs: scale(2, 3),
+        },
+        Scenario {
+            name: "c100",
+            kind: "concurrent",
+            words: scale(100, 200),
+            streams: 100,
+            runs: 1,
+        },
+        Scenario {
+            name: "c1000",
+            kind: "concurrent",
+            words: scale(30, 60),
+            streams: 1_000,
+            runs: 1,
+        },
+        Scenario {
+            name: "first",
+            kind: "concurrent",
+            words: 20,
+            streams: 1,
+            runs: scale(100, 300),
+        },
+        Scenario {
+            name: "nonstream",
+            kind: "nonstream",
+            words: 200,
+            streams: scale(100, 300),
+            runs: 1,
+        },
+    ]
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The simulator binary with a firehose of `words`-word answers; its base URL.
+fn simulator(root: &Path, words: usize) -> Result<(Killed, String)> {
+    let scenario = root.join(format!("target/e2e/sim-{words}.toml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            "keys = [\"{KEY}\"]\n[pace]\nfirst_byte_ms = 0\nchunk_delay_ms = 0\nchunk_chars = 12\nanswer_words = {words}\nfirehose = true\n"
+        ),
+    )?;
+    let mut child = Killed(
+        Command::new(root.join("target/release/pplx-sim"))
+            .arg("--scenario")
+            .arg(&scenario)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line.trim().to_owned();
+    if !url.starts_with("http://") {
+        return Err(format!("pplx-sim printed {url:?} instead of its base URL").into());
+    }
+    Ok((child, url))
+}
+
+/// `GET path` from the simulator, as JSON (plain HTTP/1.0, so no client library).
+fn get_json(base_url: &str, path: &str) -> Result<Value> {
+    let address = base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .ok_or("a response without a body")?;
+    Ok(serde_json::from_str(body)?)
+}
+
+/// The simulator's own median time from taking a request to writing its first event, over
+/// the log entries from `from` on, in microseconds.
+fn simulator_time(base_url: &str, from: usize) -> Result<f64> {
+    let log = get_json(base_url, "/_sim/log")?;
+    let mut own: Vec<f64> = log
+        .as_array()
+        .ok_or("the log is not an array")?
+        .iter()
+        .skip(from)
+        .filter_map(|entry| Some(entry["first_event_us"].as_f64()? - entry["at_us"].as_f64()?))
+        .collect();
+    Ok(median(&mut own))
+}
+
+fn log_len(base_url: &str) -> Result<usize> {
+    Ok(get_json(base_url, "/_sim/log")?
+        .as_array()
+        .map_or(0, Vec::len))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    percentile(values, 0.5)
+}
+
+fn percentile(values: &mut [f64], share: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() - 1) as f64 * share).round() as usize;
+    values[index]
+}
+
+/// Runs one client on one scenario; its JSON line, with the simulator's own time added.
+fn run_client(
+    root: &Path,
+    python: &Path,
+    client: &str,
+    base_url: &str,
+    scenario: &Scenario,
+) -> Result<Value> {
+    let before = log_len(base_url)?;
+    let (streams, runs) = (scenario.streams.to_string(), scenario.runs.to_string());
+    let mut command = match client {
+        "ours" | "async-openai" => {
+            let mut command = Command::new(root.join("target/release/examples/e2e_client"));
+            command.arg(client);
+            command
+        }
+        _ => {
+            let mut command = Command::new(python);
+            command
+                .arg(root.join("benches/e2e/client.py"))
+                .arg(if client == "openai-python" {
+                    "openai"
+                } else {
+                    "perplexityai"
+                });
+            command
+        }
+    };
+    let output = command
+        .args([base_url, KEY, scenario.kind, &streams, &runs])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("{client} on {} failed: {}", scenario.name, output.status).into());
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let mut result: Value = serde_json::from_str(text.trim())?;
+    result["sim_own_us"] = Value::from(simulator_time(base_url, before)?);
+    Ok(result)
+}
+
+/// The figures of one client on one scenario, medians over repetitions.
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    chunks_per_second: f64,
+    cpu_ns_per_chunk: f64,
+    ttft_p50_us: f64,
+    ttft_p99_us: f64,
+    peak_rss_mib: f64,
+}
+
+fn figures(results: &[Value]) -> Figures {
+    let mut rate = Vec::new();
+    let mut cpu = Vec::new();
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut rss = Vec::new();
+    for result in results {
+        let chunks = result["chunks"].as_f64().unwrap_or(0.0).max(1.0);
+        let wall = result["wall_s"].as_f64().unwrap_or(f64::NAN);
+        rate.push(chunks / wall);
+        cpu.push(result["cpu_s"].as_f64().unwrap_or(f64::NAN) * 1e9 / chunks);
+        let own = result["sim_own_us"].as_f64().unwrap_or(0.0);
+        let mut ttfts: Vec<f64> = result["ttft_us"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .map(|ttft| (ttft - own).max(0.0))
+            .collect();
+        p50.push(percentile(&mut ttfts, 0.5));
+        p99.push(percentile(&mut ttfts, 0.99));
+        rss.push(result["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    }
+    Figures {
+        chunks_per_second: median(&mut rate),
+        cpu_ns_per_chunk: median(&mut cpu),
+        ttft_p50_us: median(&mut p50),
+        ttft_p99_us: median(&mut p99),
+        peak_rss_mib: median(&mut rss),
+    }
+}
+
+pub(crate) fn run(root: &Path, quick: bool) -> Result {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(root.join("target/e2e"))?;
+    crate::run(
+        "cargo",
+        &[
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            "pplx-sim",
+            "-p",
+            "benches",
+            "--example",
+            "e2e_client",
+        ],
+        &[],
+    )?;
+    let python = crate::interop::venv(root)?;
+    let repetitions = if quick { 2 } else { 5 };
+    let scenarios = scenarios(quick);
+    // results[scenario][client] = one JSON line per repetition.
+    let mut results: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new(); CLIENTS.len()]; scenarios.len()];
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let (_sim, base_url) = simulator(root, scenario.words)?;
+        for repetition in 0..repetitions {
+            // Clients take turns, in a different order each repetition.
+            for turn in 0..CLIENTS.len() {
+                let client = (turn + repetition) % CLIENTS.len();
+                let result = run_client(root, &python, CLIENTS[client], &base_url, scenario)?;
+                results[index][client].push(result);
+            }
+        }
+        eprintln!(
+            "e2e: {} done ({:.0} s so far)",
+            scenario.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let table: Vec<Vec<Figures>> = results
+        .iter()
+        .map(|by_client| by_client.iter().map(|runs| figures(runs)).collect())
+        .collect();
+    report(&scenarios, &table);
+    let json = serde_json::json!({
+        "quick": quick,
+        "repetitions": repetitions,
+        "clients": CLIENTS,
+        "scenarios": scenarios.iter().map(|scenario| serde_json::json!({
+            "name": scenario.name, "words": scenario.words, "streams": scenario.streams, "runs": scenario.runs,
+        })).collect::<Vec<_>>(),
+        "raw": results,
+    });
+    std::fs::write(
+        root.join("target/e2e/results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    let charts = crate::charts::e2e(
+        root,
+        &scenarios_names(&scenarios),
+        CLIENTS,
+        &table_values(&table),
+    )?;
+    for chart in &charts {
+        // A full run's charts are the ones docs/BENCHMARKS.md shows.
+        if !quick && let Some(name) = chart.file_name() {
+            let kept = root.join("docs/charts").join(name);
+            std::fs::create_dir_all(root.join("docs/charts"))?;
+            std::fs::copy(chart, &kept)?;
+        }
+        eprintln!("e2e: chart {}", chart.display());
+    }
+    let long = &table[0];
+    let ours = long[0];
+    let ratio = |other: usize| ours.chunks_per_second / long[other].chunks_per_second;
+    let first = &table[3][0];
+    eprintln!("e2e: {:.0} s in all", started.elapsed().as_secs_f64());
+    println!(
+        "e2e: chunks/s vs async-openai {:.1}x, vs openai-python {:.1}x; ttft overhead p50 {:.0} us",
+        ratio(1),
+        ratio(2),
+        first.ttft_p50_us
+    );
+    Ok(())
+}
+
+fn scenarios_names(scenarios: &[Scenario]) -> Vec<&'static str> {
+    scenarios.iter().map(|scenario| scenario.name).collect()
+}
+
+/// (chunks/s, ttft p50) per scenario and client, for the charts.
+fn table_values(table: &[Vec<Figures>]) -> Vec<Vec<(f64, f64)>> {
+    table
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|figures| (figures.chunks_per_second, figures.ttft_p50_us))
+                .collect()
+        })
+        .collect()
+}
+
+fn report(scenarios: &[Scenario], table: &[Vec<Figures>]) {
+    for (scenario, row) in scenarios.iter().zip(table) {
+        println!(
+            "\n{} ({} stream(s) at once, {} run(s), {}-word answers)",
+            scenario.name, scenario.streams, scenario.runs, scenario.words
+        );
+        let unit = if scenario.kind == "nonstream" {
+            "answer"
+        } else {
+            "chunk"
+        };
+        println!(
+            "| client | {unit}s/s | CPU ns/{unit} | client ttft p50 us | p99 us | peak RSS MiB | {unit}s/s vs ours |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (client, figures) in CLIENTS.iter().zip(row) {
+            println!(
+                "| {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2}x |",
+                figures.chunks_per_second,
+                figures.cpu_ns_per_chunk,
+                figures.ttft_p50_us,
+                figures.ttft_p99_us,
+                figures.peak_rss_mib,
+                figures.chunks_per_second / row[0].chunks_per_second,
+            );
+        }
+    }
+    println!();
+}
