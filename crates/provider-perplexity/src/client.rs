@@ -454,11 +454,8 @@ impl Live {
                 );
             }
             self.events_seen += 1;
-            let data = event
-                .data_str()
-                .map_err(|_| Error::protocol("an event's data is not UTF-8"))?;
             self.decoder
-                .feed(event.event_type(), data, &mut self.pending)?;
+                .feed_bytes(event.event_type(), event.data(), &mut self.pending)?;
             if let (Some((slot, key)), Some(id)) = (&self.run, self.decoder.response_id()) {
                 let mut run = slot.lock();
                 if run.as_ref().is_none_or(|(known, _)| known != id) {

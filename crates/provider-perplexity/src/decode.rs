@@ -82,22 +82,35 @@ impl Decoder {
     }
 
     /// Decodes one event, appending what it means to `out`.
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn feed(
         &mut self,
         event_type: &[u8],
         data: &str,
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
+        self.feed_bytes(event_type, data.as_bytes(), out)
+    }
+
+    /// Decodes one event's data as the bytes it came in. The JSON decoder checks UTF-8 in
+    /// what it decodes (the delta, the sources when they change), so the text so far that
+    /// every Sonar chunk repeats is skipped, not validated twice.
+    pub(crate) fn feed_bytes(
+        &mut self,
+        event_type: &[u8],
+        data: &[u8],
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
         if self.done {
             return Ok(()); // Anything after the end (a `[DONE]` after the done chunk) is ignored.
         }
         if event_type == b"error" {
-            return Err(stream_error(data));
+            return Err(stream_error(&String::from_utf8_lossy(data)));
         }
         if is_keep_alive(data) {
             return Ok(()); // A keep-alive ping, as the official consumers treat them.
         }
-        if self.api == Api::Agent && data.trim() == "[DONE]" {
+        if self.api == Api::Agent && data.trim_ascii() == b"[DONE]" {
             // Responses-style streams end with their final event; a `[DONE]` from a proxy or
             // a compatible server says nothing more (and before the end, the stream's end
             // is what counts).
@@ -110,12 +123,12 @@ impl Decoder {
         self.check_bound()
     }
 
-    fn feed_sonar(&mut self, data: &str, out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
-        if data.trim() == "[DONE]" {
+    fn feed_sonar(&mut self, data: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
+        if data.trim_ascii() == b"[DONE]" {
             self.finish(FinishReason::Stop, out);
             return Ok(());
         }
-        let chunk: SonarChunk<'_> = serde_json::from_str(data)
+        let chunk: SonarChunk<'_> = serde_json::from_slice(data)
             .map_err(|error| Error::protocol(format!("bad chunk in the stream: {error}")))?;
         if self.response.id.is_empty()
             && let Some(id) = &chunk.id
@@ -162,8 +175,8 @@ impl Decoder {
         Ok(())
     }
 
-    fn feed_agent(&mut self, data: &str, out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
-        let event: AgentEvent<'_> = serde_json::from_str(data)
+    fn feed_agent(&mut self, data: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
+        let event: AgentEvent<'_> = serde_json::from_slice(data)
             .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
         match event.kind.as_deref().unwrap_or_default() {
             "response.output_text.delta" => {
@@ -337,9 +350,9 @@ fn sources_size(sources: &Sources) -> usize {
 /// consumers skip `data:` lines that are not JSON. Only data that cannot be the start of a
 /// JSON message counts; a cut-off JSON object stays a protocol error, so that a broken
 /// stream is never mistaken for a healthy one and no text is skipped.
-fn is_keep_alive(data: &str) -> bool {
-    let data = data.trim();
-    !(data.starts_with('{') || data.starts_with('[') || data.is_empty())
+fn is_keep_alive(data: &[u8]) -> bool {
+    let data = data.trim_ascii();
+    !(data.starts_with(b"{") || data.starts_with(b"[") || data.is_empty())
 }
 
 /// A failed Agent run (`response.failed` or an `error` event): the server's own message,
