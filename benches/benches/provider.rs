@@ -1,9 +1,9 @@
 //! The streaming client end to end, against the simulator's firehose over loopback:
 //! - chunks/s and client CPU per chunk for one stream: `provider-perplexity`, `async-openai`
-//!   0.43 and a bare hyper + sse-parse + serde pipeline (no reliability layers, no sources or
-//!   reasoning handling), in the same group;
-//! - time from the simulator handing over its first event to the caller holding the first
-//!   delta;
+//!   0.43 and the same provider with its reliability layers off (same connector, decoding and
+//!   stop rule: like for like), in the same group; every client stops at the final event;
+//! - the time the client adds before the first delta, from the `chat_stream` call (request,
+//!   headers, retrier and key pool included) minus the simulator's own time, p50 and p99;
 //! - resident memory per stream with many streams open at once.
 //!
 //! The simulator runs on its own runtime thread; each client runs on a current-thread runtime
@@ -14,14 +14,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chat_core::{ChatEvent, ChatProvider, ChatRequest};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use http_body_util::{BodyDataStream, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use pplx_sim::{Pace, SimConfig, Simulator};
 use provider_perplexity::{PerplexityConfig, PerplexityProvider};
 
@@ -53,9 +48,13 @@ async fn ours(provider: &PerplexityProvider) -> usize {
     let mut stream = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
     let mut deltas = 0;
     while let Some(event) = stream.next().await {
-        if let ChatEvent::TextDelta(text) = event.unwrap() {
-            black_box(text);
-            deltas += 1;
+        match event.unwrap() {
+            ChatEvent::TextDelta(text) => {
+                black_box(text);
+                deltas += 1;
+            }
+            ChatEvent::Done(_) => break,
+            _ => {}
         }
     }
     deltas
@@ -99,47 +98,19 @@ async fn openai(client: &async_openai::Client<async_openai::config::OpenAIConfig
     deltas
 }
 
-#[derive(serde::Deserialize)]
-struct BareChunk<'a> {
-    #[serde(borrow)]
-    choices: Vec<BareChoice<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct BareChoice<'a> {
-    #[serde(borrow)]
-    delta: Option<BareDelta<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct BareDelta<'a> {
-    #[serde(borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The floor: one request, sse-parse, borrowed serde of `delta.content`, nothing else.
-async fn bare(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> usize {
-    let body =
-        r#"{"model":"sonar","messages":[{"role":"user","content":"firehose"}],"stream":true}"#;
-    let request = hyper::Request::post(url)
-        .header("authorization", format!("Bearer {KEY}"))
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let mut events = sse_parse::EventStream::new(BodyDataStream::new(response.into_body()));
+/// The same client with its reliability layers off: same connector, same decoding, same
+/// stop rule (`Done`, then the connection back to the pool).
+async fn ours_without_layers(provider: &PerplexityProvider) -> usize {
+    let mut stream = provider.stream_without_layers(ChatRequest::new("sonar", QUESTION));
     let mut deltas = 0;
-    while let Some(item) = events.next().await {
-        if let sse_parse::Item::Event(event) = item.unwrap() {
-            let chunk: BareChunk<'_> = serde_json::from_str(event.data_str().unwrap()).unwrap();
-            if let Some(text) = chunk
-                .choices
-                .first()
-                .and_then(|choice| choice.delta.as_ref()?.content.as_ref())
-                && !text.is_empty()
-            {
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            ChatEvent::TextDelta(text) => {
                 black_box(text);
                 deltas += 1;
             }
+            ChatEvent::Done(_) => break,
+            _ => {}
         }
     }
     deltas
@@ -169,8 +140,6 @@ fn bench_throughput(criterion: &mut Criterion) {
         .unwrap();
     let provider = provider(&sim);
     let openai_client = client_runtime.block_on(async { openai_client(&sim) });
-    let hyper_client = Client::builder(TokioExecutor::new()).build_http();
-    let url = format!("{}/chat/completions", sim.base_url());
 
     let deltas = client_runtime.block_on(ours(&provider));
     assert_eq!(
@@ -178,12 +147,15 @@ fn bench_throughput(criterion: &mut Criterion) {
         client_runtime.block_on(openai(&openai_client)),
         "both clients see every delta"
     );
-    assert_eq!(deltas, client_runtime.block_on(bare(&hyper_client, &url)));
+    assert_eq!(
+        deltas,
+        client_runtime.block_on(ours_without_layers(&provider))
+    );
     let runs = if benches::quick() { 20 } else { 60 };
     let cpu = serde_json::json!({
         "pplx-provider": cpu_per_chunk(&client_runtime, runs, || Box::pin(ours(&provider))),
         "async-openai": cpu_per_chunk(&client_runtime, runs, || Box::pin(openai(&openai_client))),
-        "bare-hyper-sse": cpu_per_chunk(&client_runtime, runs, || Box::pin(bare(&hyper_client, &url))),
+        "pplx-provider-no-layers": cpu_per_chunk(&client_runtime, runs, || Box::pin(ours_without_layers(&provider))),
     });
     benches::write_meta(
         "provider_stream",
@@ -199,10 +171,28 @@ fn bench_throughput(criterion: &mut Criterion) {
     group.bench_function("async-openai", |bencher| {
         bencher.iter(|| client_runtime.block_on(openai(&openai_client)))
     });
-    group.bench_function("bare-hyper-sse", |bencher| {
-        bencher.iter(|| client_runtime.block_on(bare(&hyper_client, &url)))
+    group.bench_function("pplx-provider-no-layers", |bencher| {
+        bencher.iter(|| client_runtime.block_on(ours_without_layers(&provider)))
     });
     group.finish();
+}
+
+/// From the caller's `chat_stream` call to the caller holding the first delta, minus the
+/// simulator's own time from taking the request to writing its first event (its log): the
+/// time the client adds, request, headers, retrier and key pool included.
+async fn client_added_first_delta(provider: &PerplexityProvider, sim: &Simulator) -> Duration {
+    let called = Instant::now();
+    let mut stream = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
+    let held = loop {
+        if let ChatEvent::TextDelta(_) = stream.next().await.unwrap().unwrap() {
+            break called.elapsed();
+        }
+    };
+    while stream.next().await.is_some() {}
+    sim.wait_idle().await;
+    let entry = sim.log().last().cloned().unwrap();
+    let own = entry.first_event_at.unwrap().saturating_sub(entry.at);
+    held.saturating_sub(own)
 }
 
 fn bench_first_delta(criterion: &mut Criterion) {
@@ -212,32 +202,24 @@ fn bench_first_delta(criterion: &mut Criterion) {
         .build()
         .unwrap();
     let provider = provider(&sim);
-    let started_at = sim.started_at();
+    client_runtime.block_on(client_added_first_delta(&provider, &sim));
+    let samples = if benches::quick() { 200 } else { 1_000 };
+    let mut added: Vec<Duration> = (0..samples)
+        .map(|_| client_runtime.block_on(client_added_first_delta(&provider, &sim)))
+        .collect();
+    added.sort();
+    let at = |share: f64| added[((added.len() - 1) as f64 * share) as usize].as_secs_f64() * 1e6;
+    benches::write_meta(
+        "provider_first_delta",
+        &serde_json::json!({"samples": samples, "p50_us": at(0.5), "p99_us": at(0.99)}),
+    );
     let mut group = criterion.benchmark_group("provider_first_delta");
     group.sample_size(50);
-    // The time measured is from the simulator handing its first event to the connection to
-    // the caller holding the first delta (the request and headers are not counted).
-    group.bench_function("sim_first_event_to_caller", |bencher| {
+    group.bench_function("call_to_first_delta_client_added", |bencher| {
         bencher.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let held = client_runtime.block_on(async {
-                    let mut stream = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
-                    loop {
-                        if let ChatEvent::TextDelta(_) = stream.next().await.unwrap().unwrap() {
-                            return Instant::now();
-                        }
-                    }
-                });
-                client_runtime.block_on(sim.wait_idle());
-                let written = sim
-                    .log()
-                    .last()
-                    .and_then(|entry| entry.first_event_at)
-                    .unwrap();
-                total += held.duration_since(started_at + written);
-            }
-            total
+            (0..iterations)
+                .map(|_| client_runtime.block_on(client_added_first_delta(&provider, &sim)))
+                .sum()
         });
     });
     group.finish();

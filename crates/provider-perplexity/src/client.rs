@@ -353,6 +353,9 @@ pub(crate) struct Live {
     events_seen: u64,
     /// Where to record the run's id, with the key that started it (Agent API).
     run: Option<(RunSlot, ApiKey)>,
+    /// The whole call's deadline, checked by the same timer as the event deadlines (one
+    /// timer per event, not two).
+    total: Option<tokio::time::Instant>,
 }
 
 impl Live {
@@ -374,7 +377,13 @@ impl Live {
             started: tokio::time::Instant::now(),
             events_seen: 0,
             run,
+            total: None,
         }
+    }
+
+    /// Ends the stream with a `Total` timeout at `deadline`.
+    pub(crate) fn set_total_deadline(&mut self, deadline: tokio::time::Instant) {
+        self.total = Some(deadline);
     }
 
     /// The usage known so far (for an interruption's error).
@@ -430,7 +439,12 @@ impl Live {
             let next = std::future::poll_fn(|context| {
                 futures_core::Stream::poll_next(Pin::new(&mut self.events), context)
             });
-            let item = match tokio::time::timeout(deadline, next).await {
+            let event_deadline = resilience::later(tokio::time::Instant::now(), deadline);
+            let (until, phase) = match self.total {
+                Some(total) if total <= event_deadline => (total, TimeoutPhase::Total),
+                _ => (event_deadline, phase),
+            };
+            let item = match tokio::time::timeout_at(until, next).await {
                 Err(_) => return Err(Error::timeout(phase)),
                 Ok(None) => {
                     return Err(Error::incomplete("the stream ended before its final event"));

@@ -235,6 +235,61 @@ impl PerplexityProvider {
         })
     }
 
+    /// The same request, connection pool, decoding and stop rule as
+    /// [`chat_stream`](ChatProvider::chat_stream), without the reliability layers: no retrier
+    /// (breaker, key pool, budget, backoff), no fallback, no commit-point bookkeeping, no
+    /// request span. Only for the benches' like-for-like rows (feature `bench-internals`).
+    #[cfg(feature = "bench-internals")]
+    #[doc(hidden)]
+    pub fn stream_without_layers(&self, request: ChatRequest) -> ChatStream {
+        let this = self.clone();
+        Box::pin(async_stream::stream! {
+            let route = this.shared.route(&request.model);
+            let key = this.shared.config.keys[0].clone();
+            let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
+            let response = match client::send(
+                &this.shared.client,
+                &this.shared.base_url,
+                route.api,
+                body,
+                &key,
+                true,
+                &route.timeouts,
+            )
+            .await
+            {
+                Ok(response) => response,
+                Err(error) => {
+                    yield Err(error);
+                    return;
+                }
+            };
+            let mut live = Live::new(
+                response,
+                route.api,
+                route.timeouts,
+                this.shared.config.max_event_bytes,
+                this.shared.config.max_answer_bytes,
+                None,
+            );
+            loop {
+                match live.next().await {
+                    Ok(Some(ChatEvent::Done(response))) => {
+                        let _ = live.release();
+                        yield Ok(ChatEvent::Done(response));
+                        return;
+                    }
+                    Ok(Some(event)) => yield Ok(event),
+                    Ok(None) => return,
+                    Err(error) => {
+                        yield Err(error);
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
     /// The model an alias stands for, and the API that will answer it (an explicit
     /// [`PerplexityConfig::api`] wins over what the name implies).
     pub fn resolve(&self, model: &str) -> (String, Api) {
@@ -620,14 +675,14 @@ impl ChatProvider for PerplexityProvider {
                 // interruption below carries only the usage and the cause.
                 let mut permit = Some(permit);
                 let mut next = held.into_iter().map(Ok).collect::<std::collections::VecDeque<_>>();
+                live.set_total_deadline(deadline);
                 loop {
                     let event = match next.pop_front() {
                         Some(event) => event,
-                        None => match tokio::time::timeout_at(deadline, live.next()).await {
-                            Err(_) => Err(Error::timeout(TimeoutPhase::Total)),
-                            Ok(Ok(Some(event))) => Ok(event),
-                            Ok(Ok(None)) => Err(Error::incomplete("the stream ended before its final event")),
-                            Ok(Err(error)) => Err(shared.redact(error)),
+                        None => match live.next().await {
+                            Ok(Some(event)) => Ok(event),
+                            Ok(None) => Err(Error::incomplete("the stream ended before its final event")),
+                            Err(error) => Err(shared.redact(error)),
                         },
                     };
                     match event {
