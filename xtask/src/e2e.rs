@@ -343,9 +343,17 @@ fn table_values(table: &[Vec<Figures>]) -> Vec<Vec<(f64, f64)>> {
 
 fn report(scenarios: &[Scenario], table: &[Vec<Figures>]) {
     for (scenario, row) in scenarios.iter().zip(table) {
+        let shape = if scenario.kind == "nonstream" {
+            format!("{} answers one after another", scenario.streams)
+        } else {
+            format!(
+                "{} stream(s) at once, {} run(s)",
+                scenario.streams, scenario.runs
+            )
+        };
         println!(
-            "\n{} ({} stream(s) at once, {} run(s), {}-word answers)",
-            scenario.name, scenario.streams, scenario.runs, scenario.words
+            "\n{} ({shape}, {}-word answers)",
+            scenario.name, scenario.words
         );
         let unit = if scenario.kind == "nonstream" {
             "answer"

@@ -146,11 +146,7 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         let base_url = args
             .base_url
             .clone()
-            .or_else(|| {
-                std::env::var("PERPLEXITY_BASE_URL")
-                    .ok()
-                    .filter(|url| !url.trim().is_empty())
-            })
+            .or_else(provider_perplexity::base_url_from_env)
             .or(file.base_url.clone());
         if let Some(base_url) = base_url {
             config.base_url = base_url;

@@ -422,19 +422,28 @@ impl PerplexityConfig {
     }
 
     /// The defaults, with keys from the environment ([`keys_from_env`] with the standard
-    /// names) and the base URL from `PERPLEXITY_BASE_URL` when set.
+    /// names) and the base URL from [`BASE_URL_ENV`] when set.
     pub fn from_env() -> Self {
         let mut config = PerplexityConfig {
             keys: keys_from_env(KEY_ENV, KEYS_ENV),
             ..PerplexityConfig::default()
         };
-        if let Ok(base_url) = std::env::var("PERPLEXITY_BASE_URL")
-            && !base_url.trim().is_empty()
-        {
-            config.base_url = base_url.trim().to_owned();
+        if let Some(base_url) = base_url_from_env() {
+            config.base_url = base_url;
         }
         config
     }
+}
+
+/// The variable holding the API's base URL.
+pub const BASE_URL_ENV: &str = "PERPLEXITY_BASE_URL";
+
+/// The base URL [`BASE_URL_ENV`] holds, trimmed; `None` when it is unset or blank.
+pub fn base_url_from_env() -> Option<String> {
+    std::env::var(BASE_URL_ENV)
+        .ok()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
 }
 
 /// The variable holding one key.
