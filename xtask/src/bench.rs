@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-const AREAS: &[&str] = &["parse", "resilience", "sim", "provider", "cache"];
+const AREAS: &[&str] = &["parse", "decode", "resilience", "sim", "provider", "cache"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
@@ -48,6 +48,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
         let criterion = root.join("target/criterion");
         match area {
             "parse" => report_parse(&criterion, root, !quick)?,
+            "decode" => report_decode(&criterion)?,
             "resilience" => report_resilience(&criterion)?,
             "sim" => report_sim(&criterion)?,
             "provider" => report_provider(&criterion)?,
@@ -153,6 +154,33 @@ fn report_parse(criterion: &Path, root: &Path, full_run: bool) -> Result {
         geometric_mean(&ratios[0]),
         geometric_mean(&ratios[1]),
         geometric_mean(&ratios[2]) * 100.0,
+    );
+    Ok(())
+}
+
+fn report_decode(criterion: &Path) -> Result {
+    let group = "decode_sonar";
+    let meta = read_json(&criterion.join(group).join("meta.json"))?;
+    let chunks = meta["chunks"].as_f64().ok_or("meta without chunks")?;
+    let bytes = meta["bytes"].as_f64().ok_or("meta without bytes")?;
+    println!("| approach | chunks/s | ns/chunk | MB/s |\n|---|---:|---:|---:|");
+    let mut nanos = Vec::new();
+    for approach in ["serde-borrowed", "serde-value", "scanner"] {
+        let total = median_ns(criterion, group, approach)?;
+        println!(
+            "| {approach} | {:.0} | {:.0} | {:.0} |",
+            chunks / (total / 1e9),
+            total / chunks,
+            bytes / total * 1e3
+        );
+        nanos.push(total);
+    }
+    println!(
+        "decode: {chunks:.0} chunks of {:.1} KB on average; serde-borrowed {:.0} ns/chunk, serde-value {:.2}x its time, scanner (the client's) {:.2}x its time",
+        bytes / chunks / 1e3,
+        nanos[0] / chunks,
+        nanos[1] / nanos[0],
+        nanos[2] / nanos[0],
     );
     Ok(())
 }

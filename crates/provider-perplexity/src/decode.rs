@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use chat_core::{ChatEvent, ChatResponse, Error, FinishReason, Sources, Usage};
 
 use crate::Api;
+use crate::scan;
 use crate::think::{Split, ThinkSplitter};
 use crate::wire::{self, AgentError, AgentEvent, AgentResponse, AgentSources, SonarChunk};
 
@@ -23,6 +24,9 @@ pub(crate) struct Decoder {
     /// Sonar's cumulative usage as last sent, raw: decoded at the end or on demand.
     usage_raw: String,
     done: bool,
+    /// Whether Sonar chunks go through the targeted scanner first (always, but for the
+    /// benches' comparison).
+    scan: bool,
     /// The bound on text + reasoning + sources, and what they take now.
     max_answer_bytes: usize,
     text_bytes: usize,
@@ -33,6 +37,12 @@ impl Decoder {
     #[cfg(test)]
     pub(crate) fn new(api: Api) -> Self {
         Decoder::bounded(api, usize::MAX)
+    }
+
+    /// Turns the targeted scanner off (for the benches' comparison).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) fn set_scan(&mut self, scan: bool) {
+        self.scan = scan;
     }
 
     /// A decoder that fails once the answer outgrows `max_answer_bytes`.
@@ -47,6 +57,7 @@ impl Decoder {
             usage: None,
             usage_raw: String::new(),
             done: false,
+            scan: true,
             max_answer_bytes,
             text_bytes: 0,
             sources_bytes: 0,
@@ -128,6 +139,9 @@ impl Decoder {
             self.finish(FinishReason::Stop, out);
             return Ok(());
         }
+        if self.scan && self.feed_scanned(data, out)? {
+            return Ok(());
+        }
         let chunk: SonarChunk<'_> = serde_json::from_slice(data)
             .map_err(|error| Error::protocol(format!("bad chunk in the stream: {error}")))?;
         if self.response.id.is_empty()
@@ -173,6 +187,47 @@ impl Decoder {
             self.finish(finish.unwrap_or_default(), out);
         }
         Ok(())
+    }
+
+    /// The fast path of a Sonar chunk: the common one (a delta, sources as before, no
+    /// finish, identity already known) through the targeted scanner. Returns false, having
+    /// done nothing, for anything else: serde then decodes the chunk as before.
+    fn feed_scanned(&mut self, data: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<bool, Error> {
+        let Some(chunk) = scan::chunk(data) else {
+            return Ok(false);
+        };
+        let known = !chunk.has_identity
+            || (!self.response.id.is_empty() && !self.response.model.is_empty());
+        let finishing = chunk.finish_reason.is_some_and(|reason| reason != b"null")
+            || chunk.object == Some(b"\"chat.completion.done\"".as_slice());
+        let same_sources = chunk.citations.unwrap_or_default() == self.citations_raw.as_bytes()
+            && chunk.search_results.unwrap_or_default() == self.results_raw.as_bytes();
+        if !known || finishing || !same_sources {
+            return Ok(false);
+        }
+        let content = match chunk.delta {
+            None => None,
+            Some(scan::Delta::Plain(raw)) => Some(std::borrow::Cow::Borrowed(
+                std::str::from_utf8(raw)
+                    .map_err(|_| Error::protocol("bad chunk in the stream: text is not UTF-8"))?,
+            )),
+            Some(scan::Delta::Escaped(raw)) => Some(
+                serde_json::from_slice::<std::borrow::Cow<'_, str>>(raw).map_err(|error| {
+                    Error::protocol(format!("bad chunk in the stream: {error}"))
+                })?,
+            ),
+        };
+        if let Some(usage) = chunk.usage {
+            let usage = std::str::from_utf8(usage)
+                .map_err(|_| Error::protocol("bad chunk in the stream: usage is not UTF-8"))?;
+            self.usage_raw.clear();
+            self.usage_raw.push_str(usage);
+        }
+        if let Some(content) = content {
+            let split = self.splitter.push(&content);
+            self.emit_split(split, out);
+        }
+        Ok(true)
     }
 
     fn feed_agent(&mut self, data: &[u8], out: &mut VecDeque<ChatEvent>) -> Result<(), Error> {
