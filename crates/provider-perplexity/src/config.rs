@@ -218,13 +218,10 @@ impl std::fmt::Debug for Proxy {
                 let host = url
                     .parse::<hyper::Uri>()
                     .ok()
-                    .and_then(|uri| {
-                        uri.authority().map(|authority| {
-                            let text = authority.as_str();
-                            text.rsplit('@').next().unwrap_or(text).to_owned()
-                        })
-                    })
-                    .unwrap_or_else(|| "<unparsable>".to_owned());
+                    .as_ref()
+                    .and_then(public_authority)
+                    .unwrap_or("<unparsable>")
+                    .to_owned();
                 formatter
                     .debug_struct("Url")
                     .field("host", &host)
@@ -233,6 +230,12 @@ impl std::fmt::Debug for Proxy {
             }
         }
     }
+}
+
+/// A URI's host and port without its `user:password@`: what may be printed or shared.
+pub(crate) fn public_authority(uri: &hyper::Uri) -> Option<&str> {
+    let text = uri.authority()?.as_str();
+    text.rsplit('@').next()
 }
 
 /// Short names for models, resolved before a request is sent.

@@ -563,14 +563,17 @@ fn falls_back(error: &Error) -> bool {
     refuses_stream || transient
 }
 
-/// A URL without `user:password@`, to name an endpoint where others can read it.
+/// A URL without `user:password@` (looked for in the authority only, where it can be), to
+/// name an endpoint where others can read it.
 fn without_userinfo(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        // The base URL was checked before; nothing of an unparsable one is shared.
+        return String::new();
+    };
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let authority = config::public_authority(&uri).unwrap_or_default();
+    let path = uri.path().trim_end_matches('/');
+    format!("{scheme}://{authority}{path}")
 }
 
 fn api_index(api: Api) -> usize {
@@ -772,5 +775,27 @@ impl ChatProvider for PerplexityProvider {
             delivery::Delivered::new(stream),
             span,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn endpoint_names_keep_no_credentials_and_only_the_authority_loses_anything() {
+        assert_eq!(
+            without_userinfo("https://user:secret@proxy.example:8443/v1/"),
+            "https://proxy.example:8443/v1"
+        );
+        assert_eq!(
+            without_userinfo("https://api.perplexity.ai"),
+            "https://api.perplexity.ai"
+        );
+        // An `@` in the path is not userinfo.
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:9/team@x"),
+            "http://127.0.0.1:9/team@x"
+        );
     }
 }

@@ -366,19 +366,23 @@ impl RedisState {
         let now = unix_ms(SystemTime::now());
         let mut changes = Vec::new();
         let mut passed = Vec::new();
-        for (field, value) in &fields {
-            let Some(change) = decode(field, value) else {
-                continue;
-            };
-            if until_of(&change).is_some_and(|until| until <= now) {
-                passed.push(field.clone());
-                continue;
+        {
+            // One look at what was seen, and no lock held across the await below.
+            let mut seen = self.seen.lock();
+            for (field, value) in &fields {
+                let Some(change) = decode(field, value) else {
+                    continue;
+                };
+                if until_of(&change).is_some_and(|until| until <= now) {
+                    passed.push(field.clone());
+                    continue;
+                }
+                if seen.get(field) != Some(value) {
+                    changes.push(change);
+                }
             }
-            if self.seen.lock().get(field) != Some(value) {
-                changes.push(change);
-            }
+            *seen = fields;
         }
-        *self.seen.lock() = fields;
         if !passed.is_empty() {
             let _: Option<i64> = self
                 .call("clean", async |manager| {
