@@ -36,6 +36,39 @@ impl Default for Limits {
     }
 }
 
+/// The parser's buffers for a carried line and for data it had to copy: `BytesMut` with the
+/// `bytes` feature, so that [`EventParser::feed_bytes`] hands such data out by splitting it off
+/// (the bytes are copied once, from the chunks into the buffer), a `Vec` otherwise.
+#[cfg(feature = "bytes")]
+type Buffer = bytes::BytesMut;
+#[cfg(not(feature = "bytes"))]
+type Buffer = Vec<u8>;
+
+/// The least a buffer grows by. With the `bytes` feature, the events split off a buffer share
+/// its block: one allocation serves many events, and once the caller has dropped them the
+/// block is reused in place.
+const BLOCK: usize = 16 << 10;
+
+/// Appends `bytes` to `buffer`, growing it by at least a block and at least doubling it, so
+/// that a long line costs linear time whoever still holds the buffer's earlier events.
+fn append(buffer: &mut Buffer, bytes: &[u8]) {
+    if buffer.capacity() - buffer.len() < bytes.len() {
+        buffer.reserve(bytes.len().max(BLOCK).max(buffer.len()));
+    }
+    buffer.extend_from_slice(bytes);
+}
+
+/// Drops the first `count` bytes of `buffer`.
+#[cfg(feature = "bytes")]
+fn drop_front(buffer: &mut Buffer, count: usize) {
+    bytes::Buf::advance(buffer, count);
+}
+
+#[cfg(not(feature = "bytes"))]
+fn drop_front(buffer: &mut Buffer, count: usize) {
+    buffer.drain(..count);
+}
+
 /// An incremental parser for one event stream.
 ///
 /// Feed it the body's chunks in order with [`feed`](EventParser::feed) (or
@@ -50,9 +83,9 @@ impl Default for Limits {
 pub struct EventParser {
     limits: Limits,
     /// The start of a line whose end has not arrived yet (also a partial BOM at the start).
-    line: Vec<u8>,
+    line: Buffer,
     /// The data buffer, when the pending event's data is not a view into the current chunk.
-    data: Vec<u8>,
+    data: Buffer,
     /// Whether the pending event has at least one `data` line.
     has_data: bool,
     /// Where the event's data starts in `data` (non-zero when a carried data line became the
@@ -70,7 +103,7 @@ pub struct EventParser {
     failed: Option<Error>,
     #[cfg(feature = "bytes")]
     id_bytes: bytes::Bytes,
-    /// Where `feed_bytes` copies the fields that are not within the chunk, carved into
+    /// Where `feed_bytes` copies an event type or id that is not within the chunk, carved into
     /// `Bytes` so that copies allocate once per block rather than once per event.
     #[cfg(feature = "bytes")]
     arena: bytes::BytesMut,
@@ -89,6 +122,79 @@ struct Pending<'buf> {
     data: Slot<'buf>,
     event_type: Slot<'buf>,
     id: Slot<'buf>,
+}
+
+/// Where the parser hands its items: views lent to a closure (`feed`), or `Bytes`
+/// (`feed_bytes`).
+trait Sink {
+    fn retry(&mut self, millis: u64);
+    fn event(&mut self, event_type: &[u8], id: &[u8], data: Data<'_>);
+}
+
+/// An event's data at dispatch.
+enum Data<'a> {
+    /// A view into the chunk.
+    View(&'a [u8]),
+    /// The parser's own buffer from `start` on; a sink may take it, leaving it empty.
+    Parked {
+        buffer: &'a mut Buffer,
+        start: usize,
+    },
+}
+
+/// The sink of [`EventParser::feed`].
+struct Lend<F>(F);
+
+impl<F: FnMut(Item<&[u8]>)> Sink for Lend<F> {
+    fn retry(&mut self, millis: u64) {
+        (self.0)(Item::Retry(millis));
+    }
+
+    fn event(&mut self, event_type: &[u8], id: &[u8], data: Data<'_>) {
+        let data = match data {
+            Data::View(view) => view,
+            Data::Parked { buffer, start } => &buffer[start..],
+        };
+        (self.0)(Item::Event(Event {
+            event_type,
+            data,
+            id,
+        }));
+    }
+}
+
+/// The sink of [`EventParser::feed_bytes`].
+#[cfg(feature = "bytes")]
+struct Share<'chunk, F> {
+    chunk: &'chunk bytes::Bytes,
+    /// The last id handed out: usually set once and repeated on every event, so shared.
+    id: bytes::Bytes,
+    arena: bytes::BytesMut,
+    on_item: F,
+}
+
+#[cfg(feature = "bytes")]
+impl<F: FnMut(Item<bytes::Bytes>)> Sink for Share<'_, F> {
+    fn retry(&mut self, millis: u64) {
+        (self.on_item)(Item::Retry(millis));
+    }
+
+    fn event(&mut self, event_type: &[u8], id: &[u8], data: Data<'_>) {
+        // Compare only non-empty ids: glibc's AVX-512 memcmp of an empty slice at a dangling
+        // address takes a masked-load assist costing ~100 ns (measured).
+        if self.id.len() != id.len() || (!id.is_empty() && self.id.as_ref() != id) {
+            self.id = view(self.chunk, id, &mut self.arena);
+        }
+        let data = match data {
+            Data::View(data) => view(self.chunk, data, &mut self.arena),
+            Data::Parked { buffer, start } => take(buffer, start),
+        };
+        (self.on_item)(Item::Event(Event {
+            event_type: view(self.chunk, event_type, &mut self.arena),
+            data,
+            id: self.id.clone(),
+        }));
+    }
 }
 
 impl EventParser {
@@ -116,10 +222,14 @@ impl EventParser {
     /// # Errors
     /// A line or an event past the [`Limits`]: the items before it were handed out, the rest of
     /// the stream is refused with the same error until [`finish`](EventParser::finish).
-    pub fn feed<F>(&mut self, chunk: &[u8], mut on_item: F) -> Result<(), Error>
+    pub fn feed<F>(&mut self, chunk: &[u8], on_item: F) -> Result<(), Error>
     where
         F: FnMut(Item<&[u8]>),
     {
+        self.feed_into(chunk, &mut Lend(on_item))
+    }
+
+    fn feed_into<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Error> {
         if let Some(error) = self.failed.as_ref().and_then(Error::clone_limit) {
             return Err(error);
         }
@@ -140,7 +250,7 @@ impl EventParser {
             event_type: Slot::Parked,
             id: Slot::Parked,
         };
-        let result = self.run(rest, &mut pending, &mut on_item);
+        let result = self.run(rest, &mut pending, sink);
         self.park(&pending);
         if let Err(error) = &result {
             self.fail(error);
@@ -164,38 +274,27 @@ impl EventParser {
     }
 
     /// Like [`feed`](EventParser::feed), but for a `Bytes` chunk: the fields come back as
-    /// `Bytes` slices of it (no copy) when they lie within it, and as small copies otherwise.
+    /// `Bytes` slices of it (no copy) when they lie within it. Data the parser had to gather
+    /// (a line across chunks, several `data` lines) is split off its buffer as `Bytes`, so
+    /// those bytes are copied once, as they arrive; an event type or id from an earlier chunk
+    /// is a small copy.
     ///
     /// # Errors
     /// As for [`feed`](EventParser::feed).
     #[cfg(feature = "bytes")]
-    pub fn feed_bytes<F>(&mut self, chunk: &bytes::Bytes, mut on_item: F) -> Result<(), Error>
+    pub fn feed_bytes<F>(&mut self, chunk: &bytes::Bytes, on_item: F) -> Result<(), Error>
     where
         F: FnMut(Item<bytes::Bytes>),
     {
-        // The id is usually set once and repeated on every event: keep one shared copy of it.
-        let mut id_bytes = std::mem::take(&mut self.id_bytes);
-        let mut arena = std::mem::take(&mut self.arena);
-        let mut view = |part: &[u8]| view(chunk, part, &mut arena);
-        let result = self.feed(chunk, |item| match item {
-            Item::Event(event) => {
-                // Compare only non-empty ids: glibc's AVX-512 memcmp of an empty slice at a
-                // dangling address takes a masked-load assist costing ~100 ns (measured).
-                if id_bytes.len() != event.id.len()
-                    || (!event.id.is_empty() && id_bytes.as_ref() != event.id)
-                {
-                    id_bytes = view(event.id);
-                }
-                on_item(Item::Event(Event {
-                    event_type: view(event.event_type),
-                    data: view(event.data),
-                    id: id_bytes.clone(),
-                }));
-            }
-            Item::Retry(millis) => on_item(Item::Retry(millis)),
-        });
-        self.id_bytes = id_bytes;
-        self.arena = arena;
+        let mut sink = Share {
+            chunk,
+            id: std::mem::take(&mut self.id_bytes),
+            arena: std::mem::take(&mut self.arena),
+            on_item,
+        };
+        let result = self.feed_into(chunk, &mut sink);
+        self.id_bytes = sink.id;
+        self.arena = sink.arena;
         result
     }
 
@@ -211,7 +310,7 @@ impl EventParser {
                 self.bom_decided = true;
                 return true;
             }
-            self.line.push(byte);
+            self.line.extend_from_slice(&[byte]);
             *rest = tail;
         }
         self.line.clear();
@@ -219,15 +318,12 @@ impl EventParser {
         true
     }
 
-    fn run<'buf, F>(
+    fn run<'buf, S: Sink>(
         &mut self,
         mut rest: &'buf [u8],
         pending: &mut Pending<'buf>,
-        on_item: &mut F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(Item<&[u8]>),
-    {
+        sink: &mut S,
+    ) -> Result<(), Error> {
         loop {
             let Some(end) = memchr2(b'\n', b'\r', rest) else {
                 return self.carry(rest);
@@ -247,7 +343,7 @@ impl EventParser {
                         limit: self.limits.max_line,
                     });
                 }
-                self.process_line(body, Some(body), pending, on_item)?;
+                self.process_line(body, Some(body), pending, sink)?;
             } else {
                 if self.line.len() + body.len() > self.limits.max_line {
                     return Err(Error::LineTooLong {
@@ -255,8 +351,8 @@ impl EventParser {
                     });
                 }
                 let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(body);
-                let (result, mut spare) = self.process_carried(line, pending, on_item);
+                append(&mut line, body);
+                let (result, mut spare) = self.process_carried(line, pending, sink);
                 spare.clear();
                 self.line = spare;
                 result?;
@@ -273,7 +369,7 @@ impl EventParser {
                 limit: self.limits.max_line,
             });
         }
-        self.line.extend_from_slice(partial);
+        append(&mut self.line, partial);
         // A data line is held back against the event limit too, before its end arrives.
         if let Some(value) = self.line.strip_prefix(b"data:") {
             let value_len = value.len() - usize::from(value.first() == Some(&b' '));
@@ -289,15 +385,12 @@ impl EventParser {
     /// Interprets a complete line that was carried over from earlier chunks. When it is the
     /// event's first data line, the buffer itself becomes the data buffer (the value is not
     /// copied again); returns a buffer for the next carried line.
-    fn process_carried<F>(
+    fn process_carried<S: Sink>(
         &mut self,
-        line: Vec<u8>,
+        line: Buffer,
         pending: &mut Pending<'_>,
-        on_item: &mut F,
-    ) -> (Result<(), Error>, Vec<u8>)
-    where
-        F: FnMut(Item<&[u8]>),
-    {
+        sink: &mut S,
+    ) -> (Result<(), Error>, Buffer) {
         match split_field(&line) {
             Some((b"data", value_start)) if !self.has_data => {
                 let data_len = line.len() - value_start + 1;
@@ -314,7 +407,7 @@ impl EventParser {
                 (Ok(()), std::mem::replace(&mut self.data, line))
             }
             _ => {
-                let result = self.process_line(&line, None, pending, on_item);
+                let result = self.process_line(&line, None, pending, sink);
                 (result, line)
             }
         }
@@ -322,18 +415,15 @@ impl EventParser {
 
     /// Interprets one complete line. `in_chunk` is the same line when it is a view into the
     /// chunk, so that values can be kept as views rather than copied.
-    fn process_line<'buf, F>(
+    fn process_line<'buf, S: Sink>(
         &mut self,
         line: &[u8],
         in_chunk: Option<&'buf [u8]>,
         pending: &mut Pending<'buf>,
-        on_item: &mut F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(Item<&[u8]>),
-    {
+        sink: &mut S,
+    ) -> Result<(), Error> {
         if line.is_empty() {
-            self.dispatch(pending, on_item);
+            self.dispatch(pending, sink);
             return Ok(());
         }
         let Some((field, value_start)) = split_field(line) else {
@@ -356,7 +446,7 @@ impl EventParser {
                         .saturating_mul(10)
                         .saturating_add(u64::from(digit - b'0'))
                 });
-                on_item(Item::Retry(millis));
+                sink.retry(millis);
             }
             _ => {} // Unknown fields, and invalid ids and retries, are ignored.
         }
@@ -403,7 +493,7 @@ impl EventParser {
                 // this keeps `process_line` correct for any line on its own.
                 None => {
                     self.data.clear();
-                    self.data.extend_from_slice(value);
+                    append(&mut self.data, value);
                     Slot::Parked
                 }
             };
@@ -411,44 +501,42 @@ impl EventParser {
             // A second data line: the values must be joined, so they are copied.
             if let Slot::Chunk(view) = pending.data {
                 self.data.clear();
-                self.data.extend_from_slice(view);
+                append(&mut self.data, view);
                 pending.data = Slot::Parked;
             } else if self.data_start > 0 {
-                self.data.drain(..self.data_start);
+                drop_front(&mut self.data, self.data_start);
                 self.data_start = 0;
             }
-            self.data.push(b'\n');
-            self.data.extend_from_slice(value);
+            append(&mut self.data, b"\n");
+            append(&mut self.data, value);
         }
         self.data_len = data_len;
         Ok(())
     }
 
-    fn dispatch<F>(&mut self, pending: &mut Pending<'_>, on_item: &mut F)
-    where
-        F: FnMut(Item<&[u8]>),
-    {
+    fn dispatch<S: Sink>(&mut self, pending: &mut Pending<'_>, sink: &mut S) {
         if self.has_data {
             let event_type = match pending.event_type {
                 Slot::Chunk(view) => view,
                 Slot::Parked => &self.event_type,
             };
-            let event = Event {
-                event_type: if event_type.is_empty() {
-                    MESSAGE
-                } else {
-                    event_type
-                },
-                data: match pending.data {
-                    Slot::Chunk(view) => view,
-                    Slot::Parked => &self.data[self.data_start..],
-                },
-                id: match pending.id {
-                    Slot::Chunk(view) => view,
-                    Slot::Parked => &self.id,
+            let id = match pending.id {
+                Slot::Chunk(view) => view,
+                Slot::Parked => &self.id,
+            };
+            let data = match pending.data {
+                Slot::Chunk(view) => Data::View(view),
+                Slot::Parked => Data::Parked {
+                    buffer: &mut self.data,
+                    start: self.data_start,
                 },
             };
-            on_item(Item::Event(event));
+            let event_type = if event_type.is_empty() {
+                MESSAGE
+            } else {
+                event_type
+            };
+            sink.event(event_type, id, data);
         }
         // The event type and data are reset at every blank line, dispatched or not.
         pending.data = Slot::Parked;
@@ -476,7 +564,7 @@ impl EventParser {
         }
         if let Slot::Chunk(view) = pending.data {
             self.data.clear();
-            self.data.extend_from_slice(view);
+            append(&mut self.data, view);
             self.data_start = 0;
         }
     }
@@ -490,15 +578,21 @@ impl EventParser {
 
 /// The field name and where the value starts (after one optional space); `None` for a
 /// comment.
+///
+/// Most lines of a stream are `data:` lines: their colon is known without a scan, so the bytes
+/// of such a line are looked at once, by the search for its end.
 fn split_field(line: &[u8]) -> Option<(&[u8], usize)> {
-    match memchr(b':', line) {
-        Some(0) => None,
-        Some(colon) => {
-            let skip_space = line.get(colon + 1) == Some(&b' ');
-            Some((&line[..colon], colon + 1 + usize::from(skip_space)))
+    let colon = if line.starts_with(b"data:") {
+        4
+    } else {
+        match memchr(b':', line) {
+            Some(0) => return None,
+            Some(colon) => colon,
+            None => return Some((line, line.len())),
         }
-        None => Some((line, line.len())),
-    }
+    };
+    let skip_space = line.get(colon + 1) == Some(&b' ');
+    Some((&line[..colon], colon + 1 + usize::from(skip_space)))
 }
 
 #[derive(Clone, Copy)]
@@ -507,10 +601,24 @@ enum Field {
     Id,
 }
 
-/// The block size of `EventParser::arena`: one allocation serves many copied events, and once
-/// the caller has dropped them the block is reused in place.
+/// The block size of `EventParser::arena`, which holds only copied event types and ids: one
+/// allocation serves many events, and once the caller has dropped them the block is reused in
+/// place.
 #[cfg(feature = "bytes")]
-const ARENA_BLOCK: usize = 64 << 10;
+const ARENA_BLOCK: usize = 4 << 10;
+
+/// The data parked in `buffer` from `start` on, split off as `Bytes` (no copy); the buffer keeps
+/// the rest of its block for the next data.
+#[cfg(feature = "bytes")]
+fn take(buffer: &mut bytes::BytesMut, start: usize) -> bytes::Bytes {
+    if buffer.len() <= start {
+        buffer.clear();
+        return bytes::Bytes::new();
+    }
+    let mut taken = buffer.split();
+    bytes::Buf::advance(&mut taken, start);
+    taken.freeze()
+}
 
 /// A `Bytes` for `part`: a slice of `chunk` when it lies within it, otherwise a copy carved
 /// from `arena`.

@@ -2,6 +2,7 @@
 //! at every way of splitting the input into chunks.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "bytes")]
 use bytes::Bytes;
 use proptest::prelude::*;
 use sse_parse::{EventParser, Item, Limits};
@@ -111,17 +112,18 @@ fn parse_chunks(chunks: &[&[u8]]) -> Vec<Out> {
     out
 }
 
+#[cfg(feature = "bytes")]
+/// Keeps every `Bytes` item until the end, so that a buffer reused while the caller still holds
+/// data split off it would show as changed data.
 fn parse_bytes_chunks(chunks: &[&[u8]]) -> Vec<Out> {
     let mut parser = EventParser::new();
-    let mut out = Vec::new();
+    let mut kept = Vec::new();
     for chunk in chunks {
         let chunk = Bytes::copy_from_slice(chunk);
-        parser
-            .feed_bytes(&chunk, |item| out.push(own(item)))
-            .unwrap();
+        parser.feed_bytes(&chunk, |item| kept.push(item)).unwrap();
     }
     parser.finish();
-    out
+    kept.into_iter().map(own).collect()
 }
 
 fn split_at_points<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
@@ -197,6 +199,7 @@ proptest! {
         let whole = parse_chunks(&[&input]);
         let chunks = split_at_points(&input, &points);
         prop_assert_eq!(&parse_chunks(&chunks), &whole);
+        #[cfg(feature = "bytes")]
         prop_assert_eq!(&parse_bytes_chunks(&chunks), &whole);
     }
 
@@ -227,6 +230,42 @@ fn every_single_split_of_a_tricky_stream_agrees() {
                 expected,
                 "split at {first} and {second}"
             );
+            #[cfg(feature = "bytes")]
+            assert_eq!(
+                parse_bytes_chunks(&chunks),
+                expected,
+                "Bytes, split at {first} and {second}"
+            );
         }
+    }
+}
+
+/// Events from a few bytes to several buffer blocks long, most of them straddling chunks, all
+/// kept by the caller while the parser goes on: the buffers they were split off keep serving
+/// later events without disturbing them.
+#[cfg(feature = "bytes")]
+#[test]
+fn kept_bytes_events_survive_buffer_reuse() {
+    let mut input = Vec::new();
+    for index in 0..400_usize {
+        let size = [1, 300, 1_500, 20_000, 70_000][index % 5] + index;
+        let fill = char::from(b'a' + (index % 26) as u8)
+            .to_string()
+            .repeat(size);
+        input.extend_from_slice(format!("event: e{index}\nid: {index}\ndata: {fill}\n").as_bytes());
+        if index % 3 == 0 {
+            input.extend_from_slice(format!("data: second {index}\n").as_bytes());
+        }
+        input.extend_from_slice(b"\n");
+    }
+    let expected = reference(&input);
+    assert_eq!(expected.len(), 400);
+    for chunk_size in [7, 1_400, 16 << 10] {
+        let chunks: Vec<&[u8]> = input.chunks(chunk_size).collect();
+        assert_eq!(
+            parse_bytes_chunks(&chunks),
+            expected,
+            "chunks of {chunk_size}"
+        );
     }
 }
