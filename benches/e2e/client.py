@@ -1,13 +1,17 @@
 """One client of `cargo xtask bench e2e`: the official `openai` or `perplexityai` Python SDK
 against the simulator's firehose. Prints one JSON line: chunks, wall and CPU seconds, the
-time from each call to its first delta, and the peak resident memory.
+time from each call to its first delta, and the peak resident memory. With E2E_CA_FILE set
+(the simulator's certificate, PEM) the base URL is HTTPS and the SDK's own httpx client trusts
+that certificate.
 
     client.py openai|perplexityai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS
 """
 
 import asyncio
 import json
+import os
 import resource
+import ssl
 import sys
 import time
 
@@ -19,14 +23,30 @@ MESSAGES = [{"role": "user", "content": "firehose"}]
 TIMEOUT = 120.0
 
 
+CA_FILE = os.environ.get("E2E_CA_FILE")
+
+
+def http_client(sdk):
+    """The SDK's default httpx client (its connection limits), trusting the simulator."""
+    if CA_FILE is None:
+        return None
+    return sdk.DefaultAsyncHttpxClient(verify=ssl.create_default_context(cafile=CA_FILE))
+
+
 def make_client():
     if client_name == "openai":
-        from openai import AsyncOpenAI
+        import openai
 
-        return AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT)
-    from perplexity import AsyncPerplexity
+        return openai.AsyncOpenAI(
+            base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT,
+            http_client=http_client(openai),
+        )
+    import perplexity
 
-    return AsyncPerplexity(base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT)
+    return perplexity.AsyncPerplexity(
+        base_url=base_url, api_key=key, max_retries=0, timeout=TIMEOUT,
+        http_client=http_client(perplexity),
+    )
 
 
 async def one_stream(client, ttfts):
@@ -51,7 +71,7 @@ async def one_answer(client):
 async def main():
     client = make_client()
     ttfts = []
-    # One warm-up call: imports, the connection pool and the first TLS-free connection.
+    # One warm-up call: imports, the connection pool and its first connection.
     if scenario == "nonstream":
         await one_answer(client)
     else:

@@ -1,7 +1,9 @@
 //! One Rust client of `cargo xtask bench e2e`: `provider-perplexity` or `async-openai` 0.43
 //! against the simulator's firehose, on one thread (a current-thread runtime, as the Python
 //! clients run on one). Prints one JSON line: chunks, wall and CPU seconds, the time from
-//! each call to its first delta, and the peak resident memory.
+//! each call to its first delta, and the peak resident memory. With `E2E_CA_FILE` set (the
+//! simulator's certificate, PEM) the base URL is HTTPS and each client trusts it besides its
+//! usual roots, as a user behind a company proxy would configure it.
 //!
 //! `e2e_client ours|async-openai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS`
 #![allow(clippy::unwrap_used)]
@@ -22,9 +24,15 @@ enum Client {
 
 impl Client {
     fn new(name: &str, base_url: &str, key: &str) -> Client {
+        let certificate = std::env::var_os("E2E_CA_FILE").map(|path| std::fs::read(path).unwrap());
         match name {
             "ours" => {
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
                 let mut config = PerplexityConfig::default();
+                if let Some(pem) = &certificate {
+                    let der = CertificateDer::from_pem_slice(pem).unwrap();
+                    config.root_certificates.push(der.to_vec());
+                }
                 config.base_url = base_url.to_owned();
                 config.keys = vec![resilience::ApiKey::new(key)];
                 // A thousand streams at once on one thread wait their turn for headers.
@@ -36,7 +44,16 @@ impl Client {
                 let config = async_openai::config::OpenAIConfig::new()
                     .with_api_base(base_url)
                     .with_api_key(key);
-                Client::OpenAi(async_openai::Client::with_config(config))
+                let client = async_openai::Client::with_config(config);
+                Client::OpenAi(match &certificate {
+                    Some(pem) => client.with_http_client(
+                        reqwest::Client::builder()
+                            .tls_certs_merge([reqwest::Certificate::from_pem(pem).unwrap()])
+                            .build()
+                            .unwrap(),
+                    ),
+                    None => client,
+                })
             }
             other => panic!("unknown client {other}"),
         }

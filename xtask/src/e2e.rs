@@ -5,15 +5,19 @@
 //!
 //! Scenarios: one long stream (chunks/s, CPU per chunk), 100 and 1,000 concurrent streams
 //! (total chunks/s, client-added time to first delta, peak memory), 200 short streams one
-//! after another (time to first delta), and answers not streamed. Every client runs on one
+//! after another (time to first delta), answers not streamed, and over HTTPS (the simulator's
+//! self-signed certificate, trusted by each client): short streams one after another and 100
+//! at once, where HTTP/1.1 clients pay a TLS handshake per new connection and a client that
+//! speaks HTTP/2 (chosen by ALPN) can share one. Every client runs on one
 //! thread. Clients take turns within each repetition; figures are medians over
 //! repetitions, and ratios are of medians from the same run. The client-added time to first
 //! delta is the time from the call to the first delta, minus the simulator's own time from
 //! taking the request to writing its first event (from its log).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -22,13 +26,14 @@ use crate::Result;
 const KEY: &str = "e2e-key";
 const CLIENTS: &[&str] = &["ours", "async-openai", "openai-python", "perplexityai"];
 
-/// One scenario: a name, the answer's length, streams at once, runs in a row.
+/// One scenario: a name, the answer's length, streams at once, runs in a row, over HTTPS or not.
 struct Scenario {
     name: &'static str,
     kind: &'static str,
     words: usize,
     streams: usize,
     runs: usize,
+    tls: bool,
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
@@ -40,6 +45,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             words: scale(4_000, 20_000),
             streams: 1,
             runs: scale(2, 3),
+            tls: false,
         },
         Scenario {
             name: "c100",
@@ -47,6 +53,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             words: scale(100, 200),
             streams: 100,
             runs: 1,
+            tls: false,
         },
         Scenario {
             name: "c1000",
@@ -54,6 +61,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             words: scale(30, 60),
             streams: 1_000,
             runs: 1,
+            tls: false,
         },
         Scenario {
             name: "first",
@@ -61,6 +69,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             words: 20,
             streams: 1,
             runs: scale(100, 300),
+            tls: false,
         },
         Scenario {
             name: "nonstream",
@@ -68,6 +77,23 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             words: 200,
             streams: scale(100, 300),
             runs: 1,
+            tls: false,
+        },
+        Scenario {
+            name: "first-tls",
+            kind: "concurrent",
+            words: 20,
+            streams: 1,
+            runs: scale(100, 300),
+            tls: true,
+        },
+        Scenario {
+            name: "c100-tls",
+            kind: "concurrent",
+            words: scale(100, 200),
+            streams: 100,
+            runs: 1,
+            tls: true,
         },
     ]
 }
@@ -82,51 +108,120 @@ impl Drop for Killed {
     }
 }
 
-/// The simulator binary with a firehose of `words`-word answers; its base URL.
-fn simulator(root: &Path, words: usize) -> Result<(Killed, String)> {
-    let scenario = root.join(format!("target/e2e/sim-{words}.toml"));
-    std::fs::write(
-        &scenario,
-        format!(
-            "keys = [\"{KEY}\"]\n[pace]\nfirst_byte_ms = 0\nchunk_delay_ms = 0\nchunk_chars = 12\nanswer_words = {words}\nfirehose = true\n"
-        ),
-    )?;
-    let mut child = Killed(
-        Command::new(root.join("target/release/pplx-sim"))
-            .arg("--scenario")
-            .arg(&scenario)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let url = line.trim().to_owned();
-    if !url.starts_with("http://") {
-        return Err(format!("pplx-sim printed {url:?} instead of its base URL").into());
-    }
-    Ok((child, url))
+/// The simulator binary, serving a firehose of the scenario's answers; killed when dropped.
+struct Simulator {
+    _child: Killed,
+    base_url: String,
+    /// Its self-signed certificate (PEM), when it serves HTTPS.
+    certificate: Option<PathBuf>,
 }
 
-/// `GET path` from the simulator, as JSON (plain HTTP/1.0, so no client library).
-fn get_json(base_url: &str, path: &str) -> Result<Value> {
-    let address = base_url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .ok_or("a response without a body")?;
-    Ok(serde_json::from_str(body)?)
+impl Simulator {
+    fn start(root: &Path, scenario: &Scenario) -> Result<Simulator> {
+        let words = scenario.words;
+        let file = root.join(format!("target/e2e/sim-{words}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "keys = [\"{KEY}\"]\n[pace]\nfirst_byte_ms = 0\nchunk_delay_ms = 0\nchunk_chars = 12\nanswer_words = {words}\nfirehose = true\n"
+            ),
+        )?;
+        let mut command = Command::new(root.join("target/release/pplx-sim"));
+        command.arg("--scenario").arg(&file);
+        let certificate = scenario
+            .tls
+            .then(|| root.join("target/e2e/sim-certificate.pem"));
+        if let Some(path) = &certificate {
+            command.arg("--tls").arg("--certificate-out").arg(path);
+        }
+        let mut child = Killed(
+            command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base_url = line.trim().to_owned();
+        let scheme = if scenario.tls { "https://" } else { "http://" };
+        if !base_url.starts_with(scheme) {
+            return Err(format!("pplx-sim printed {base_url:?} instead of its base URL").into());
+        }
+        Ok(Simulator {
+            _child: child,
+            base_url,
+            certificate,
+        })
+    }
+
+    /// `GET path`, as JSON (HTTP/1.0, over TLS when the simulator serves HTTPS).
+    fn get_json(&self, path: &str) -> Result<Value> {
+        let address = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, address)| address);
+        let mut stream = std::net::TcpStream::connect(address)?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        let mut response = Vec::new();
+        match &self.certificate {
+            None => {
+                stream.write_all(request.as_bytes())?;
+                stream.read_to_end(&mut response)?;
+            }
+            Some(certificate) => {
+                let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+                let mut tls = tls_client(certificate, host, stream)?;
+                tls.write_all(request.as_bytes())?;
+                if let Err(error) = tls.read_to_end(&mut response)
+                    && error.kind() != std::io::ErrorKind::UnexpectedEof
+                {
+                    return Err(error.into());
+                }
+            }
+        }
+        let response = String::from_utf8(response)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .ok_or("a response without a body")?;
+        Ok(serde_json::from_str(body)?)
+    }
+
+    /// Connections the simulator has accepted so far.
+    fn connections(&self) -> Result<u64> {
+        self.get_json("/_sim/stats")?["connections"]
+            .as_u64()
+            .ok_or_else(|| "no connection count in /_sim/stats".into())
+    }
+}
+
+/// A TLS client over `stream` that trusts only `certificate` (PEM).
+fn tls_client(
+    certificate: &Path,
+    host: &str,
+    stream: std::net::TcpStream,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(
+        certificate,
+    )?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
+    Ok(rustls::StreamOwned::new(connection, stream))
 }
 
 /// The simulator's own median time from taking a request to writing its first event, over
 /// the log entries from `from` on, in microseconds.
-fn simulator_time(base_url: &str, from: usize) -> Result<f64> {
-    let log = get_json(base_url, "/_sim/log")?;
+fn simulator_time(sim: &Simulator, from: usize) -> Result<f64> {
+    let log = sim.get_json("/_sim/log")?;
     let mut own: Vec<f64> = log
         .as_array()
         .ok_or("the log is not an array")?
@@ -137,10 +232,8 @@ fn simulator_time(base_url: &str, from: usize) -> Result<f64> {
     Ok(median(&mut own))
 }
 
-fn log_len(base_url: &str) -> Result<usize> {
-    Ok(get_json(base_url, "/_sim/log")?
-        .as_array()
-        .map_or(0, Vec::len))
+fn log_len(sim: &Simulator) -> Result<usize> {
+    Ok(sim.get_json("/_sim/log")?.as_array().map_or(0, Vec::len))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -156,15 +249,17 @@ fn percentile(values: &mut [f64], share: f64) -> f64 {
     values[index]
 }
 
-/// Runs one client on one scenario; its JSON line, with the simulator's own time added.
+/// Runs one client on one scenario; its JSON line, with the simulator's own time and the
+/// connections the client opened added.
 fn run_client(
     root: &Path,
     python: &Path,
     client: &str,
-    base_url: &str,
+    sim: &Simulator,
     scenario: &Scenario,
 ) -> Result<Value> {
-    let before = log_len(base_url)?;
+    let before = log_len(sim)?;
+    let connections_before = sim.connections()?;
     let (streams, runs) = (scenario.streams.to_string(), scenario.runs.to_string());
     let mut command = match client {
         "ours" | "async-openai" => {
@@ -184,8 +279,11 @@ fn run_client(
             command
         }
     };
+    if let Some(certificate) = &sim.certificate {
+        command.env("E2E_CA_FILE", certificate);
+    }
     let output = command
-        .args([base_url, KEY, scenario.kind, &streams, &runs])
+        .args([&sim.base_url, KEY, scenario.kind, &streams, &runs])
         .stderr(Stdio::inherit())
         .output()?;
     if !output.status.success() {
@@ -193,7 +291,10 @@ fn run_client(
     }
     let text = String::from_utf8(output.stdout)?;
     let mut result: Value = serde_json::from_str(text.trim())?;
-    result["sim_own_us"] = Value::from(simulator_time(base_url, before)?);
+    result["sim_own_us"] = Value::from(simulator_time(sim, before)?);
+    // The two requests of this harness's own count each opened one.
+    let opened = sim.connections()?.saturating_sub(connections_before + 2);
+    result["connections"] = Value::from(opened);
     Ok(result)
 }
 
@@ -205,6 +306,7 @@ struct Figures {
     ttft_p50_us: f64,
     ttft_p99_us: f64,
     peak_rss_mib: f64,
+    connections: f64,
 }
 
 fn figures(results: &[Value]) -> Figures {
@@ -213,6 +315,7 @@ fn figures(results: &[Value]) -> Figures {
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
     let mut rss = Vec::new();
+    let mut connections = Vec::new();
     for result in results {
         let chunks = result["chunks"].as_f64().unwrap_or(0.0).max(1.0);
         let wall = result["wall_s"].as_f64().unwrap_or(f64::NAN);
@@ -229,6 +332,7 @@ fn figures(results: &[Value]) -> Figures {
         p50.push(percentile(&mut ttfts, 0.5));
         p99.push(percentile(&mut ttfts, 0.99));
         rss.push(result["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+        connections.push(result["connections"].as_f64().unwrap_or(f64::NAN));
     }
     Figures {
         chunks_per_second: median(&mut rate),
@@ -236,6 +340,7 @@ fn figures(results: &[Value]) -> Figures {
         ttft_p50_us: median(&mut p50),
         ttft_p99_us: median(&mut p99),
         peak_rss_mib: median(&mut rss),
+        connections: median(&mut connections),
     }
 }
 
@@ -263,12 +368,12 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
     // results[scenario][client] = one JSON line per repetition.
     let mut results: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new(); CLIENTS.len()]; scenarios.len()];
     for (index, scenario) in scenarios.iter().enumerate() {
-        let (_sim, base_url) = simulator(root, scenario.words)?;
+        let sim = Simulator::start(root, scenario)?;
         for repetition in 0..repetitions {
             // Clients take turns, in a different order each repetition.
             for turn in 0..CLIENTS.len() {
                 let client = (turn + repetition) % CLIENTS.len();
-                let result = run_client(root, &python, CLIENTS[client], &base_url, scenario)?;
+                let result = run_client(root, &python, CLIENTS[client], &sim, scenario)?;
                 results[index][client].push(result);
             }
         }
@@ -288,7 +393,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
         "repetitions": repetitions,
         "clients": CLIENTS,
         "scenarios": scenarios.iter().map(|scenario| serde_json::json!({
-            "name": scenario.name, "words": scenario.words, "streams": scenario.streams, "runs": scenario.runs,
+            "name": scenario.name, "words": scenario.words, "streams": scenario.streams, "runs": scenario.runs, "tls": scenario.tls,
         })).collect::<Vec<_>>(),
         "raw": results,
     });
@@ -351,8 +456,9 @@ fn report(scenarios: &[Scenario], table: &[Vec<Figures>]) {
                 scenario.streams, scenario.runs
             )
         };
+        let transport = if scenario.tls { "HTTPS" } else { "HTTP" };
         println!(
-            "\n{} ({shape}, {}-word answers)",
+            "\n{} ({shape}, {}-word answers, {transport})",
             scenario.name, scenario.words
         );
         let unit = if scenario.kind == "nonstream" {
@@ -361,17 +467,18 @@ fn report(scenarios: &[Scenario], table: &[Vec<Figures>]) {
             "chunk"
         };
         println!(
-            "| client | {unit}s/s | CPU ns/{unit} | client ttft p50 us | p99 us | peak RSS MiB | {unit}s/s vs ours |"
+            "| client | {unit}s/s | CPU ns/{unit} | client ttft p50 us | p99 us | peak RSS MiB | connections | {unit}s/s vs ours |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         for (client, figures) in CLIENTS.iter().zip(row) {
             println!(
-                "| {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2}x |",
+                "| {client} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.2}x |",
                 figures.chunks_per_second,
                 figures.cpu_ns_per_chunk,
                 figures.ttft_p50_us,
                 figures.ttft_p99_us,
                 figures.peak_rss_mib,
+                figures.connections,
                 figures.chunks_per_second / row[0].chunks_per_second,
             );
         }
