@@ -1,7 +1,9 @@
 //! The streaming client end to end, against the simulator's firehose over loopback:
 //! - chunks/s and client CPU per chunk for one stream: `provider-perplexity`, `async-openai`
 //!   0.43 and the same provider with its reliability layers off (same connector, decoding and
-//!   stop rule: like for like), in the same group; every client stops at the final event;
+//!   stop rule: like for like), in the same group; every client reads its stream to the end
+//!   (ours past `Done`, until the connection is back in the pool); CPU is measured with the
+//!   clients taking turns, median per client;
 //! - the time the client adds before the first delta, from the `chat_stream` call (request,
 //!   headers, retrier and key pool included) minus the simulator's own time, p50 and p99;
 //! - resident memory per stream with many streams open at once.
@@ -44,20 +46,21 @@ fn provider(sim: &Simulator) -> PerplexityProvider {
     PerplexityProvider::new(config).unwrap()
 }
 
-async fn ours(provider: &PerplexityProvider) -> usize {
-    let mut stream = provider.chat_stream(ChatRequest::new("sonar", QUESTION));
+/// Reads one of our streams to its end: past `Done`, it ends once the connection is back in
+/// the pool, so that work is counted here and not in whichever run comes next.
+async fn read_ours(mut stream: chat_core::ChatStream) -> usize {
     let mut deltas = 0;
     while let Some(event) = stream.next().await {
-        match event.unwrap() {
-            ChatEvent::TextDelta(text) => {
-                black_box(text);
-                deltas += 1;
-            }
-            ChatEvent::Done(_) => break,
-            _ => {}
+        if let ChatEvent::TextDelta(text) = event.unwrap() {
+            black_box(text);
+            deltas += 1;
         }
     }
     deltas
+}
+
+async fn ours(provider: &PerplexityProvider) -> usize {
+    read_ours(provider.chat_stream(ChatRequest::new("sonar", QUESTION))).await
 }
 
 fn openai_client(sim: &Simulator) -> async_openai::Client<async_openai::config::OpenAIConfig> {
@@ -99,35 +102,39 @@ async fn openai(client: &async_openai::Client<async_openai::config::OpenAIConfig
 }
 
 /// The same client with its reliability layers off: same connector, same decoding, same
-/// stop rule (`Done`, then the connection back to the pool).
+/// stop rule (to the end of the stream, the connection back in the pool).
 async fn ours_without_layers(provider: &PerplexityProvider) -> usize {
-    let mut stream = provider.stream_without_layers(ChatRequest::new("sonar", QUESTION));
-    let mut deltas = 0;
-    while let Some(event) = stream.next().await {
-        match event.unwrap() {
-            ChatEvent::TextDelta(text) => {
-                black_box(text);
-                deltas += 1;
-            }
-            ChatEvent::Done(_) => break,
-            _ => {}
-        }
-    }
-    deltas
+    read_ours(provider.stream_without_layers(ChatRequest::new("sonar", QUESTION))).await
 }
 
-/// Thread CPU time spent by `work` (run `runs` times) per delta, in nanoseconds.
-fn cpu_per_chunk<'work>(
+type Work<'work> =
+    Box<dyn FnMut() -> std::pin::Pin<Box<dyn Future<Output = usize> + 'work>> + 'work>;
+
+/// Thread CPU time per delta of each client, in nanoseconds: the clients take turns, one
+/// stream each per round in a rotating order, and each figure is the median over `rounds` rounds, so that what
+/// else the machine does falls on all of them alike.
+fn cpu_per_chunk(
     runtime: &tokio::runtime::Runtime,
-    runs: usize,
-    mut work: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + 'work>>,
-) -> f64 {
-    let started = cpu_time::ThreadTime::now();
-    let mut deltas = 0;
-    for _ in 0..runs {
-        deltas += runtime.block_on(work());
+    rounds: usize,
+    work: &mut [Work<'_>],
+) -> Vec<f64> {
+    let mut samples = vec![Vec::with_capacity(rounds); work.len()];
+    for round in 0..rounds {
+        // A different client goes first each round: none always follows the same other.
+        for turn in 0..work.len() {
+            let client = (round + turn) % work.len();
+            let started = cpu_time::ThreadTime::now();
+            let deltas = runtime.block_on(work[client]());
+            samples[client].push(started.elapsed().as_nanos() as f64 / deltas.max(1) as f64);
+        }
     }
-    started.elapsed().as_nanos() as f64 / deltas as f64
+    samples
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort_by(f64::total_cmp);
+            samples[samples.len() / 2]
+        })
+        .collect()
 }
 
 fn bench_throughput(criterion: &mut Criterion) {
@@ -151,11 +158,20 @@ fn bench_throughput(criterion: &mut Criterion) {
         deltas,
         client_runtime.block_on(ours_without_layers(&provider))
     );
-    let runs = if benches::quick() { 20 } else { 60 };
+    let rounds = if benches::quick() { 60 } else { 300 };
+    let cpu = cpu_per_chunk(
+        &client_runtime,
+        rounds,
+        &mut [
+            Box::new(|| Box::pin(ours(&provider))),
+            Box::new(|| Box::pin(openai(&openai_client))),
+            Box::new(|| Box::pin(ours_without_layers(&provider))),
+        ],
+    );
     let cpu = serde_json::json!({
-        "pplx-provider": cpu_per_chunk(&client_runtime, runs, || Box::pin(ours(&provider))),
-        "async-openai": cpu_per_chunk(&client_runtime, runs, || Box::pin(openai(&openai_client))),
-        "pplx-provider-no-layers": cpu_per_chunk(&client_runtime, runs, || Box::pin(ours_without_layers(&provider))),
+        "pplx-provider": cpu[0],
+        "async-openai": cpu[1],
+        "pplx-provider-no-layers": cpu[2],
     });
     benches::write_meta(
         "provider_stream",

@@ -309,8 +309,12 @@ impl PerplexityProvider {
             loop {
                 match live.next().await {
                     Ok(Some(ChatEvent::Done(response))) => {
-                        let _ = live.release();
+                        // As the layered stream ends: once the connection is back in the pool.
+                        let released = live.release();
                         yield Ok(ChatEvent::Done(response));
+                        if let Some(released) = released {
+                            let _ = released.await;
+                        }
                         return;
                     }
                     Ok(Some(event)) => yield Ok(event),
