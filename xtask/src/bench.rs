@@ -143,6 +143,7 @@ fn report_parse(criterion: &Path, root: &Path, full_run: bool) -> Result {
         "SSE parsers, MB/s by input (higher is better)",
         "MB/s",
         &chart,
+        PARSERS.len(),
         full_run,
     )?;
     eprintln!("parse: chart {}", chart.display());

@@ -15,8 +15,19 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(148, 103, 189),
 ];
 
-/// A horizontal bar chart of `bars` (label, value), one colour per bar.
-pub(crate) fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Result {
+/// A horizontal bar chart of `bars` (label, value), drawn top down in the given order. The
+/// bars come in groups of `series` (one per client or parser, in the same order in every
+/// group), and each series keeps its colour across groups.
+pub(crate) fn bars(
+    path: &Path,
+    title: &str,
+    unit: &str,
+    bars: &[(String, f64)],
+    series: usize,
+) -> Result {
+    let series = series.max(1);
+    // The y axis counts up from the bottom: the first bar goes to the top.
+    let row = |index: usize| bars.len() - 1 - index;
     let height = 60 + 34 * bars.len() as u32;
     let root = SVGBackend::new(path, (760, height)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -38,8 +49,8 @@ pub(crate) fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)])
         .disable_y_mesh()
         .x_desc(unit)
         .y_label_formatter(&|segment| match segment {
-            SegmentValue::CenterOf(index) => {
-                bars.get(*index).map_or(String::new(), |bar| bar.0.clone())
+            SegmentValue::CenterOf(position) if *position < bars.len() => {
+                bars[row(*position)].0.clone()
             }
             _ => String::new(),
         })
@@ -47,11 +58,11 @@ pub(crate) fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)])
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(index, (_, value))| {
         let value = if value.is_finite() { *value } else { 0.0 };
-        let colour = COLOURS[index % COLOURS.len()];
+        let colour = COLOURS[index % series % COLOURS.len()];
         Rectangle::new(
             [
-                (0.0, SegmentValue::Exact(index)),
-                (value, SegmentValue::Exact(index + 1)),
+                (0.0, SegmentValue::Exact(row(index))),
+                (value, SegmentValue::Exact(row(index) + 1)),
             ],
             colour.filled(),
         )
@@ -61,7 +72,7 @@ pub(crate) fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)])
             format!("{value:.0}"),
             (
                 if value.is_finite() { *value } else { 0.0 },
-                SegmentValue::CenterOf(index),
+                SegmentValue::CenterOf(row(index)),
             ),
             ("sans-serif", 13),
         )
@@ -84,7 +95,8 @@ pub(crate) fn e2e(
     let mut throughput = Vec::new();
     let mut first = Vec::new();
     for (scenario, row) in scenarios.iter().zip(values) {
-        if *scenario == "first" || *scenario == "nonstream" {
+        // One-at-a-time scenarios are about the first delta; answers not streamed have no chunks.
+        if matches!(*scenario, "first" | "first-tls" | "nonstream") {
             continue;
         }
         for (client, (rate, _)) in clients.iter().zip(row) {
@@ -92,7 +104,10 @@ pub(crate) fn e2e(
         }
     }
     for (scenario, row) in scenarios.iter().zip(values) {
-        if !matches!(*scenario, "first" | "c100" | "c1000") {
+        if !matches!(
+            *scenario,
+            "first" | "first-tls" | "c100" | "c100-tls" | "c1000"
+        ) {
             continue;
         }
         for (client, (_, ttft)) in clients.iter().zip(row) {
@@ -105,6 +120,7 @@ pub(crate) fn e2e(
         "Chunks per second (one thread per client; higher is better)",
         "chunks/s",
         &throughput,
+        clients.len(),
     )?;
     written.push(path);
     let path = dir.join("e2e-first-delta.svg");
@@ -113,6 +129,7 @@ pub(crate) fn e2e(
         "Client-added time to first delta, p50 (lower is better)",
         "microseconds",
         &first,
+        clients.len(),
     )?;
     written.push(path);
     Ok(written)
@@ -125,12 +142,13 @@ pub(crate) fn save(
     title: &str,
     unit: &str,
     values: &[(String, f64)],
+    series: usize,
     full_run: bool,
 ) -> Result<PathBuf> {
     let dir = root.join("target/charts");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
-    bars(&path, title, unit, values)?;
+    bars(&path, title, unit, values, series)?;
     if full_run {
         std::fs::create_dir_all(root.join("docs/charts"))?;
         std::fs::copy(&path, root.join("docs/charts").join(name))?;
