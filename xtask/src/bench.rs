@@ -13,6 +13,9 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
     let quick = args.contains(&"--quick");
     // The end-to-end comparison runs processes, not criterion.
     if args.first() == Some(&"e2e") {
+        if args.contains(&"--from-results") {
+            return crate::e2e::redraw(root);
+        }
         return crate::e2e::run(root, quick);
     }
     let chosen: Vec<&str> = args

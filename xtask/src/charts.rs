@@ -15,6 +15,14 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(148, 103, 189),
 ];
 
+/// How values map to bar lengths.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Scale {
+    Linear,
+    /// Powers of ten, for values that span several (bars start at 1).
+    Log,
+}
+
 /// A horizontal bar chart of `bars` (label, value), drawn top down in the given order. The
 /// bars come in groups of `series` (one per client or parser, in the same order in every
 /// group), and each series keeps its colour across groups.
@@ -24,8 +32,21 @@ pub(crate) fn bars(
     unit: &str,
     bars: &[(String, f64)],
     series: usize,
+    scale: Scale,
 ) -> Result {
     let series = series.max(1);
+    // The x axis is drawn linear; on a log scale it holds log10 of each value.
+    let length = |value: f64| {
+        let value = if value.is_finite() {
+            value.max(0.0)
+        } else {
+            0.0
+        };
+        match scale {
+            Scale::Linear => value,
+            Scale::Log => value.max(1.0).log10(),
+        }
+    };
     // The y axis counts up from the bottom: the first bar goes to the top.
     let row = |index: usize| bars.len() - 1 - index;
     let height = 60 + 34 * bars.len() as u32;
@@ -33,8 +54,7 @@ pub(crate) fn bars(
     root.fill(&WHITE)?;
     let top = bars
         .iter()
-        .map(|(_, value)| *value)
-        .filter(|value| value.is_finite())
+        .map(|(_, value)| length(*value))
         .fold(0.0_f64, f64::max)
         .max(1e-9)
         * 1.15;
@@ -48,6 +68,10 @@ pub(crate) fn bars(
         .configure_mesh()
         .disable_y_mesh()
         .x_desc(unit)
+        .x_label_formatter(&|position| match scale {
+            Scale::Linear => format!("{position:.0}"),
+            Scale::Log => format!("{:.0}", 10_f64.powf(*position)),
+        })
         .y_label_formatter(&|segment| match segment {
             SegmentValue::CenterOf(position) if *position < bars.len() => {
                 bars[row(*position)].0.clone()
@@ -57,7 +81,7 @@ pub(crate) fn bars(
         .y_labels(bars.len())
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(index, (_, value))| {
-        let value = if value.is_finite() { *value } else { 0.0 };
+        let value = length(*value);
         let colour = COLOURS[index % series % COLOURS.len()];
         Rectangle::new(
             [
@@ -70,10 +94,7 @@ pub(crate) fn bars(
     chart.draw_series(bars.iter().enumerate().map(|(index, (_, value))| {
         Text::new(
             format!("{value:.0}"),
-            (
-                if value.is_finite() { *value } else { 0.0 },
-                SegmentValue::CenterOf(row(index)),
-            ),
+            (length(*value), SegmentValue::CenterOf(row(index))),
             ("sans-serif", 13),
         )
     }))?;
@@ -121,15 +142,17 @@ pub(crate) fn e2e(
         "chunks/s",
         &throughput,
         clients.len(),
+        Scale::Linear,
     )?;
     written.push(path);
     let path = dir.join("e2e-first-delta.svg");
     bars(
         &path,
         "Client-added time to first delta, p50 (lower is better)",
-        "microseconds",
+        "microseconds (log scale)",
         &first,
         clients.len(),
+        Scale::Log,
     )?;
     written.push(path);
     Ok(written)
@@ -148,7 +171,7 @@ pub(crate) fn save(
     let dir = root.join("target/charts");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
-    bars(&path, title, unit, values, series)?;
+    bars(&path, title, unit, values, series, Scale::Linear)?;
     if full_run {
         std::fs::create_dir_all(root.join("docs/charts"))?;
         std::fs::copy(&path, root.join("docs/charts").join(name))?;

@@ -14,14 +14,15 @@
 //! delta is the time from the call to the first delta, minus the simulator's own time from
 //! taking the request to writing its first event (from its log).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::Result;
+use crate::child::Running;
 
 const KEY: &str = "e2e-key";
 const CLIENTS: &[&str] = &["ours", "async-openai", "openai-python", "perplexityai"];
@@ -98,19 +99,9 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     ]
 }
 
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The simulator binary, serving a firehose of the scenario's answers; killed when dropped.
 struct Simulator {
-    _child: Killed,
+    _child: Running,
     base_url: String,
     /// Its self-signed certificate (PEM), when it serves HTTPS.
     certificate: Option<PathBuf>,
@@ -134,20 +125,8 @@ impl Simulator {
         if let Some(path) = &certificate {
             command.arg("--tls").arg("--certificate-out").arg(path);
         }
-        let mut child = Killed(
-            command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()?,
-        );
-        let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let base_url = line.trim().to_owned();
         let scheme = if scenario.tls { "https://" } else { "http://" };
-        if !base_url.starts_with(scheme) {
-            return Err(format!("pplx-sim printed {base_url:?} instead of its base URL").into());
-        }
+        let (child, base_url) = crate::child::simulator(command.stderr(Stdio::null()), scheme)?;
         Ok(Simulator {
             _child: child,
             base_url,
@@ -383,11 +362,6 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
             started.elapsed().as_secs_f64()
         );
     }
-    let table: Vec<Vec<Figures>> = results
-        .iter()
-        .map(|by_client| by_client.iter().map(|runs| figures(runs)).collect())
-        .collect();
-    report(&scenarios, &table);
     let json = serde_json::json!({
         "quick": quick,
         "repetitions": repetitions,
@@ -397,13 +371,50 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
         })).collect::<Vec<_>>(),
         "raw": results,
     });
-    std::fs::write(
-        root.join("target/e2e/results.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    std::fs::write(root.join(RESULTS), serde_json::to_string_pretty(&json)?)?;
+    summarize(root, quick, &scenarios, &results)?;
+    eprintln!("e2e: {:.0} s in all", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Where a run keeps its raw results.
+const RESULTS: &str = "target/e2e/results.json";
+
+/// `cargo xtask bench e2e --from-results`: the tables, charts and summary line again from the
+/// last run's raw results, without running anything (for work on the report itself).
+pub(crate) fn redraw(root: &Path) -> Result {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(root.join(RESULTS))?)?;
+    let quick = json["quick"].as_bool().ok_or("results without `quick`")?;
+    let scenarios = scenarios(quick);
+    let results: Vec<Vec<Vec<Value>>> = serde_json::from_value(json["raw"].clone())?;
+    let names: Vec<&str> = json["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|scenario| scenario["name"].as_str())
+        .collect();
+    if names != scenarios_names(&scenarios) || results.len() != scenarios.len() {
+        return Err("the results are from other scenarios: run the bench again".into());
+    }
+    summarize(root, quick, &scenarios, &results)
+}
+
+/// The tables, the charts and the summary line from the raw results (the charts of a full
+/// run are copied to docs/charts).
+fn summarize(
+    root: &Path,
+    quick: bool,
+    scenarios: &[Scenario],
+    results: &[Vec<Vec<Value>>],
+) -> Result {
+    let table: Vec<Vec<Figures>> = results
+        .iter()
+        .map(|by_client| by_client.iter().map(|runs| figures(runs)).collect())
+        .collect();
+    report(scenarios, &table);
     let charts = crate::charts::e2e(
         root,
-        &scenarios_names(&scenarios),
+        &scenarios_names(scenarios),
         CLIENTS,
         &table_values(&table),
     )?;
@@ -420,7 +431,6 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
     let ours = long[0];
     let ratio = |other: usize| ours.chunks_per_second / long[other].chunks_per_second;
     let first = &table[3][0];
-    eprintln!("e2e: {:.0} s in all", started.elapsed().as_secs_f64());
     println!(
         "e2e: chunks/s vs async-openai {:.1}x, vs openai-python {:.1}x; ttft overhead p50 {:.0} us",
         ratio(1),

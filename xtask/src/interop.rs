@@ -10,19 +10,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::Result;
-
-/// Kills the child process when dropped, so a failed check never leaves a server behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::child::Running;
 
 pub(crate) fn run(root: &Path) -> Result {
     crate::run(
@@ -53,22 +44,13 @@ pub(crate) fn run(root: &Path) -> Result {
 /// Starts the `pplx-sim` binary with the interop scenario; it stops when the first value is
 /// dropped. The second is its base URL.
 fn simulator(root: &Path) -> Result<(Running, String)> {
-    let scenario = root.join("tests/interop/scenario.toml");
-    let mut child = Running(
+    let (child, url) = crate::child::simulator(
         Command::new(root.join("target/debug/pplx-sim"))
             .args(["--listen", "127.0.0.1:0", "--instant", "--scenario"])
-            .arg(&scenario)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().ok_or("no stdout from pplx-sim")?;
-    let mut first_line = String::new();
-    BufReader::new(stdout).read_line(&mut first_line)?;
-    let url = first_line.trim().to_owned();
-    if !url.starts_with("http://127.0.0.1:") {
-        return Err(format!("pplx-sim printed {url:?} instead of its base URL").into());
-    }
+            .arg(root.join("tests/interop/scenario.toml"))
+            .stderr(Stdio::inherit()),
+        "http://127.0.0.1:",
+    )?;
     eprintln!("interop: simulator at {url}");
     Ok((child, url))
 }

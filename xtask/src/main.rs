@@ -5,13 +5,16 @@
 //! - `package`: each library crate's features alone and none, then `cargo package` of all
 //!   of them (part of `ci`).
 //! - `interop`: the official Python SDKs (from PyPI) against the simulator binary.
-//! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area.
+//! - `bench [AREA] [--quick]`: the criterion benches, then a one-line summary per area;
+//!   `bench e2e [--quick]` is the end-to-end comparison, and `bench e2e --from-results` prints
+//!   its report and draws its charts again from the last run.
 //! - `soak [--quick]`: the whole stack under a seeded fault mix (`--quick` is part of `ci`).
 //! - `fuzz TARGET|all [--seconds N]`: the cargo-fuzz targets (sse, decode, headers, config);
 //!   not part of CI.
 
 mod bench;
 mod charts;
+mod child;
 mod e2e;
 mod interop;
 mod package;
