@@ -336,6 +336,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
             "pplx-sim",
             "-p",
             "benches",
+            // Named, or `--example` alone would build no binary of pplx-sim.
+            "--bin",
+            "pplx-sim",
             "--example",
             "e2e_client",
         ],
