@@ -6,9 +6,13 @@
 //!   the chunks it leaves (the first, the last, sources that changed);
 //! - `serde-borrowed`: serde_json into borrowed structs that leave out the repeated
 //!   `message`, sources kept raw (what the client did before);
-//! - `serde-value`: serde_json into an owned `Value`, then the delta (the naive way).
+//! - `serde-value`: serde_json into an owned `Value`, then the delta (the naive way);
+//! - `sonic-lazy`: sonic-rs's lazy access (`get_many`, which skips what it is not asked for
+//!   with SIMD and validates it), for what the client reads from a chunk: the delta, the
+//!   finish reason, the id, the raw sources and usage; the sources compared with the last
+//!   chunk's, as the client does. No decoder work after, so it does less than `scanner`.
 //!
-//! All three must find the same text; the group reports time per stream.
+//! All must find the same text; the group reports time per stream.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -58,6 +62,43 @@ fn serde_value(events: &[Bytes]) -> usize {
     text
 }
 
+/// What the client reads from a Sonar chunk, by sonic-rs's lazy access.
+fn sonic_paths() -> sonic_rs::PointerTree {
+    let mut tree = sonic_rs::PointerTree::new();
+    tree.add_path(sonic_rs::pointer!["choices", 0, "delta", "content"]);
+    tree.add_path(sonic_rs::pointer!["choices", 0, "finish_reason"]);
+    tree.add_path(sonic_rs::pointer!["id"]);
+    tree.add_path(sonic_rs::pointer!["citations"]);
+    tree.add_path(sonic_rs::pointer!["search_results"]);
+    tree.add_path(sonic_rs::pointer!["usage"]);
+    tree
+}
+
+fn sonic_lazy(events: &[Bytes], paths: &sonic_rs::PointerTree) -> usize {
+    use sonic_rs::JsonValueTrait;
+    let mut text = 0;
+    let mut sources: (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+    for data in events {
+        let found = sonic_rs::get_many(data.as_ref(), paths).unwrap();
+        if let Some(content) = found[0].as_ref().and_then(|value| value.as_str()) {
+            text += content.len();
+        }
+        black_box((&found[1], &found[2], &found[5]));
+        // Sources on change: the raw text compared with the last chunk's.
+        for (index, kept) in [(3, &mut sources.0), (4, &mut sources.1)] {
+            if let Some(raw) = found[index]
+                .as_ref()
+                .map(|value| value.as_raw_str().as_bytes())
+                && raw != kept.as_slice()
+            {
+                kept.clear();
+                kept.extend_from_slice(raw);
+            }
+        }
+    }
+    text
+}
+
 fn bench(criterion: &mut Criterion) {
     let words = if benches::quick() { 2_000 } else { 5_000 };
     let events = sonar_events(words);
@@ -73,6 +114,12 @@ fn bench(criterion: &mut Criterion) {
         provider_perplexity::bench::decode_sonar(&slices, true),
         expected,
         "the scanner finds the same text"
+    );
+    let paths = sonic_paths();
+    assert_eq!(
+        sonic_lazy(&events, &paths),
+        expected,
+        "sonic-rs finds the same text"
     );
     let bytes: usize = events.iter().map(Bytes::len).sum();
     benches::write_meta(
@@ -90,6 +137,9 @@ fn bench(criterion: &mut Criterion) {
     });
     group.bench_function("scanner", |bencher| {
         bencher.iter(|| provider_perplexity::bench::decode_sonar(black_box(&slices), true))
+    });
+    group.bench_function("sonic-lazy", |bencher| {
+        bencher.iter(|| sonic_lazy(black_box(&events), &paths))
     });
     group.finish();
 }
