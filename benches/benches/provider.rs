@@ -111,8 +111,8 @@ type Work<'work> =
     Box<dyn FnMut() -> std::pin::Pin<Box<dyn Future<Output = usize> + 'work>> + 'work>;
 
 /// Thread CPU time per delta of each client, in nanoseconds: the clients take turns, one
-/// stream each per round in a rotating order, and each figure is the median over `rounds` rounds, so that what
-/// else the machine does falls on all of them alike.
+/// stream each per round in a rotating order, and each figure is the median over `rounds`
+/// rounds, so that what else the machine does falls on all of them alike.
 fn cpu_per_chunk(
     runtime: &tokio::runtime::Runtime,
     rounds: usize,

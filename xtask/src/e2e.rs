@@ -4,7 +4,7 @@
 //! `openai` and `perplexityai` Python SDKs (from a venv made from PyPI).
 //!
 //! Scenarios: one long stream (chunks/s, CPU per chunk), 100 and 1,000 concurrent streams
-//! (total chunks/s, client-added time to first delta, peak memory), 200 short streams one
+//! (total chunks/s, client-added time to first delta, peak memory), 300 short streams one
 //! after another (time to first delta), answers not streamed, and over HTTPS (the simulator's
 //! self-signed certificate, trusted by each client): short streams one after another and 100
 //! at once, where HTTP/1.1 clients pay a TLS handshake per new connection and a client that
