@@ -138,16 +138,6 @@ fn openai_request(stream: bool) -> async_openai::types::chat::CreateChatCompleti
         .unwrap()
 }
 
-/// The peak resident memory of this process, in KiB (Linux; 0 elsewhere).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -195,7 +185,7 @@ fn main() {
             "wall_s": wall.elapsed().as_secs_f64(),
             "cpu_s": cpu.elapsed().as_secs_f64(),
             "ttft_us": ttfts,
-            "peak_rss_kib": peak_rss_kib(),
+            "peak_rss_kib": benches::peak_resident_bytes() / 1024,
         })
     });
     println!("{result}");

@@ -164,10 +164,20 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 /// Resident memory of this process in bytes, from /proc (Linux; 0 elsewhere).
 pub fn resident_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// The peak resident memory of this process in bytes, from /proc (Linux; 0 elsewhere).
+pub fn peak_resident_bytes() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// A `kB` field of /proc/self/status, in bytes; 0 where there is none.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| {
             value
                 .trim()
