@@ -63,37 +63,16 @@ async fn ours(provider: &PerplexityProvider) -> usize {
     read_ours(provider.chat_stream(ChatRequest::new("sonar", QUESTION))).await
 }
 
-fn openai_client(sim: &Simulator) -> async_openai::Client<async_openai::config::OpenAIConfig> {
-    let config = async_openai::config::OpenAIConfig::new()
-        .with_api_base(sim.base_url())
-        .with_api_key(KEY);
-    async_openai::Client::with_config(config)
+fn openai_client(sim: &Simulator) -> benches::openai::Client {
+    benches::openai::client(&sim.base_url(), KEY)
 }
 
-async fn openai(client: &async_openai::Client<async_openai::config::OpenAIConfig>) -> usize {
-    use async_openai::types::chat::{
-        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
-    };
-    let request = CreateChatCompletionRequestArgs::default()
-        .model("sonar")
-        .messages([ChatCompletionRequestUserMessageArgs::default()
-            .content(QUESTION)
-            .build()
-            .unwrap()
-            .into()])
-        .stream(true)
-        .build()
-        .unwrap();
+async fn openai(client: &benches::openai::Client) -> usize {
+    let request = benches::openai::request(QUESTION, true);
     let mut stream = client.chat().create_stream(request).await.unwrap();
     let mut deltas = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.unwrap();
-        if let Some(text) = chunk
-            .choices
-            .first()
-            .and_then(|choice| choice.delta.content.as_ref())
-            && !text.is_empty()
-        {
+        if let Some(text) = benches::openai::delta(&chunk.unwrap()) {
             black_box(text);
             deltas += 1;
         }

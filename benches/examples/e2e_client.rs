@@ -15,11 +15,9 @@ use chat_core::{ChatEvent, ChatProvider, ChatRequest};
 use futures_util::StreamExt;
 use provider_perplexity::{PerplexityConfig, PerplexityProvider};
 
-type OpenAi = async_openai::Client<async_openai::config::OpenAIConfig>;
-
 enum Client {
     Ours(PerplexityProvider),
-    OpenAi(OpenAi),
+    OpenAi(benches::openai::Client),
 }
 
 impl Client {
@@ -41,10 +39,7 @@ impl Client {
                 Client::Ours(PerplexityProvider::new(config).unwrap())
             }
             "async-openai" => {
-                let config = async_openai::config::OpenAIConfig::new()
-                    .with_api_base(base_url)
-                    .with_api_key(key);
-                let client = async_openai::Client::with_config(config);
+                let client = benches::openai::client(base_url, key);
                 Client::OpenAi(match &certificate {
                     Some(pem) => client.with_http_client(
                         reqwest::Client::builder()
@@ -76,19 +71,10 @@ impl Client {
                 }
             }
             Client::OpenAi(client) => {
-                let mut stream = client
-                    .chat()
-                    .create_stream(openai_request(true))
-                    .await
-                    .unwrap();
+                let request = benches::openai::request("firehose", true);
+                let mut stream = client.chat().create_stream(request).await.unwrap();
                 while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.unwrap();
-                    if let Some(text) = chunk
-                        .choices
-                        .first()
-                        .and_then(|choice| choice.delta.content.as_ref())
-                        && !text.is_empty()
-                    {
+                    if let Some(text) = benches::openai::delta(&chunk.unwrap()) {
                         first.get_or_insert_with(|| started.elapsed());
                         black_box(text);
                         deltas += 1;
@@ -110,7 +96,8 @@ impl Client {
                 usize::from(!response.text.is_empty())
             }
             Client::OpenAi(client) => {
-                let response = client.chat().create(openai_request(false)).await.unwrap();
+                let request = benches::openai::request("firehose", false);
+                let response = client.chat().create(request).await.unwrap();
                 usize::from(
                     response
                         .choices
@@ -120,22 +107,6 @@ impl Client {
             }
         }
     }
-}
-
-fn openai_request(stream: bool) -> async_openai::types::chat::CreateChatCompletionRequest {
-    use async_openai::types::chat::{
-        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
-    };
-    CreateChatCompletionRequestArgs::default()
-        .model("sonar")
-        .messages([ChatCompletionRequestUserMessageArgs::default()
-            .content("firehose")
-            .build()
-            .unwrap()
-            .into()])
-        .stream(stream)
-        .build()
-        .unwrap()
 }
 
 fn main() {

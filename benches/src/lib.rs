@@ -189,6 +189,49 @@ fn status_bytes(field: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// async-openai 0.43, the Rust comparator, set up the same way in the provider bench and the
+/// end-to-end client.
+pub mod openai {
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequest,
+        CreateChatCompletionRequestArgs, CreateChatCompletionStreamResponse,
+    };
+
+    /// The client with its default HTTP client.
+    pub type Client = async_openai::Client<async_openai::config::OpenAIConfig>;
+
+    /// A client of the server at `base_url`.
+    pub fn client(base_url: &str, key: &str) -> Client {
+        let config = async_openai::config::OpenAIConfig::new()
+            .with_api_base(base_url)
+            .with_api_key(key);
+        async_openai::Client::with_config(config)
+    }
+
+    /// A `sonar` request with one user message, streamed or not.
+    pub fn request(question: &str, stream: bool) -> CreateChatCompletionRequest {
+        CreateChatCompletionRequestArgs::default()
+            .model("sonar")
+            .messages([ChatCompletionRequestUserMessageArgs::default()
+                .content(question)
+                .build()
+                .unwrap()
+                .into()])
+            .stream(stream)
+            .build()
+            .unwrap()
+    }
+
+    /// The text a stream chunk adds, if any (the first choice's non-empty delta).
+    pub fn delta(chunk: &CreateChatCompletionStreamResponse) -> Option<&str> {
+        chunk
+            .choices
+            .first()
+            .and_then(|choice| choice.delta.content.as_deref())
+            .filter(|text| !text.is_empty())
+    }
+}
+
 /// Whether `BENCH_QUICK` asks for the short version (`cargo xtask bench --quick`).
 pub fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some()
