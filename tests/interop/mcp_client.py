@@ -168,13 +168,14 @@ async def parity():
 
     result = await session_with(server("interop-key"), seed)
     value = result.structured_content
-    check(f"{label}: seed tool streams, with its exact result keys", value.get("success") is True and value.get("streaming") is True and value.get("model") == "sonar" and set(value) == {"success", "answer", "model", "streaming"} and json.loads(result.content[0].text) == value, value)
+    check(f"{label}: seed tool streams, with its exact result keys", value.get("success") is True and value.get("streaming") is True and value.get("model") == "sonar" and set(value) == {"success", "answer", "model", "streaming"} and json.loads(result.content[0].text) == value and not result.is_error, value)
     result = await session_with(server("fallback-key"), seed)
     value = result.structured_content
     check(f"{label}: seed tool marks a fallback answer streaming: false", value.get("success") is True and value.get("streaming") is False and value.get("answer"), value)
     result = await session_with(server("wrong-key"), seed)
     value = result.structured_content
     check(f"{label}: seed tool failure is {{success: false, error}}", value.get("success") is False and isinstance(value.get("error"), str) and set(value) == {"success", "error"}, value)
+    check(f"{label}: seed tool failure sets isError", result.is_error is True, result)
 
     # Cancelling a research call cancels the Agent run on the server.
     before = len(sim_log())

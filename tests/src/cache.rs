@@ -271,6 +271,7 @@ async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
     assert!(done(&second).cached);
     assert_eq!(second[..second.len() - 1], first[..first.len() - 1]);
     assert_eq!(upstream_calls(&sim).await, 1);
+    assert_eq!(two.stats().unavailable, 0, "a live Redis served everything");
 
     redis.stop();
     let started = std::time::Instant::now();
@@ -291,4 +292,11 @@ async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
     assert!(error.is_none());
     assert!(!done(&events).cached, "a miss, not a failure");
     assert_eq!(upstream_calls(&sim).await, 3);
+    // What a program tells its user: the shared cache could not be reached.
+    assert!(two.stats().unavailable > 0, "{:?}", two.stats());
+    assert_eq!(
+        one.stats().unavailable,
+        0,
+        "one asked nothing while Redis was down"
+    );
 }

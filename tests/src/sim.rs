@@ -498,3 +498,69 @@ async fn a_capped_log_keeps_the_latest_requests_only() {
     assert_eq!(sequences, [2, 3, 4]);
     assert!(sim.log().iter().all(|entry| entry.status == 200));
 }
+
+/// Every body the simulator sends for `question` on each API (streamed and not): their sizes
+/// in bytes, in the order Sonar stream, Sonar body, Agent stream, Agent body, Search.
+async fn response_sizes(sim: &Simulator, question: &str, filters: &Value) -> Vec<usize> {
+    let mut sonar_request =
+        json!({"model": "sonar", "messages": [{"role": "user", "content": question}]});
+    let mut agent_request = json!({"preset": "fast", "input": question});
+    let mut search_request = json!({"query": question});
+    for request in [&mut sonar_request, &mut agent_request, &mut search_request] {
+        for (name, value) in filters.as_object().into_iter().flatten() {
+            request[name] = value.clone();
+        }
+    }
+    let mut sizes = Vec::new();
+    for (path, body) in [
+        ("/chat/completions", sonar_request),
+        ("/v1/agent", agent_request),
+    ] {
+        for stream in [true, false] {
+            let mut body = body.clone();
+            body["stream"] = stream.into();
+            let response = post(sim, path, "key-a", body, false).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let (frames, failed) = read_frames(response).await;
+            assert!(!failed, "{path}");
+            sizes.push(frames.iter().map(Bytes::len).sum());
+        }
+    }
+    let response = post(sim, "/search", "key-a", search_request, false).await;
+    assert_eq!(response.status(), 200);
+    let (frames, _) = read_frames(response).await;
+    sizes.push(frames.iter().map(Bytes::len).sum());
+    sizes
+}
+
+/// A hostile question (one endless word, many long words, long filters) costs the simulator
+/// about what an ordinary one does: its topic, answer and chunks are bounded, so neither its
+/// work nor its memory grows with the question (a 2,000-character word used to make every
+/// Sonar stream some megabytes long, a 10,000-character one some hundreds).
+#[tokio::test]
+async fn a_hostile_question_costs_what_an_ordinary_one_does() {
+    let sim = sim().await;
+    let ordinary = response_sizes(&sim, QUESTION, &json!({})).await;
+    let long_word = "x".repeat(2_000);
+    let huge_word = "y".repeat(1 << 20);
+    let many_words = "abcdefghijklmnopqrstuvwxyz0123456789 ".repeat(20_000);
+    let long_domain = format!("{}.example", "d".repeat(100_000));
+    let filters = json!({
+        "search_domain_filter": vec![long_domain; 30],
+        "search_recency_filter": "w".repeat(100_000),
+    });
+    for (name, question, filters) in [
+        ("a 2,000-character word", long_word.as_str(), json!({})),
+        ("a 1 MiB word", huge_word.as_str(), json!({})),
+        ("740 KiB of long words", many_words.as_str(), json!({})),
+        ("long filters", QUESTION, filters),
+    ] {
+        let hostile = response_sizes(&sim, question, &filters).await;
+        for (index, (hostile, ordinary)) in hostile.iter().zip(&ordinary).enumerate() {
+            assert!(
+                *hostile <= ordinary * 4,
+                "{name}: response {index} is {hostile} bytes, an ordinary one {ordinary}"
+            );
+        }
+    }
+}

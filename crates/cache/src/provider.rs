@@ -57,6 +57,10 @@ pub struct CacheStats {
     pub coalesced: u64,
     /// Complete answers stored.
     pub stores: u64,
+    /// Reads and writes a shared store (Redis) could not serve: unreachable, too slow or
+    /// failed. Each read was a miss and each write stored nothing; the requests themselves
+    /// were answered. Always 0 in memory.
+    pub unavailable: u64,
 }
 
 #[derive(Default)]
@@ -151,6 +155,7 @@ impl<P> CachedProvider<P> {
             misses: counters.misses.load(Ordering::Relaxed),
             coalesced: counters.coalesced.load(Ordering::Relaxed),
             stores: counters.stores.load(Ordering::Relaxed),
+            unavailable: self.shared.store.unavailable(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! down, every operation degrades to a miss with a warning, and reconnection is tried at most
 //! once a second. A request never fails because of the cache.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -15,6 +16,8 @@ pub(crate) struct RedisStore {
     ttl_seconds: u64,
     timeout: Duration,
     connection: Mutex<Connection>,
+    /// Operations Redis could not serve (unreachable, too slow, or failed).
+    unavailable: AtomicU64,
 }
 
 #[derive(Default)]
@@ -31,11 +34,26 @@ impl RedisStore {
             ttl_seconds: ttl.as_secs().max(1),
             timeout,
             connection: Mutex::new(Connection::default()),
+            unavailable: AtomicU64::new(0),
         })
     }
 
-    /// A connection, connecting if there is none (not more than once a second after a failure).
+    /// How many operations Redis could not serve so far.
+    pub(crate) fn unavailable(&self) -> u64 {
+        self.unavailable.load(Ordering::Relaxed)
+    }
+
+    /// A connection, connecting if there is none (not more than once a second after a
+    /// failure); `None` counts as an operation Redis could not serve.
     async fn manager(&self) -> Option<ConnectionManager> {
+        let manager = self.connect().await;
+        if manager.is_none() {
+            self.unavailable.fetch_add(1, Ordering::Relaxed);
+        }
+        manager
+    }
+
+    async fn connect(&self) -> Option<ConnectionManager> {
         let mut connection = self.connection.lock().await;
         if let Some(manager) = &connection.manager {
             return Some(manager.clone());
@@ -66,6 +84,7 @@ impl RedisStore {
 
     async fn failed(&self, what: &str, error: &str) {
         tracing::warn!(%error, "cache: Redis {what} failed; treated as a miss");
+        self.unavailable.fetch_add(1, Ordering::Relaxed);
         let mut connection = self.connection.lock().await;
         connection.manager = None;
         connection.last_failure = Some(Instant::now());

@@ -156,6 +156,15 @@ impl Store {
         }
     }
 
+    /// Operations the store could not serve (always 0 in memory).
+    pub(crate) fn unavailable(&self) -> u64 {
+        match self {
+            Store::Memory(_) => 0,
+            #[cfg(feature = "redis")]
+            Store::Redis(redis) => redis.unavailable(),
+        }
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Option<Arc<Answer>> {
         match self {
             Store::Memory(cache) => cache.get(key).await,

@@ -62,6 +62,10 @@ struct Args {
     /// The API's base URL (also PERPLEXITY_BASE_URL).
     #[arg(long)]
     base_url: Option<String>,
+    /// Allow a plain http:// base URL that is not loopback (the key then crosses the network
+    /// unencrypted; also allow_insecure_http = true in the config file).
+    #[arg(long)]
+    allow_insecure_http: bool,
     /// Do not use the response cache.
     #[arg(long)]
     no_cache: bool,
@@ -211,6 +215,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let options = pplx_setup::SetupOptions {
         base_url: args.base_url.clone(),
+        allow_insecure_http: args.allow_insecure_http,
         sim: args.sim,
         cache: args.cache.clone(),
         no_cache: args.no_cache,
@@ -224,6 +229,9 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     if let Some(notice) = &setup.notice {
         eprintln!("pplx-mcp: {notice}");
+    }
+    for warning in &setup.warnings {
+        eprintln!("pplx-mcp: {warning}");
     }
     let mut instructions = "Perplexity: web-grounded answers with citations. Use perplexity_search for URLs, facts and news; perplexity_ask for quick answers; perplexity_reason for step-by-step analysis; perplexity_research for in-depth multi-source research (slow). All tools are read-only. Answers stream as progress notifications when a progress token is given.".to_owned();
     if setup.is_simulated() {
@@ -669,6 +677,23 @@ mod tests {
         let text = format!("{:?}", result.content);
         assert!(text.contains("rejected the API key"), "{text}");
         assert!(!text.contains("mcp-test-key"));
+
+        // The seed's tool fails with its own shape, and with the error flag a client checks.
+        sim.script(Target::Any, Fault::status(401), 1);
+        let call = CallToolRequestParams::new("perplexity_search_streaming")
+            .with_arguments(json!({"query": question}).as_object().unwrap().clone());
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(result.is_error, Some(true));
+        let value = result.structured_content.unwrap();
+        assert_eq!(value["success"], false, "{value}");
+        let error = value["error"].as_str().unwrap();
+        assert!(error.contains("rejected"), "{value}");
+        assert!(!error.contains("mcp-test-key"), "{value}");
+        let text = result.content[0].as_text().unwrap().text.clone();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
         client.cancel().await.unwrap();
     }
 }

@@ -335,7 +335,8 @@ pub(crate) async fn call(
 /// The seed server's `perplexity_search_streaming(query, model = "sonar")`: the same
 /// streaming path, and its exact result, `{success, answer, model, streaming}` (`streaming`
 /// false when the fallback answered) or `{success: false, error}`, as structured content and
-/// as JSON text.
+/// as JSON text. A failure also sets the result's `isError`, so a client that checks the flag
+/// sees it (the text keeps the seed's fields).
 async fn seed(
     provider: &Arc<dyn ChatProvider>,
     arguments: &Map<String, Value>,
@@ -347,16 +348,25 @@ async fn seed(
         Some(Value::String(model)) if !model.trim().is_empty() => model.as_str(),
         Some(_) => return Err(invalid("model", "must be a model name")),
     };
-    let value = match stream_answer(provider, ChatRequest::new(model, query), &context).await? {
-        Ok(response) => json!({
-            "success": true,
-            "answer": response.text,
-            "model": model,
-            "streaming": !response.fallback,
-        }),
-        Err(error) => json!({"success": false, "error": error.to_string()}),
+    let (value, failed) =
+        match stream_answer(provider, ChatRequest::new(model, query), &context).await? {
+            Ok(response) => (
+                json!({
+                    "success": true,
+                    "answer": response.text,
+                    "model": model,
+                    "streaming": !response.fallback,
+                }),
+                false,
+            ),
+            Err(error) => (json!({"success": false, "error": error.to_string()}), true),
+        };
+    let content = vec![ContentBlock::text(value.to_string())];
+    let mut result = if failed {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
     };
-    let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
     result.structured_content = Some(value);
     Ok(result)
 }

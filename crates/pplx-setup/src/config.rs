@@ -22,6 +22,9 @@ pub struct FileConfig {
     pub keys_env: Option<String>,
     /// The base URL (PERPLEXITY_BASE_URL and --base-url win).
     pub base_url: Option<String>,
+    /// Allow a plain `http://` base URL that is not loopback: the key then crosses the
+    /// network unencrypted (default false; `--allow-insecure-http` for one run).
+    pub allow_insecure_http: Option<bool>,
     /// The response cache: "memory" or "redis://HOST:PORT" (--cache wins).
     pub cache: Option<String>,
     /// State shared by every process using these keys: "redis://HOST:PORT"

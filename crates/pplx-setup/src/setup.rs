@@ -37,6 +37,9 @@ pub struct SetupOptions {
     pub total_timeout: Option<Duration>,
     /// `redis://…`: state shared with other processes (over the file's `shared_state`).
     pub shared_state: Option<String>,
+    /// Allow a plain `http://` base URL that is not loopback (over the file's
+    /// `allow_insecure_http`): the key then crosses the network unencrypted.
+    pub allow_insecure_http: bool,
 }
 
 /// The variable holding the secret that names keys in shared state.
@@ -49,6 +52,9 @@ pub struct Setup {
     pub provider: Arc<dyn ChatProvider>,
     /// The Perplexity provider itself, for its key and breaker statistics.
     pub perplexity: PerplexityProvider,
+    /// The cache in front of it (the same one [`Setup::provider`] asks), for its
+    /// statistics; `None` when the cache is off.
+    pub cache: Option<cache::CachedProvider<PerplexityProvider>>,
     /// The default model or alias.
     pub model: String,
     /// The built-in simulator, when it answers; it stops when this is dropped.
@@ -58,6 +64,9 @@ pub struct Setup {
     /// know (the built-in simulator answers, and why). This crate never prints: the
     /// program says it, prefixed with its name.
     pub notice: Option<String>,
+    /// Settings that were given but have no effect (a base URL while the built-in simulator
+    /// answers), one line each, for the program to say.
+    pub warnings: Vec<String>,
 }
 
 impl Setup {
@@ -117,9 +126,23 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
             "{reason}: answering from the built-in simulator (offline, simulated text). Set {key_env} for real answers."
         )
     });
+    let mut warnings = Vec::new();
     #[cfg(feature = "simulator")]
     let mut simulator = None;
     if simulated {
+        let given = [
+            (args.base_url.is_some(), "--base-url"),
+            (
+                provider_perplexity::base_url_from_env().is_some(),
+                provider_perplexity::BASE_URL_ENV,
+            ),
+            (file.base_url.is_some(), "base_url in the config file"),
+        ];
+        if let Some((_, name)) = given.iter().find(|(given, _)| *given) {
+            warnings.push(format!(
+                "{name} is ignored: the built-in simulator answers, not an API"
+            ));
+        }
         #[cfg(feature = "simulator")]
         {
             let mut sim_config = pplx_sim::SimConfig::default();
@@ -151,6 +174,8 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         if let Some(base_url) = base_url {
             config.base_url = base_url;
         }
+        config.allow_insecure_http =
+            args.allow_insecure_http || file.allow_insecure_http == Some(true);
     }
     let shared_url = args.shared_state.clone().or(file.shared_state.clone());
     config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
@@ -189,13 +214,14 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         Some(Api::Agent) => DEFAULT_PRESET,
         _ => "sonar",
     };
-    let perplexity = PerplexityProvider::new(config)?;
+    let perplexity = provider(config)?;
     let model = args
         .model
         .clone()
         .or(file.model.clone())
         .unwrap_or_else(|| default_model.to_owned());
     let cache_choice = args.cache.clone().or(file.cache.clone());
+    let mut cached = None;
     let provider: Arc<dyn ChatProvider> = if args.no_cache {
         Arc::new(perplexity.clone())
     } else {
@@ -218,18 +244,41 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
                 ));
             }
         }
-        Arc::new(cache::CachedProvider::new(
-            perplexity.clone(),
-            cache_config,
-        )?)
+        let cache = cache::CachedProvider::new(perplexity.clone(), cache_config)?;
+        cached = Some(cache.clone());
+        Arc::new(cache)
     };
     Ok(Setup {
         provider,
         perplexity,
+        cache: cached,
         model,
         #[cfg(feature = "simulator")]
         simulator,
         notice,
+        warnings,
+    })
+}
+
+/// The provider for `config`. A plain-http base URL refused only for being plain http gets
+/// the programs' switches in its message (the library names its own setting).
+fn provider(config: PerplexityConfig) -> Result<PerplexityProvider, Error> {
+    let plain_http = config.base_url.starts_with("http://") && !config.allow_insecure_http;
+    let allowed = plain_http.then(|| {
+        let mut allowed = config.clone();
+        allowed.allow_insecure_http = true;
+        allowed
+    });
+    PerplexityProvider::new(config).map_err(|error| {
+        match allowed.map(PerplexityProvider::new) {
+            Some(Ok(_)) => Error::invalid(
+                "base_url",
+                format!(
+                    "{error}: pass --allow-insecure-http, or set allow_insecure_http = true in config.toml"
+                ),
+            ),
+            _ => Error::Provider(error),
+        }
     })
 }
 

@@ -97,7 +97,8 @@ impl Filters {
                 .iter()
                 .filter_map(Value::as_str)
                 .filter(|domain| !domain.starts_with('-'))
-                .map(str::to_owned)
+                .take(FILTER_DOMAINS)
+                .map(|domain| clip(domain, ECHO_CHARS).to_owned())
                 .collect();
         }
         for name in [
@@ -111,11 +112,16 @@ impl Filters {
         ] {
             let value = &body[name];
             if !value.is_null() {
-                filters.echo.push(format!("{name}={value}"));
+                let value = value.to_string();
+                filters
+                    .echo
+                    .push(format!("{name}={}", clip(&value, ECHO_CHARS)));
             }
         }
         if let Some(size) = body["web_search_options"]["search_context_size"].as_str() {
-            filters.echo.push(format!("search_context_size={size}"));
+            filters
+                .echo
+                .push(format!("search_context_size={}", clip(size, ECHO_CHARS)));
         }
         filters
     }
@@ -297,12 +303,35 @@ const STOPWORDS: &[&str] = &[
     "research",
 ];
 
-/// The topic of a question: up to four of its meaningful words, in order.
+/// The most characters of one word the topic keeps: every sentence of an answer repeats the
+/// topic and every Sonar chunk repeats the answer so far, so an unbounded word would make a
+/// request's work quadratic in its length.
+pub(crate) const TOPIC_WORD_CHARS: usize = 24;
+
+/// The most characters of one echoed filter value: it is repeated in every search result of
+/// every chunk.
+const ECHO_CHARS: usize = 80;
+
+/// The most domains taken from a domain filter (the real service takes 20).
+const FILTER_DOMAINS: usize = 20;
+
+/// The most characters of a question an Agent search query repeats.
+pub(crate) const QUERY_CHARS: usize = 200;
+
+/// The first `chars` characters of `text`.
+pub(crate) fn clip(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(index, _)| &text[..index])
+}
+
+/// The topic of a question: up to four of its meaningful words, in order, each cut to
+/// [`TOPIC_WORD_CHARS`] characters, so a topic is short whatever the question.
 fn topic(question: &str) -> String {
     let words: Vec<String> = question
         .split(|character: char| !character.is_alphanumeric() && character != '-')
-        .filter(|word| word.chars().count() >= 3)
-        .map(str::to_lowercase)
+        .filter(|word| word.chars().nth(2).is_some())
+        .map(|word| clip(word, TOPIC_WORD_CHARS).to_lowercase())
         .filter(|word| !STOPWORDS.contains(&word.as_str()))
         .take(4)
         .collect();

@@ -148,9 +148,12 @@ pub(crate) fn prepare(
             conversation_hash & 0xFFFF_FFFF_FFFF
         ),
     };
+    // The searches are the question, cut short as a search box would (every Agent stream
+    // repeats them).
     let queries = parts
         .last()
-        .map(|last| vec![(*last).to_owned(), format!("{last} latest research")])
+        .map(|last| content::clip(last, content::QUERY_CHARS))
+        .map(|last| vec![last.to_owned(), format!("{last} latest research")])
         .unwrap_or_default();
     Ok(Prepared {
         answer,

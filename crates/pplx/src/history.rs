@@ -313,6 +313,32 @@ impl History {
         )
     }
 
+    /// Every entry of conversation `id`, oldest first.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn conversation(&self, id: i64) -> Result<Vec<Entry>, HistoryError> {
+        self.select(
+            "SELECT * FROM entries WHERE conversation_id = ?1 ORDER BY id",
+            params![id],
+        )
+    }
+
+    /// The model (as it was resolved) of conversation `id`'s latest entry, if it has one.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub fn conversation_model(&self, id: i64) -> Result<Option<String>, HistoryError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT model FROM entries WHERE conversation_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     /// Entry `id`.
     ///
     /// # Errors
@@ -357,6 +383,23 @@ impl History {
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+}
+
+/// A conversation's number as `pplx log` prints it (`c3`) or bare (`3`).
+///
+/// # Errors
+/// A message naming both forms, for anything else.
+pub fn parse_conversation(text: &str) -> Result<i64, String> {
+    let digits = text.strip_prefix(['c', 'C']).unwrap_or(text);
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a conversation: use its number as pplx log shows it (c3, or 3)"
+            )
+        })
 }
 
 /// A value stored as JSON text.
@@ -468,5 +511,16 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00");
         assert_eq!(format_time(1_764_374_400), "2025-11-29 00:00");
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn conversations_are_named_as_pplx_log_prints_them() {
+        assert_eq!(parse_conversation("c3"), Ok(3));
+        assert_eq!(parse_conversation("C12"), Ok(12));
+        assert_eq!(parse_conversation("3"), Ok(3));
+        for bad in ["", "c", "cc3", "c-1", "0", "x3", "3c"] {
+            let error = parse_conversation(bad).unwrap_err();
+            assert!(error.contains("c3"), "{bad}: {error}");
+        }
     }
 }

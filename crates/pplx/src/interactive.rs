@@ -3,9 +3,21 @@
 
 use chat_core::Message;
 
-use crate::{EXIT_FAILURE, EXIT_INTERRUPTED, Session, ask};
+use crate::{EXIT_FAILURE, EXIT_INTERRUPTED, Mode, Session, ask};
+
+/// What `/help` says.
+const HELP: &str = "\
+/model          the model in use
+/model NAME     ask with NAME from now on: a Sonar model (sonar, sonar-pro, ...), an alias
+                (pro, reason, research, or the config file's), a preset (fast, medium, high)
+                or provider/model
+/clear          start a new conversation
+/help           this list
+/exit, /quit    leave (also Ctrl-D; Ctrl-C at the prompt)
+Anything else is a question, asked in the conversation so far; Ctrl-C stops an answer.";
 
 pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> u8 {
+    session.mode = Mode::Interactive;
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
         Err(error) => {
@@ -14,7 +26,7 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
         }
     };
     eprintln!(
-        "pplx {} — ask anything; /model NAME, /clear, /exit. Ctrl-C stops an answer; at the prompt it exits.",
+        "pplx {} — ask anything; /help lists the commands. Ctrl-C stops an answer; at the prompt it exits.",
         session.model
     );
     // A resumed conversation goes on from its exchanges so far.
@@ -61,13 +73,17 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
                 }
                 eprintln!("(conversation cleared)");
             }
+            ("/help", _) => eprintln!("{HELP}"),
             ("/model", "") => eprintln!("model: {}", session.model),
-            ("/model", model) => {
-                session.model = model.to_owned();
-                eprintln!("model: {model}");
-            }
+            ("/model", model) => match session.perplexity.config().check_model(model) {
+                Ok(()) => {
+                    session.model = model.to_owned();
+                    eprintln!("model: {model}");
+                }
+                Err(error) => eprintln!("{error}; still on {}", session.model),
+            },
             (command, _) if command.starts_with('/') => {
-                eprintln!("unknown command {command}; use /model, /clear or /exit")
+                eprintln!("unknown command {command}; /help lists the commands")
             }
             _ => {
                 // Ctrl-C during an answer cancels it and comes back here.

@@ -48,9 +48,10 @@ pub(crate) struct JsonResult<'a> {
     pub(crate) date: Option<&'a str>,
 }
 
-pub(crate) fn json_line(line: &JsonLine<'_>) {
+/// Writes one line; the error tells a closed stdout from a written line.
+pub(crate) fn json_line(line: &JsonLine<'_>) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut stdout, line);
-    let _ = stdout.write_all(b"\n");
-    let _ = stdout.flush();
+    serde_json::to_writer(&mut stdout, line)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
 }

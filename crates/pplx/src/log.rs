@@ -28,11 +28,28 @@ enum LogAction {
         #[arg(required = true)]
         words: Vec<String>,
     },
-    /// One entry, whole, with its sources.
+    /// One entry, whole, with its sources; or a whole conversation (`c3`).
     Show {
-        /// Its number, from `pplx log`.
-        id: i64,
+        /// An entry's number (the first column of `pplx log`), or a conversation's (`c3`).
+        #[arg(value_parser = parse_target)]
+        id: Target,
     },
+}
+
+/// What `pplx log show` shows.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Entry(i64),
+    Conversation(i64),
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    if text.starts_with(['c', 'C']) {
+        return pplx::history::parse_conversation(text).map(Target::Conversation);
+    }
+    text.parse().map(Target::Entry).map_err(|_| {
+        format!("{text:?} is neither an entry (12) nor a conversation (c3), as pplx log shows them")
+    })
 }
 
 pub(crate) fn run(args: &LogArgs) -> u8 {
@@ -50,7 +67,9 @@ pub(crate) fn run(args: &LogArgs) -> u8 {
     let entries = match &args.action {
         None => history.recent(args.limit),
         Some(LogAction::Search { words }) => history.search(words, args.limit),
-        Some(LogAction::Show { id }) => match history.get(*id) {
+        Some(LogAction::Show {
+            id: Target::Entry(id),
+        }) => match history.get(*id) {
             Ok(Some(entry)) => {
                 show(&entry, args.json);
                 return 0;
@@ -58,6 +77,24 @@ pub(crate) fn run(args: &LogArgs) -> u8 {
             Ok(None) => {
                 eprintln!("pplx: no entry {id} in the history");
                 return 1;
+            }
+            Err(error) => Err(error),
+        },
+        Some(LogAction::Show {
+            id: Target::Conversation(id),
+        }) => match history.conversation(*id) {
+            Ok(entries) if entries.is_empty() => {
+                eprintln!("pplx: no conversation c{id} in the history");
+                return 1;
+            }
+            Ok(entries) => {
+                for (index, entry) in entries.iter().enumerate() {
+                    if index > 0 && !args.json {
+                        let _ = writeln!(std::io::stdout());
+                    }
+                    show(entry, args.json);
+                }
+                return 0;
             }
             Err(error) => Err(error),
         },

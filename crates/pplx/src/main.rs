@@ -48,8 +48,8 @@ struct Args {
     /// resume it in an interactive session.
     #[arg(long = "continue", short = 'c')]
     continue_last: bool,
-    /// Continue conversation ID (see `pplx log`).
-    #[arg(long, value_name = "ID", conflicts_with = "continue_last")]
+    /// Continue conversation ID, as `pplx log` shows it (`c3`, or `3`).
+    #[arg(long, value_name = "ID", conflicts_with = "continue_last", value_parser = pplx::history::parse_conversation)]
     conversation: Option<i64>,
     /// Do not keep this question and its answer in the history.
     #[arg(long)]
@@ -80,6 +80,10 @@ struct Args {
     /// The API's base URL (also PERPLEXITY_BASE_URL).
     #[arg(long)]
     base_url: Option<String>,
+    /// Allow a plain http:// base URL that is not loopback (the key then crosses the network
+    /// unencrypted; also allow_insecure_http = true in the config file).
+    #[arg(long)]
+    allow_insecure_http: bool,
     /// Answer from the built-in simulator even if a key is set.
     #[arg(long)]
     sim: bool,
@@ -133,6 +137,29 @@ fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(run(args)))
 }
 
+/// Writes `bytes` to stdout. A reader that went away (`pplx man | head`) is not a failure:
+/// the command ends quietly with 0, as other Unix tools do.
+fn write_stdout(bytes: &[u8]) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(error) => {
+            eprintln!("pplx: cannot write to stdout: {error}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Where a question was asked, for hints in that place's own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// From the command line: hints name flags (`--model sonar`).
+    Command,
+    /// In an interactive session: hints name slash commands (`/model sonar`).
+    Interactive,
+}
+
 /// Everything a session needs.
 struct Session {
     provider: Arc<dyn ChatProvider>,
@@ -146,6 +173,13 @@ struct Session {
     stream: bool,
     /// Keeps the embedded simulator alive while the session runs.
     _sim: Option<pplx_setup::Simulator>,
+    /// The response cache, for its statistics (`None` when it is off).
+    cache: Option<cache::CachedProvider<PerplexityProvider>>,
+    /// Whether the cache is shared (Redis), and may be unreachable.
+    shared_cache: bool,
+    /// Whether the unreachable shared cache was said already (once a process).
+    cache_warned: std::cell::Cell<bool>,
+    mode: Mode,
     /// The history and the conversation being written, unless the history is off.
     log: Option<(History, std::cell::Cell<i64>)>,
 }
@@ -154,12 +188,15 @@ async fn run(args: Args) -> u8 {
     match &args.command {
         Some(Command::Log(log)) => return log::run(log),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(*shell, &mut Args::command(), "pplx", &mut std::io::stdout());
-            return 0;
+            // Written whole from memory: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Args::command(), "pplx", &mut script);
+            return write_stdout(&script);
         }
         Some(Command::Man) => {
-            return match clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
+            let mut page = Vec::new();
+            return match clap_mangen::Man::new(Args::command()).render(&mut page) {
+                Ok(()) => write_stdout(&page),
                 Err(error) => {
                     eprintln!("pplx: {error}");
                     EXIT_FAILURE
@@ -241,7 +278,7 @@ fn start_conversation(
         (Some(id), _) => match history.has_conversation(id) {
             Ok(true) => Some(id),
             Ok(false) => {
-                eprintln!("pplx: no conversation {id} in the history (see pplx log)");
+                eprintln!("pplx: no conversation c{id} in the history (see pplx log)");
                 return Err(EXIT_USAGE);
             }
             Err(error) => {
@@ -255,12 +292,19 @@ fn start_conversation(
         }),
         (None, false) => None,
     };
+    let found = conversation.is_some();
     let (conversation, context) = match conversation {
         Some(id) => {
             let context = history.messages(id).unwrap_or_else(|error| {
                 eprintln!("pplx: history: {error}");
                 Vec::new()
             });
+            // A conversation goes on with the model it was on, unless one is named.
+            if args.model.is_none()
+                && let Ok(Some(model)) = history.conversation_model(id)
+            {
+                session.model = model;
+            }
             (Some(id), context)
         }
         None => match history.new_conversation() {
@@ -272,11 +316,23 @@ fn start_conversation(
         },
     };
     if continuing {
-        eprintln!(
-            "pplx: continuing conversation {}: {} earlier exchange(s)",
-            conversation.unwrap_or_default(),
-            context.len() / 2
-        );
+        let id = conversation.unwrap_or_default();
+        match context.len() / 2 {
+            0 if !found => eprintln!(
+                "pplx: nothing to continue: the history has no conversation yet; starting c{id}"
+            ),
+            0 => eprintln!(
+                "pplx: conversation c{id} has no answered exchange yet: nothing to continue, the question is asked on its own"
+            ),
+            1 => eprintln!(
+                "pplx: continuing conversation c{id} on {}: 1 earlier exchange",
+                session.model
+            ),
+            exchanges => eprintln!(
+                "pplx: continuing conversation c{id} on {}: {exchanges} earlier exchanges",
+                session.model
+            ),
+        }
     }
     session.log = conversation.map(|conversation| (history, std::cell::Cell::new(conversation)));
     Ok(context)
@@ -316,11 +372,21 @@ async fn session(
         no_cache: args.no_cache,
         shared_state: args.shared_state.clone(),
         model: args.model.clone(),
+        allow_insecure_http: args.allow_insecure_http,
         ..pplx_setup::SetupOptions::default()
     };
+    let shared_cache = !args.no_cache
+        && args
+            .cache
+            .as_deref()
+            .or(file.cache.as_deref())
+            .is_some_and(|cache| cache.starts_with("redis://") || cache.starts_with("rediss://"));
     let setup = pplx_setup::setup(&options, file).await?;
     if let Some(notice) = &setup.notice {
         eprintln!("pplx: {notice}");
+    }
+    for warning in &setup.warnings {
+        eprintln!("pplx: {warning}");
     }
     Ok(Session {
         provider: setup.provider,
@@ -331,7 +397,12 @@ async fn session(
         stats: args.stats,
         show_reasoning: args.show_reasoning,
         stream: !args.no_stream,
+        // Simulated answers stay in memory whatever the cache setting.
+        shared_cache: shared_cache && setup.simulator.is_none(),
         _sim: setup.simulator,
+        cache: setup.cache,
+        cache_warned: std::cell::Cell::new(false),
+        mode: Mode::Command,
         log: None,
     })
 }
@@ -348,6 +419,24 @@ struct Progress {
     restarts: u32,
     /// How it failed (kind, message), for the history.
     error: Option<(String, String)>,
+    /// The reader of stdout went away (`pplx … | head -1`): the answer stopped there.
+    stdout_closed: bool,
+    /// The shared cache could not be reached for this answer.
+    cache_unreachable: bool,
+}
+
+impl Progress {
+    /// Whether a write to stdout went through; a closed pipe is noted, and ends the answer.
+    fn wrote(&mut self, result: std::io::Result<()>) -> bool {
+        match result {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.stdout_closed = true;
+                false
+            }
+            // Other write errors (a full disk) are not the answer's failure; it goes on.
+            _ => true,
+        }
+    }
 }
 
 async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
@@ -363,6 +452,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         ..ChatRequest::default()
     };
     let before = session.perplexity.key_stats();
+    let cache_before = session.cache.as_ref().map(|cache| cache.stats());
     let started = Instant::now();
     let styled = !session.json && std::io::stdout().is_terminal();
     let width = terminal_size::terminal_size().map_or(80, |(width, _)| usize::from(width.0));
@@ -389,7 +479,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
             drop(renderer);
             progress.error = Some(("cancelled".to_owned(), "interrupted".to_owned()));
             if session.json {
-                json_line(&JsonLine::Error {
+                let _ = json_line(&JsonLine::Error {
                     kind: "cancelled",
                     message: "interrupted".to_owned(),
                     partial: &progress.text,
@@ -398,6 +488,14 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
                 eprintln!("pplx: interrupted");
             }
             EXIT_INTERRUPTED
+        }
+        Some(Ok(())) if progress.stdout_closed => {
+            // Nobody reads the rest: the stream is dropped (the request cancelled) quietly.
+            drop(renderer);
+            if progress.done.is_none() {
+                progress.error = Some(("cancelled".to_owned(), "stdout was closed".to_owned()));
+            }
+            0
         }
         Some(Ok(())) => {
             if !session.json {
@@ -418,22 +516,29 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
             progress.error = Some((error.kind().as_str().to_owned(), error.to_string()));
             progress.text = partial.clone();
             if session.json {
-                json_line(&JsonLine::Error {
+                let _ = json_line(&JsonLine::Error {
                     kind: error.kind().as_str(),
                     message: error.to_string(),
                     partial: &partial,
                 });
             } else {
-                eprintln!("pplx: {}", advice(&error));
+                eprintln!("pplx: {}", advice(&error, session.mode));
             }
             EXIT_FAILURE
         }
     };
+    if let (Some(cache), Some(cache_before)) = (&session.cache, cache_before) {
+        progress.cache_unreachable =
+            session.shared_cache && cache.stats().unavailable > cache_before.unavailable;
+    }
+    if progress.cache_unreachable && !session.cache_warned.replace(true) {
+        eprintln!("pplx: the shared cache (Redis) cannot be reached; this answer was not cached");
+    }
     if session.stats {
         stats::print_stats(session, &before, &progress, started.elapsed());
     }
     record(session, question, &progress, code, started.elapsed());
-    if code == 0 {
+    if code == 0 && progress.error.is_none() {
         history.push(Message::user(question));
         history.push(Message::assistant(
             progress
@@ -475,7 +580,7 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
     entry.fallback = done.is_some_and(|done| done.fallback);
     entry.cached = done.is_some_and(|done| done.cached);
     entry.simulated = session._sim.is_some();
-    if code != 0 {
+    if code != 0 || progress.error.is_some() {
         let (kind, message) = progress
             .error
             .clone()
@@ -507,6 +612,7 @@ async fn answer<W: Write>(
     };
     while let Some(event) = stream.next().await {
         let event = event?;
+        let mut written = Ok(());
         match &event {
             ChatEvent::TextDelta(text) => {
                 spinner.finish_and_clear();
@@ -515,24 +621,24 @@ async fn answer<W: Write>(
                     .get_or_insert_with(|| started.elapsed());
                 progress.text.push_str(text);
                 if session.json {
-                    json_line(&JsonLine::Delta { text });
+                    written = json_line(&JsonLine::Delta { text });
                 } else {
-                    let _ = renderer.push(text);
+                    written = renderer.push(text);
                 }
             }
             ChatEvent::ReasoningDelta(text) => {
                 progress.reasoning.push_str(text);
                 if session.json {
-                    json_line(&JsonLine::Reasoning { text });
+                    written = json_line(&JsonLine::Reasoning { text });
                 } else if session.show_reasoning {
                     spinner.finish_and_clear();
-                    let _ = renderer.dim(text);
+                    written = renderer.dim(text);
                 }
             }
             ChatEvent::Sources(sources) => {
                 progress.sources = sources.clone();
                 if session.json {
-                    json_line(&JsonLine::Sources {
+                    written = json_line(&JsonLine::Sources {
                         citations: &sources.citations,
                         search_results: sources
                             .search_results
@@ -549,7 +655,7 @@ async fn answer<W: Write>(
             ChatEvent::Usage(usage) => {
                 progress.usage = Some(usage.clone());
                 if session.json {
-                    json_line(&JsonLine::Usage {
+                    written = json_line(&JsonLine::Usage {
                         prompt_tokens: usage.prompt_tokens,
                         completion_tokens: usage.completion_tokens,
                         total_tokens: usage.total_tokens,
@@ -561,15 +667,15 @@ async fn answer<W: Write>(
                 progress.text.clear();
                 progress.restarts += 1;
                 if session.json {
-                    json_line(&JsonLine::Restart);
+                    written = json_line(&JsonLine::Restart);
                 } else {
-                    let _ = renderer.finish();
+                    written = renderer.finish();
                     eprintln!("pplx: the stream broke; starting the answer over");
                 }
             }
             ChatEvent::Done(response) => {
                 if session.json {
-                    json_line(&JsonLine::Done {
+                    written = json_line(&JsonLine::Done {
                         finish_reason: response.finish_reason.as_str(),
                         fallback: response.fallback,
                         cached: response.cached,
@@ -580,6 +686,9 @@ async fn answer<W: Write>(
                 progress.done = Some((**response).clone());
             }
             _ => {}
+        }
+        if !progress.wrote(written) {
+            return Ok(());
         }
     }
     Ok(())
@@ -628,10 +737,24 @@ fn print_sources(sources: &Sources, styled: bool) {
     let _ = stdout.flush();
 }
 
-/// The error as advice: what happened and what to do.
-fn advice(error: &Error) -> String {
+/// The error as advice: what happened and what to do, in the terms of the `mode` it was
+/// asked in (flags on the command line, slash commands in a session).
+fn advice(error: &Error, mode: Mode) -> String {
     use chat_core::ErrorKind;
-    match error.kind() {
+    match (error.kind(), mode) {
+        (ErrorKind::BadRequest, Mode::Interactive) => {
+            format!("{error} (try /model sonar, or /help)")
+        }
+        (ErrorKind::Config, Mode::Interactive) => {
+            format!("{error}; restart with --sim to use the built-in simulator")
+        }
+        (kind, _) => advice_anywhere(error, kind),
+    }
+}
+
+fn advice_anywhere(error: &Error, kind: chat_core::ErrorKind) -> String {
+    use chat_core::ErrorKind;
+    match kind {
         ErrorKind::Config => format!("{error}; or run with --sim to use the built-in simulator"),
         ErrorKind::Auth => format!("{error}: check PERPLEXITY_API_KEY (or PERPLEXITY_API_KEYS)"),
         ErrorKind::Quota => format!("{error}: add credits to the API account, or use another key"),

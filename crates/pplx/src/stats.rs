@@ -40,24 +40,36 @@ pub(crate) fn print_stats(
         .and_then(|usage| usage.cost.as_ref())
         .map_or(0.0, |cost| cost.total_cost);
     let done = progress.done.as_ref();
+    let cache = if done.is_some_and(|done| done.cached) {
+        "hit"
+    } else if progress.cache_unreachable {
+        "unreachable"
+    } else {
+        "miss"
+    };
     eprintln!(
-        "stats: first token {} · {rate:.0} tokens/s · {attempts} attempts · {} key rotations · fallback {} · cache {} · restarts {} · cost ${cost:.5} · total {:.2} s",
+        "stats: first token {} · {rate:.0} tokens/s · {} · {} · fallback {} · cache {cache} · restarts {} · cost ${cost:.5} · total {:.2} s",
         progress.first_token.map_or("-".to_owned(), |first| format!(
             "{:.0} ms",
             first.as_secs_f64() * 1e3
         )),
-        keys_used.saturating_sub(1),
+        counted(attempts, "attempt"),
+        counted(keys_used.saturating_sub(1) as u64, "key rotation"),
         if done.is_some_and(|done| done.fallback) {
             "yes"
         } else {
             "no"
         },
-        if done.is_some_and(|done| done.cached) {
-            "hit"
-        } else {
-            "miss"
-        },
         progress.restarts,
         elapsed.as_secs_f64(),
     );
+}
+
+/// `1 attempt`, `2 attempts`.
+fn counted(count: u64, thing: &str) -> String {
+    if count == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{count} {thing}s")
+    }
 }

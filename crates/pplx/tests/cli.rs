@@ -47,10 +47,19 @@ async fn pplx_with(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Output {
-    use tokio::io::AsyncWriteExt;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command.args(args);
+    run(environment(command, data, sim), stdin).await
+}
+
+/// `command` (`pplx`, perhaps through a shell) with its history in `data`, against `sim` (or
+/// with no key when `sim` is `None`), with no config file and stdio piped.
+fn environment(
+    mut command: tokio::process::Command,
+    data: &Path,
+    sim: Option<&Simulator>,
+) -> tokio::process::Command {
     command
-        .args(args)
         .env("XDG_DATA_HOME", data)
         .env_remove("PERPLEXITY_API_KEY")
         .env_remove("PERPLEXITY_API_KEYS")
@@ -64,6 +73,12 @@ async fn pplx_with(
             .env("PERPLEXITY_API_KEY", KEY)
             .env("PERPLEXITY_BASE_URL", sim.base_url());
     }
+    command
+}
+
+/// Runs `command` with `stdin` written to it, within a minute.
+async fn run(mut command: tokio::process::Command, stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
     let mut child = command.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
@@ -371,7 +386,18 @@ async fn two_processes_share_answers_through_redis() {
 fn an_interactive_session_switches_models_and_survives_ctrl_c() {
     use expectrl::{Eof, Expect};
     let mut session = in_terminal(&["--sim"]);
-    session.expect("/model NAME, /clear, /exit").unwrap();
+    session.expect("/help lists the commands").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/help").unwrap();
+    for command in ["/model NAME", "/clear", "/help", "/exit"] {
+        session.expect(command).unwrap();
+    }
+    session.expect("› ").unwrap();
+    // An unknown model is refused at once, with what would be right; the model stays.
+    session.send_line("/model no-such-model").unwrap();
+    session.expect("unknown model \"no-such-model\"").unwrap();
+    session.expect("sonar-pro").unwrap();
+    session.expect("still on sonar").unwrap();
     session.expect("› ").unwrap();
     session.send_line("/model pro").unwrap();
     session.expect("model: pro").unwrap();
@@ -510,7 +536,11 @@ async fn continue_sends_the_conversation_so_far() {
     pplx_with(&data, Some(&sim), &["--no-cache", first], None).await;
     let output = pplx_with(&data, Some(&sim), &["--no-cache", "-c", second], None).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stderr(&output).contains("continuing conversation"));
+    assert!(
+        stderr(&output).contains("continuing conversation c1 on sonar: 1 earlier exchange\n"),
+        "{}",
+        stderr(&output)
+    );
     sim.wait_idle().await;
     let log = sim.log();
     let body: Value = serde_json::from_str(log[1].body.as_deref().unwrap()).unwrap();
@@ -532,16 +562,35 @@ async fn continue_sends_the_conversation_so_far() {
         .collect();
     assert_eq!(conversations[1], conversations[2]);
     assert_ne!(conversations[0], conversations[1]);
-    // --conversation names one; an unknown one is a usage error.
-    let named = conversations[1].to_string();
-    let output = pplx_with(
-        &data,
-        Some(&sim),
-        &["--no-cache", "--conversation", &named, "Third?"],
-        None,
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // --conversation names one, bare or as `pplx log` prints it; an unknown one is a usage
+    // error.
+    let listed = stdout(&pplx_with(&data, None, &["log"], None).await);
+    let printed = format!("c{}", conversations[1]);
+    assert!(listed.contains(&format!(" {printed} ")), "{listed}");
+    for named in [conversations[1].to_string(), printed.clone()] {
+        let output = pplx_with(
+            &data,
+            Some(&sim),
+            &["--no-cache", "--conversation", &named, "Third?"],
+            None,
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    // `pplx log show c1` shows the whole conversation, in order.
+    let shown = pplx_with(&data, None, &["log", "show", &printed], None).await;
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let shown = stdout(&shown);
+    let at = |text: &str| {
+        shown
+            .find(text)
+            .unwrap_or_else(|| panic!("{text}: {shown}"))
+    };
+    assert!(at(first) < at(second) && at(second) < at("Third?"));
+    assert!(!shown.contains("Unrelated"), "{shown}");
+    let output = pplx_with(&data, None, &["log", "show", "c999"], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no conversation c999"));
     let output = pplx_with(&data, Some(&sim), &["--conversation", "999", "x"], None).await;
     assert_eq!(output.status.code(), Some(2));
 }
@@ -634,7 +683,7 @@ fn an_interactive_session_resumes_its_conversation_with_links() {
     session.expect(Eof).unwrap();
     let mut session = in_terminal_with(&data, &["--sim", "-c"]);
     session
-        .expect("continuing conversation 1: 1 earlier exchange(s)")
+        .expect("continuing conversation c1 on sonar: 1 earlier exchange")
         .unwrap();
     session.expect("› ").unwrap();
     session.send_line("And its height?").unwrap();
@@ -649,4 +698,190 @@ fn an_interactive_session_resumes_its_conversation_with_links() {
         "one conversation"
     );
     assert_eq!(entries[0].question, "And its height?");
+}
+
+/// Every command, with its stdout closed before it writes (`pplx man | head` once the reader
+/// has gone): it ends with 0 and says nothing, as Unix tools do.
+#[tokio::test]
+async fn every_command_ends_quietly_when_its_reader_goes_away() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let output = pplx_with(&data, Some(&sim), &[QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let commands: &[&[&str]] = &[
+        &["completions", "bash"],
+        &["completions", "zsh"],
+        &["completions", "fish"],
+        &["man"],
+        &["log"],
+        &["log", "--json"],
+        &["log", "search", "quantum"],
+        &["log", "show", "1"],
+        &["log", "show", "c1"],
+        &["--help"],
+        &["--version"],
+        &[QUESTION],
+        &["--json", QUESTION],
+        &["--no-stream", QUESTION],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+        command.args(*args);
+        let mut command = environment(command, &data, Some(&sim));
+        command.stdout(writer);
+        let output = run(command, None).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
+}
+
+/// A conversation goes on with the model it was on unless one is named; continuing with
+/// nothing to continue says so.
+#[tokio::test]
+async fn continue_keeps_the_conversations_model() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let output = pplx_with(&data, Some(&sim), &["--no-cache", "-c", "First?"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing to continue: the history has no conversation yet"),
+        "{}",
+        stderr(&output)
+    );
+    let ask = |args: &'static [&'static str]| pplx_with(&data, Some(&sim), args, None);
+    ask(&["--no-cache", "--model", "reason", "Second?"]).await;
+    let output = ask(&["--no-cache", "-c", "Third?"]).await;
+    assert!(
+        stderr(&output).contains("on sonar-reasoning-pro: 1 earlier exchange"),
+        "{}",
+        stderr(&output)
+    );
+    ask(&["--no-cache", "-c", "--model", "sonar-pro", "Fourth?"]).await;
+    sim.wait_idle().await;
+    let models: Vec<String> = sim
+        .log()
+        .iter()
+        .map(|entry| {
+            let body: Value = serde_json::from_str(entry.body.as_deref().unwrap()).unwrap();
+            body["model"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        models,
+        [
+            "sonar",
+            "sonar-reasoning-pro",
+            "sonar-reasoning-pro",
+            "sonar-pro"
+        ]
+    );
+}
+
+/// `--base-url` with plain http: refused with the switch that allows it, which works;
+/// ignored without a key, and said.
+#[tokio::test]
+async fn plain_http_names_its_switch_and_an_ignored_base_url_is_said() {
+    let sim = simulator().await;
+    // 0.0.0.0 reaches this machine but is not a loopback address: plain http to it is
+    // refused unless allowed.
+    let port = sim.base_url().rsplit(':').next().unwrap().to_owned();
+    let exposed = format!("http://0.0.0.0:{port}");
+    let mut command = vec!["--no-cache", "--base-url", exposed.as_str(), QUESTION];
+    let output = pplx(Some(&sim), &command, None).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("pass --allow-insecure-http, or set allow_insecure_http = true"),
+        "{}",
+        stderr(&output)
+    );
+    command.insert(0, "--allow-insecure-http");
+    let output = pplx(Some(&sim), &command, None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).split("\n\nSources").next().unwrap(),
+        sim.expected_text("sonar", &[QUESTION], None)
+    );
+
+    let output = pplx(
+        None,
+        &["--base-url", "https://api.example.com", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--base-url is ignored: the built-in simulator answers"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A shared cache nobody answers at: the answer comes, and stderr says once that it was not
+/// cached; `--stats` says one attempt, in the singular.
+#[tokio::test]
+async fn an_unreachable_shared_cache_is_said_and_the_answer_still_comes() {
+    let sim = simulator().await;
+    let output = pplx(
+        Some(&sim),
+        &["--stats", "--cache", "redis://127.0.0.1:1", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert_eq!(
+        said.matches("the shared cache (Redis) cannot be reached; this answer was not cached")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains(" · 1 attempt · 0 key rotations · "), "{said}");
+    assert!(said.contains(" · cache unreachable · "), "{said}");
+    assert!(stdout(&output).starts_with(&sim.expected_text("sonar", &[QUESTION], None)));
+
+    let output = pplx(Some(&sim), &["--stats", QUESTION], None).await;
+    assert!(
+        !stderr(&output).contains("cannot be reached"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains(" · cache miss · "),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A long question without spaces, in the default (no key) mode: the built-in simulator
+/// answers within a 256 MiB data limit (it used to take gigabytes and not finish).
+#[tokio::test]
+async fn a_long_question_is_answered_in_bounded_memory() {
+    for length in [10_000, 300_000] {
+        let question = "x".repeat(length);
+        // The shell limits the data segment, then becomes pplx.
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            "ulimit -d 262144 && exec \"$0\"",
+            env!("CARGO_BIN_EXE_pplx"),
+        ]);
+        let command = environment(command, &data_dir(), None);
+        let output = run(command, Some(&question)).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{length}: {}",
+            stderr(&output)
+        );
+        let answer = stdout(&output);
+        assert!(answer.starts_with("This answer about xxxxxxxx"), "{answer}");
+        assert!(answer.len() < 16 << 10, "{length}: {} bytes", answer.len());
+    }
 }

@@ -191,7 +191,7 @@ pub(crate) fn check_base_url(base_url: &str, allow_insecure_http: bool) -> Resul
                     .is_ok_and(|ip| ip.is_loopback());
             if !loopback && !allow_insecure_http {
                 return Err(Error::config(format!(
-                    "plain http to {host} would send the API key unencrypted; use https, or allow insecure http explicitly"
+                    "plain http to {host} would send the API key unencrypted; use https, or allow plain http explicitly"
                 )));
             }
         }

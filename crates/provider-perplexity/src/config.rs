@@ -27,6 +27,14 @@ pub const PRESETS: &[&str] = &[
     "deep-research",
 ];
 
+/// The Sonar models Perplexity serves on chat completions.
+pub const SONAR_MODELS: &[&str] = &[
+    "sonar",
+    "sonar-pro",
+    "sonar-reasoning-pro",
+    "sonar-deep-research",
+];
+
 /// The preset `--api agent` picks when no model is named (the official server's ask preset).
 pub const DEFAULT_PRESET: &str = "fast";
 
@@ -264,6 +272,13 @@ impl ModelAliases {
         self.0.get(name).map_or(name, String::as_str)
     }
 
+    /// The aliases' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Adds or replaces an alias.
     pub fn insert(&mut self, alias: impl Into<String>, model: impl Into<String>) {
         self.0.insert(alias.into(), model.into());
@@ -411,6 +426,30 @@ impl PerplexityConfig {
         })
     }
 
+    /// Checks that `name` (a model, alias or preset) is one Perplexity serves, before anything
+    /// is sent: a Sonar model, an alias of one, an Agent API preset, or `provider/model` (the
+    /// Agent API's third-party models). Another OpenAI-compatible endpoint serves models of
+    /// its own, so there every name passes.
+    ///
+    /// # Errors
+    /// A config error listing what would be right.
+    pub fn check_model(&self, name: &str) -> Result<(), Error> {
+        let model = self.aliases.resolve(name.trim());
+        let third_party = model
+            .split_once('/')
+            .is_some_and(|(provider, model)| !provider.is_empty() && !model.is_empty());
+        let known = SONAR_MODELS.contains(&model) || PRESETS.contains(&model) || third_party;
+        if known || !self.serves_agent_api() {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "unknown model {name:?}: use a Sonar model ({}), an alias ({}), an Agent API preset ({}), or provider/model",
+            SONAR_MODELS.join(", "),
+            self.aliases.names().join(", "),
+            PRESETS.join(", "),
+        )))
+    }
+
     /// The API that answers `model` (resolved): the explicit choice, else what the name
     /// implies at this endpoint, else Sonar.
     pub fn api_for(&self, model: &str) -> Api {
@@ -504,6 +543,45 @@ mod tests {
         assert_eq!(config.api_for("openai/gpt-5-mini"), Api::Sonar);
         config.api = Some(Api::Agent);
         assert_eq!(config.api_for("sonar"), Api::Agent);
+    }
+
+    #[test]
+    fn model_names_are_checked_at_perplexity_and_free_elsewhere() {
+        let mut config = PerplexityConfig::default();
+        config.aliases.insert("mine", "sonar-pro");
+        for known in [
+            "sonar",
+            "sonar-reasoning-pro",
+            "reason",
+            "mine",
+            "fast",
+            "deep-research",
+            "openai/gpt-5-mini",
+        ] {
+            assert!(config.check_model(known).is_ok(), "{known}");
+        }
+        for unknown in [
+            "no-such-model",
+            "sonar-turbo",
+            "gpt-4o",
+            "/x",
+            "openai/",
+            "",
+        ] {
+            let error = config.check_model(unknown).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.contains("sonar-pro")
+                    && message.contains("mine")
+                    && message.contains("medium"),
+                "{unknown}: {message}"
+            );
+        }
+        config.base_url = "https://llm.internal.example/v1".into();
+        assert!(
+            config.check_model("gpt-4o").is_ok(),
+            "another endpoint's own model"
+        );
     }
 
     #[test]

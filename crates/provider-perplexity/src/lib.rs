@@ -148,7 +148,8 @@ use tracing::Instrument;
 pub use builder::PerplexityBuilder;
 pub use config::{
     AfterCommit, Api, BASE_URL_ENV, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily,
-    PRESETS, PerplexityConfig, Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
+    PRESETS, PerplexityConfig, Proxy, SONAR_MODELS, Timeouts, base_url_from_env, keys_from,
+    keys_from_env,
 };
 pub use options::{SearchContextSize, SearchMode, SonarOptions};
 
