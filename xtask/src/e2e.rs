@@ -331,7 +331,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
         &[
             "build",
             "--locked",
-            "--release",
+            // Release code with line tables, for profiles (its output is target/release).
+            "--profile",
+            "bench",
             "-p",
             "pplx-sim",
             "-p",

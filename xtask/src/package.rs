@@ -105,6 +105,9 @@ pub(crate) fn package(root: &Path) -> Result {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::copy(&source, &target)?;
+        if relative.file_name() == Some(std::ffi::OsStr::new("Cargo.toml")) {
+            without_workspace_hack(&target)?;
+        }
     }
     let manifest = scratch.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)?;
@@ -114,7 +117,9 @@ pub(crate) fn package(root: &Path) -> Result {
     }
     std::fs::write(&manifest, publishable)?;
     forget_earlier_packages()?;
-    let mut args = vec!["package", "--locked", "--allow-dirty", "--quiet"];
+    // Not `--locked`: without the workspace-hack edges the scratch lock file changes (only
+    // edges go; every version stays as locked).
+    let mut args = vec!["package", "--allow-dirty", "--quiet"];
     for library in LIBRARIES {
         args.extend(["-p", library]);
     }
@@ -136,6 +141,20 @@ pub(crate) fn package(root: &Path) -> Result {
         "package: {} library crates packaged and verified",
         LIBRARIES.len()
     );
+    Ok(())
+}
+
+/// Removes the dependency on `pplx-workspace-hack` from a manifest, as `cargo hakari
+/// publish` does: it only unifies features inside this workspace, and is never published.
+fn without_workspace_hack(manifest: &Path) -> Result {
+    let text = std::fs::read_to_string(manifest)?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("pplx-workspace-hack = "))
+        .collect();
+    if kept.len() != text.lines().count() {
+        std::fs::write(manifest, kept.join("\n") + "\n")?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! Checks that crates depend only downwards through the layers of `../shared/STYLE.md`, as
-//! listed in docs/ARCHITECTURE.md.
+//! listed in docs/ARCHITECTURE.md, and that the programs share one build of their
+//! dependencies (the workspace-hack crate is up to date).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -9,7 +11,8 @@ use crate::Result;
 /// The layer of each workspace crate; a crate may depend only on lower layers.
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
-        "sse-parse" => 0,
+        // Only features of outside crates, for the programs (see its Cargo.toml).
+        "sse-parse" | "pplx-workspace-hack" => 0,
         "resilience" => 1,
         "chat-core" => 2,
         "cache" | "resilience-redis" => 3,
@@ -64,10 +67,61 @@ pub(crate) fn check(root: &Path) -> Result {
             }
         }
     }
+    let shared = shared_build(root, &mut problems)?;
     if problems.is_empty() {
         eprintln!("tidy: {} crates, layers point down", members.len());
+        eprintln!("tidy: the programs build {shared} shared dependencies with the same features");
         Ok(())
     } else {
         Err(format!("tidy:\n  {}", problems.join("\n  ")).into())
     }
+}
+
+/// The programs a user builds one after another (`cargo run -p pplx`, then `-p pplx-mcp`).
+const PROGRAMS: &[&str] = &["pplx", "pplx-mcp", "pplx-sim"];
+
+/// Checks that every outside package two programs both build gets the same features in
+/// each (what `pplx-workspace-hack` is for: otherwise each program's build recompiles
+/// tokio, hyper and the rest with its own). Returns how many packages they share.
+fn shared_build(root: &Path, problems: &mut Vec<String>) -> Result<usize> {
+    // package and version -> the feature sets it is built with, per program.
+    let mut builds: BTreeMap<String, BTreeMap<&str, BTreeSet<String>>> = BTreeMap::new();
+    for program in PROGRAMS {
+        let output = Command::new("cargo")
+            .args(["tree", "--locked", "-p", program, "-e", "normal,build"])
+            .args(["--prefix", "none", "--no-dedupe", "-f", "{p}|{f}"])
+            .current_dir(root)
+            .output()?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some((package, features)) = line.split_once('|') else {
+                continue;
+            };
+            // `name vX.Y.Z`, then `(proc-macro)` or a path for some: the first two words.
+            let package: Vec<&str> = package.split_whitespace().take(2).collect();
+            builds
+                .entry(package.join(" "))
+                .or_default()
+                .entry(program)
+                .or_default()
+                .insert(features.to_owned());
+        }
+    }
+    let mut shared = 0;
+    for (package, programs) in &builds {
+        if programs.len() < 2 {
+            continue;
+        }
+        shared += 1;
+        let mut sets = programs.values();
+        let first = sets.next();
+        if sets.any(|set| Some(set) != first) {
+            problems.push(format!(
+                "{package} is built with different features by {programs:?}: run `cargo hakari generate && cargo hakari manage-deps` (cargo install cargo-hakari)"
+            ));
+        }
+    }
+    Ok(shared)
 }
