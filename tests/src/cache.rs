@@ -99,6 +99,8 @@ async fn a_streaming_hit_replays_every_event_with_its_boundaries() {
         "same events, same boundaries"
     );
     assert!(done(&second).cached);
+    assert_eq!(done(&first).attempts, 1);
+    assert_eq!(done(&second).attempts, 0, "a hit asks nothing upstream");
     assert_eq!(
         done(&second).text,
         sim.expected_text("sonar", &[QUESTION], None)

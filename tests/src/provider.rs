@@ -289,10 +289,23 @@ async fn rate_limits_and_rejected_keys_rotate() {
     );
     assert!(stats[1].disabled.is_some());
     assert_eq!((stats[2].successes, stats[2].in_flight), (1, 0));
+    // The answer says what it took: three requests, on three keys.
+    assert_eq!(
+        (outcome.done().attempts, outcome.done().key_rotations),
+        (3, 2)
+    );
     // Key 0 cools for 30 s and key 1 is disabled: the next request goes to key 2 at once.
     let outcome = stream(&provider, sonar()).await;
     assert_complete(&outcome, &expected);
     assert_eq!(requests(&sim).await.last().unwrap().0, Some(2));
+    assert_eq!(
+        (outcome.done().attempts, outcome.done().key_rotations),
+        (1, 0)
+    );
+    // Not streamed, the same count.
+    sim.script(Target::Key(2), Fault::status(500), 1);
+    let response = provider.chat(sonar()).await.unwrap();
+    assert_eq!((response.attempts, response.key_rotations), (2, 0));
 }
 
 #[tokio::test]
@@ -416,6 +429,11 @@ async fn spent_streaming_attempts_fall_back_to_one_plain_request() {
         "one delta"
     );
     assert!(outcome.done().fallback);
+    assert_eq!(
+        outcome.done().attempts,
+        5,
+        "four streaming tries and the fallback"
+    );
     let log = requests(&sim).await;
     assert_eq!(log.len(), 5);
     assert!(log[..4].iter().all(|entry| entry.1 && entry.3 == Dropped));

@@ -282,6 +282,9 @@ fn cached(event: &ChatEvent) -> ChatEvent {
         ChatEvent::Done(response) => {
             let mut response = response.clone();
             response.cached = true;
+            // No request was made for this answer.
+            response.attempts = 0;
+            response.key_rotations = 0;
             ChatEvent::Done(response)
         }
         other => other.clone(),
@@ -339,6 +342,8 @@ impl<P: ChatProvider + 'static> ChatProvider for CachedProvider<P> {
         {
             let mut response = response.clone();
             response.cached = true;
+            response.attempts = 0;
+            response.key_rotations = 0;
             return Ok(response);
         }
         let (flight, receiver) = shared.join(key, request, false);

@@ -188,4 +188,12 @@ pub struct ChatResponse {
     /// Answered from a cache.
     #[serde(default)]
     pub cached: bool,
+    /// The requests this answer took: 1 when the first try answered; each retry, each
+    /// request of a non-streaming fallback and each restart adds one. 0 from a cache.
+    #[serde(default)]
+    pub attempts: u32,
+    /// How many times a request went out with another key than the try before it (after a
+    /// rate limit, a rejected key or an exhausted quota). 0 from a cache.
+    #[serde(default)]
+    pub key_rotations: u32,
 }

@@ -1,7 +1,9 @@
 //! A loopback HTTP server that speaks Perplexity's wire formats and injects faults: the
 //! ground truth for tests, the load source of benchmarks, and the offline mode of the programs.
 //!
-//! [`Simulator`] serves, on `127.0.0.1`, HTTP/1.1 and HTTP/2 (h2c prior knowledge):
+//! [`Simulator`] serves, on `127.0.0.1`, HTTP/1.1 and HTTP/2 (h2c prior knowledge; or HTTPS
+//! with a self-signed certificate made at start, with [`SimConfig::tls`] or the binary's
+//! `--tls`):
 //! Sonar chat completions (`POST /chat/completions`, also `/v1/sonar`), the Agent API
 //! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`), `GET /health`, the
 //! cancel endpoint (`POST /v1/agent/{id}/cancel`) and its request log (`GET /_sim/log`),
@@ -29,7 +31,12 @@
 //! # }
 //! ```
 //!
-//! What it does not do: TLS, or anything beyond loopback; real search.
+//! Bounded whatever it is sent: a question's words reach the answer as a short topic (a few
+//! words of at most 24 characters), echoed filters are cut short, and request bodies are
+//! limited to 4 MiB, so no request makes its work or memory grow with its size.
+//!
+//! What it does not do: anything beyond loopback (its certificate names only `127.0.0.1`
+//! and `localhost`); real search.
 #![deny(missing_docs)]
 
 mod config;

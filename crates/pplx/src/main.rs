@@ -766,3 +766,23 @@ fn advice_anywhere(error: &Error, kind: chat_core::ErrorKind) -> String {
         _ => error.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_in_the_terms_of_where_the_question_was_asked() {
+        let refused = Error::status(400, "Invalid model 'x'");
+        let command = advice(&refused, Mode::Command);
+        assert!(command.contains("--model sonar"), "{command}");
+        let session = advice(&refused, Mode::Interactive);
+        assert!(
+            session.contains("/model sonar") && !session.contains("--model"),
+            "{session}"
+        );
+        let unconfigured = Error::config("no key");
+        assert!(advice(&unconfigured, Mode::Command).contains("run with --sim"));
+        assert!(advice(&unconfigured, Mode::Interactive).contains("restart with --sim"));
+    }
+}

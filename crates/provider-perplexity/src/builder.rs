@@ -5,19 +5,30 @@ use std::time::Duration;
 use chat_core::{ChatRequest, Error};
 use resilience::ApiKey;
 
-use crate::{AfterCommit, Api, PerplexityConfig, PerplexityProvider, Timeouts};
+use crate::{
+    AfterCommit, Api, BackoffPolicy, BreakerConfig, PerplexityConfig, PerplexityProvider, Timeouts,
+};
 
 /// Builds a [`PerplexityProvider`]: the keys, and what differs from the defaults.
 ///
 /// ```
 /// # fn main() -> Result<(), provider_perplexity::Error> {
+/// use std::time::Duration;
+///
 /// let provider = provider_perplexity::PerplexityProvider::builder()
 ///     .keys(["pplx-key-1", "pplx-key-2"])
 ///     .model("sonar-pro")
+///     // Three requests at most: the first and two retries.
+///     .max_attempts(3)
+///     .retry_delays(Duration::from_millis(250), Duration::from_secs(4))
 ///     .build()?;
 /// assert_eq!(provider.request("Explain quantum computing").model, "sonar-pro");
+/// assert_eq!(provider.config().backoff.max_attempts, 3);
 /// # Ok(()) }
 /// ```
+///
+/// Every other setting is a field of [`PerplexityConfig`], reachable with
+/// [`configure`](PerplexityBuilder::configure).
 #[derive(Debug, Clone, Default)]
 #[must_use = "call build() to get the provider"]
 pub struct PerplexityBuilder {
@@ -80,6 +91,42 @@ impl PerplexityBuilder {
     /// What a break after answer text does (default: an interruption error).
     pub fn after_commit(mut self, after_commit: AfterCommit) -> Self {
         self.config.after_commit = after_commit;
+        self
+    }
+
+    /// How many requests one answer may take before it fails, **the first included**: `1`
+    /// never retries (default 4, as the official SDKs). Key rotations after a rate limit or
+    /// a rejected key count too. `0` is taken as `1`.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.backoff.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The delays between retries: full jitter from `base`, doubling, never over `cap`
+    /// (default 0.5 s to 8 s). A server's `retry-after` is followed instead, up to
+    /// [`BackoffPolicy::max_hint`].
+    pub fn retry_delays(mut self, base: Duration, cap: Duration) -> Self {
+        self.config.backoff.base = base;
+        self.config.backoff.cap = cap.max(base);
+        self
+    }
+
+    /// The whole retry policy at once (its `total_deadline` is replaced by the timeouts').
+    pub fn backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// The circuit breakers' settings (one breaker per API and model family).
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.breaker = breaker;
+        self
+    }
+
+    /// Whether a stream that cannot be had falls back to one non-streaming request (default
+    /// true).
+    pub fn fallback(mut self, fallback: bool) -> Self {
+        self.config.fallback = fallback;
         self
     }
 

@@ -46,8 +46,35 @@
 //! ```
 //!
 //! `PerplexityProvider::from_env()` reads the keys from `PERPLEXITY_API_KEY` (and `_1`, `_2`,
-//! ... or `PERPLEXITY_API_KEYS`); `examples/stream.rs` runs the example above offline, against
-//! the simulator.
+//! ... or `PERPLEXITY_API_KEYS`).
+//!
+//! **Offline** (no key, no network: tests, CI, trying it out) needs a second crate, the
+//! simulator, which speaks both APIs on loopback. Add it (`pplx-sim = "0.5"`, under
+//! `[dev-dependencies]` for tests), start it, and point the builder at it:
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let keys = ["pplx-key-1"];
+//! let mut sim_config = pplx_sim::SimConfig::default();
+//! sim_config.keys = keys.iter().map(|key| (*key).to_owned()).collect();
+//! let simulator = pplx_sim::Simulator::start(sim_config).await?;
+//! let provider = provider_perplexity::PerplexityProvider::builder()
+//!     .keys(keys)
+//!     .base_url(simulator.base_url())
+//!     .build()?;
+//! # let _ = provider; Ok(()) }
+//! ```
+//!
+//! `examples/stream.rs` runs the first example that way (`cargo run -p provider-perplexity
+//! --example stream`).
+//!
+//! **Tuning**: the builder sets the common knobs ([`PerplexityBuilder::max_attempts`], which
+//! counts the first request, [`PerplexityBuilder::retry_delays`], timeouts, the fallback, the
+//! after-commit policy); [`PerplexityBuilder::configure`] reaches every field of
+//! [`PerplexityConfig`], whose types ([`BackoffPolicy`], [`BreakerConfig`],
+//! [`KeyPoolConfig`], [`BudgetConfig`]) are re-exported here, as are the figures
+//! ([`KeyStats`], [`BreakerStats`]) and each answer's [`ChatResponse::attempts`] and
+//! [`ChatResponse::key_rotations`].
 //!
 //! What it does not do: cache (see the cache crate), or parse anything but Perplexity's (and
 //! OpenAI-compatible) chat formats.
@@ -139,8 +166,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::{ChatStream, TimeoutPhase};
 use resilience::{
-    BackoffPolicy, BreakerStats, CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome,
-    KeyPool, KeyStats, Retrier, RetryBudget,
+    CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome, KeyPool, Retrier, RetryBudget,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -157,7 +183,10 @@ pub use options::{SearchContextSize, SearchMode, SonarOptions};
 pub use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, ErrorKind, Message, Sources,
 };
-pub use resilience::ApiKey;
+// What tuning needs: the retry, breaker and key-pool settings, and the figures they report.
+pub use resilience::{
+    ApiKey, BackoffPolicy, BreakerConfig, BreakerStats, BudgetConfig, KeyPoolConfig, KeyStats,
+};
 
 use crate::client::{HttpClient, Live};
 
@@ -377,11 +406,19 @@ impl PerplexityProvider {
         let deadline = resilience::later(Instant::now(), route.timeouts.total);
         let body = Bytes::from(body.to_string());
         self.shared
-            .post(&route, client::SEARCH_PATH, body, deadline, |bytes| {
-                let parsed: Results = serde_json::from_slice(bytes)
-                    .map_err(|error| Error::protocol(format!("bad search response: {error}")))?;
-                Ok(wire::sources(None, parsed.results.as_deref())?.search_results)
-            })
+            .post(
+                &route,
+                client::SEARCH_PATH,
+                body,
+                deadline,
+                &Tally::default(),
+                |bytes| {
+                    let parsed: Results = serde_json::from_slice(bytes).map_err(|error| {
+                        Error::protocol(format!("bad search response: {error}"))
+                    })?;
+                    Ok(wire::sources(None, parsed.results.as_deref())?.search_results)
+                },
+            )
             .instrument(tracing::info_span!("perplexity_search"))
             .await
     }
@@ -432,27 +469,33 @@ impl Shared {
         route: &Route,
         body: Bytes,
         deadline: Instant,
+        tally: &Tally,
     ) -> Result<ChatResponse, Error> {
         let api = route.api;
-        self.post(route, client::path(api), body, deadline, |bytes| {
-            decode::full_response(api, bytes)
-        })
-        .await
+        let mut response = self
+            .post(route, client::path(api), body, deadline, tally, |bytes| {
+                decode::full_response(api, bytes)
+            })
+            .await?;
+        tally.stamp(&mut response);
+        Ok(response)
     }
 
     /// One JSON request to `path`, retried under the client's protections, its whole body
-    /// decoded by `decode`.
+    /// decoded by `decode`; every try is counted in `tally`.
     async fn post<T>(
         &self,
         route: &Route,
         path: &str,
         body: Bytes,
         deadline: Instant,
+        tally: &Tally,
         decode: impl Fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let (value, _lease) = route
             .retrier
             .run_until(deadline, |attempt| {
+                tally.note(&attempt);
                 let body = body.clone();
                 let decode = &decode;
                 async move {
@@ -539,6 +582,44 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+/// The tries one answer took, and how often the key changed between them, for
+/// [`ChatResponse::attempts`] and [`ChatResponse::key_rotations`]. Atomics, so that a
+/// borrowed tally keeps the stream `Send`.
+#[derive(Debug)]
+struct Tally {
+    attempts: std::sync::atomic::AtomicU32,
+    rotations: std::sync::atomic::AtomicU32,
+    /// The key index of the last try (`usize::MAX` before the first).
+    last_key: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            attempts: std::sync::atomic::AtomicU32::new(0),
+            rotations: std::sync::atomic::AtomicU32::new(0),
+            last_key: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+impl Tally {
+    fn note(&self, attempt: &resilience::Attempt) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.attempts.fetch_add(1, Relaxed);
+        let last = self.last_key.swap(attempt.key_index, Relaxed);
+        if last != usize::MAX && last != attempt.key_index {
+            self.rotations.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn stamp(&self, response: &mut ChatResponse) {
+        use std::sync::atomic::Ordering::Relaxed;
+        response.attempts = self.attempts.load(Relaxed);
+        response.key_rotations = self.rotations.load(Relaxed);
     }
 }
 
@@ -658,7 +739,7 @@ impl ChatProvider for PerplexityProvider {
         let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
         let deadline = resilience::later(Instant::now(), route.timeouts.total);
         self.shared
-            .complete(&route, body, deadline)
+            .complete(&route, body, deadline, &Tally::default())
             .instrument(span)
             .await
     }
@@ -682,13 +763,17 @@ impl ChatProvider for PerplexityProvider {
         let stream = Box::pin(async_stream::stream! {
             let deadline = resilience::later(Instant::now(), route.timeouts.total);
             let cancel = CancelOnDrop::new(shared.clone());
+            let tally = Tally::default();
             let mut restarts = 0;
             'attempts: loop {
                 // The breaker hears of this call's outcome at its end, not at its first word: a
                 // server that always breaks streams after one token must open it.
                 let opened = route
                     .retrier
-                    .run_until_settled(deadline, |attempt| shared.open(&route, body.clone(), attempt, &cancel))
+                    .run_until_settled(deadline, |attempt| {
+                        tally.note(&attempt);
+                        shared.open(&route, body.clone(), attempt, &cancel)
+                    })
                     .await;
                 let ((mut live, held), lease, permit) = match opened {
                     Ok(opened) => opened,
@@ -696,7 +781,7 @@ impl ChatProvider for PerplexityProvider {
                         cancel.fire();
                         tracing::warn!(%error, "streaming failed; falling back to one non-streaming request");
                         let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
-                        match shared.complete(&route, body, deadline).await {
+                        match shared.complete(&route, body, deadline, &tally).await {
                             Ok(mut response) => {
                                 response.fallback = true;
                                 for event in response.into_events() {
@@ -728,8 +813,9 @@ impl ChatProvider for PerplexityProvider {
                         },
                     };
                     match event {
-                        Ok(event) => {
-                            if matches!(event, ChatEvent::Done(_)) {
+                        Ok(mut event) => {
+                            if let ChatEvent::Done(response) = &mut event {
+                                tally.stamp(response);
                                 cancel.disarm();
                                 if let Some(permit) = permit.take() {
                                     permit.record(CallOutcome::Success);
