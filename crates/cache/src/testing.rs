@@ -17,11 +17,20 @@ impl RedisServer {
     /// When `redis-server` is not installed (`.ci/run` installs Debian's) or exits before it
     /// is ready.
     pub fn start() -> Result<RedisServer, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|error| format!("no free port: {error}"))?
-            .port();
-        RedisServer::start_on(port)
+        // A free port is found by binding port 0 and letting it go; another process may take
+        // it before redis-server binds it, and then redis-server exits: try another.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map_err(|error| format!("no free port: {error}"))?
+                .port();
+            match RedisServer::start_on(port) {
+                Ok(server) => return Ok(server),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
     }
 
     /// Starts it again on the same port, after [`stop`](RedisServer::stop) (to test

@@ -55,6 +55,9 @@ pub struct Setup {
     /// The cache in front of it (the same one [`Setup::provider`] asks), for its
     /// statistics; `None` when the cache is off.
     pub cache: Option<cache::CachedProvider<PerplexityProvider>>,
+    /// Whether that cache is shared (Redis), so that it may be out of reach: say so when
+    /// `CacheStats::unavailable` grows.
+    pub shared_cache: bool,
     /// The default model or alias.
     pub model: String,
     /// The built-in simulator, when it answers; it stops when this is dropped.
@@ -183,7 +186,7 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         None => {}
         // Simulated keys never reach real workers' shared state.
         Some(_) if simulated => {}
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        Some(url) if is_redis(url) => {
             let secret = std::env::var(SHARED_SECRET_ENV).unwrap_or_default();
             if secret.trim().is_empty() {
                 return Err(Error::invalid(
@@ -222,6 +225,7 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         .unwrap_or_else(|| default_model.to_owned());
     let cache_choice = args.cache.clone().or(file.cache.clone());
     let mut cached = None;
+    let mut shared_cache = false;
     let provider: Arc<dyn ChatProvider> = if args.no_cache {
         Arc::new(perplexity.clone())
     } else {
@@ -230,9 +234,9 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
             None | Some("memory") => {}
             // Simulated text never goes to a shared cache, where real users of the same Redis
             // would read it back as a real answer: it stays in this process's memory.
-            Some(url)
-                if (url.starts_with("redis://") || url.starts_with("rediss://")) && simulated => {}
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(url) if is_redis(url) && simulated => {}
+            Some(url) if is_redis(url) => {
+                shared_cache = true;
                 cache_config.backend = cache::Backend::Redis {
                     url: url.to_owned(),
                 };
@@ -252,12 +256,18 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         provider,
         perplexity,
         cache: cached,
+        shared_cache,
         model,
         #[cfg(feature = "simulator")]
         simulator,
         notice,
         warnings,
     })
+}
+
+/// Whether `url` names a Redis server (`redis://`, or `rediss://` with TLS).
+fn is_redis(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
 }
 
 /// The provider for `config`. A plain-http base URL refused only for being plain http gets

@@ -375,12 +375,6 @@ async fn session(
         allow_insecure_http: args.allow_insecure_http,
         ..pplx_setup::SetupOptions::default()
     };
-    let shared_cache = !args.no_cache
-        && args
-            .cache
-            .as_deref()
-            .or(file.cache.as_deref())
-            .is_some_and(|cache| cache.starts_with("redis://") || cache.starts_with("rediss://"));
     let setup = pplx_setup::setup(&options, file).await?;
     if let Some(notice) = &setup.notice {
         eprintln!("pplx: {notice}");
@@ -397,8 +391,7 @@ async fn session(
         stats: args.stats,
         show_reasoning: args.show_reasoning,
         stream: !args.no_stream,
-        // Simulated answers stay in memory whatever the cache setting.
-        shared_cache: shared_cache && setup.simulator.is_none(),
+        shared_cache: setup.shared_cache,
         _sim: setup.simulator,
         cache: setup.cache,
         cache_warned: std::cell::Cell::new(false),
