@@ -549,6 +549,12 @@ async fn a_hostile_question_costs_what_an_ordinary_one_does() {
         "search_domain_filter": vec![long_domain; 30],
         "search_recency_filter": "w".repeat(100_000),
     });
+    // A model name of a megabyte is refused, not repeated in every response object.
+    let long_model = json!({"model": "m".repeat(1 << 20), "input": QUESTION, "stream": true});
+    let response = post(&sim, "/v1/agent", "key-a", long_model, false).await;
+    assert_eq!(response.status(), 400);
+    let (frames, _) = read_frames(response).await;
+    assert!(frames.iter().map(Bytes::len).sum::<usize>() < 1_000);
     for (name, question, filters) in [
         ("a 2,000-character word", long_word.as_str(), json!({})),
         ("a 1 MiB word", huge_word.as_str(), json!({})),

@@ -315,6 +315,10 @@ const ECHO_CHARS: usize = 80;
 /// The most domains taken from a domain filter (the real service takes 20).
 const FILTER_DOMAINS: usize = 20;
 
+/// The longest model name the Agent API takes (`provider/model` names are far shorter); a
+/// longer one is refused, as it would be repeated in every response object.
+pub(crate) const MODEL_CHARS: usize = 128;
+
 /// The most characters of a question an Agent search query repeats.
 pub(crate) const QUERY_CHARS: usize = 200;
 

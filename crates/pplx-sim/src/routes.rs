@@ -179,6 +179,8 @@ pub(crate) async fn handle(
         .and_then(|body| body["model"].as_str().or(body["preset"].as_str()))
         .unwrap_or_default()
         .to_owned();
+    // The log keeps a name as long as one can be (a longer one is refused below).
+    let logged_model = crate::content::clip(&model, crate::content::MODEL_CHARS).to_owned();
     let stream = parsed
         .as_ref()
         .is_some_and(|body| body["stream"] == Value::Bool(true));
@@ -187,7 +189,7 @@ pub(crate) async fn handle(
         at: shared.started.elapsed(),
         key_index,
         endpoint: path.clone(),
-        model: model.clone(),
+        model: logged_model,
         stream,
         status: 0,
         events_sent: 0,

@@ -66,6 +66,12 @@ pub(crate) fn prepare(
             if model.is_empty() && body["models"].as_array().is_none() {
                 return invalid("one of model, models or preset is required");
             }
+            if model.chars().nth(content::MODEL_CHARS).is_some() {
+                return invalid(&format!(
+                    "model: at most {} characters",
+                    content::MODEL_CHARS
+                ));
+            }
             if let Some(preset) = body["preset"].as_str()
                 && !PRESETS.contains(&preset)
             {
