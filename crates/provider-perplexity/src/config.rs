@@ -283,30 +283,6 @@ impl ModelAliases {
     pub fn insert(&mut self, alias: impl Into<String>, model: impl Into<String>) {
         self.0.insert(alias.into(), model.into());
     }
-
-    /// Reads aliases from TOML (`alias = "model"` lines, at the top level or under
-    /// `[aliases]`), on top of the defaults.
-    ///
-    /// # Errors
-    /// A config error naming what is wrong.
-    pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|error| Error::config(format!("model aliases: {error}")))?;
-        let table = match table.get("aliases") {
-            Some(toml::Value::Table(aliases)) => aliases.clone(),
-            _ => table,
-        };
-        let mut aliases = ModelAliases::default();
-        for (alias, model) in table {
-            let toml::Value::String(model) = model else {
-                return Err(Error::config(format!(
-                    "model alias {alias:?} must name a model as a string"
-                )));
-            };
-            aliases.insert(alias, model);
-        }
-        Ok(aliases)
-    }
 }
 
 /// Everything a [`PerplexityProvider`](crate::PerplexityProvider) needs.
