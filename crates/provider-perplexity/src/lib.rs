@@ -80,6 +80,7 @@
 //! OpenAI-compatible) chat formats.
 #![deny(missing_docs)]
 
+mod answer;
 mod builder;
 mod client;
 mod config;
@@ -165,9 +166,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::{ChatStream, TimeoutPhase};
-use resilience::{
-    CallOutcome, CircuitBreaker, Classify, FailureClass, KeyOutcome, KeyPool, Retrier, RetryBudget,
-};
+use resilience::{CircuitBreaker, Classify, FailureClass, KeyPool, Retrier, RetryBudget};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -756,116 +755,11 @@ impl ChatProvider for PerplexityProvider {
     }
 
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        let shared = self.shared.clone();
-        let route = shared.route(&request.model);
+        let route = self.shared.route(&request.model);
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
-        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
-        let stream = Box::pin(async_stream::stream! {
-            let deadline = resilience::later(Instant::now(), route.timeouts.total);
-            let cancel = CancelOnDrop::new(shared.clone());
-            let tally = Tally::default();
-            let mut restarts = 0;
-            'attempts: loop {
-                // The breaker hears of this call's outcome at its end, not at its first word: a
-                // server that always breaks streams after one token must open it.
-                let opened = route
-                    .retrier
-                    .run_until_settled(deadline, |attempt| {
-                        tally.note(&attempt);
-                        shared.open(&route, body.clone(), attempt, &cancel)
-                    })
-                    .await;
-                let ((mut live, held), lease, permit) = match opened {
-                    Ok(opened) => opened,
-                    Err(error) if shared.config.fallback && restarts == 0 && falls_back(&error) => {
-                        cancel.fire();
-                        tracing::warn!(%error, "streaming failed; falling back to one non-streaming request");
-                        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
-                        match shared.complete(&route, body, deadline, &tally).await {
-                            Ok(mut response) => {
-                                response.fallback = true;
-                                for event in response.into_events() {
-                                    yield Ok(event);
-                                }
-                            }
-                            Err(fallback_error) => yield Err(fallback_error),
-                        }
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "stream failed before any answer text");
-                        yield Err(error);
-                        return;
-                    }
-                };
-                // Past the commit point. The text handed out is `Delivered`'s to keep: an
-                // interruption below carries only the usage and the cause.
-                let mut permit = Some(permit);
-                let mut next = held.into_iter().map(Ok).collect::<std::collections::VecDeque<_>>();
-                live.set_total_deadline(deadline);
-                loop {
-                    let event = match next.pop_front() {
-                        Some(event) => event,
-                        None => match live.next().await {
-                            Ok(Some(event)) => Ok(event),
-                            Ok(None) => Err(Error::incomplete("the stream ended before its final event")),
-                            Err(error) => Err(shared.redact(error)),
-                        },
-                    };
-                    match event {
-                        Ok(mut event) => {
-                            if let ChatEvent::Done(response) = &mut event {
-                                tally.stamp(response);
-                                cancel.disarm();
-                                if let Some(permit) = permit.take() {
-                                    permit.record(CallOutcome::Success);
-                                }
-                                tracing::info!(events = live.events_seen(), "stream complete");
-                                // Before handing over `Done`: a caller stops there and drops
-                                // the stream, and the connection should outlive it.
-                                let released = live.release();
-                                yield Ok(event);
-                                // A caller reading on past `Done` ends once the connection
-                                // is back in the pool (or given up).
-                                if let Some(released) = released {
-                                    let _ = released.await;
-                                }
-                                return;
-                            }
-                            yield Ok(event);
-                        }
-                        Err(cause) => {
-                            let class = cause.failure_class();
-                            lease.report(KeyOutcome::Failure(class));
-                            if let Some(permit) = permit.take() {
-                                permit.record(if class == FailureClass::Transient {
-                                    CallOutcome::Failure
-                                } else {
-                                    CallOutcome::Ignored
-                                });
-                            }
-                            cancel.fire();
-                            if let AfterCommit::Restart { max_restarts } = shared.config.after_commit
-                                && restarts < max_restarts
-                                && Instant::now() < deadline
-                            {
-                                restarts += 1;
-                                tracing::warn!(%cause, restarts, "stream broke after the commit point; restarting");
-                                yield Ok(ChatEvent::Restart);
-                                continue 'attempts;
-                            }
-                            yield Err(Error::interrupted(String::new(), live.usage(), cause));
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        let answer = answer::stream(self.shared.clone(), route, request);
         // The request's span is entered around every poll, so its logs carry its fields.
-        Box::pin(tracing_futures::Instrument::instrument(
-            delivery::Delivered::new(stream),
-            span,
-        ))
+        Box::pin(tracing_futures::Instrument::instrument(answer, span))
     }
 }
 

@@ -1,0 +1,278 @@
+//! One streamed answer as a state machine, in plain Rust: each phase is a [`Phase`], each
+//! transition a method that takes the phase it leaves and says what comes next and what the
+//! caller gets. The phases, in the order an answer meets them:
+//!
+//! - [`Phase::Connecting`]: a stream is opened and read up to the commit point (the first
+//!   answer text, or `Done` for an empty answer) under the retrier: breaker, keys, backoff,
+//!   budget and the total deadline. The events before the commit point are held.
+//! - [`Phase::Streaming`]: the held events, then the live stream, go to the caller. A break
+//!   here either restarts the answer ([`Phase::Connecting`] again, after a `Restart` event)
+//!   or ends it with an interruption.
+//! - [`Phase::Replaying`]: the non-streaming fallback's answer, as the same events.
+//! - [`Phase::Releasing`]: `Done` went out; the connection goes back to the pool before the
+//!   stream ends, for a caller that reads on.
+//! - [`Phase::Finished`]: nothing more.
+//!
+//! [`Answer::failure`] is the one place a stream's error is made, from the text the caller
+//! holds ([`Ledger`]), so every interruption carries exactly that text.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_core::{ChatEvent, ChatRequest, Error};
+use futures_core::Stream;
+use resilience::{CallOutcome, Classify, FailureClass, KeyLease, KeyOutcome, OwnedPermit};
+use tokio::time::Instant;
+
+use crate::client::Live;
+use crate::delivery::Ledger;
+use crate::{AfterCommit, CancelOnDrop, Route, Shared, Tally, falls_back, wire};
+
+/// The answer to `request` on `route`, as a stream that ends with `Done` or one error.
+pub(crate) fn stream(
+    shared: Arc<Shared>,
+    route: Route,
+    request: ChatRequest,
+) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
+    let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
+    let answer = Box::new(Answer {
+        deadline: resilience::later(Instant::now(), route.timeouts.total),
+        cancel: CancelOnDrop::new(shared.clone()),
+        shared,
+        route,
+        request,
+        body,
+        tally: Tally::default(),
+        restarts: 0,
+        ledger: Ledger::default(),
+        phase: Phase::Connecting,
+    });
+    futures_util::stream::unfold(answer, |mut answer| async {
+        let item = answer.next().await?;
+        Some((item, answer))
+    })
+}
+
+/// Where an answer is.
+enum Phase {
+    /// Opening a stream and reading it to the commit point.
+    Connecting,
+    /// Past the commit point.
+    Streaming(Box<Streaming>),
+    /// The fallback's events, in order.
+    Replaying(VecDeque<ChatEvent>),
+    /// `Done` went out; the connection is on its way back to the pool.
+    Releasing(Option<tokio::task::JoinHandle<()>>),
+    /// The stream has ended.
+    Finished,
+}
+
+/// A stream past its commit point, with what its outcome must be reported to.
+struct Streaming {
+    live: Live,
+    /// Events read before the commit point, the commit point's own last.
+    held: VecDeque<ChatEvent>,
+    /// The key the stream runs on: it hears of a break.
+    lease: KeyLease,
+    /// The breaker hears of the call's outcome at its end, not at its first word: a server
+    /// that always breaks streams after one token must open it.
+    permit: Option<OwnedPermit>,
+}
+
+/// The next phase, and what the caller gets on the way (nothing when a phase only hands
+/// over to the next).
+type Transition = (Phase, Option<Result<ChatEvent, Error>>);
+
+struct Answer {
+    shared: Arc<Shared>,
+    route: Route,
+    /// Kept for the fallback, which sends it again without streaming.
+    request: ChatRequest,
+    body: Bytes,
+    deadline: Instant,
+    cancel: CancelOnDrop,
+    tally: Tally,
+    restarts: u32,
+    ledger: Ledger,
+    phase: Phase,
+}
+
+impl Answer {
+    /// The caller's next item; `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Result<ChatEvent, Error>> {
+        loop {
+            let (phase, item) = match std::mem::replace(&mut self.phase, Phase::Finished) {
+                Phase::Connecting => self.connect().await,
+                Phase::Streaming(streaming) => self.stream(streaming).await,
+                Phase::Replaying(events) => self.replay(events),
+                Phase::Releasing(released) => {
+                    // A caller reading on past `Done` ends once the connection is back in
+                    // the pool (or given up).
+                    if let Some(released) = released {
+                        let _ = released.await;
+                    }
+                    (Phase::Finished, None)
+                }
+                Phase::Finished => return None,
+            };
+            self.phase = phase;
+            if let Some(item) = item {
+                if let Ok(event) = &item {
+                    self.ledger.note(event);
+                }
+                return Some(item);
+            }
+        }
+    }
+
+    /// Opens a stream and reads it to the commit point; falls back, or fails, when that
+    /// cannot be had.
+    async fn connect(&mut self) -> Transition {
+        let (shared, route, tally, cancel) = (&self.shared, &self.route, &self.tally, &self.cancel);
+        let opened = route
+            .retrier
+            .run_until_settled(self.deadline, |attempt| {
+                tally.note(&attempt);
+                shared.open(route, self.body.clone(), attempt, cancel)
+            })
+            .await;
+        match opened {
+            Ok(((mut live, held), lease, permit)) => {
+                live.set_total_deadline(self.deadline);
+                let streaming = Streaming {
+                    live,
+                    held: held.into(),
+                    lease,
+                    permit: Some(permit),
+                };
+                (Phase::Streaming(Box::new(streaming)), None)
+            }
+            Err(error)
+                if self.shared.config.fallback && self.restarts == 0 && falls_back(&error) =>
+            {
+                self.fall_back(error).await
+            }
+            Err(error) => {
+                tracing::warn!(%error, "stream failed before any answer text");
+                self.fail(error, None)
+            }
+        }
+    }
+
+    /// One non-streaming request (with the same protections) answers instead, delivered as
+    /// the same events, marked `fallback`.
+    async fn fall_back(&mut self, cause: Error) -> Transition {
+        self.cancel.fire();
+        tracing::warn!(
+            error = %cause,
+            "streaming failed; falling back to one non-streaming request"
+        );
+        let body = Bytes::from(wire::request_body(
+            self.route.api,
+            &self.request,
+            &self.route.model,
+            false,
+        ));
+        let completed = self
+            .shared
+            .complete(&self.route, body, self.deadline, &self.tally)
+            .await;
+        match completed {
+            Ok(mut response) => {
+                response.fallback = true;
+                self.replay(response.into_events().into())
+            }
+            Err(error) => self.fail(error, None),
+        }
+    }
+
+    /// The next event past the commit point: a held one, else a live one.
+    async fn stream(&mut self, mut streaming: Box<Streaming>) -> Transition {
+        let event = match streaming.held.pop_front() {
+            Some(event) => Ok(event),
+            None => match streaming.live.next().await {
+                Ok(Some(event)) => Ok(event),
+                Ok(None) => Err(Error::incomplete("the stream ended before its final event")),
+                Err(error) => Err(self.shared.redact(error)),
+            },
+        };
+        match event {
+            Ok(ChatEvent::Done(response)) => self.done(streaming, response),
+            Ok(event) => (Phase::Streaming(streaming), Some(Ok(event))),
+            Err(cause) => self.broke(streaming, cause),
+        }
+    }
+
+    /// The answer is complete: the run needs no cancelling, the breaker hears of a success,
+    /// and the connection goes back to the pool before the caller gets `Done` (a caller
+    /// stops there and drops the stream, and the connection should outlive it).
+    fn done(
+        &mut self,
+        mut streaming: Box<Streaming>,
+        mut response: Box<chat_core::ChatResponse>,
+    ) -> Transition {
+        self.cancel.disarm();
+        if let Some(permit) = streaming.permit.take() {
+            permit.record(CallOutcome::Success);
+        }
+        tracing::info!(events = streaming.live.events_seen(), "stream complete");
+        self.tally.stamp(&mut response);
+        let released = streaming.live.release();
+        (
+            Phase::Releasing(released),
+            Some(Ok(ChatEvent::Done(response))),
+        )
+    }
+
+    /// The stream broke past the commit point: the key and the breaker hear of it, the run
+    /// is abandoned, and the answer restarts (when the policy allows one more) or ends with
+    /// an interruption. Nothing is replayed behind the caller's back.
+    fn broke(&mut self, mut streaming: Box<Streaming>, cause: Error) -> Transition {
+        let class = cause.failure_class();
+        streaming.lease.report(KeyOutcome::Failure(class));
+        if let Some(permit) = streaming.permit.take() {
+            permit.record(if class == FailureClass::Transient {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Ignored
+            });
+        }
+        self.cancel.fire();
+        if let AfterCommit::Restart { max_restarts } = self.shared.config.after_commit
+            && self.restarts < max_restarts
+            && Instant::now() < self.deadline
+        {
+            self.restarts += 1;
+            tracing::warn!(
+                %cause,
+                restarts = self.restarts,
+                "stream broke after the commit point; restarting"
+            );
+            return (Phase::Connecting, Some(Ok(ChatEvent::Restart)));
+        }
+        let usage = streaming.live.usage();
+        self.fail(cause, usage)
+    }
+
+    /// The next of a whole answer's events; `Done` ends the stream.
+    fn replay(&mut self, mut events: VecDeque<ChatEvent>) -> Transition {
+        match events.pop_front() {
+            Some(done @ ChatEvent::Done(_)) => (Phase::Finished, Some(Ok(done))),
+            Some(event) => (Phase::Replaying(events), Some(Ok(event))),
+            // A whole answer's events end with `Done`; without it the answer is not whole.
+            None => self.fail(
+                Error::incomplete("the answer ended without its final event"),
+                None,
+            ),
+        }
+    }
+
+    /// The end, with an error: the one place a stream's failure is made.
+    fn fail(&mut self, cause: Error, usage: Option<chat_core::Usage>) -> Transition {
+        (
+            Phase::Finished,
+            Some(Err(self.ledger.failure(cause, usage))),
+        )
+    }
+}
