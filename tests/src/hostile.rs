@@ -272,7 +272,8 @@ async fn no_content_type_and_a_trickle_are_typed_errors_in_time() {
     .await;
     let (_, outcome) = ask(&provider(&url)).await;
     let error = outcome.unwrap_err();
-    assert_eq!(error.status_code(), Some(415), "{error}");
+    assert_eq!(error.kind(), ErrorKind::NotStreaming, "{error}");
+    assert_eq!(error.status_code(), None, "no invented status");
 
     // One byte every 300 ms: no event is ever whole within the idle deadline.
     let (url, _) = hostile(script(|mut writer| async move {

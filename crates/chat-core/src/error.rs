@@ -40,6 +40,9 @@ pub enum ErrorKind {
     Cancelled,
     /// The answer grew past the configured bound (text, reasoning and sources together).
     TooLarge,
+    /// The server would not stream this request (it answered without a stream, or refused
+    /// the `stream` parameter): the same request may still be answered without streaming.
+    NotStreaming,
 }
 
 impl ErrorKind {
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::NotStreaming => "not_streaming",
         }
     }
 }
@@ -120,6 +124,10 @@ struct Inner {
     partial: Option<(String, Option<Usage>)>,
     open_until: Option<Instant>,
     source: Option<SharedSource>,
+    /// The server reported this failure itself, in a body or a stream (an Agent API
+    /// `ErrorInfo`), rather than with an HTTP status: a rate limit or a refused key said so
+    /// is the server's word, like a 429 or a 401.
+    reported: bool,
 }
 
 impl Error {
@@ -132,6 +140,7 @@ impl Error {
                 retry_after: None,
                 should_retry: None,
                 says_when: false,
+                reported: false,
                 phase: None,
                 partial: None,
                 open_until: None,
@@ -190,6 +199,24 @@ impl Error {
         error.inner.retry_after = cause.retry_after();
         error.inner.partial = Some((text, usage));
         error.with_source(cause)
+    }
+
+    /// A failure the server reported in a body or a stream (not with an HTTP status), of
+    /// `kind` as its code says: retried, rotated or final as the same failure with a status
+    /// would be (a rate limit cools the key, a refused key is disabled, a server error is
+    /// retried, anything else is final).
+    pub fn reported(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let mut error = Error::new(kind, message);
+        error.inner.reported = true;
+        error
+    }
+
+    /// The server would not stream the request; `status` is what it answered with, when
+    /// that was an error status. Never retried as a stream.
+    pub fn not_streaming(status: Option<u16>, message: impl Into<String>) -> Self {
+        let mut error = Error::new(ErrorKind::NotStreaming, message);
+        error.inner.status = status;
+        error
     }
 
     /// The configuration is unusable.
@@ -342,8 +369,12 @@ impl Error {
             _ => {}
         }
         match self.inner.kind {
-            ErrorKind::RateLimited if self.inner.status == Some(429) => Class::RateLimited,
-            ErrorKind::Auth if self.inner.status.is_some() => Class::KeyRejected,
+            ErrorKind::RateLimited if self.inner.status == Some(429) || self.inner.reported => {
+                Class::RateLimited
+            }
+            ErrorKind::Auth if self.inner.status.is_some() || self.inner.reported => {
+                Class::KeyRejected
+            }
             ErrorKind::Quota => Class::QuotaExhausted,
             ErrorKind::Connect
             | ErrorKind::Server

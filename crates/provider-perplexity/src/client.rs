@@ -305,18 +305,16 @@ pub(crate) async fn send_to(
         _ => Bytes::new(),
     };
     let message = wire::error_message(status, &content_type, &body);
-    let error = Error::status(status, message)
-        .with_retry_after(retry_after)
-        .with_should_retry(should_retry);
     // A request refused for its `stream` parameter can still be answered without it.
     let about_stream = matches!(status, 400 | 422)
         && stream
         && wire::error_param(&body).is_some_and(|param| param.starts_with("stream"));
-    Err(if about_stream {
-        error.with_source(crate::NotStreaming)
-    } else {
-        error
-    })
+    if about_stream {
+        return Err(Error::not_streaming(Some(status), message));
+    }
+    Err(Error::status(status, message)
+        .with_retry_after(retry_after)
+        .with_should_retry(should_retry))
 }
 
 /// A transport failure: a connect timeout, another connect failure, or a broken connection.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use chat_core::{ChatEvent, ChatResponse, Error, FinishReason, Sources, Usage};
+use chat_core::{ChatEvent, ChatResponse, Error, ErrorKind, FinishReason, Sources, Usage};
 
 use crate::Api;
 use crate::scan;
@@ -410,50 +410,78 @@ fn is_keep_alive(data: &[u8]) -> bool {
     !(data.starts_with(b"{") || data.starts_with(b"[") || data.is_empty())
 }
 
-/// A failed Agent run (`response.failed` or an `error` event): the server's own message,
-/// and retried only when its code says the failure is passing (rate limit, overload, a
-/// server error); anything else (a refused request, a content rule) fails at once.
+/// What the Agent API's `ErrorInfo` codes and types mean for a retry, matched exactly (ASCII
+/// case aside): the codes and types the service and the official SDKs use, the
+/// Responses-style names among them, and HTTP statuses written as codes. A failure whose code
+/// and type are both unknown fails at once: a refused request or a content rule must not be
+/// retried into a loop.
+const AGENT_CODES: &[(&str, ErrorKind)] = &[
+    // Passing: a rate limit (the key cools) ...
+    ("rate_limit_exceeded", ErrorKind::RateLimited),
+    ("rate_limit_error", ErrorKind::RateLimited),
+    ("too_many_requests", ErrorKind::RateLimited),
+    ("429", ErrorKind::RateLimited),
+    // ... or the service failing (retried).
+    ("server_error", ErrorKind::Server),
+    ("internal_error", ErrorKind::Server),
+    ("internal_server_error", ErrorKind::Server),
+    ("api_error", ErrorKind::Server),
+    ("overloaded", ErrorKind::Server),
+    ("overloaded_error", ErrorKind::Server),
+    ("service_unavailable", ErrorKind::Server),
+    ("unavailable", ErrorKind::Server),
+    ("timeout", ErrorKind::Server),
+    ("500", ErrorKind::Server),
+    ("502", ErrorKind::Server),
+    ("503", ErrorKind::Server),
+    ("504", ErrorKind::Server),
+    // The key: refused (disabled) or out of credit.
+    ("authentication_error", ErrorKind::Auth),
+    ("invalid_api_key", ErrorKind::Auth),
+    ("permission_error", ErrorKind::Auth),
+    ("permission_denied", ErrorKind::Auth),
+    ("401", ErrorKind::Auth),
+    ("403", ErrorKind::Auth),
+    ("insufficient_quota", ErrorKind::Quota),
+    ("quota_exceeded", ErrorKind::Quota),
+    ("insufficient_credits", ErrorKind::Quota),
+    ("402", ErrorKind::Quota),
+    // The request: final.
+    ("invalid_request_error", ErrorKind::BadRequest),
+    ("invalid_request", ErrorKind::BadRequest),
+    ("invalid_parameter", ErrorKind::BadRequest),
+    ("invalid_model", ErrorKind::BadRequest),
+    ("invalid_prompt", ErrorKind::BadRequest),
+    ("400", ErrorKind::BadRequest),
+    ("422", ErrorKind::BadRequest),
+];
+
+/// The kind a code (or type) names in [`AGENT_CODES`].
+fn agent_code_kind(code: Option<&str>) -> Option<ErrorKind> {
+    let code = code?.trim();
+    AGENT_CODES
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(code))
+        .map(|(_, kind)| *kind)
+}
+
+/// A failed Agent run (`response.failed` or an `error` event): the server's own message, of
+/// the kind its code says ([`AGENT_CODES`]; its type when the code is unknown), reported in
+/// band: no HTTP status is made up for it.
 fn agent_failure(error: Option<AgentError>, message: Option<&str>) -> Error {
     let error = error.unwrap_or_default();
     let message = Some(error.message.as_str())
         .filter(|message| !message.trim().is_empty())
         .or(message)
         .unwrap_or("the agent run failed");
-    let code = format!(
-        "{} {}",
-        error.code.as_deref().unwrap_or_default(),
-        error.kind.as_deref().unwrap_or_default()
-    )
-    .to_ascii_lowercase();
-    let status = if code.contains("rate_limit") || code.contains("429") {
-        429
-    } else if [
-        "server_error",
-        "internal",
-        "overloaded",
-        "unavailable",
-        "timeout",
-        "500",
-        "502",
-        "503",
-        "504",
-    ]
-    .iter()
-    .any(|passing| code.contains(passing))
-    {
-        503
-    } else if code.contains("auth") || code.contains("401") {
-        401
-    } else if code.contains("quota") || code.contains("credit") || code.contains("402") {
-        402
-    } else {
-        400
-    };
+    let kind = agent_code_kind(error.code.as_deref())
+        .or_else(|| agent_code_kind(error.kind.as_deref()))
+        .unwrap_or(ErrorKind::BadRequest);
     let text = match error.code.as_deref().filter(|code| !code.is_empty()) {
         Some(code) => format!("the agent run failed: {message} ({code})"),
         None => format!("the agent run failed: {message}"),
     };
-    Error::status(status, text)
+    Error::reported(kind, text)
 }
 
 /// An `event: error` frame's error.
@@ -627,6 +655,39 @@ mod tests {
         let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
         assert!(error.to_string().contains("no such preset"));
         assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn agent_codes_decide_by_the_table_not_by_substrings() {
+        let failed = |code: &str, kind: &str| {
+            agent(&[json!({"type": "response.failed", "sequence_number": 3,
+                "error": {"message": "it failed", "code": code, "type": kind}})])
+            .1
+            .unwrap()
+        };
+        let classes = [
+            ("rate_limit_exceeded", "", FailureClass::RateLimited),
+            ("RATE_LIMIT_EXCEEDED", "", FailureClass::RateLimited),
+            ("overloaded", "", FailureClass::Transient),
+            ("503", "", FailureClass::Transient),
+            ("invalid_api_key", "", FailureClass::KeyRejected),
+            ("insufficient_quota", "", FailureClass::QuotaExhausted),
+            ("invalid_prompt", "", FailureClass::Permanent),
+            // An unknown code: its type decides; both unknown, the failure is final.
+            ("something_new", "server_error", FailureClass::Transient),
+            ("something_new", "", FailureClass::Permanent),
+            // Words inside a code decide nothing (these used to match "rate_limit", "auth",
+            // "500" and "timeout" as substrings).
+            ("no_rate_limit_applies", "", FailureClass::Permanent),
+            ("unauthorized_tool", "", FailureClass::Permanent),
+            ("max_tokens_5000_exceeded", "", FailureClass::Permanent),
+            ("tool_timeout_config_invalid", "", FailureClass::Permanent),
+        ];
+        for (code, kind, class) in classes {
+            let error = failed(code, kind);
+            assert_eq!(error.failure_class(), class, "{code} / {kind}: {error}");
+            assert_eq!(error.status_code(), None, "no status is made up: {error}");
+        }
     }
 
     #[test]

@@ -544,11 +544,10 @@ impl Shared {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
         if !is_stream {
-            return Err(Error::status(
-                415,
+            return Err(Error::not_streaming(
+                None,
                 "the server answered a stream request without a stream",
-            )
-            .with_source(NotStreaming));
+            ));
         }
         // The Agent API names its run in its first event: the stream records it in the
         // slot as soon as it arrives, so that a caller leaving at any point can cancel it.
@@ -622,26 +621,12 @@ impl Tally {
     }
 }
 
-/// Marks a stream request the server will not stream (answered without a stream, or refused
-/// naming the `stream` parameter): the fallback is the way out.
-#[derive(Debug)]
-pub(crate) struct NotStreaming;
-
-impl std::fmt::Display for NotStreaming {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("not an event stream")
-    }
-}
-
-impl std::error::Error for NotStreaming {}
-
 /// Whether a streaming failure should fall back to one non-streaming request: the attempts
 /// were spent on transient failures, or the server will not stream.
 fn falls_back(error: &Error) -> bool {
-    // Typed, never read from the message: the server answered without a stream, or its
-    // error named the `stream` parameter (see `client::send_to`).
-    let refuses_stream =
-        std::error::Error::source(error).is_some_and(|source| source.is::<NotStreaming>());
+    // By its kind: the server answered without a stream, or its error named the `stream`
+    // parameter (see `client::send_to`).
+    let refuses_stream = error.kind() == ErrorKind::NotStreaming;
     let transient = error.failure_class() == FailureClass::Transient
         && !(error.kind() == ErrorKind::Timeout
             && error.timeout_phase() == Some(TimeoutPhase::Total));
