@@ -36,9 +36,54 @@ impl Default for Models {
     }
 }
 
-/// The seed server's tool: its name, and its default model.
-const SEED_TOOL: &str = "perplexity_search_streaming";
+/// The seed server's default model.
 const SEED_MODEL: &str = "sonar";
+
+/// The tools this server offers: the official server's four and the seed server's one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ToolName {
+    /// `perplexity_ask`: a quick answer.
+    Ask,
+    /// `perplexity_reason`: step-by-step reasoning.
+    Reason,
+    /// `perplexity_research`: deep research (minutes).
+    Research,
+    /// `perplexity_search`: the Search API's ranked results.
+    Search,
+    /// `perplexity_search_streaming`: the seed server's streamed answer.
+    SearchStreaming,
+}
+
+impl ToolName {
+    const ALL: [ToolName; 5] = [
+        ToolName::Ask,
+        ToolName::Reason,
+        ToolName::Research,
+        ToolName::Search,
+        ToolName::SearchStreaming,
+    ];
+
+    /// The name clients call it by.
+    fn as_str(self) -> &'static str {
+        match self {
+            ToolName::Ask => "perplexity_ask",
+            ToolName::Reason => "perplexity_reason",
+            ToolName::Research => "perplexity_research",
+            ToolName::Search => "perplexity_search",
+            ToolName::SearchStreaming => "perplexity_search_streaming",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ToolName> {
+        ToolName::ALL.into_iter().find(|tool| tool.as_str() == name)
+    }
+
+    /// Whether the tool takes the search filters (as the official server's ask and reason
+    /// do; research does not).
+    fn takes_filters(self) -> bool {
+        matches!(self, ToolName::Ask | ToolName::Reason)
+    }
+}
 
 /// A reasoning line longer than this is sent as it is, without waiting for its end.
 const MAX_STEP_CHARS: usize = 2_000;
@@ -80,10 +125,10 @@ fn filters() -> Map<String, Value> {
     }
 }
 
-fn chat_tool(name: &'static str, title: &str, description: String, with_filters: bool) -> Tool {
+fn chat_tool(tool: ToolName, title: &str, description: String) -> Tool {
     let mut properties = Map::new();
     properties.insert("messages".into(), messages_schema());
-    if with_filters {
+    if tool.takes_filters() {
         properties.extend(filters());
     }
     let input = json!({"type": "object", "properties": properties, "required": ["messages"]});
@@ -101,7 +146,7 @@ fn chat_tool(name: &'static str, title: &str, description: String, with_filters:
         },
         "required": ["response"]
     });
-    Tool::new(name, description, schema(input))
+    Tool::new(tool.as_str(), description, schema(input))
         .with_title(title)
         .with_raw_output_schema(schema(output))
         .with_annotations(annotations())
@@ -152,25 +197,22 @@ pub(crate) fn list(models: &Models) -> ListToolsResult {
     });
     ListToolsResult::with_all_items(vec![
         chat_tool(
-            "perplexity_ask",
+            ToolName::Ask,
             "Ask Perplexity",
             format!("Answer a question using web-grounded AI (Perplexity Agent API, {} preset). Best for: quick factual questions, summaries, explanations, and general Q&A. Returns a text response with numbered citations. Fastest and cheapest option. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size. For in-depth multi-source research, use perplexity_research instead. For step-by-step reasoning and analysis, use perplexity_reason instead.", models.ask),
-            true,
         ),
         chat_tool(
-            "perplexity_reason",
+            ToolName::Reason,
             "Advanced Reasoning",
             format!("Analyze a question using step-by-step reasoning with web grounding (Perplexity Agent API, {} preset). Best for: math, logic, comparisons, complex arguments, and tasks requiring chain-of-thought. Returns a reasoned response with numbered citations. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size.", models.reason),
-            true,
         ),
         chat_tool(
-            "perplexity_research",
+            ToolName::Research,
             "Deep Research",
             format!("Conduct deep, multi-source research on a topic (Perplexity Agent API, {} preset). Best for: literature reviews, comprehensive overviews, investigative queries needing many sources. Returns a detailed response with numbered citations. Significantly slower than other tools (can take minutes).", models.research),
-            false,
         ),
         Tool::new(
-            "perplexity_search",
+            ToolName::Search.as_str(),
             "Search the web and return a ranked list of results with titles, URLs, snippets, and dates. Best for: finding specific URLs, checking recent news, verifying facts, discovering sources. Returns formatted results (title, URL, snippet, date) with no AI synthesis.",
             schema(search_input),
         )
@@ -178,7 +220,7 @@ pub(crate) fn list(models: &Models) -> ListToolsResult {
         .with_raw_output_schema(schema(search_output))
         .with_annotations(annotations()),
         Tool::new(
-            SEED_TOOL,
+            ToolName::SearchStreaming.as_str(),
             "Stream an answer from Perplexity with key rotation, retries and a non-streaming fallback; returns {success, answer, model, streaming}.",
             schema(seed_input),
         )
@@ -295,33 +337,33 @@ pub(crate) async fn call(
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let arguments = request.arguments.unwrap_or_default();
-    let (model, with_filters) = match request.name.as_ref() {
-        "perplexity_ask" => (models.ask.as_str(), true),
-        "perplexity_reason" => (models.reason.as_str(), true),
-        "perplexity_research" => (models.research.as_str(), false),
-        "perplexity_search" => {
+    let Some(tool) = ToolName::parse(&request.name) else {
+        return Err(ErrorData::invalid_params(
+            format!("unknown tool '{}'", request.name),
+            None,
+        ));
+    };
+    let model = match tool {
+        ToolName::Ask => &models.ask,
+        ToolName::Reason => &models.reason,
+        ToolName::Research => &models.research,
+        ToolName::Search => {
             return search(perplexity, &arguments)
                 .await
                 .map(CallToolResponse::from);
         }
-        SEED_TOOL => {
+        ToolName::SearchStreaming => {
             return seed(provider, &arguments, context)
                 .await
                 .map(CallToolResponse::from);
         }
-        other => {
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool '{other}'"),
-                None,
-            ));
-        }
     };
     let mut chat = ChatRequest {
-        model: model.to_owned(),
+        model: model.clone(),
         messages: messages(&arguments)?,
         ..ChatRequest::default()
     };
-    if with_filters {
+    if tool.takes_filters() {
         chat = apply_filters(&arguments, chat)?;
     }
     Ok(CallToolResponse::from(
