@@ -98,69 +98,17 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
             keys_env: keys_env.to_owned(),
         });
     }
-    let mut config = PerplexityConfig::default();
-    for (alias, model) in &file.aliases {
-        config.aliases.insert(alias.clone(), model.clone());
-    }
-    // An explicit API (flag, else file) wins over what the model's name implies.
-    config.api = match args.api.as_deref().or(file.api.as_deref()) {
-        None => None,
-        Some(name) => {
-            Some(Api::parse(name).map_err(|error| Error::invalid("api", error.to_string()))?)
-        }
-    };
-    apply_file(&mut config, &file)?;
-    if let Some(total) = args.total_timeout {
-        // A bound on the whole call, whatever the model (as PERPLEXITY_TIMEOUT_MS is for the
-        // official server).
-        config.timeouts.total = total;
-        for family in &mut config.families {
-            family.timeouts.total = total;
-        }
-    }
     let simulated = keys.is_empty() || args.sim;
-    let notice = simulated.then(|| {
-        let reason = if args.sim {
-            "--sim".to_owned()
-        } else {
-            format!("no {key_env} set")
-        };
-        format!(
-            "{reason}: answering from the built-in simulator (offline, simulated text). Set {key_env} for real answers."
-        )
-    });
+    let mut config = provider_config(args, &file)?;
+    let notice = simulated.then(|| simulator_notice(args.sim, key_env));
     let mut warnings = Vec::new();
     #[cfg(feature = "simulator")]
     let mut simulator = None;
     if simulated {
-        let given = [
-            (args.base_url.is_some(), "--base-url"),
-            (
-                provider_perplexity::base_url_from_env().is_some(),
-                provider_perplexity::BASE_URL_ENV,
-            ),
-            (file.base_url.is_some(), "base_url in the config file"),
-        ];
-        if let Some((_, name)) = given.iter().find(|(given, _)| *given) {
-            warnings.push(format!(
-                "{name} is ignored: the built-in simulator answers, not an API"
-            ));
-        }
+        warnings.extend(ignored_base_url(args, &file));
         #[cfg(feature = "simulator")]
         {
-            let mut sim_config = pplx_sim::SimConfig::default();
-            sim_config.keys = vec![SIMULATOR_KEY.to_owned()];
-            sim_config.pace = pplx_sim::Pace::realistic();
-            // A long-running program keeps only the latest requests in the simulator's log.
-            sim_config.log_capacity = Some(1_000);
-            let started = pplx_sim::Simulator::start(sim_config)
-                .await
-                .map_err(Error::Simulator)?;
-            config.base_url = started.base_url();
-            // The simulator speaks both APIs, as the real service does.
-            config.agent_endpoint = Some(true);
-            config.keys = vec![resilience::ApiKey::new(SIMULATOR_KEY)];
-            simulator = Some(started);
+            simulator = Some(start_simulator(&mut config).await?);
         }
         #[cfg(not(feature = "simulator"))]
         return Err(Error::Simulator(std::io::Error::new(
@@ -169,48 +117,9 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         )));
     } else {
         config.keys = keys;
-        let base_url = args
-            .base_url
-            .clone()
-            .or_else(provider_perplexity::base_url_from_env)
-            .or(file.base_url.clone());
-        if let Some(base_url) = base_url {
-            config.base_url = base_url;
-        }
-        config.allow_insecure_http =
-            args.allow_insecure_http || file.allow_insecure_http == Some(true);
-    }
-    let shared_url = args.shared_state.clone().or(file.shared_state.clone());
-    config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
-    match shared_url.as_deref() {
-        None => {}
+        endpoint(&mut config, args, &file);
         // Simulated keys never reach real workers' shared state.
-        Some(_) if simulated => {}
-        Some(url) if is_redis(url) => {
-            let secret = std::env::var(SHARED_SECRET_ENV).unwrap_or_default();
-            if secret.trim().is_empty() {
-                return Err(Error::invalid(
-                    "shared_state",
-                    format!(
-                        "set {SHARED_SECRET_ENV} (the same long random secret in every process) to name keys in Redis"
-                    ),
-                ));
-            }
-            let state = resilience_redis::RedisState::connect(resilience_redis::RedisConfig::new(
-                url, secret,
-            ))
-            .map_err(|error| Error::invalid("shared_state", error.to_string()))?;
-            // What other processes learned applies from this process's first request. A
-            // Redis that is down answers within its timeouts; this bounds it anyway.
-            let _ = tokio::time::timeout(Duration::from_secs(2), state.synced()).await;
-            config.shared_state = Some(state);
-        }
-        Some(other) => {
-            return Err(Error::invalid(
-                "shared_state",
-                format!("{other:?}: use redis://HOST:PORT"),
-            ));
-        }
+        config.shared_state = shared_state(args, &file).await?;
     }
     // With no model named, `--api agent` asks the Agent API's quick preset, not a Sonar model.
     let default_model = match config.api {
@@ -223,39 +132,13 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         .clone()
         .or(file.model.clone())
         .unwrap_or_else(|| default_model.to_owned());
-    let cache_choice = args.cache.clone().or(file.cache.clone());
-    let mut cached = None;
-    let mut shared_cache = false;
-    let provider: Arc<dyn ChatProvider> = if args.no_cache {
-        Arc::new(perplexity.clone())
-    } else {
-        let mut cache_config = cache::CacheConfig::default();
-        match cache_choice.as_deref() {
-            None | Some("memory") => {}
-            // Simulated text never goes to a shared cache, where real users of the same Redis
-            // would read it back as a real answer: it stays in this process's memory.
-            Some(url) if is_redis(url) && simulated => {}
-            Some(url) if is_redis(url) => {
-                shared_cache = true;
-                cache_config.backend = cache::Backend::Redis {
-                    url: url.to_owned(),
-                };
-            }
-            Some(other) => {
-                return Err(Error::invalid(
-                    "cache",
-                    format!("{other:?}: use memory or redis://HOST:PORT"),
-                ));
-            }
-        }
-        let cache = cache::CachedProvider::new(perplexity.clone(), cache_config)?;
-        cached = Some(cache.clone());
-        Arc::new(cache)
-    };
+    let cache = cache_choice(args, &file, simulated)?;
+    let shared_cache = matches!(cache, Some(CacheChoice::Redis(_)));
+    let (provider, cache) = cache_in_front(&perplexity, cache)?;
     Ok(Setup {
         provider,
         perplexity,
-        cache: cached,
+        cache,
         shared_cache,
         model,
         #[cfg(feature = "simulator")]
@@ -263,6 +146,187 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         notice,
         warnings,
     })
+}
+
+/// The provider's settings from the file and the options: aliases, the API (an explicit
+/// one, flag else file, wins over what the model's name implies), deadlines, retries,
+/// breaker and families, and the options' bound on every call.
+fn provider_config(
+    args: &SetupOptions,
+    file: &config::FileConfig,
+) -> Result<PerplexityConfig, Error> {
+    let mut config = PerplexityConfig::default();
+    for (alias, model) in &file.aliases {
+        config.aliases.insert(alias.clone(), model.clone());
+    }
+    config.api = match args.api.as_deref().or(file.api.as_deref()) {
+        None => None,
+        Some(name) => {
+            Some(Api::parse(name).map_err(|error| Error::invalid("api", error.to_string()))?)
+        }
+    };
+    apply_file(&mut config, file)?;
+    if let Some(total) = args.total_timeout {
+        // A bound on the whole call, whatever the model (as PERPLEXITY_TIMEOUT_MS is for the
+        // official server).
+        config.timeouts.total = total;
+        for family in &mut config.families {
+            family.timeouts.total = total;
+        }
+    }
+    config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
+    Ok(config)
+}
+
+/// Why the built-in simulator answers, for the person running the program.
+fn simulator_notice(asked: bool, key_env: &str) -> String {
+    let reason = if asked {
+        "--sim".to_owned()
+    } else {
+        format!("no {key_env} set")
+    };
+    format!(
+        "{reason}: answering from the built-in simulator (offline, simulated text). Set {key_env} for real answers."
+    )
+}
+
+/// A base URL given while the simulator answers has no effect: the first one given, said.
+fn ignored_base_url(args: &SetupOptions, file: &config::FileConfig) -> Option<String> {
+    let given = [
+        (args.base_url.is_some(), "--base-url"),
+        (
+            provider_perplexity::base_url_from_env().is_some(),
+            provider_perplexity::BASE_URL_ENV,
+        ),
+        (file.base_url.is_some(), "base_url in the config file"),
+    ];
+    given
+        .iter()
+        .find(|(given, _)| *given)
+        .map(|(_, name)| format!("{name} is ignored: the built-in simulator answers, not an API"))
+}
+
+/// Starts the built-in simulator and points `config` at it.
+#[cfg(feature = "simulator")]
+async fn start_simulator(config: &mut PerplexityConfig) -> Result<pplx_sim::Simulator, Error> {
+    let mut sim_config = pplx_sim::SimConfig::default();
+    sim_config.keys = vec![SIMULATOR_KEY.to_owned()];
+    sim_config.pace = pplx_sim::Pace::realistic();
+    // A long-running program keeps only the latest requests in the simulator's log.
+    sim_config.log_capacity = Some(1_000);
+    let started = pplx_sim::Simulator::start(sim_config)
+        .await
+        .map_err(Error::Simulator)?;
+    config.base_url = started.base_url();
+    // The simulator speaks both APIs, as the real service does.
+    config.agent_endpoint = Some(true);
+    config.keys = vec![resilience::ApiKey::new(SIMULATOR_KEY)];
+    Ok(started)
+}
+
+/// Where the API is: `--base-url`, else `PERPLEXITY_BASE_URL`, else the file's; and whether
+/// plain http beyond loopback is allowed.
+fn endpoint(config: &mut PerplexityConfig, args: &SetupOptions, file: &config::FileConfig) {
+    let base_url = args
+        .base_url
+        .clone()
+        .or_else(provider_perplexity::base_url_from_env)
+        .or(file.base_url.clone());
+    if let Some(base_url) = base_url {
+        config.base_url = base_url;
+    }
+    config.allow_insecure_http = args.allow_insecure_http || file.allow_insecure_http == Some(true);
+}
+
+/// The state shared with other processes, when one is named (flag, else file): Redis, with
+/// the secret that names keys there.
+async fn shared_state(
+    args: &SetupOptions,
+    file: &config::FileConfig,
+) -> Result<Option<Arc<dyn resilience::SharedState>>, Error> {
+    let Some(url) = args
+        .shared_state
+        .as_deref()
+        .or(file.shared_state.as_deref())
+    else {
+        return Ok(None);
+    };
+    if !is_redis(url) {
+        return Err(Error::invalid(
+            "shared_state",
+            format!("{url:?}: use redis://HOST:PORT"),
+        ));
+    }
+    let secret = std::env::var(SHARED_SECRET_ENV).unwrap_or_default();
+    if secret.trim().is_empty() {
+        return Err(Error::invalid(
+            "shared_state",
+            format!(
+                "set {SHARED_SECRET_ENV} (the same long random secret in every process) to name keys in Redis"
+            ),
+        ));
+    }
+    let state =
+        resilience_redis::RedisState::connect(resilience_redis::RedisConfig::new(url, secret))
+            .map_err(|error| Error::invalid("shared_state", error.to_string()))?;
+    // What other processes learned applies from this process's first request. A Redis that
+    // is down answers within its timeouts; this bounds it anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(2), state.synced()).await;
+    Ok(Some(state as Arc<dyn resilience::SharedState>))
+}
+
+/// The cache in front of the provider.
+type Cache = cache::CachedProvider<PerplexityProvider>;
+
+/// Where answers are cached.
+enum CacheChoice {
+    /// In this process.
+    Memory,
+    /// In Redis, shared by every process using it.
+    Redis(String),
+}
+
+/// The cache asked for (flag, else file), `None` for none. Simulated text never goes to a
+/// shared cache, where real users of the same Redis would read it back as a real answer: it
+/// stays in this process's memory.
+fn cache_choice(
+    args: &SetupOptions,
+    file: &config::FileConfig,
+    simulated: bool,
+) -> Result<Option<CacheChoice>, Error> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    Ok(Some(
+        match args.cache.as_deref().or(file.cache.as_deref()) {
+            None | Some("memory") => CacheChoice::Memory,
+            Some(url) if is_redis(url) && simulated => CacheChoice::Memory,
+            Some(url) if is_redis(url) => CacheChoice::Redis(url.to_owned()),
+            Some(other) => {
+                return Err(Error::invalid(
+                    "cache",
+                    format!("{other:?}: use memory or redis://HOST:PORT"),
+                ));
+            }
+        },
+    ))
+}
+
+/// The provider to ask: `perplexity` behind the chosen cache, and that cache (for its
+/// statistics).
+fn cache_in_front(
+    perplexity: &PerplexityProvider,
+    choice: Option<CacheChoice>,
+) -> Result<(Arc<dyn ChatProvider>, Option<Cache>), Error> {
+    let Some(choice) = choice else {
+        return Ok((Arc::new(perplexity.clone()), None));
+    };
+    let mut cache_config = cache::CacheConfig::default();
+    if let CacheChoice::Redis(url) = choice {
+        cache_config.backend = cache::Backend::Redis { url };
+    }
+    let cache = cache::CachedProvider::new(perplexity.clone(), cache_config)?;
+    Ok((Arc::new(cache.clone()), Some(cache)))
 }
 
 /// Whether `url` names a Redis server (`redis://`, or `rediss://` with TLS).
@@ -313,36 +377,54 @@ fn apply_timeouts(timeouts: &mut Timeouts, file: &config::TimeoutsFile) {
 /// [`Error::InvalidValue`] naming a value that cannot be used.
 pub fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), Error> {
     apply_timeouts(&mut config.timeouts, &file.timeouts);
-    // `[families.NAME]` changes a default family or adds one; its models leave any other.
     for (name, entry) in &file.families {
-        let models: Vec<&str> = entry.models.iter().map(String::as_str).collect();
-        for family in &mut config.families {
-            family
-                .models
-                .retain(|model| !models.contains(&model.as_str()));
-        }
-        let index = match config
-            .families
-            .iter()
-            .position(|family| family.name == *name)
-        {
-            Some(index) => index,
-            None => {
-                config
-                    .families
-                    .push(ModelFamily::new(name.clone(), &[], config.timeouts));
-                config.families.len() - 1
-            }
-        };
-        let family = &mut config.families[index];
+        apply_family(config, name, entry);
+    }
+    apply_retry(config, &file.retry)?;
+    if let Some(rate) = file.breaker.failure_rate {
+        config.breaker.failure_rate = rate;
+    }
+    if let Some(calls) = file.breaker.minimum_calls {
+        config.breaker.minimum_calls = calls;
+    }
+    if let Some(open) = config::seconds(file.breaker.open_secs) {
+        config.breaker.open_duration = open;
+    }
+    Ok(())
+}
+
+/// `[families.NAME]` changes a default family or adds one; its models leave any other.
+fn apply_family(config: &mut PerplexityConfig, name: &str, entry: &config::FamilyFile) {
+    let models: Vec<&str> = entry.models.iter().map(String::as_str).collect();
+    for family in &mut config.families {
         family
             .models
-            .extend(models.iter().map(|model| (*model).to_owned()));
-        apply_timeouts(&mut family.timeouts, &entry.timeouts());
-        family.slow_call =
-            config::seconds(entry.slow_call_secs).unwrap_or(family.timeouts.total / 2);
+            .retain(|model| !models.contains(&model.as_str()));
     }
-    let retry = &file.retry;
+    let index = match config
+        .families
+        .iter()
+        .position(|family| family.name == name)
+    {
+        Some(index) => index,
+        None => {
+            config
+                .families
+                .push(ModelFamily::new(name.to_owned(), &[], config.timeouts));
+            config.families.len() - 1
+        }
+    };
+    let family = &mut config.families[index];
+    family
+        .models
+        .extend(models.iter().map(|model| (*model).to_owned()));
+    apply_timeouts(&mut family.timeouts, &entry.timeouts());
+    family.slow_call = config::seconds(entry.slow_call_secs).unwrap_or(family.timeouts.total / 2);
+}
+
+/// `[retry]`: attempts, backoff, fallback and the after-commit policy (parsed into its enum
+/// here, at the edge).
+fn apply_retry(config: &mut PerplexityConfig, retry: &config::RetryFile) -> Result<(), Error> {
     if let Some(attempts) = retry.max_attempts {
         config.backoff.max_attempts = attempts.max(1);
     }
@@ -368,15 +450,6 @@ pub fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> R
             ));
         }
     };
-    if let Some(rate) = file.breaker.failure_rate {
-        config.breaker.failure_rate = rate;
-    }
-    if let Some(calls) = file.breaker.minimum_calls {
-        config.breaker.minimum_calls = calls;
-    }
-    if let Some(open) = config::seconds(file.breaker.open_secs) {
-        config.breaker.open_duration = open;
-    }
     Ok(())
 }
 
