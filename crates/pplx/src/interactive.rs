@@ -58,37 +58,44 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
             continue;
         }
         let _ = editor.add_history_entry(line);
-        match line
-            .split_once(' ')
-            .map_or((line, ""), |(command, rest)| (command, rest.trim()))
-        {
-            ("/exit" | "/quit", _) => return 0,
-            ("/clear", _) => {
-                history.clear();
-                // A new conversation in the history too.
-                if let Some((log, conversation)) = &session.log
-                    && let Ok(id) = log.new_conversation()
-                {
-                    conversation.set(id);
-                }
-                eprintln!("(conversation cleared)");
+        if line.starts_with('/') {
+            if command(&mut session, &mut history, line) {
+                return 0;
             }
-            ("/help", _) => eprintln!("{HELP}"),
-            ("/model", "") => eprintln!("model: {}", session.model),
-            ("/model", model) => match session.perplexity.config().check_model(model) {
-                Ok(()) => {
-                    session.model = model.to_owned();
-                    eprintln!("model: {model}");
-                }
-                Err(error) => eprintln!("{error}; still on {}", session.model),
-            },
-            (command, _) if command.starts_with('/') => {
-                eprintln!("unknown command {command}; /help lists the commands")
-            }
-            _ => {
-                // Ctrl-C during an answer cancels it and comes back here.
-                let _ = ask(&session, &mut history, line).await;
-            }
+        } else {
+            // Ctrl-C during an answer cancels it and comes back here.
+            let _ = ask(&session, &mut history, line).await;
         }
     }
+}
+
+/// Runs a slash command; `true` when it ends the session.
+fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) -> bool {
+    match line
+        .split_once(' ')
+        .map_or((line, ""), |(command, rest)| (command, rest.trim()))
+    {
+        ("/exit" | "/quit", _) => return true,
+        ("/clear", _) => {
+            history.clear();
+            // A new conversation in the history too.
+            if let Some((log, conversation)) = &session.log
+                && let Ok(id) = log.new_conversation()
+            {
+                conversation.set(id);
+            }
+            eprintln!("(conversation cleared)");
+        }
+        ("/help", _) => eprintln!("{HELP}"),
+        ("/model", "") => eprintln!("model: {}", session.model),
+        ("/model", model) => match session.perplexity.config().check_model(model) {
+            Ok(()) => {
+                session.model = model.to_owned();
+                eprintln!("model: {model}");
+            }
+            Err(error) => eprintln!("{error}; still on {}", session.model),
+        },
+        (command, _) => eprintln!("unknown command {command}; /help lists the commands"),
+    }
+    false
 }

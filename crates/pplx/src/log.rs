@@ -177,5 +177,5 @@ fn show(entry: &Entry, json: bool) {
         let _ = writeln!(stdout, "\n{dim}({kind}: {message}){reset}");
     }
     drop(stdout);
-    crate::print_sources(&entry.sources, styled);
+    crate::output::print_sources(&entry.sources, styled);
 }

@@ -8,6 +8,7 @@
 mod interactive;
 mod json;
 mod log;
+mod output;
 mod render;
 mod stats;
 
@@ -24,8 +25,7 @@ use futures_util::StreamExt;
 use pplx::history::{Entry, History};
 use provider_perplexity::PerplexityProvider;
 
-use crate::json::{JsonLine, JsonResult, json_line};
-use crate::render::Renderer;
+use crate::output::Output;
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -259,39 +259,10 @@ fn start_conversation(
         }
         return Ok(Vec::new());
     }
-    let opened = match History::default_path() {
-        Some(path) => History::open(&path).map_err(|error| error.to_string()),
-        None => Err("no data directory: set XDG_DATA_HOME or HOME".to_owned()),
+    let Some(history) = open_history(continuing)? else {
+        return Ok(Vec::new());
     };
-    let history = match opened {
-        Ok(history) => history,
-        Err(error) => {
-            eprintln!("pplx: history: {error}; this answer is not kept");
-            if continuing {
-                eprintln!("pplx: cannot continue a conversation without the history");
-                return Err(EXIT_FAILURE);
-            }
-            return Ok(Vec::new());
-        }
-    };
-    let conversation = match (args.conversation, args.continue_last) {
-        (Some(id), _) => match history.has_conversation(id) {
-            Ok(true) => Some(id),
-            Ok(false) => {
-                eprintln!("pplx: no conversation c{id} in the history (see pplx log)");
-                return Err(EXIT_USAGE);
-            }
-            Err(error) => {
-                eprintln!("pplx: history: {error}");
-                return Err(EXIT_FAILURE);
-            }
-        },
-        (None, true) => history.last_conversation().unwrap_or_else(|error| {
-            eprintln!("pplx: history: {error}");
-            None
-        }),
-        (None, false) => None,
-    };
+    let conversation = continued_conversation(&history, args)?;
     let found = conversation.is_some();
     let (conversation, context) = match conversation {
         Some(id) => {
@@ -316,26 +287,75 @@ fn start_conversation(
         },
     };
     if continuing {
-        let id = conversation.unwrap_or_default();
-        match context.len() / 2 {
-            0 if !found => eprintln!(
-                "pplx: nothing to continue: the history has no conversation yet; starting c{id}"
-            ),
-            0 => eprintln!(
-                "pplx: conversation c{id} has no answered exchange yet: nothing to continue, the question is asked on its own"
-            ),
-            1 => eprintln!(
-                "pplx: continuing conversation c{id} on {}: 1 earlier exchange",
-                session.model
-            ),
-            exchanges => eprintln!(
-                "pplx: continuing conversation c{id} on {}: {exchanges} earlier exchanges",
-                session.model
-            ),
-        }
+        say_continuing(
+            conversation.unwrap_or_default(),
+            found,
+            &context,
+            &session.model,
+        );
     }
     session.log = conversation.map(|conversation| (history, std::cell::Cell::new(conversation)));
     Ok(context)
+}
+
+/// The history, or `None` (said) when it cannot be opened: then the answer is not kept, and
+/// a conversation cannot be continued.
+fn open_history(continuing: bool) -> Result<Option<History>, u8> {
+    let opened = match History::default_path() {
+        Some(path) => History::open(&path).map_err(|error| error.to_string()),
+        None => Err("no data directory: set XDG_DATA_HOME or HOME".to_owned()),
+    };
+    match opened {
+        Ok(history) => Ok(Some(history)),
+        Err(error) => {
+            eprintln!("pplx: history: {error}; this answer is not kept");
+            if continuing {
+                eprintln!("pplx: cannot continue a conversation without the history");
+                return Err(EXIT_FAILURE);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The conversation to continue: the one `--conversation` names (which must exist), or the
+/// last one with `-c` (`None` when there is none yet), or none.
+fn continued_conversation(history: &History, args: &Args) -> Result<Option<i64>, u8> {
+    match (args.conversation, args.continue_last) {
+        (Some(id), _) => match history.has_conversation(id) {
+            Ok(true) => Ok(Some(id)),
+            Ok(false) => {
+                eprintln!("pplx: no conversation c{id} in the history (see pplx log)");
+                Err(EXIT_USAGE)
+            }
+            Err(error) => {
+                eprintln!("pplx: history: {error}");
+                Err(EXIT_FAILURE)
+            }
+        },
+        (None, true) => Ok(history.last_conversation().unwrap_or_else(|error| {
+            eprintln!("pplx: history: {error}");
+            None
+        })),
+        (None, false) => Ok(None),
+    }
+}
+
+/// What continuing conversation `id` means: the exchanges sent along, on which model, or
+/// that there is nothing to continue.
+fn say_continuing(id: i64, found: bool, context: &[Message], model: &str) {
+    match context.len() / 2 {
+        0 if !found => eprintln!(
+            "pplx: nothing to continue: the history has no conversation yet; starting c{id}"
+        ),
+        0 => eprintln!(
+            "pplx: conversation c{id} has no answered exchange yet: nothing to continue, the question is asked on its own"
+        ),
+        1 => eprintln!("pplx: continuing conversation c{id} on {model}: 1 earlier exchange"),
+        exchanges => eprintln!(
+            "pplx: continuing conversation c{id} on {model}: {exchanges} earlier exchanges"
+        ),
+    }
 }
 
 /// The question from the arguments, or stdin (`-` or a pipe); `None` for an interactive session.
@@ -432,101 +452,66 @@ impl Progress {
     }
 }
 
-async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
+/// The request for `question`: the system prompt, the conversation so far, the question.
+fn request(session: &Session, history: &[Message], question: &str) -> ChatRequest {
     let mut messages = Vec::new();
     if let Some(system) = &session.system {
         messages.push(Message::system(system.clone()));
     }
     messages.extend(history.iter().cloned());
     messages.push(Message::user(question));
-    let request = ChatRequest {
+    ChatRequest {
         model: session.model.clone(),
         messages,
         ..ChatRequest::default()
-    };
+    }
+}
+
+async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
+    let request = request(session, history, question);
     let before = session.perplexity.key_stats();
     let cache_before = session.cache.as_ref().map(|cache| cache.stats());
     let started = Instant::now();
-    let styled = !session.json && std::io::stdout().is_terminal();
-    let width = terminal_size::terminal_size().map_or(80, |(width, _)| usize::from(width.0));
-    let mut renderer = Renderer::new(std::io::stdout().lock(), styled, width);
-    let spinner = if !session.json && std::io::stderr().is_terminal() {
-        let spinner = indicatif::ProgressBar::new_spinner().with_message("searching…");
-        spinner.enable_steady_tick(Duration::from_millis(80));
-        spinner
+    let mut output: Box<dyn Output> = if session.json {
+        Box::new(output::Json {
+            simulated: session._sim.is_some(),
+        })
     } else {
-        indicatif::ProgressBar::hidden()
+        Box::new(output::Terminal::new(session.show_reasoning))
     };
     let mut progress = Progress::default();
     let outcome = tokio::select! {
-        outcome = answer(session, request, &mut renderer, &spinner, &mut progress, started) => Some(outcome),
+        outcome = answer(session, request, output.as_mut(), &mut progress, started) => Some(outcome),
         _ = tokio::signal::ctrl_c() => None,
     };
-    spinner.finish_and_clear();
     let code = match outcome {
         None => {
             // The answer's future is dropped: the request is cancelled, the connection closed.
-            if !session.json {
-                let _ = renderer.finish();
-            }
-            drop(renderer);
             progress.error = Some(("cancelled".to_owned(), "interrupted".to_owned()));
-            if session.json {
-                let _ = json_line(&JsonLine::Error {
-                    kind: "cancelled",
-                    message: "interrupted".to_owned(),
-                    partial: &progress.text,
-                });
-            } else {
-                eprintln!("pplx: interrupted");
-            }
+            output.interrupted(&progress.text);
             EXIT_INTERRUPTED
         }
+        // Nobody reads the rest: the stream is dropped (the request cancelled) quietly.
         Some(Ok(())) if progress.stdout_closed => {
-            // Nobody reads the rest: the stream is dropped (the request cancelled) quietly.
-            drop(renderer);
             if progress.done.is_none() {
                 progress.error = Some(("cancelled".to_owned(), "stdout was closed".to_owned()));
             }
             0
         }
         Some(Ok(())) => {
-            if !session.json {
-                let _ = renderer.finish();
-            }
-            drop(renderer);
-            if !session.json {
-                print_sources(&progress.sources, styled);
-            }
+            output.complete(&progress.sources);
             0
         }
         Some(Err(error)) => {
-            if !progress.text.is_empty() && !session.json {
-                let _ = renderer.finish();
-            }
-            drop(renderer);
             let partial = error.partial_text().unwrap_or(&progress.text).to_owned();
             progress.error = Some((error.kind().as_str().to_owned(), error.to_string()));
-            progress.text = partial.clone();
-            if session.json {
-                let _ = json_line(&JsonLine::Error {
-                    kind: error.kind().as_str(),
-                    message: error.to_string(),
-                    partial: &partial,
-                });
-            } else {
-                eprintln!("pplx: {}", advice(&error, session.mode));
-            }
+            output.failed(&error, &partial, session.mode);
+            progress.text = partial;
             EXIT_FAILURE
         }
     };
-    if let (Some(cache), Some(cache_before)) = (&session.cache, cache_before) {
-        progress.cache_unreachable =
-            session.shared_cache && cache.stats().unavailable > cache_before.unavailable;
-    }
-    if progress.cache_unreachable && !session.cache_warned.replace(true) {
-        eprintln!("pplx: the shared cache (Redis) cannot be reached; this answer was not cached");
-    }
+    drop(output);
+    progress.cache_unreachable = cache_unreachable(session, cache_before);
     if session.stats {
         stats::print_stats(session, &before, &progress, started.elapsed());
     }
@@ -541,6 +526,19 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         ));
     }
     code
+}
+
+/// Whether the shared cache could not be reached since `before` (its statistics then); said
+/// once a process.
+fn cache_unreachable(session: &Session, before: Option<cache::CacheStats>) -> bool {
+    let (Some(cache), Some(before)) = (&session.cache, before) else {
+        return false;
+    };
+    let unreachable = session.shared_cache && cache.stats().unavailable > before.unavailable;
+    if unreachable && !session.cache_warned.replace(true) {
+        eprintln!("pplx: the shared cache (Redis) cannot be reached; this answer was not cached");
+    }
+    unreachable
 }
 
 /// Keeps the exchange in the history, whatever its outcome; a history that fails is said,
@@ -586,11 +584,12 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
     }
 }
 
-async fn answer<W: Write>(
+/// Streams the answer to `output`, keeping `progress`; stops early, with `Ok`, when the
+/// reader of stdout has gone.
+async fn answer(
     session: &Session,
     request: ChatRequest,
-    renderer: &mut Renderer<W>,
-    spinner: &indicatif::ProgressBar,
+    output: &mut dyn Output,
     progress: &mut Progress,
     started: Instant,
 ) -> Result<(), Error> {
@@ -604,82 +603,37 @@ async fn answer<W: Write>(
         Box::pin(futures_util::stream::iter(events))
     };
     while let Some(event) = stream.next().await {
-        let event = event?;
-        let mut written = Ok(());
-        match &event {
+        let written = match &event? {
             ChatEvent::TextDelta(text) => {
-                spinner.finish_and_clear();
                 progress
                     .first_token
                     .get_or_insert_with(|| started.elapsed());
                 progress.text.push_str(text);
-                if session.json {
-                    written = json_line(&JsonLine::Delta { text });
-                } else {
-                    written = renderer.push(text);
-                }
+                output.delta(text)
             }
             ChatEvent::ReasoningDelta(text) => {
                 progress.reasoning.push_str(text);
-                if session.json {
-                    written = json_line(&JsonLine::Reasoning { text });
-                } else if session.show_reasoning {
-                    spinner.finish_and_clear();
-                    written = renderer.dim(text);
-                }
+                output.reasoning(text)
             }
             ChatEvent::Sources(sources) => {
                 progress.sources = sources.clone();
-                if session.json {
-                    written = json_line(&JsonLine::Sources {
-                        citations: &sources.citations,
-                        search_results: sources
-                            .search_results
-                            .iter()
-                            .map(|result| JsonResult {
-                                title: &result.title,
-                                url: &result.url,
-                                date: result.date.as_deref(),
-                            })
-                            .collect(),
-                    });
-                }
+                output.sources(sources)
             }
             ChatEvent::Usage(usage) => {
                 progress.usage = Some(usage.clone());
-                if session.json {
-                    written = json_line(&JsonLine::Usage {
-                        prompt_tokens: usage.prompt_tokens,
-                        completion_tokens: usage.completion_tokens,
-                        total_tokens: usage.total_tokens,
-                        cost: usage.cost.as_ref().map(|cost| cost.total_cost),
-                    });
-                }
+                output.usage(usage)
             }
             ChatEvent::Restart => {
                 progress.text.clear();
                 progress.restarts += 1;
-                if session.json {
-                    written = json_line(&JsonLine::Restart);
-                } else {
-                    written = renderer.finish();
-                    eprintln!("pplx: the stream broke; starting the answer over");
-                }
+                output.restart()
             }
             ChatEvent::Done(response) => {
-                if session.json {
-                    written = json_line(&JsonLine::Done {
-                        finish_reason: response.finish_reason.as_str(),
-                        fallback: response.fallback,
-                        cached: response.cached,
-                        simulated: session._sim.is_some(),
-                        text: &response.text,
-                    });
-                }
                 progress.done = Some((**response).clone());
+                output.done(response)
             }
-            _ => {}
-        }
+            _ => Ok(()),
+        };
         if !progress.wrote(written) {
             return Ok(());
         }
@@ -687,52 +641,9 @@ async fn answer<W: Write>(
     Ok(())
 }
 
-/// A URL as a clickable terminal hyperlink (OSC 8) on a terminal that can show one, else as
-/// it is. Terminals without OSC 8 support ignore the sequence; `TERM=dumb` gets plain text.
-fn hyperlink(url: &str, styled: bool) -> String {
-    let capable = styled && std::env::var("TERM").map_or(true, |term| term != "dumb");
-    // A URL with control characters is never put inside an escape sequence.
-    if capable && !url.chars().any(char::is_control) {
-        format!("\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\")
-    } else {
-        url.to_owned()
-    }
-}
-
-fn print_sources(sources: &Sources, styled: bool) {
-    if sources.citations.is_empty() {
-        return;
-    }
-    let (dim, reset) = if styled {
-        ("\x1b[2m", "\x1b[0m")
-    } else {
-        ("", "")
-    };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "\n{dim}Sources{reset}");
-    for (number, url) in sources.numbered() {
-        let title = sources
-            .search_results
-            .iter()
-            .find(|result| result.url == url)
-            .map(|result| result.title.as_str())
-            .filter(|title| !title.is_empty());
-        let link = hyperlink(url, styled);
-        match title {
-            Some(title) => {
-                let _ = writeln!(stdout, "[{number}] {title} — {link}");
-            }
-            None => {
-                let _ = writeln!(stdout, "[{number}] {link}");
-            }
-        }
-    }
-    let _ = stdout.flush();
-}
-
 /// The error as advice: what happened and what to do, in the terms of the `mode` it was
 /// asked in (flags on the command line, slash commands in a session).
-fn advice(error: &Error, mode: Mode) -> String {
+pub(crate) fn advice(error: &Error, mode: Mode) -> String {
     use chat_core::ErrorKind;
     match (error.kind(), mode) {
         (ErrorKind::BadRequest, Mode::Interactive) => {
