@@ -82,16 +82,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(event) = stream.next().await {
         event?;
     }
-    provider
-        .search(serde_json::json!({
-            "query": "quantum computing",
-            "max_results": 5,
-            "max_tokens_per_page": 1024,
-            "search_recency_filter": "month",
-            "search_domain_filter": ["example.org"],
-            "country": "US",
-        }))
-        .await?;
+    let mut search = provider_perplexity::SearchRequest::new("quantum computing");
+    search.max_results = Some(5);
+    search.max_tokens_per_page = Some(1024);
+    search.search_recency_filter = Some("month".into());
+    search.search_domain_filter = vec!["example.org".into()];
+    search.country = Some("US".into());
+    search.search_type = Some(provider_perplexity::SearchType::Web);
+    provider.search(&search).await?;
 
     sim.wait_idle().await;
     for entry in sim.log() {

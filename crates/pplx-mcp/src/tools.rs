@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, Error, Message, Role};
 use futures_util::StreamExt;
-use provider_perplexity::PerplexityProvider;
+use provider_perplexity::{PerplexityProvider, SearchRequest, SearchType};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     ProgressNotificationParam, Tool, ToolAnnotations,
@@ -581,61 +581,63 @@ fn error_result(error: &Error) -> CallToolResult {
     result
 }
 
-async fn search(
-    perplexity: &PerplexityProvider,
-    arguments: &Map<String, Value>,
-) -> Result<CallToolResult, ErrorData> {
-    let query = query(arguments)?;
-    let mut body = json!({"query": query});
-    let integer = |name: &str, low: u64, high: u64| -> Result<Option<u64>, ErrorData> {
+/// The tool's arguments as a Search API request, checked as the official server's schema
+/// does. The tool takes the official server's `search_type` `web|fast`, but the Search API's
+/// own is `web|people` (the SDK's `SearchCreateParams`), and `fast` belongs to Sonar's
+/// `web_search_options`: so `fast` is not forwarded; the Search API's default backend answers,
+/// with lighter page extraction to keep it quick.
+fn search_request(arguments: &Map<String, Value>) -> Result<SearchRequest, ErrorData> {
+    let integer = |name: &str, low: u32, high: u32| -> Result<Option<u32>, ErrorData> {
         match arguments.get(name) {
             None => Ok(None),
             Some(value) => value
                 .as_u64()
+                .and_then(|number| u32::try_from(number).ok())
                 .filter(|number| (low..=high).contains(number))
                 .map(Some)
                 .ok_or_else(|| invalid(name, &format!("must be an integer from {low} to {high}"))),
         }
     };
-    body["max_results"] = integer("max_results", 1, 20)?.unwrap_or(10).into();
-    body["max_tokens_per_page"] = integer("max_tokens_per_page", 256, 2048)?
-        .unwrap_or(1024)
-        .into();
-    for name in ["country", "search_recency_filter", "search_type"] {
-        if let Some(value) = arguments.get(name) {
-            let text = value
+    let text = |name: &str| -> Result<Option<String>, ErrorData> {
+        match arguments.get(name) {
+            None => Ok(None),
+            Some(value) => value
                 .as_str()
-                .ok_or_else(|| invalid(name, "must be a string"))?;
-            body[name] = text.into();
+                .map(|text| Some(text.to_owned()))
+                .ok_or_else(|| invalid(name, "must be a string")),
         }
-    }
-    // The tool takes the official server's `web|fast`, but the Search API's own
-    // `search_type` is `web|people` (the SDK's `SearchCreateParams`); `fast` belongs to
-    // Sonar's `web_search_options`. So `fast` is not forwarded: the Search API's default
-    // backend answers, and its lighter page extraction keeps it quick.
-    if body["search_type"] == "fast" {
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("search_type");
-        }
-        if arguments.get("max_tokens_per_page").is_none() {
-            body["max_tokens_per_page"] = 512.into();
-        }
-    } else if !body["search_type"].is_null() && body["search_type"] != "web" {
-        return Err(invalid("search_type", "must be web or fast"));
+    };
+    let mut request = SearchRequest::new(query(arguments)?);
+    request.max_results = Some(integer("max_results", 1, 20)?.unwrap_or(10));
+    let pages = integer("max_tokens_per_page", 256, 2048)?;
+    request.max_tokens_per_page = Some(pages.unwrap_or(1024));
+    request.country = text("country")?;
+    request.search_recency_filter = text("search_recency_filter")?;
+    match text("search_type")?.as_deref() {
+        None => {}
+        Some("web") => request.search_type = Some(SearchType::Web),
+        Some("fast") => request.max_tokens_per_page = Some(pages.unwrap_or(512)),
+        Some(_) => return Err(invalid("search_type", "must be web or fast")),
     }
     if let Some(value) = arguments.get("search_domain_filter") {
-        if !value
-            .as_array()
-            .is_some_and(|domains| domains.iter().all(Value::is_string))
-        {
-            return Err(invalid(
-                "search_domain_filter",
-                "must be an array of domain names",
-            ));
-        }
-        body["search_domain_filter"] = value.clone();
+        let domains: Option<Vec<String>> = value.as_array().and_then(|domains| {
+            domains
+                .iter()
+                .map(|domain| domain.as_str().map(str::to_owned))
+                .collect()
+        });
+        request.search_domain_filter = domains
+            .ok_or_else(|| invalid("search_domain_filter", "must be an array of domain names"))?;
     }
-    match perplexity.search(body).await {
+    Ok(request)
+}
+
+async fn search(
+    perplexity: &PerplexityProvider,
+    arguments: &Map<String, Value>,
+) -> Result<CallToolResult, ErrorData> {
+    let request = search_request(arguments)?;
+    match perplexity.search(&request).await {
         Ok(results) => {
             let mut text = format!("Found {} search results:\n\n", results.len());
             for (index, result) in results.iter().enumerate() {

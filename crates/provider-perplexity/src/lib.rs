@@ -176,7 +176,7 @@ pub use config::{
     PRESETS, PerplexityConfig, Proxy, SONAR_MODELS, Timeouts, base_url_from_env, keys_from,
     keys_from_env,
 };
-pub use options::{SearchContextSize, SearchMode, SonarOptions};
+pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, SonarOptions};
 
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{
@@ -381,15 +381,14 @@ impl PerplexityProvider {
         &self.shared.config
     }
 
-    /// Perplexity's Search API (`POST /search`): ranked web results, no answer. `body` holds
-    /// its fields (`query`, `max_results`, `max_tokens_per_page`, `country`, the filters); the
-    /// request gets the same protections as a chat request.
+    /// Perplexity's Search API (`POST /search`): ranked web results, no answer. The request
+    /// gets the same protections as a chat request.
     ///
     /// # Errors
     /// As for a chat request.
     pub async fn search(
         &self,
-        body: serde_json::Value,
+        request: &SearchRequest,
     ) -> Result<Vec<chat_core::SearchResult>, Error> {
         #[derive(serde::Deserialize)]
         struct Results {
@@ -403,7 +402,10 @@ impl PerplexityProvider {
             retrier: self.shared.retriers[0][0].clone(),
         };
         let deadline = resilience::later(Instant::now(), route.timeouts.total);
-        let body = Bytes::from(body.to_string());
+        let body = Bytes::from(
+            serde_json::to_vec(request)
+                .map_err(|error| Error::config(format!("search request: {error}")))?,
+        );
         self.shared
             .post(
                 &route,

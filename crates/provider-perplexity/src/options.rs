@@ -101,3 +101,104 @@ impl SonarOptions {
         request
     }
 }
+
+/// Which backend the Search API searches (its own `search_type`, not Sonar's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SearchType {
+    /// Web pages.
+    Web,
+    /// People.
+    People,
+}
+
+/// A Search API request (`POST /search`, the SDK's `SearchCreateParams`): ranked web
+/// results, no answer, for [`PerplexityProvider::search`](crate::PerplexityProvider::search).
+/// Fields left `None` (or empty) are not sent, so the service's defaults apply.
+///
+/// ```
+/// let mut request = provider_perplexity::SearchRequest::new("tallest volcano");
+/// request.max_results = Some(5);
+/// request.search_domain_filter = vec!["nasa.gov".into()];
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SearchRequest {
+    /// What to search for.
+    pub query: String,
+    /// How many results, 1 to 20 (the service's default: 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u32>,
+    /// Tokens extracted from each page, 256 to 2048 (the service's default: 1024).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_page: Option<u32>,
+    /// Tokens extracted from all pages together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Results from this country first: an ISO 3166-1 alpha-2 code (`US`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// `hour`, `day`, `week`, `month` or `year`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_recency_filter: Option<String>,
+    /// Domains to use, or to exclude with a leading `-` (20 at most).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search_domain_filter: Vec<String>,
+    /// Languages to keep (ISO 639-1 codes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search_language_filter: Vec<String>,
+    /// Pages published after this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_after_date_filter: Option<String>,
+    /// Pages published before this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_before_date_filter: Option<String>,
+    /// Pages updated after this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_after_filter: Option<String>,
+    /// Pages updated before this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_before_filter: Option<String>,
+    /// The web, scholarly sources or SEC filings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_mode: Option<SearchMode>,
+    /// The backend: web pages or people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_type: Option<SearchType>,
+}
+
+impl SearchRequest {
+    /// A search for `query`, with the service's defaults for everything else.
+    pub fn new(query: impl Into<String>) -> Self {
+        SearchRequest {
+            query: query.into(),
+            ..SearchRequest::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_request_sends_only_what_is_set_under_the_sdks_names() {
+        let request = SearchRequest::new("tallest volcano");
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"query": "tallest volcano"})
+        );
+        let mut request = SearchRequest::new("tallest volcano");
+        request.max_results = Some(5);
+        request.search_domain_filter = vec!["nasa.gov".into()];
+        request.search_mode = Some(SearchMode::Academic);
+        request.search_type = Some(SearchType::People);
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"query": "tallest volcano", "max_results": 5,
+                "search_domain_filter": ["nasa.gov"], "search_mode": "academic",
+                "search_type": "people"})
+        );
+    }
+}
