@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use chat_core::ChatProvider;
 use clap::Parser;
+use pplx_setup::environment::{self, LogLevel, list as env_list, variable as env};
 use provider_perplexity::PerplexityProvider;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
@@ -119,40 +120,14 @@ impl ServerHandler for PplxMcp {
     }
 }
 
-/// A variable's value, when set and not blank.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-}
-
-/// A comma-separated variable as a list.
-fn env_list(name: &str) -> Vec<String> {
-    env(name)
-        .map(|value| {
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     // PERPLEXITY_LOG_LEVEL, as the official server reads it (debug, info, warn, error).
-    let level = match env("PERPLEXITY_LOG_LEVEL")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "trace" => tracing::Level::TRACE,
-        "debug" => tracing::Level::DEBUG,
-        "info" => tracing::Level::INFO,
-        "error" => tracing::Level::ERROR,
+    let level = match environment::log_level() {
+        LogLevel::Trace => tracing::Level::TRACE,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Error => tracing::Level::ERROR,
         _ => tracing::Level::WARN,
     };
     tracing_subscriber::fmt()
@@ -182,20 +157,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let file =
         pplx_setup::config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
-    let total_timeout = match env("PERPLEXITY_TIMEOUT_MS") {
-        None => None,
-        Some(text) => match text.parse::<u64>() {
-            // Clamped to a day: a bound, not an invitation to overflow a deadline.
-            Ok(millis) if millis > 0 => {
-                Some(std::time::Duration::from_millis(millis.min(86_400_000)))
-            }
-            _ => {
-                return Err(format!(
-                    "PERPLEXITY_TIMEOUT_MS is {text:?}: a positive number of milliseconds"
-                ));
-            }
-        },
-    };
+    let total_timeout = environment::total_timeout().map_err(|error| error.to_string())?;
     let models = tools::Models {
         ask: file
             .mcp
@@ -258,9 +220,7 @@ async fn run(args: Args) -> Result<(), String> {
         }
         Some(addr) => {
             let addr = http_address(&addr)?;
-            let token = std::env::var(&args.token_env)
-                .ok()
-                .filter(|token| !token.is_empty());
+            let token = env(&args.token_env);
             check_exposure(
                 addr,
                 token.is_some(),

@@ -8,6 +8,8 @@
 //! - [`setup`] combines [`SetupOptions`] (the command line), the file and the environment
 //!   into a [`Setup`]: the provider with its cache in front, the default model, and, with
 //!   no key, the built-in simulator (feature `simulator`).
+//! - [`environment`] reads the other variables the programs use (`PERPLEXITY_TIMEOUT_MS`,
+//!   `PERPLEXITY_LOG_LEVEL`, lists such as `ALLOWED_HOSTS`), each checked in one place.
 //! - [`Error`] is the one error both fail with; [`Error::is_usage`] tells a program which
 //!   exit code to use.
 //!
@@ -28,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod environment;
 mod error;
 mod setup;
 
