@@ -157,36 +157,8 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let file =
         pplx_setup::config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
-    let total_timeout = environment::total_timeout().map_err(|error| error.to_string())?;
-    let models = tools::Models {
-        ask: file
-            .mcp
-            .ask_model
-            .clone()
-            .unwrap_or_else(|| tools::Models::default().ask),
-        reason: file
-            .mcp
-            .reason_model
-            .clone()
-            .unwrap_or_else(|| tools::Models::default().reason),
-        research: file
-            .mcp
-            .research_model
-            .clone()
-            .unwrap_or_else(|| tools::Models::default().research),
-    };
-    let options = pplx_setup::SetupOptions {
-        base_url: args.base_url.clone(),
-        allow_insecure_http: args.allow_insecure_http,
-        sim: args.sim,
-        cache: args.cache.clone(),
-        no_cache: args.no_cache,
-        shared_state: args.shared_state.clone(),
-        require_key: true,
-        total_timeout,
-        ..pplx_setup::SetupOptions::default()
-    };
-    let setup = pplx_setup::setup(&options, file)
+    let models = models(&file.mcp);
+    let setup = pplx_setup::setup(&setup_options(&args)?, file)
         .await
         .map_err(|error| error.to_string())?;
     if let Some(notice) = &setup.notice {
@@ -206,41 +178,72 @@ async fn run(args: Args) -> Result<(), String> {
         instructions,
     };
     let _simulator = setup.simulator;
-    match args.http {
-        None => {
-            let running = server
-                .serve(rmcp::transport::stdio())
-                .await
-                .map_err(|error| format!("cannot start on stdio: {error}"))?;
-            running
-                .waiting()
-                .await
-                .map_err(|error| format!("stdio session failed: {error}"))?;
-            Ok(())
-        }
-        Some(addr) => {
-            let addr = http_address(&addr)?;
-            let token = env(&args.token_env);
-            check_exposure(
-                addr,
-                token.is_some(),
-                args.allow_unauthenticated,
-                &args.token_env,
-            )?;
-            // Flags win; the official server's variables otherwise.
-            let hosts = if args.allow_hosts.is_empty() {
-                env_list("ALLOWED_HOSTS")
-            } else {
-                args.allow_hosts.clone()
-            };
-            let origins = if args.allow_origins.is_empty() {
-                env_list("ALLOWED_ORIGINS")
-            } else {
-                args.allow_origins.clone()
-            };
-            http::serve(server, addr, &hosts, &origins, token).await
-        }
+    match &args.http {
+        None => serve_stdio(server).await,
+        Some(addr) => serve_http(server, &args, addr).await,
     }
+}
+
+/// The models behind the chat tools: the config file's `[mcp]`, else the official server's.
+fn models(file: &pplx_setup::config::McpFile) -> tools::Models {
+    let defaults = tools::Models::default();
+    tools::Models {
+        ask: file.ask_model.clone().unwrap_or(defaults.ask),
+        reason: file.reason_model.clone().unwrap_or(defaults.reason),
+        research: file.research_model.clone().unwrap_or(defaults.research),
+    }
+}
+
+/// What the command line and `PERPLEXITY_TIMEOUT_MS` ask of the shared setup; a key is
+/// required (unless `--sim`), as the official server requires one.
+fn setup_options(args: &Args) -> Result<pplx_setup::SetupOptions, String> {
+    Ok(pplx_setup::SetupOptions {
+        base_url: args.base_url.clone(),
+        allow_insecure_http: args.allow_insecure_http,
+        sim: args.sim,
+        cache: args.cache.clone(),
+        no_cache: args.no_cache,
+        shared_state: args.shared_state.clone(),
+        require_key: true,
+        total_timeout: environment::total_timeout().map_err(|error| error.to_string())?,
+        ..pplx_setup::SetupOptions::default()
+    })
+}
+
+async fn serve_stdio(server: PplxMcp) -> Result<(), String> {
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|error| format!("cannot start on stdio: {error}"))?;
+    running
+        .waiting()
+        .await
+        .map_err(|error| format!("stdio session failed: {error}"))?;
+    Ok(())
+}
+
+/// Streamable HTTP at `addr` (empty: `BIND_ADDRESS` and `PORT`), behind the token and the
+/// Host and Origin allow-lists (flags win; the official server's variables otherwise).
+async fn serve_http(server: PplxMcp, args: &Args, addr: &str) -> Result<(), String> {
+    let addr = http_address(addr)?;
+    let token = env(&args.token_env);
+    check_exposure(
+        addr,
+        token.is_some(),
+        args.allow_unauthenticated,
+        &args.token_env,
+    )?;
+    let hosts = if args.allow_hosts.is_empty() {
+        env_list("ALLOWED_HOSTS")
+    } else {
+        args.allow_hosts.clone()
+    };
+    let origins = if args.allow_origins.is_empty() {
+        env_list("ALLOWED_ORIGINS")
+    } else {
+        args.allow_origins.clone()
+    };
+    http::serve(server, addr, &hosts, &origins, token).await
 }
 
 /// Refuses to serve a non-loopback address with no token unless explicitly allowed: anyone on

@@ -158,16 +158,48 @@ fn annotations() -> ToolAnnotations {
 
 /// Every tool, as `tools/list` gives them.
 pub(crate) fn list(models: &Models) -> ListToolsResult {
+    ListToolsResult::with_all_items(vec![
+        chat_tool(
+            ToolName::Ask,
+            "Ask Perplexity",
+            format!(
+                "Answer a question using web-grounded AI (Perplexity Agent API, {} preset). Best for: quick factual questions, summaries, explanations, and general Q&A. Returns a text response with numbered citations. Fastest and cheapest option. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size. For in-depth multi-source research, use perplexity_research instead. For step-by-step reasoning and analysis, use perplexity_reason instead.",
+                models.ask
+            ),
+        ),
+        chat_tool(
+            ToolName::Reason,
+            "Advanced Reasoning",
+            format!(
+                "Analyze a question using step-by-step reasoning with web grounding (Perplexity Agent API, {} preset). Best for: math, logic, comparisons, complex arguments, and tasks requiring chain-of-thought. Returns a reasoned response with numbered citations. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size.",
+                models.reason
+            ),
+        ),
+        chat_tool(
+            ToolName::Research,
+            "Deep Research",
+            format!(
+                "Conduct deep, multi-source research on a topic (Perplexity Agent API, {} preset). Best for: literature reviews, comprehensive overviews, investigative queries needing many sources. Returns a detailed response with numbered citations. Significantly slower than other tools (can take minutes).",
+                models.research
+            ),
+        ),
+        search_tool(),
+        seed_tool(),
+    ])
+}
+
+/// `perplexity_search`: the Search API's ranked results.
+fn search_tool() -> Tool {
     let search_input = json!({
         "type": "object",
         "properties": {
-            "query": {"type": "string", "description": "Search query string"},
-            "max_results": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Maximum number of results (1-20, default 10)"},
-            "max_tokens_per_page": {"type": "integer", "minimum": 256, "maximum": 2048, "description": "Maximum tokens extracted per page (default 1024)"},
-            "country": {"type": "string", "description": "ISO 3166-1 alpha-2 country code for regional results"},
-            "search_recency_filter": {"type": "string", "enum": ["hour", "day", "week", "month", "year"]},
-            "search_domain_filter": {"type": "array", "items": {"type": "string"}},
-            "search_type": {"type": "string", "enum": ["web", "fast"]}
+        "query": {"type": "string", "description": "Search query string"},
+        "max_results": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Maximum number of results (1-20, default 10)"},
+        "max_tokens_per_page": {"type": "integer", "minimum": 256, "maximum": 2048, "description": "Maximum tokens extracted per page (default 1024)"},
+        "country": {"type": "string", "description": "ISO 3166-1 alpha-2 country code for regional results"},
+        "search_recency_filter": {"type": "string", "enum": ["hour", "day", "week", "month", "year"]},
+        "search_domain_filter": {"type": "array", "items": {"type": "string"}},
+        "search_type": {"type": "string", "enum": ["web", "fast"]}
         },
         "required": ["query"]
     });
@@ -176,58 +208,45 @@ pub(crate) fn list(models: &Models) -> ListToolsResult {
         "properties": {"results": {"type": "string"}, "items": {"type": "array"}},
         "required": ["results"]
     });
+    Tool::new(
+        ToolName::Search.as_str(),
+        "Search the web and return a ranked list of results with titles, URLs, snippets, and dates. Best for: finding specific URLs, checking recent news, verifying facts, discovering sources. Returns formatted results (title, URL, snippet, date) with no AI synthesis.",
+        schema(search_input),
+    )
+    .with_title("Search the Web")
+    .with_raw_output_schema(schema(search_output))
+    .with_annotations(annotations())
+}
+
+/// `perplexity_search_streaming`: the seed server's tool.
+fn seed_tool() -> Tool {
     let seed_input = json!({
         "type": "object",
         "properties": {
-            "query": {"type": "string", "description": "The question to answer"},
-            "model": {"type": "string", "default": SEED_MODEL, "description": "The model (default sonar)"}
+        "query": {"type": "string", "description": "The question to answer"},
+        "model": {"type": "string", "default": SEED_MODEL, "description": "The model (default sonar)"}
         },
         "required": ["query"]
     });
     let seed_output = json!({
         "type": "object",
         "properties": {
-            "success": {"type": "boolean"},
-            "answer": {"type": "string"},
-            "model": {"type": "string"},
-            "streaming": {"type": "boolean", "description": "false when the answer came from the non-streaming fallback"},
-            "error": {"type": "string"}
+        "success": {"type": "boolean"},
+        "answer": {"type": "string"},
+        "model": {"type": "string"},
+        "streaming": {"type": "boolean", "description": "false when the answer came from the non-streaming fallback"},
+        "error": {"type": "string"}
         },
         "required": ["success"]
     });
-    ListToolsResult::with_all_items(vec![
-        chat_tool(
-            ToolName::Ask,
-            "Ask Perplexity",
-            format!("Answer a question using web-grounded AI (Perplexity Agent API, {} preset). Best for: quick factual questions, summaries, explanations, and general Q&A. Returns a text response with numbered citations. Fastest and cheapest option. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size. For in-depth multi-source research, use perplexity_research instead. For step-by-step reasoning and analysis, use perplexity_reason instead.", models.ask),
-        ),
-        chat_tool(
-            ToolName::Reason,
-            "Advanced Reasoning",
-            format!("Analyze a question using step-by-step reasoning with web grounding (Perplexity Agent API, {} preset). Best for: math, logic, comparisons, complex arguments, and tasks requiring chain-of-thought. Returns a reasoned response with numbered citations. Supports filtering by recency (hour/day/week/month/year), domain restrictions, and search context size.", models.reason),
-        ),
-        chat_tool(
-            ToolName::Research,
-            "Deep Research",
-            format!("Conduct deep, multi-source research on a topic (Perplexity Agent API, {} preset). Best for: literature reviews, comprehensive overviews, investigative queries needing many sources. Returns a detailed response with numbered citations. Significantly slower than other tools (can take minutes).", models.research),
-        ),
-        Tool::new(
-            ToolName::Search.as_str(),
-            "Search the web and return a ranked list of results with titles, URLs, snippets, and dates. Best for: finding specific URLs, checking recent news, verifying facts, discovering sources. Returns formatted results (title, URL, snippet, date) with no AI synthesis.",
-            schema(search_input),
-        )
-        .with_title("Search the Web")
-        .with_raw_output_schema(schema(search_output))
-        .with_annotations(annotations()),
-        Tool::new(
-            ToolName::SearchStreaming.as_str(),
-            "Stream an answer from Perplexity with key rotation, retries and a non-streaming fallback; returns {success, answer, model, streaming}.",
-            schema(seed_input),
-        )
-        .with_title("Perplexity Search (streaming)")
-        .with_raw_output_schema(schema(seed_output))
-        .with_annotations(annotations()),
-    ])
+    Tool::new(
+        ToolName::SearchStreaming.as_str(),
+        "Stream an answer from Perplexity with key rotation, retries and a non-streaming fallback; returns {success, answer, model, streaming}.",
+        schema(seed_input),
+    )
+    .with_title("Perplexity Search (streaming)")
+    .with_raw_output_schema(schema(seed_output))
+    .with_annotations(annotations())
 }
 
 fn invalid(field: &str, problem: &str) -> ErrorData {
