@@ -239,6 +239,32 @@ pub(crate) async fn send_to(
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Error> {
+    let request = request(base_url, path, body, key, stream)?;
+    let started = tokio::time::Instant::now();
+    let response = match tokio::time::timeout(timeouts.headers, client.request(request)).await {
+        Err(_) => return Err(Error::timeout(TimeoutPhase::Headers)),
+        Ok(Err(error)) => return Err(transport_error(error)),
+        Ok(Ok(response)) => response,
+    };
+    tracing::info!(
+        status = response.status().as_u16(),
+        headers_ms = started.elapsed().as_millis() as u64,
+        "response headers"
+    );
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(refusal(response, stream, timeouts).await)
+}
+
+/// The POST to `path`, its key in a sensitive header.
+fn request(
+    base_url: &str,
+    path: &str,
+    body: Bytes,
+    key: &ApiKey,
+    stream: bool,
+) -> Result<Request<Full<Bytes>>, Error> {
     let mut bearer = format!("Bearer {}", key.expose());
     let authorization = HeaderValue::try_from(bearer.as_str());
     // Our copy of the header text is wiped (hyper keeps its own, marked sensitive below).
@@ -247,38 +273,29 @@ pub(crate) async fn send_to(
         .map_err(|_| Error::config("an API key holds characters a header cannot carry"))?;
     // Kept out of HTTP/2 header compression tables and of hyper's debug output.
     authorization.set_sensitive(true);
-    let request = Request::post(format!("{base_url}{path}"))
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    Request::post(format!("{base_url}{path}"))
         .header(AUTHORIZATION, authorization)
         .header(CONTENT_TYPE, "application/json")
-        .header(
-            ACCEPT,
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )
+        .header(ACCEPT, accept)
         .header(
             USER_AGENT,
             concat!("pplx-stream/", env!("CARGO_PKG_VERSION")),
         )
         .body(Full::new(body))
-        .map_err(|error| Error::config(format!("cannot build the request: {error}")))?;
-    let started = tokio::time::Instant::now();
-    let response = match tokio::time::timeout(timeouts.headers, client.request(request)).await {
-        Err(_) => return Err(Error::timeout(TimeoutPhase::Headers)),
-        Ok(Err(error)) => return Err(transport_error(error)),
-        Ok(Ok(response)) => response,
-    };
+        .map_err(|error| Error::config(format!("cannot build the request: {error}")))
+}
+
+/// The error a non-2xx response stands for: its status, the server's words from a bounded
+/// read of its body (within the idle deadline), its retry hints, or, for a stream request
+/// refused for its `stream` parameter, [`Error::not_streaming`] (it can still be answered
+/// without streaming).
+async fn refusal(response: Response<Incoming>, stream: bool, timeouts: &Timeouts) -> Error {
     let status = response.status().as_u16();
-    tracing::info!(
-        status,
-        headers_ms = started.elapsed().as_millis() as u64,
-        "response headers"
-    );
-    if response.status().is_success() {
-        return Ok(response);
-    }
     let header = |name: &str| {
         response
             .headers()
@@ -298,23 +315,21 @@ pub(crate) async fn send_to(
         _ => None,
     };
     let content_type = header("content-type").unwrap_or_default();
-    // The body says why; read a bounded amount of it, within the idle deadline.
     let body = Limited::new(response.into_body(), 64 << 10).collect();
     let body = match tokio::time::timeout(timeouts.idle, body).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         _ => Bytes::new(),
     };
     let message = wire::error_message(status, &content_type, &body);
-    // A request refused for its `stream` parameter can still be answered without it.
     let about_stream = matches!(status, 400 | 422)
         && stream
         && wire::error_param(&body).is_some_and(|param| param.starts_with("stream"));
     if about_stream {
-        return Err(Error::not_streaming(Some(status), message));
+        return Error::not_streaming(Some(status), message);
     }
-    Err(Error::status(status, message)
+    Error::status(status, message)
         .with_retry_after(retry_after)
-        .with_should_retry(should_retry))
+        .with_should_retry(should_retry)
 }
 
 /// A transport failure: a connect timeout, another connect failure, or a broken connection.

@@ -235,7 +235,6 @@ impl PerplexityProvider {
             ));
         }
         let base_url = client::check_base_url(&config.base_url, config.allow_insecure_http)?;
-        let budget = Arc::new(RetryBudget::new(config.budget));
         let keys = KeyPool::new(config.keys.clone(), config.key_pool);
         let shared_state = config.shared_state.clone().or_else(|| {
             // A rate limit alone still spaces this process's requests.
@@ -246,43 +245,7 @@ impl PerplexityProvider {
         if let Some(state) = &shared_state {
             keys.share(state.clone(), config.key_rpm);
         }
-        let mut limits = vec![(
-            "default",
-            config.timeouts.total,
-            config.breaker.slow_call_duration,
-        )];
-        limits.extend(config.families.iter().map(|family| {
-            (
-                family.name.as_str(),
-                family.timeouts.total,
-                family.slow_call,
-            )
-        }));
-        let retriers = limits
-            .into_iter()
-            .map(|(family, total, slow_call)| {
-                let retrier = |api: &str| {
-                    let policy = BackoffPolicy {
-                        total_deadline: total,
-                        ..config.backoff
-                    };
-                    let breaker = resilience::BreakerConfig {
-                        slow_call_duration: slow_call,
-                        ..config.breaker
-                    };
-                    let breaker = Arc::new(CircuitBreaker::new(breaker));
-                    if let Some(state) = &shared_state {
-                        // One endpoint per base URL, API and family, in every process.
-                        breaker.share(
-                            state.clone(),
-                            format!("{} {api}/{family}", without_userinfo(&base_url)),
-                        );
-                    }
-                    Retrier::new(policy, budget.clone(), breaker, keys.clone())
-                };
-                [retrier("sonar"), retrier("agent")]
-            })
-            .collect();
+        let retriers = retriers(&config, &base_url, &keys, shared_state.as_ref());
         let client = client::http_client(
             config.timeouts.connect,
             &config.proxy,
@@ -562,13 +525,24 @@ impl Shared {
             self.config.max_answer_bytes,
             run,
         );
+        let held = self.hold_until_commit(&mut live, cancel).await?;
+        Ok((live, held))
+    }
+
+    /// Reads `live` to the commit point: the events before it, ending with the first text
+    /// delta (or `Done`, for an empty answer). A stream that ends or breaks before it
+    /// abandons its run (another attempt, or the fallback, answers).
+    async fn hold_until_commit(
+        &self,
+        live: &mut Live,
+        cancel: &CancelOnDrop,
+    ) -> Result<Vec<ChatEvent>, Error> {
         let mut held = Vec::new();
         loop {
-            let next = live.next().await;
-            match next {
+            match live.next().await {
                 Ok(Some(event @ (ChatEvent::TextDelta(_) | ChatEvent::Done(_)))) => {
                     held.push(event);
-                    return Ok((live, held));
+                    return Ok(held);
                 }
                 Ok(Some(event)) => held.push(event),
                 Ok(None) => {
@@ -576,13 +550,59 @@ impl Shared {
                     return Err(Error::incomplete("the stream ended before its final event"));
                 }
                 Err(error) => {
-                    // This run is abandoned (another attempt, or the fallback, answers).
                     cancel.fire();
                     return Err(self.redact(error));
                 }
             }
         }
     }
+}
+
+/// One retrier per model family (the defaults first) and API, `[sonar, agent]`: each with
+/// the family's total deadline and slow-call threshold and a breaker of its own (shared, when
+/// state is, under one name per base URL, API and family in every process), all drawing on
+/// one key pool and one retry budget.
+fn retriers(
+    config: &PerplexityConfig,
+    base_url: &str,
+    keys: &KeyPool,
+    shared_state: Option<&Arc<dyn resilience::SharedState>>,
+) -> Vec<[Retrier; 2]> {
+    let budget = Arc::new(RetryBudget::new(config.budget));
+    let mut limits = vec![(
+        "default",
+        config.timeouts.total,
+        config.breaker.slow_call_duration,
+    )];
+    limits.extend(config.families.iter().map(|family| {
+        (
+            family.name.as_str(),
+            family.timeouts.total,
+            family.slow_call,
+        )
+    }));
+    let endpoint = without_userinfo(base_url);
+    limits
+        .into_iter()
+        .map(|(family, total, slow_call)| {
+            let retrier = |api: &str| {
+                let policy = BackoffPolicy {
+                    total_deadline: total,
+                    ..config.backoff
+                };
+                let breaker = resilience::BreakerConfig {
+                    slow_call_duration: slow_call,
+                    ..config.breaker
+                };
+                let breaker = Arc::new(CircuitBreaker::new(breaker));
+                if let Some(state) = shared_state {
+                    breaker.share(state.clone(), format!("{endpoint} {api}/{family}"));
+                }
+                Retrier::new(policy, budget.clone(), breaker, keys.clone())
+            };
+            [retrier("sonar"), retrier("agent")]
+        })
+        .collect()
 }
 
 /// The tries one answer took, and how often the key changed between them, for

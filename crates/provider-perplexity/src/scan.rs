@@ -130,69 +130,71 @@ fn members(
 pub(crate) fn chunk(bytes: &[u8]) -> Option<Chunk<'_>> {
     let mut chunk = Chunk::default();
     let start = skip_whitespace(bytes, 0);
-    members(bytes, start, |key, value| {
-        match key {
-            b"choices" => {
-                if bytes.get(value) != Some(&b'[') {
-                    return value_end(bytes, value);
-                }
-                let first = skip_whitespace(bytes, value + 1);
-                if bytes.get(first) != Some(&b'{') {
-                    return value_end(bytes, value);
-                }
-                let mut at = members(bytes, first, |key, value| match key {
-                    b"delta" => members(bytes, value, |key, value| {
-                        if key == b"content" && bytes.get(value) == Some(&b'"') {
-                            let (end, escaped) = string_end(bytes, value)?;
-                            chunk.delta = Some(if escaped {
-                                Delta::Escaped(&bytes[value..end])
-                            } else {
-                                Delta::Plain(&bytes[value + 1..end - 1])
-                            });
-                            return Some(end);
-                        }
-                        value_end(bytes, value)
-                    }),
-                    b"finish_reason" => {
-                        let end = value_end(bytes, value)?;
-                        chunk.finish_reason = Some(&bytes[value..end]);
-                        Some(end)
-                    }
-                    _ => value_end(bytes, value),
-                })?;
-                // Other choices (there are none in practice) are skipped.
-                loop {
-                    at = skip_whitespace(bytes, at);
-                    match *bytes.get(at)? {
-                        b']' => break Some(at + 1),
-                        b',' => at = value_end(bytes, skip_whitespace(bytes, at + 1))?,
-                        _ => return None,
-                    }
-                }
-            }
-            b"id" | b"model" => {
-                chunk.has_identity = true;
-                value_end(bytes, value)
-            }
-            b"object" => {
-                let end = value_end(bytes, value)?;
-                chunk.object = Some(&bytes[value..end]);
-                Some(end)
-            }
-            b"citations" | b"search_results" | b"usage" => {
-                let end = value_end(bytes, value)?;
-                let raw = Some(&bytes[value..end]);
-                match key {
-                    b"citations" => chunk.citations = raw,
-                    b"search_results" => chunk.search_results = raw,
-                    _ => chunk.usage = raw,
-                }
-                Some(end)
-            }
-            _ => value_end(bytes, value),
+    members(bytes, start, |key, value| match key {
+        b"choices" => choices(bytes, value, &mut chunk),
+        b"id" | b"model" => {
+            chunk.has_identity = true;
+            value_end(bytes, value)
         }
+        b"object" => {
+            let end = value_end(bytes, value)?;
+            chunk.object = Some(&bytes[value..end]);
+            Some(end)
+        }
+        b"citations" | b"search_results" | b"usage" => {
+            let end = value_end(bytes, value)?;
+            let raw = Some(&bytes[value..end]);
+            match key {
+                b"citations" => chunk.citations = raw,
+                b"search_results" => chunk.search_results = raw,
+                _ => chunk.usage = raw,
+            }
+            Some(end)
+        }
+        _ => value_end(bytes, value),
     })?;
     Some(chunk)
+}
+
+/// `choices` at `value`: the first choice's `delta.content` and `finish_reason` into
+/// `chunk`; the end of the array.
+fn choices<'a>(bytes: &'a [u8], value: usize, chunk: &mut Chunk<'a>) -> Option<usize> {
+    if bytes.get(value) != Some(&b'[') {
+        return value_end(bytes, value);
+    }
+    let first = skip_whitespace(bytes, value + 1);
+    if bytes.get(first) != Some(&b'{') {
+        return value_end(bytes, value);
+    }
+    let mut at = members(bytes, first, |key, value| match key {
+        b"delta" => members(bytes, value, |key, value| {
+            if key == b"content" && bytes.get(value) == Some(&b'"') {
+                let (end, escaped) = string_end(bytes, value)?;
+                chunk.delta = Some(if escaped {
+                    Delta::Escaped(&bytes[value..end])
+                } else {
+                    Delta::Plain(&bytes[value + 1..end - 1])
+                });
+                return Some(end);
+            }
+            value_end(bytes, value)
+        }),
+        b"finish_reason" => {
+            let end = value_end(bytes, value)?;
+            chunk.finish_reason = Some(&bytes[value..end]);
+            Some(end)
+        }
+        _ => value_end(bytes, value),
+    })?;
+    // Other choices (there are none in practice) are skipped.
+    loop {
+        at = skip_whitespace(bytes, at);
+        match *bytes.get(at)? {
+            b']' => break Some(at + 1),
+            b',' => at = value_end(bytes, skip_whitespace(bytes, at + 1))?,
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
