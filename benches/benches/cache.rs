@@ -15,25 +15,21 @@ const DELTAS: usize = 500;
 struct Fixed;
 
 fn events() -> Vec<ChatEvent> {
-    let mut events = vec![ChatEvent::Sources(Sources {
-        citations: (0..5)
-            .map(|index| format!("https://example{index}.org/page"))
-            .collect(),
-        search_results: Vec::new(),
-    })];
+    let citations = (0..5)
+        .map(|index| format!("https://example{index}.org/page"))
+        .collect();
+    let mut events = vec![ChatEvent::Sources(Sources::new(citations, Vec::new()))];
     let mut text = String::new();
     for index in 0..DELTAS {
         let delta = format!("token {index} ");
         text.push_str(&delta);
         events.push(ChatEvent::TextDelta(delta));
     }
-    events.push(ChatEvent::Usage(Usage {
-        prompt_tokens: 10,
-        completion_tokens: DELTAS as u64,
-        total_tokens: 10 + DELTAS as u64,
-        cost: None,
-        ..Usage::default()
-    }));
+    let mut usage = Usage::default();
+    usage.prompt_tokens = 10;
+    usage.completion_tokens = DELTAS as u64;
+    usage.total_tokens = 10 + DELTAS as u64;
+    events.push(ChatEvent::Usage(usage));
     let mut response = ChatResponse::default();
     response.text = text;
     events.push(ChatEvent::Done(Box::new(response)));

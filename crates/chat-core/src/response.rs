@@ -37,6 +37,7 @@ impl FinishReason {
 
 /// A web page the answer drew on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SearchResult {
     /// The number inline references (`[n]`) use for it, when the provider numbers its
     /// results (the Agent API does, across all of a run's searches).
@@ -54,9 +55,21 @@ pub struct SearchResult {
     pub snippet: Option<String>,
 }
 
+impl SearchResult {
+    /// A result for the page at `url` titled `title` (no id, date or snippet).
+    pub fn new(title: impl Into<String>, url: impl Into<String>) -> Self {
+        SearchResult {
+            title: title.into(),
+            url: url.into(),
+            ..SearchResult::default()
+        }
+    }
+}
+
 /// The sources of an answer: the cited URLs (numbered `[1]`, `[2]`, ... in the text) and the
 /// search results behind them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Sources {
     /// Cited URLs, in citation order.
     pub citations: Vec<String>,
@@ -65,6 +78,14 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Sources from cited URLs (in citation order) and the search results behind them.
+    pub fn new(citations: Vec<String>, search_results: Vec<SearchResult>) -> Self {
+        Sources {
+            citations,
+            search_results,
+        }
+    }
+
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.citations.is_empty() && self.search_results.is_empty()
@@ -133,6 +154,7 @@ pub struct Cost {
 
 /// Token counts, and cost when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// Tokens of the prompt.
     pub prompt_tokens: u64,

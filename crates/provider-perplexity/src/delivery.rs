@@ -73,10 +73,8 @@ mod tests {
 
     #[test]
     fn an_interruption_gets_the_callers_text_and_keeps_its_usage_and_cause() {
-        let usage = Usage {
-            total_tokens: 7,
-            ..Usage::default()
-        };
+        let mut usage = Usage::default();
+        usage.total_tokens = 7;
         let mut ledger = deliver(&[text("Olympus "), text("Mons")]);
         let error = ledger.failure(broken(), Some(usage.clone()));
         assert_eq!(error.partial_text(), Some("Olympus Mons"));

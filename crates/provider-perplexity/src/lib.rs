@@ -590,10 +590,8 @@ fn retriers(
                     total_deadline: total,
                     ..config.backoff
                 };
-                let breaker = resilience::BreakerConfig {
-                    slow_call_duration: slow_call,
-                    ..config.breaker
-                };
+                let mut breaker = config.breaker;
+                breaker.slow_call_duration = slow_call;
                 let breaker = Arc::new(CircuitBreaker::new(breaker));
                 if let Some(state) = shared_state {
                     breaker.share(state.clone(), format!("{endpoint} {api}/{family}"));

@@ -194,25 +194,25 @@ pub(crate) fn usage(raw: &str) -> Option<Usage> {
 
 impl UsageWire {
     pub(crate) fn into_usage(self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            total_tokens: self
-                .total_tokens
-                .max(self.prompt_tokens.saturating_add(self.completion_tokens)),
-            cost: self.cost.map(|cost| Cost {
-                input_tokens_cost: cost.input_tokens_cost,
-                output_tokens_cost: cost.output_tokens_cost,
-                request_cost: cost.request_cost,
-                total_cost: cost.total_cost,
-                citation_tokens_cost: cost.citation_tokens_cost,
-                reasoning_tokens_cost: cost.reasoning_tokens_cost,
-                search_queries_cost: cost.search_queries_cost,
-            }),
-            reasoning_tokens: self.reasoning_tokens,
-            citation_tokens: self.citation_tokens,
-            num_search_queries: self.num_search_queries,
-        }
+        let mut usage = Usage::default();
+        usage.prompt_tokens = self.prompt_tokens;
+        usage.completion_tokens = self.completion_tokens;
+        usage.total_tokens = self
+            .total_tokens
+            .max(self.prompt_tokens.saturating_add(self.completion_tokens));
+        usage.cost = self.cost.map(|cost| Cost {
+            input_tokens_cost: cost.input_tokens_cost,
+            output_tokens_cost: cost.output_tokens_cost,
+            request_cost: cost.request_cost,
+            total_cost: cost.total_cost,
+            citation_tokens_cost: cost.citation_tokens_cost,
+            reasoning_tokens_cost: cost.reasoning_tokens_cost,
+            search_queries_cost: cost.search_queries_cost,
+        });
+        usage.reasoning_tokens = self.reasoning_tokens;
+        usage.citation_tokens = self.citation_tokens;
+        usage.num_search_queries = self.num_search_queries;
+        usage
     }
 }
 
@@ -247,19 +247,17 @@ pub(crate) fn sources(
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    Ok(Sources {
-        citations,
-        search_results: search_results
-            .into_iter()
-            .map(|result| SearchResult {
-                id: result.id,
-                title: result.title.unwrap_or_default(),
-                url: result.url,
-                date: result.date,
-                snippet: result.snippet,
-            })
-            .collect(),
-    })
+    let search_results = search_results
+        .into_iter()
+        .map(|result| {
+            let mut search_result = SearchResult::new(result.title.unwrap_or_default(), result.url);
+            search_result.id = result.id;
+            search_result.date = result.date;
+            search_result.snippet = result.snippet;
+            search_result
+        })
+        .collect();
+    Ok(Sources::new(citations, search_results))
 }
 
 pub(crate) fn related_questions(raw: Option<&RawValue>) -> Vec<String> {
@@ -467,10 +465,7 @@ impl AgentSources {
                 citations.push(result.url.clone());
             }
         }
-        Sources {
-            citations,
-            search_results: results,
-        }
+        Sources::new(citations, results)
     }
 }
 

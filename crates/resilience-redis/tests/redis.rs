@@ -85,10 +85,11 @@ async fn cooldowns_refusals_and_openings_reach_the_other_process_within_a_second
     })
     .await;
 
-    let breaker_config = BreakerConfig {
-        window: SlidingWindow::Count(2),
-        minimum_calls: 2,
-        ..BreakerConfig::default()
+    let breaker_config = {
+        let mut config = BreakerConfig::default();
+        config.window = SlidingWindow::Count(2);
+        config.minimum_calls = 2;
+        config
     };
     let breaker_one = Arc::new(CircuitBreaker::new(breaker_config));
     let breaker_two = Arc::new(CircuitBreaker::new(breaker_config));

@@ -18,7 +18,7 @@ pub enum SlidingWindow {
 
 /// When a [`CircuitBreaker`] opens, how long it stays open, and how it probes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-// Not `#[non_exhaustive]`: built with `..Default::default()`.
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// The calls the rates are computed over.
     pub window: SlidingWindow,

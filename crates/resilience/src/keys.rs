@@ -53,7 +53,7 @@ impl fmt::Display for ApiKey {
 
 /// Cooldowns of a [`KeyPool`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Not `#[non_exhaustive]`: built with `..Default::default()`.
+#[non_exhaustive]
 pub struct KeyPoolConfig {
     /// A 429 without a hint cools the key this long, doubling on each consecutive 429.
     pub rate_limit_cooldown: Duration,

@@ -62,10 +62,11 @@ async fn the_breaker_trips_once_and_counts_exactly_under_contention() {
     let trips = Arc::new(AtomicU32::new(0));
     let counter = trips.clone();
     let breaker = Arc::new(
-        CircuitBreaker::new(BreakerConfig {
-            window: SlidingWindow::Count(100),
-            minimum_calls: 100,
-            ..BreakerConfig::default()
+        CircuitBreaker::new({
+            let mut config = BreakerConfig::default();
+            config.window = SlidingWindow::Count(100);
+            config.minimum_calls = 100;
+            config
         })
         .with_listener(move |change| {
             if matches!(change.to, BreakerState::Open { .. }) {

@@ -215,17 +215,7 @@ proptest! {
     fn breaker_follows_the_model(ops in prop::collection::vec(breaker_op(), 1..120)) {
         let runtime = paused_runtime();
         runtime.block_on(async {
-            let config = BreakerConfig {
-                window: SlidingWindow::Count(5),
-                failure_rate: 0.5,
-                slow_call_rate: 0.8,
-                slow_call_duration: Duration::from_secs(2),
-                minimum_calls: 3,
-                open_duration: Duration::from_secs(1),
-                max_open_duration: Duration::from_secs(4),
-                half_open_probes: 2,
-                probe_timeout: Duration::from_secs(3),
-            };
+            let config = { let mut config = BreakerConfig::default(); config.window = SlidingWindow::Count(5); config.failure_rate = 0.5; config.slow_call_rate = 0.8; config.slow_call_duration = Duration::from_secs(2); config.minimum_calls = 3; config.open_duration = Duration::from_secs(1); config.max_open_duration = Duration::from_secs(4); config.half_open_probes = 2; config.probe_timeout = Duration::from_secs(3); config };
             let breaker = CircuitBreaker::new(config);
             let mut model = BreakerModel::new(config);
             let mut held: Vec<(Permit<'_>, ModelPermit)> = Vec::new();
@@ -293,11 +283,7 @@ proptest! {
     fn key_pool_follows_the_model(ops in prop::collection::vec(key_op(), 1..150)) {
         let runtime = paused_runtime();
         runtime.block_on(async {
-            let config = KeyPoolConfig {
-                rate_limit_cooldown: Duration::from_secs(1),
-                max_rate_limit_cooldown: Duration::from_secs(4),
-                quota_cooldown: Duration::from_secs(10),
-            };
+            let config = { let mut config = KeyPoolConfig::default(); config.rate_limit_cooldown = Duration::from_secs(1); config.max_rate_limit_cooldown = Duration::from_secs(4); config.quota_cooldown = Duration::from_secs(10); config };
             let pool = KeyPool::new((0..3).map(|index| ApiKey::new(format!("key-{index}"))).collect(), config);
             let mut model = vec![ModelKey::default(); 3];
             let mut picks = 0;

@@ -253,9 +253,10 @@ async fn a_backoff_past_the_deadline_gives_up_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_fails_fast() {
-    let breaker = Arc::new(CircuitBreaker::new(BreakerConfig {
-        minimum_calls: 2,
-        ..BreakerConfig::default()
+    let breaker = Arc::new(CircuitBreaker::new({
+        let mut config = BreakerConfig::default();
+        config.minimum_calls = 2;
+        config
     }));
     let retrier = Retrier::new(
         BackoffPolicy {

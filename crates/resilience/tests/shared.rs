@@ -101,10 +101,11 @@ async fn a_cooldown_or_a_refused_key_in_one_pool_is_skipped_by_the_other() {
 #[tokio::test(start_paused = true)]
 async fn a_breaker_that_opens_in_one_process_opens_the_others() {
     let bus: Arc<Bus> = Arc::default();
-    let config = BreakerConfig {
-        window: SlidingWindow::Count(4),
-        minimum_calls: 4,
-        ..BreakerConfig::default()
+    let config = {
+        let mut config = BreakerConfig::default();
+        config.window = SlidingWindow::Count(4);
+        config.minimum_calls = 4;
+        config
     };
     let first = Arc::new(CircuitBreaker::new(config));
     let second = Arc::new(CircuitBreaker::new(config));
