@@ -161,7 +161,9 @@ impl History {
         let connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer, and writers from several processes queue.
-        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // Several processes opening a new database at once can deadlock on switching it to
+        // WAL, and SQLite then answers "busy" at once instead of waiting: try again shortly.
+        while_busy(|| connection.pragma_update(None, "journal_mode", "WAL"))?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         let mut history = History { connection };
         history.migrate()?;
@@ -382,6 +384,23 @@ impl History {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// Runs `step` again while SQLite says the database is busy without having waited (it does
+/// so where waiting could deadlock), for up to [`BUSY_TIMEOUT`].
+fn while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 

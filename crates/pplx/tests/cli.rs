@@ -607,10 +607,16 @@ async fn two_processes_writing_history_at_once_lose_nothing() {
             pplx_with(&data, Some(sim), &["--no-cache", &question], None).await
         }
     });
-    for output in futures_util::future::join_all(runs).await {
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let outputs = futures_util::future::join_all(runs).await;
+    let said: Vec<String> = outputs.iter().map(stderr).collect();
+    for output in &outputs {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
     }
-    assert_eq!(log_json(&data, &["--limit", "100"]).await.len(), 8);
+    assert_eq!(
+        log_json(&data, &["--limit", "100"]).await.len(),
+        8,
+        "{said:#?}"
+    );
 }
 
 #[tokio::test]
