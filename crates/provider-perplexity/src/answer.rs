@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::client::Live;
 use crate::delivery::Ledger;
-use crate::{AfterCommit, CancelOnDrop, Route, Shared, Tally, falls_back, wire};
+use crate::{AfterCommit, CancelOnDrop, Route, Shared, Tally, falls_back};
 
 /// The answer to `request` on `route`, as a stream that ends with `Done` or one error.
 pub(crate) fn stream(
@@ -35,7 +35,12 @@ pub(crate) fn stream(
     route: Route,
     request: ChatRequest,
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
-    let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
+    let body = Bytes::from(crate::api::request_body(
+        route.api,
+        &request,
+        &route.model,
+        true,
+    ));
     let answer = Box::new(Answer {
         deadline: resilience::later(Instant::now(), route.timeouts.total),
         cancel: CancelOnDrop::new(shared.clone()),
@@ -168,7 +173,7 @@ impl Answer {
             error = %cause,
             "streaming failed; falling back to one non-streaming request"
         );
-        let body = Bytes::from(wire::request_body(
+        let body = Bytes::from(crate::api::request_body(
             self.route.api,
             &self.request,
             &self.route.model,

@@ -22,8 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use resilience::ApiKey;
 use sse_parse::{EventStream, Item, Limits};
 
+use crate::api::Api;
 use crate::decode::Decoder;
-use crate::{Api, Proxy, Timeouts, wire};
+use crate::{Proxy, Timeouts, wire};
 
 pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
@@ -203,30 +204,6 @@ pub(crate) fn check_base_url(base_url: &str, allow_insecure_http: bool) -> Resul
     }
     Ok(trimmed.to_owned())
 }
-
-/// Sends one request and returns the response once its headers arrive with a 2xx status.
-pub(crate) async fn send(
-    client: &HttpClient,
-    base_url: &str,
-    api: Api,
-    body: Bytes,
-    key: &ApiKey,
-    stream: bool,
-    timeouts: &Timeouts,
-) -> Result<Response<Incoming>, Error> {
-    send_to(client, base_url, path(api), body, key, stream, timeouts).await
-}
-
-/// Where an API's chat requests go.
-pub(crate) fn path(api: Api) -> &'static str {
-    match api {
-        Api::Sonar => "/chat/completions",
-        Api::Agent => "/v1/agent",
-    }
-}
-
-/// The Search API.
-pub(crate) const SEARCH_PATH: &str = "/search";
 
 /// Sends one request to `path` and returns the response once its headers arrive with a 2xx
 /// status.

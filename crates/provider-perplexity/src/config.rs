@@ -2,78 +2,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chat_core::Error;
+
+use crate::api::{Api, agent::PRESETS, sonar::SONAR_MODELS};
 use resilience::{ApiKey, BackoffPolicy, BreakerConfig, BudgetConfig, KeyPoolConfig};
-
-/// Which Perplexity API answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Api {
-    /// Sonar chat completions (`POST /chat/completions`), which any OpenAI-compatible
-    /// endpoint also speaks.
-    #[default]
-    Sonar,
-    /// The Agent API (`POST /v1/agent`, Responses-style events).
-    Agent,
-}
-
-/// The Agent API presets: the names the official MCP server (v1.3) uses (`fast`, `medium`,
-/// `high`) and the older ones (`fast-search`, `pro-search`, `deep-research`).
-pub const PRESETS: &[&str] = &[
-    "fast",
-    "medium",
-    "high",
-    "fast-search",
-    "pro-search",
-    "deep-research",
-];
-
-/// The Sonar models Perplexity serves on chat completions.
-pub const SONAR_MODELS: &[&str] = &[
-    "sonar",
-    "sonar-pro",
-    "sonar-reasoning-pro",
-    "sonar-deep-research",
-];
-
-/// The preset `--api agent` picks when no model is named (the official server's ask preset).
-pub const DEFAULT_PRESET: &str = "fast";
-
-impl Api {
-    /// The API a model name implies, if it implies one: Sonar models go to Sonar, presets and
-    /// `provider/model` names to the Agent API. An explicit choice
-    /// ([`PerplexityConfig::api`]) wins over this.
-    pub fn for_model(model: &str) -> Option<Api> {
-        if model.starts_with("sonar") {
-            Some(Api::Sonar)
-        } else if PRESETS.contains(&model) || model.contains('/') {
-            Some(Api::Agent)
-        } else {
-            None
-        }
-    }
-
-    /// `sonar` or `agent`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Sonar => "sonar",
-            Api::Agent => "agent",
-        }
-    }
-
-    /// `sonar` or `agent` (also `chat`, for chat completions on any compatible endpoint).
-    ///
-    /// # Errors
-    /// A config error naming the choices.
-    pub fn parse(name: &str) -> Result<Api, Error> {
-        match name.trim() {
-            "sonar" | "chat" => Ok(Api::Sonar),
-            "agent" => Ok(Api::Agent),
-            other => Err(Error::config(format!(
-                "unknown API {other:?}: use sonar (chat completions) or agent"
-            ))),
-        }
-    }
-}
 
 /// What happens when a stream breaks after answer text was delivered (the commit point).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -432,11 +363,11 @@ impl PerplexityConfig {
         if let Some(api) = self.api {
             return api;
         }
-        match Api::for_model(model) {
-            Some(Api::Agent) if model.contains('/') && !self.serves_agent_api() => Api::Sonar,
-            Some(api) => api,
-            None => Api::Sonar,
+        if model.contains('/') && !self.serves_agent_api() {
+            // At an endpoint without the Agent API, `provider/model` is a chat model's name.
+            return Api::Sonar;
         }
+        Api::for_model(model).unwrap_or_default()
     }
 
     /// The defaults, with keys from the environment ([`keys_from_env`] with the standard

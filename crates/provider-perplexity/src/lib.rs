@@ -81,6 +81,7 @@
 #![deny(missing_docs)]
 
 mod answer;
+mod api;
 mod builder;
 mod client;
 mod config;
@@ -146,7 +147,7 @@ pub mod fuzzing {
             out.clear();
         }
         let _ = decoder.usage();
-        let _ = crate::decode::full_response(api, body);
+        let _ = crate::api::full_response(api, body);
     }
 
     /// The parsers of an error response: hints, message, parameter.
@@ -170,11 +171,13 @@ use resilience::{CircuitBreaker, Classify, FailureClass, KeyPool, Retrier, Retry
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use api::Api;
+pub use api::agent::{DEFAULT_PRESET, PRESETS};
+pub use api::sonar::SONAR_MODELS;
 pub use builder::PerplexityBuilder;
 pub use config::{
-    AfterCommit, Api, BASE_URL_ENV, DEFAULT_PRESET, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily,
-    PRESETS, PerplexityConfig, Proxy, SONAR_MODELS, Timeouts, base_url_from_env, keys_from,
-    keys_from_env,
+    AfterCommit, BASE_URL_ENV, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily, PerplexityConfig,
+    Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
 };
 pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, SonarOptions};
 
@@ -272,11 +275,11 @@ impl PerplexityProvider {
         Box::pin(async_stream::stream! {
             let route = this.shared.route(&request.model);
             let key = this.shared.config.keys[0].clone();
-            let body = Bytes::from(wire::request_body(route.api, &request, &route.model, true));
-            let response = match client::send(
+            let body = Bytes::from(api::request_body(route.api, &request, &route.model, true));
+            let response = match client::send_to(
                 &this.shared.client,
                 &this.shared.base_url,
-                route.api,
+                route.api.protocol().path(),
                 body,
                 &key,
                 true,
@@ -353,16 +356,11 @@ impl PerplexityProvider {
         &self,
         request: &SearchRequest,
     ) -> Result<Vec<chat_core::SearchResult>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Results {
-            #[serde(default)]
-            results: Option<Box<serde_json::value::RawValue>>,
-        }
         let route = Route {
             model: String::new(),
             api: Api::Sonar,
             timeouts: self.shared.config.timeouts,
-            retrier: self.shared.retriers[0][0].clone(),
+            retrier: self.shared.retriers[0][Api::Sonar.index()].clone(),
         };
         let deadline = resilience::later(Instant::now(), route.timeouts.total);
         let body = Bytes::from(
@@ -372,16 +370,11 @@ impl PerplexityProvider {
         self.shared
             .post(
                 &route,
-                client::SEARCH_PATH,
+                api::search::PATH,
                 body,
                 deadline,
                 &Tally::default(),
-                |bytes| {
-                    let parsed: Results = serde_json::from_slice(bytes).map_err(|error| {
-                        Error::protocol(format!("bad search response: {error}"))
-                    })?;
-                    Ok(wire::sources(None, parsed.results.as_deref())?.search_results)
-                },
+                api::search::results,
             )
             .instrument(tracing::info_span!("perplexity_search"))
             .await
@@ -404,7 +397,7 @@ impl Shared {
             .families
             .iter()
             .position(|family| family.models.contains(&model));
-        let retrier = self.retriers[family.map_or(0, |index| index + 1)][api_index(api)].clone();
+        let retrier = self.retriers[family.map_or(0, |index| index + 1)][api.index()].clone();
         Route {
             timeouts: self.config.timeouts_for(&model),
             model,
@@ -437,9 +430,14 @@ impl Shared {
     ) -> Result<ChatResponse, Error> {
         let api = route.api;
         let mut response = self
-            .post(route, client::path(api), body, deadline, tally, |bytes| {
-                decode::full_response(api, bytes)
-            })
+            .post(
+                route,
+                api.protocol().path(),
+                body,
+                deadline,
+                tally,
+                |bytes| api::full_response(api, bytes),
+            )
             .await?;
         tally.stamp(&mut response);
         Ok(response)
@@ -492,10 +490,10 @@ impl Shared {
         cancel: &CancelOnDrop,
     ) -> Result<(Live, Vec<ChatEvent>), Error> {
         let api = route.api;
-        let response = client::send(
+        let response = client::send_to(
             &self.client,
             &self.base_url,
-            api,
+            api.protocol().path(),
             body,
             &attempt.key,
             true,
@@ -516,7 +514,10 @@ impl Shared {
         }
         // The Agent API names its run in its first event: the stream records it in the
         // slot as soon as it arrives, so that a caller leaving at any point can cancel it.
-        let run = (api == Api::Agent).then(|| (cancel.run.clone(), attempt.key.clone()));
+        let run = api
+            .protocol()
+            .has_runs()
+            .then(|| (cancel.run.clone(), attempt.key.clone()));
         let mut live = Live::new(
             response,
             api,
@@ -598,7 +599,7 @@ fn retriers(
                 }
                 Retrier::new(policy, budget.clone(), breaker, keys.clone())
             };
-            [retrier("sonar"), retrier("agent")]
+            Api::ALL.map(|api| retrier(api.as_str()))
         })
         .collect()
 }
@@ -666,13 +667,6 @@ fn without_userinfo(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
-fn api_index(api: Api) -> usize {
-    match api {
-        Api::Sonar => 0,
-        Api::Agent => 1,
-    }
-}
-
 /// Cancels an abandoned Agent API run on the server (`POST /v1/agent/{id}/cancel`, as the
 /// official server does), so that a caller who leaves, or a stream that breaks, stops the
 /// run's billing. It learns the run's id and key as the stream reports them, is disarmed
@@ -704,12 +698,7 @@ impl CancelOnDrop {
         };
         let shared = self.shared.clone();
         runtime.spawn(async move {
-            // Ids come from the server: keep only what a path segment may hold.
-            let id: String = id
-                .chars()
-                .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
-                .collect();
-            let path = format!("{}/{id}/cancel", client::path(Api::Agent));
+            let path = api::agent::cancel_path(&id);
             let sent = client::send_to(
                 &shared.client,
                 &shared.base_url,
@@ -740,7 +729,7 @@ impl ChatProvider for PerplexityProvider {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         let route = self.shared.route(&request.model);
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
-        let body = Bytes::from(wire::request_body(route.api, &request, &route.model, false));
+        let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
         let deadline = resilience::later(Instant::now(), route.timeouts.total);
         self.shared
             .complete(&route, body, deadline, &Tally::default())

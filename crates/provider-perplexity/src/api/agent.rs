@@ -1,0 +1,692 @@
+//! The Agent API (`POST /v1/agent`, Responses-style events): the request body, the stream's
+//! events, the whole response, its runs (cancelled when abandoned) and its error codes.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use chat_core::{ChatEvent, ChatRequest, ChatResponse, Error, ErrorKind, SearchResult, Sources};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::Protocol;
+use crate::decode::{Assembly, Feed};
+use crate::wire::{self, UsageWire};
+
+/// The Agent API presets: the names the official MCP server (v1.3) uses (`fast`, `medium`,
+/// `high`) and the older ones (`fast-search`, `pro-search`, `deep-research`).
+pub const PRESETS: &[&str] = &[
+    "fast",
+    "medium",
+    "high",
+    "fast-search",
+    "pro-search",
+    "deep-research",
+];
+
+/// The preset `--api agent` picks when no model is named (the official server's ask preset).
+pub const DEFAULT_PRESET: &str = "fast";
+
+const PATH: &str = "/v1/agent";
+
+/// Whether `model` names something only the Agent API serves: a preset or `provider/model`.
+pub(crate) fn names_model(model: &str) -> bool {
+    PRESETS.contains(&model) || model.contains('/')
+}
+
+/// Where a run is cancelled (`POST /v1/agent/{id}/cancel`, as the official server does); the
+/// id comes from the server, so only what a path segment may hold is kept.
+pub(crate) fn cancel_path(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
+        .collect();
+    format!("{PATH}/{id}/cancel")
+}
+
+/// The Agent API on the wire.
+pub(crate) struct Agent;
+
+impl Protocol for Agent {
+    fn path(&self) -> &'static str {
+        PATH
+    }
+
+    fn fields(&self, request: &ChatRequest, model: &str, stream: bool) -> Map<String, Value> {
+        let mut body = Map::new();
+        // `provider/model` names a model; anything else is a preset (`fast`, `medium`,
+        // `high`, the older `pro-search`, ...).
+        let key = if model.contains('/') {
+            "model"
+        } else {
+            "preset"
+        };
+        body.insert(key.into(), model.into());
+        // System messages go in as input items, as the official server sends them:
+        // `instructions` would replace the preset's own tuned system prompt. `type` is
+        // required on every item (the SDK's `InputMessage`).
+        let input: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|message| {
+                json!({"type": "message", "role": super::role(message.role), "content": message.content})
+            })
+            .collect();
+        body.insert("input".into(), Value::Array(input));
+        if let Some(max_tokens) = request.sampling.max_tokens {
+            body.insert("max_output_tokens".into(), max_tokens.into());
+        }
+        if stream {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        body
+    }
+
+    fn decoder(&self) -> Box<dyn Feed> {
+        Box::<AgentFeed>::default()
+    }
+
+    fn response(&self, text: &str) -> Result<ChatResponse, Error> {
+        let body: AgentResponse = serde_json::from_str(text)
+            .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
+        if body.status == "failed" {
+            return Err(failure(body.error, None));
+        }
+        let mut response = ChatResponse::default();
+        response.text = body.text();
+        response.sources = body.sources()?;
+        response.id = body.id.clone();
+        response.model = body.model.clone();
+        response.finish_reason = body.finish_reason();
+        response.usage = body.usage.map(UsageWire::into_usage);
+        Ok(response)
+    }
+
+    fn has_runs(&self) -> bool {
+        true
+    }
+}
+
+/// The reader of one Agent API stream.
+#[derive(Debug, Default)]
+struct AgentFeed {
+    /// The run's search results, merged across its searches.
+    sources: AgentSources,
+}
+
+impl Feed for AgentFeed {
+    fn feed(
+        &mut self,
+        answer: &mut Assembly,
+        data: &[u8],
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        if data.trim_ascii() == b"[DONE]" {
+            // Responses-style streams end with their final event; a `[DONE]` from a proxy or
+            // a compatible server says nothing more (and before the end, the stream's end
+            // is what counts).
+            return Ok(());
+        }
+        let event: Event<'_> = serde_json::from_slice(data)
+            .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
+        match event.kind.as_deref().unwrap_or_default() {
+            "response.reasoning.started"
+            | "response.reasoning.stopped"
+            | "response.reasoning.search_queries"
+            | "response.reasoning.search_results"
+            | "response.reasoning.fetch_url_queries"
+            | "response.reasoning.fetch_url_results" => return self.reasoning(answer, &event, out),
+            "response.output_text.delta" => {
+                if let Some(delta) = event.delta.as_deref().filter(|delta| !delta.is_empty()) {
+                    answer.text(delta.to_owned(), out);
+                }
+            }
+            "response.created" | "response.in_progress" => {
+                if let Some(response) = event.response
+                    && let Ok(response) = serde_json::from_str::<AgentResponse>(response.get())
+                {
+                    answer.response.id = response.id;
+                    answer.response.model = response.model;
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                self.completed(answer, event.response, out)?;
+            }
+            "response.failed" | "error" => {
+                return Err(failure(event.error, event.message.as_deref()));
+            }
+            "response.cancelled" => {
+                return Err(Error::incomplete("the server cancelled the agent run"));
+            }
+            _ => {} // Other events say nothing the caller needs.
+        }
+        Ok(())
+    }
+}
+
+impl AgentFeed {
+    /// A `response.reasoning.*` event: its thought, and what it searched, read or found.
+    fn reasoning(
+        &mut self,
+        answer: &mut Assembly,
+        event: &Event<'_>,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        if let Some(thought) = event.thought.as_deref() {
+            answer.thought(thought, out);
+        }
+        let listed = |items: &Option<Vec<Cow<'_, str>>>| -> String {
+            let items: Vec<&str> = items.iter().flatten().map(|item| item.as_ref()).collect();
+            items.join("; ")
+        };
+        match event.kind.as_deref().unwrap_or_default() {
+            "response.reasoning.search_queries" => {
+                let queries = listed(&event.queries);
+                if !queries.is_empty() {
+                    answer.reasoning(format!("Searching: {queries}\n"), out);
+                }
+            }
+            "response.reasoning.fetch_url_queries" => {
+                let urls = listed(&event.urls);
+                if !urls.is_empty() {
+                    answer.reasoning(format!("Reading: {urls}\n"), out);
+                }
+            }
+            "response.reasoning.search_results" => {
+                let grew = self.sources.add(event.results)?;
+                if grew {
+                    answer.sources(self.sources.sources(), out);
+                }
+            }
+            _ => {} // `started`, `stopped`, `fetch_url_results`: the thought is all.
+        }
+        Ok(())
+    }
+
+    /// `response.completed` (or `incomplete`): the final response's sources, usage and id,
+    /// then the end.
+    fn completed(
+        &mut self,
+        answer: &mut Assembly,
+        raw: Option<&RawValue>,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        let response: AgentResponse = match raw {
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|error| Error::protocol(format!("bad final response: {error}")))?,
+            None => AgentResponse::default(),
+        };
+        // The final output lists every search's results; the streamed batches may have
+        // missed some (a proxy that drops events), never the other way round.
+        let mut grew = false;
+        for batch in response.search_result_batches() {
+            grew |= self.sources.add(Some(batch))?;
+        }
+        if grew {
+            answer.sources(self.sources.sources(), out);
+        }
+        if let Some(usage) = response.usage.clone() {
+            answer.usage = Some(usage.into_usage());
+        }
+        if !response.id.is_empty() {
+            answer.response.id = response.id.clone();
+        }
+        answer.finish(response.finish_reason(), out);
+        Ok(())
+    }
+}
+
+/// What the Agent API's `ErrorInfo` codes and types mean for a retry, matched exactly (ASCII
+/// case aside): the codes and types the service and the official SDKs use, the
+/// Responses-style names among them, and HTTP statuses written as codes. A failure whose code
+/// and type are both unknown fails at once: a refused request or a content rule must not be
+/// retried into a loop.
+const CODES: &[(&str, ErrorKind)] = &[
+    // Passing: a rate limit (the key cools) ...
+    ("rate_limit_exceeded", ErrorKind::RateLimited),
+    ("rate_limit_error", ErrorKind::RateLimited),
+    ("too_many_requests", ErrorKind::RateLimited),
+    ("429", ErrorKind::RateLimited),
+    // ... or the service failing (retried).
+    ("server_error", ErrorKind::Server),
+    ("internal_error", ErrorKind::Server),
+    ("internal_server_error", ErrorKind::Server),
+    ("api_error", ErrorKind::Server),
+    ("overloaded", ErrorKind::Server),
+    ("overloaded_error", ErrorKind::Server),
+    ("service_unavailable", ErrorKind::Server),
+    ("unavailable", ErrorKind::Server),
+    ("timeout", ErrorKind::Server),
+    ("500", ErrorKind::Server),
+    ("502", ErrorKind::Server),
+    ("503", ErrorKind::Server),
+    ("504", ErrorKind::Server),
+    // The key: refused (disabled) or out of credit.
+    ("authentication_error", ErrorKind::Auth),
+    ("invalid_api_key", ErrorKind::Auth),
+    ("permission_error", ErrorKind::Auth),
+    ("permission_denied", ErrorKind::Auth),
+    ("401", ErrorKind::Auth),
+    ("403", ErrorKind::Auth),
+    ("insufficient_quota", ErrorKind::Quota),
+    ("quota_exceeded", ErrorKind::Quota),
+    ("insufficient_credits", ErrorKind::Quota),
+    ("402", ErrorKind::Quota),
+    // The request: final.
+    ("invalid_request_error", ErrorKind::BadRequest),
+    ("invalid_request", ErrorKind::BadRequest),
+    ("invalid_parameter", ErrorKind::BadRequest),
+    ("invalid_model", ErrorKind::BadRequest),
+    ("invalid_prompt", ErrorKind::BadRequest),
+    ("400", ErrorKind::BadRequest),
+    ("422", ErrorKind::BadRequest),
+];
+
+/// The kind a code (or type) names in [`CODES`].
+fn code_kind(code: Option<&str>) -> Option<ErrorKind> {
+    let code = code?.trim();
+    CODES
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(code))
+        .map(|(_, kind)| *kind)
+}
+
+/// A failed Agent run (`response.failed` or an `error` event): the server's own message, of
+/// the kind its code says ([`CODES`]; its type when the code is unknown), reported in
+/// band: no HTTP status is made up for it.
+pub(crate) fn failure(error: Option<ErrorInfo>, message: Option<&str>) -> Error {
+    let error = error.unwrap_or_default();
+    let message = Some(error.message.as_str())
+        .filter(|message| !message.trim().is_empty())
+        .or(message)
+        .unwrap_or("the agent run failed");
+    let kind = code_kind(error.code.as_deref())
+        .or_else(|| code_kind(error.kind.as_deref()))
+        .unwrap_or(ErrorKind::BadRequest);
+    let text = match error.code.as_deref().filter(|code| !code.is_empty()) {
+        Some(code) => format!("the agent run failed: {message} ({code})"),
+        None => format!("the agent run failed: {message}"),
+    };
+    Error::reported(kind, text)
+}
+
+/// One Agent API event: only what the client uses.
+#[derive(Debug, Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) delta: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) queries: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub(crate) urls: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub(crate) results: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) thought: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) response: Option<&'a RawValue>,
+    /// `response.failed` and `error` events: the SDK's `ErrorInfo`, at the top level.
+    #[serde(default)]
+    pub(crate) error: Option<ErrorInfo>,
+    /// Some `error` events carry only a top-level message.
+    #[serde(borrow, default)]
+    pub(crate) message: Option<Cow<'a, str>>,
+}
+
+/// The Agent API's response object (non-streaming body, or inside `response.completed`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentResponse {
+    #[serde(default)]
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) model: String,
+    #[serde(default)]
+    pub(crate) status: String,
+    #[serde(default)]
+    pub(crate) output: Vec<OutputItem>,
+    #[serde(default)]
+    pub(crate) usage: Option<UsageWire>,
+    #[serde(default)]
+    pub(crate) error: Option<ErrorInfo>,
+    #[serde(default)]
+    pub(crate) incomplete_details: Option<IncompleteDetails>,
+}
+
+/// The SDK's `ErrorInfo`: `message`, with optional `code` and `type` strings.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ErrorInfo {
+    #[serde(default)]
+    pub(crate) message: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub(crate) code: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
+    pub(crate) kind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct IncompleteDetails {
+    #[serde(default)]
+    pub(crate) reason: String,
+}
+
+/// A string, or a number written as one (servers disagree on `code`); anything else is none.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(text) => Some(text),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OutputItem {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    results: Option<Box<RawValue>>,
+    #[serde(default)]
+    content: Vec<ContentPart>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+impl AgentResponse {
+    /// The answer: the `output_text` parts of the message items (other parts, such as
+    /// reasoning, are not answer text).
+    pub(crate) fn text(&self) -> String {
+        self.output
+            .iter()
+            .filter(|item| item.kind == "message")
+            .flat_map(|item| item.content.iter())
+            .filter(|part| part.kind == "output_text")
+            .map(|part| part.text.as_str())
+            .collect()
+    }
+
+    /// The raw `results` of every `search_results` item of the output.
+    pub(crate) fn search_result_batches(&self) -> impl Iterator<Item = &RawValue> {
+        self.output
+            .iter()
+            .filter(|item| item.kind == "search_results")
+            .filter_map(|item| item.results.as_deref())
+    }
+
+    /// Every `search_results` item of the output, merged and numbered by id.
+    pub(crate) fn sources(&self) -> Result<Sources, Error> {
+        let mut merged = AgentSources::default();
+        for batch in self.search_result_batches() {
+            merged.add(Some(batch))?;
+        }
+        Ok(merged.sources())
+    }
+
+    /// Why the answer stopped: `length` when the output-token limit cut it.
+    pub(crate) fn finish_reason(&self) -> chat_core::FinishReason {
+        let cut = self.status == "incomplete"
+            || self
+                .incomplete_details
+                .as_ref()
+                .is_some_and(|details| details.reason.contains("max_output_tokens"));
+        if cut {
+            chat_core::FinishReason::Length
+        } else {
+            chat_core::FinishReason::Stop
+        }
+    }
+}
+
+/// The search results of one Agent run, merged across its searches (a multi-step preset
+/// searches several times, and its answer's `[n]` marks point at result ids across all of
+/// them), as the official MCP server numbers them: by id when every result has a distinct
+/// one, else by position.
+#[derive(Debug, Default)]
+pub(crate) struct AgentSources {
+    results: Vec<SearchResult>,
+    /// Some result had no id, or two results shared one.
+    ids_unusable: bool,
+}
+
+impl AgentSources {
+    /// Adds one batch (raw `results` JSON); whether anything new came.
+    pub(crate) fn add(&mut self, raw: Option<&RawValue>) -> Result<bool, Error> {
+        let batch = wire::sources(None, raw)?.search_results;
+        let before = self.results.len();
+        for result in batch {
+            if result.url.is_empty() {
+                continue;
+            }
+            let same_id = result
+                .id
+                .and_then(|id| self.results.iter().find(|seen| seen.id == Some(id)));
+            match (result.id, same_id) {
+                (Some(_), Some(seen)) if seen.url == result.url => continue,
+                (Some(_), Some(_)) | (None, _) => self.ids_unusable = true,
+                (Some(_), None) => {}
+            }
+            if !self.results.iter().any(|seen| seen.url == result.url) || result.id.is_some() {
+                self.results.push(result);
+            }
+        }
+        Ok(self.results.len() != before)
+    }
+
+    /// The sources: citations ordered by id (or by first appearance when ids are unusable),
+    /// each URL once.
+    pub(crate) fn sources(&self) -> Sources {
+        let mut results = self.results.clone();
+        if self.ids_unusable {
+            let mut seen = std::collections::HashSet::new();
+            results.retain(|result| seen.insert(result.url.clone()));
+            results.iter_mut().for_each(|result| result.id = None);
+        } else {
+            results.sort_by_key(|result| result.id);
+        }
+        let mut citations: Vec<String> = Vec::with_capacity(results.len());
+        for result in &results {
+            if !citations.contains(&result.url) {
+                citations.push(result.url.clone());
+            }
+        }
+        Sources::new(citations, results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::{ChatRequest, FinishReason, Message};
+    use resilience::{Classify, FailureClass};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::{Api, full_response, request_body};
+    use crate::decode::Decoder;
+
+    /// Feeds Agent API events (as JSON values) and returns what came out, or the error.
+    fn agent(events: &[Value]) -> (Vec<ChatEvent>, Option<Error>) {
+        let mut decoder = Decoder::new(Api::Agent);
+        let mut out = VecDeque::new();
+        for event in events {
+            let kind = event["type"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec();
+            // A JSON string stands for raw data (a marker or a ping), anything else for itself.
+            let data = match event {
+                Value::String(raw) => raw.clone(),
+                other => other.to_string(),
+            };
+            if let Err(error) = decoder.feed(&kind, &data, &mut out) {
+                return (out.into(), Some(error));
+            }
+        }
+        (out.into(), None)
+    }
+
+    fn done(events: &[ChatEvent]) -> &ChatResponse {
+        match events.last() {
+            Some(ChatEvent::Done(response)) => response,
+            other => panic!("no Done: {other:?}"),
+        }
+    }
+
+    fn result(id: u64, url: &str) -> Value {
+        json!({"id": id, "title": format!("T{id}"), "url": url, "snippet": "s"})
+    }
+
+    #[test]
+    fn agent_requests_carry_typed_input_items_and_keep_system_messages_as_items() {
+        let mut request = ChatRequest::new("medium", "Explain quantum computing");
+        request.messages.insert(0, Message::system("Be brief."));
+        let body: Value =
+            serde_json::from_slice(&request_body(Api::Agent, &request, "medium", true)).unwrap();
+        assert_eq!(body["preset"], "medium");
+        assert!(
+            body.get("instructions").is_none(),
+            "the preset's prompt stays"
+        );
+        assert_eq!(
+            body["input"],
+            json!([
+                {"type": "message", "role": "system", "content": "Be brief."},
+                {"type": "message", "role": "user", "content": "Explain quantum computing"},
+            ])
+        );
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        let body: Value = serde_json::from_slice(&request_body(
+            Api::Agent,
+            &request,
+            "openai/gpt-5-mini",
+            false,
+        ))
+        .unwrap();
+        assert_eq!(body["model"], "openai/gpt-5-mini");
+        assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_servers_message_and_retries_only_passing_failures() {
+        let failed = |code: &str| {
+            agent(&[json!({"type": "response.failed", "sequence_number": 9,
+                "error": {"message": "the request violates the content policy", "code": code, "type": code}})])
+            .1
+            .unwrap()
+        };
+        let refused = failed("invalid_request");
+        assert!(
+            refused
+                .to_string()
+                .contains("the request violates the content policy"),
+            "{refused}"
+        );
+        assert_eq!(refused.failure_class(), FailureClass::Permanent);
+        assert_eq!(
+            failed("server_error").failure_class(),
+            FailureClass::Transient
+        );
+        assert!(failed("rate_limit_exceeded").is_rate_limited());
+        let error = agent(&[json!({"type": "error", "error": {"message": "upstream exploded", "code": "server_error"}})])
+            .1
+            .unwrap();
+        assert!(error.to_string().contains("upstream exploded"), "{error}");
+        let body = json!({"id": "resp_1", "status": "failed", "output": [],
+            "error": {"message": "no such preset", "code": "invalid_request"}});
+        let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("no such preset"));
+        assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn agent_codes_decide_by_the_table_not_by_substrings() {
+        let failed = |code: &str, kind: &str| {
+            agent(&[json!({"type": "response.failed", "sequence_number": 3,
+                "error": {"message": "it failed", "code": code, "type": kind}})])
+            .1
+            .unwrap()
+        };
+        let classes = [
+            ("rate_limit_exceeded", "", FailureClass::RateLimited),
+            ("RATE_LIMIT_EXCEEDED", "", FailureClass::RateLimited),
+            ("overloaded", "", FailureClass::Transient),
+            ("503", "", FailureClass::Transient),
+            ("invalid_api_key", "", FailureClass::KeyRejected),
+            ("insufficient_quota", "", FailureClass::QuotaExhausted),
+            ("invalid_prompt", "", FailureClass::Permanent),
+            // An unknown code: its type decides; both unknown, the failure is final.
+            ("something_new", "server_error", FailureClass::Transient),
+            ("something_new", "", FailureClass::Permanent),
+            // Words inside a code decide nothing (these used to match "rate_limit", "auth",
+            // "500" and "timeout" as substrings).
+            ("no_rate_limit_applies", "", FailureClass::Permanent),
+            ("unauthorized_tool", "", FailureClass::Permanent),
+            ("max_tokens_5000_exceeded", "", FailureClass::Permanent),
+            ("tool_timeout_config_invalid", "", FailureClass::Permanent),
+        ];
+        for (code, kind, class) in classes {
+            let error = failed(code, kind);
+            assert_eq!(error.failure_class(), class, "{code} / {kind}: {error}");
+            assert_eq!(error.status_code(), None, "no status is made up: {error}");
+        }
+    }
+
+    #[test]
+    fn agent_sources_merge_across_search_batches_by_id() {
+        let (events, error) = agent(&[
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "m", "status": "in_progress", "output": []}}),
+            json!({"type": "response.reasoning.search_results", "thought": "First search.", "results": [result(1, "https://a.example/1"), result(2, "https://a.example/2")]}),
+            json!({"type": "response.reasoning.search_results", "results": [result(3, "https://b.example/3"), result(2, "https://a.example/2")]}),
+            json!({"type": "response.output_text.delta", "delta": "Answer[3]."}),
+            json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [
+                {"type": "search_results", "results": [result(1, "https://a.example/1"), result(2, "https://a.example/2")]},
+                {"type": "search_results", "results": [result(3, "https://b.example/3"), result(5, "https://c.example/5")]},
+                {"type": "message", "content": [
+                    {"type": "reasoning_text", "text": "hidden steps"},
+                    {"type": "output_text", "text": "Answer[3]."}]}]}}),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        let response = done(&events);
+        assert_eq!(
+            response.sources.numbered(),
+            [
+                (1, "https://a.example/1"),
+                (2, "https://a.example/2"),
+                (3, "https://b.example/3"),
+                (5, "https://c.example/5")
+            ],
+            "every batch, numbered by id (the final output adds the one a batch missed)"
+        );
+        assert!(response.reasoning.contains("First search."));
+        // The non-streaming body: every search_results item, only output_text as the answer.
+        let body = json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "search_results", "results": [result(1, "https://a.example/1")]},
+            {"type": "search_results", "results": [result(2, "https://b.example/2")]},
+            {"type": "message", "content": [
+                {"type": "reasoning_text", "text": "hidden steps"},
+                {"type": "output_text", "text": "Answer[2]."}]}],
+            "incomplete_details": {"reason": "max_output_tokens"}});
+        let response = full_response(Api::Agent, body.to_string().as_bytes()).unwrap();
+        assert_eq!(response.text, "Answer[2].");
+        assert_eq!(response.sources.citations.len(), 2);
+        assert_eq!(response.finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn a_done_marker_in_an_agent_stream_is_not_an_error() {
+        let (events, error) = agent(&[
+            json!({"type": "response.output_text.delta", "delta": "Olympus"}),
+            json!("[DONE]"),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(events, [ChatEvent::TextDelta("Olympus".into())]);
+    }
+}

@@ -1,0 +1,127 @@
+//! The APIs, one module each behind one small seam ([`Protocol`]): where a chat request goes,
+//! the body it sends, the decoder of its stream and the reader of its whole response. This
+//! file is the only place that matches on [`Api`]; a change to the Agent API touches
+//! `agent.rs`, a change to Sonar `sonar.rs`, and the Search API (no chat) is `search.rs`.
+
+use chat_core::{ChatRequest, ChatResponse, Error, Role};
+use serde_json::{Map, Value};
+
+use crate::decode::Feed;
+
+pub(crate) mod agent;
+pub(crate) mod search;
+pub(crate) mod sonar;
+
+/// Which Perplexity API answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Api {
+    /// Sonar chat completions (`POST /chat/completions`), which any OpenAI-compatible
+    /// endpoint also speaks.
+    #[default]
+    Sonar = 0,
+    /// The Agent API (`POST /v1/agent`, Responses-style events).
+    Agent = 1,
+}
+
+/// What one API is on the wire. Implemented by a unit type per API; reached through
+/// [`Api::protocol`].
+pub(crate) trait Protocol: Sync {
+    /// Where its chat requests go, under the base URL.
+    fn path(&self) -> &'static str;
+    /// Its own fields of a request body for `model` (the caller's raw options and `stream`
+    /// are added after them, by [`request_body`]).
+    fn fields(&self, request: &ChatRequest, model: &str, stream: bool) -> Map<String, Value>;
+    /// A decoder for one stream of its events.
+    fn decoder(&self) -> Box<dyn Feed>;
+    /// A whole (non-streaming) response body, read.
+    fn response(&self, body: &str) -> Result<ChatResponse, Error>;
+    /// Whether a stream names a run the server keeps going on its own (which a caller who
+    /// leaves should cancel).
+    fn has_runs(&self) -> bool {
+        false
+    }
+}
+
+impl Api {
+    /// Every API, in the order of [`Api::index`].
+    pub(crate) const ALL: [Api; 2] = [Api::Sonar, Api::Agent];
+
+    /// What this API is on the wire.
+    pub(crate) fn protocol(self) -> &'static dyn Protocol {
+        match self {
+            Api::Sonar => &sonar::Sonar,
+            Api::Agent => &agent::Agent,
+        }
+    }
+
+    /// Its position in [`Api::ALL`] (for per-API state).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The API a model name implies, if it implies one: Sonar models go to Sonar, presets and
+    /// `provider/model` names to the Agent API. An explicit choice
+    /// ([`PerplexityConfig::api`](crate::PerplexityConfig::api)) wins over this.
+    pub fn for_model(model: &str) -> Option<Api> {
+        if sonar::names_model(model) {
+            Some(Api::Sonar)
+        } else if agent::names_model(model) {
+            Some(Api::Agent)
+        } else {
+            None
+        }
+    }
+
+    /// `sonar` or `agent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Sonar => "sonar",
+            Api::Agent => "agent",
+        }
+    }
+
+    /// `sonar` or `agent` (also `chat`, for chat completions on any compatible endpoint).
+    ///
+    /// # Errors
+    /// A config error naming the choices.
+    pub fn parse(name: &str) -> Result<Api, Error> {
+        match name.trim() {
+            "sonar" | "chat" => Ok(Api::Sonar),
+            "agent" => Ok(Api::Agent),
+            other => Err(Error::config(format!(
+                "unknown API {other:?}: use sonar (chat completions) or agent"
+            ))),
+        }
+    }
+}
+
+/// The request body for `api`, streaming or not: the API's fields, then the caller's raw
+/// options (which win), then `stream`.
+pub(crate) fn request_body(api: Api, request: &ChatRequest, model: &str, stream: bool) -> Vec<u8> {
+    let mut body = api.protocol().fields(request, model, stream);
+    body.extend(
+        request
+            .options
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    body.insert("stream".into(), stream.into());
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// A complete response from `api`'s non-streaming body.
+pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| Error::protocol("the response is not UTF-8"))?;
+    api.protocol().response(text)
+}
+
+/// A message role as both APIs write it.
+pub(crate) fn role(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Assistant => "assistant",
+        _ => "user",
+    }
+}
