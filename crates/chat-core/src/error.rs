@@ -452,10 +452,61 @@ impl fmt::Display for Error {
         {
             write!(formatter, ", retry after {:.1} s", wait.as_secs_f64())?;
         }
-        if let Some(source) = &self.inner.source {
-            write!(formatter, ": {source}")?;
-        }
         Ok(())
+    }
+}
+
+impl Error {
+    /// The error with its causes, for people: `message: cause: cause's cause`. `Display`
+    /// alone shows this error only (its causes come through
+    /// [`source`](std::error::Error::source), so that error reporters do not print them
+    /// twice); see [`Report`].
+    pub fn report(&self) -> Report<'_> {
+        Report::new(self)
+    }
+}
+
+/// Any error with its chain of causes on one line, `message: cause: cause's cause`: what a
+/// program prints. A cause whose text the line already holds (an error that also writes its
+/// source into its own message) is not repeated.
+///
+/// ```
+/// let cause = std::io::Error::other("connection reset by peer");
+/// let error = chat_core::Error::incomplete("the connection broke").with_source(cause);
+/// assert_eq!(error.to_string(), "the connection broke");
+/// assert_eq!(error.report().to_string(), "the connection broke: connection reset by peer");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Report<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> Report<'a> {
+    /// `error` with its causes.
+    pub fn new(error: &'a (dyn std::error::Error + 'static)) -> Self {
+        Report(error)
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = self.0.to_string();
+        let mut cause = self.0.source();
+        // Bounded: a cycle of causes (a broken `source`) cannot loop for ever.
+        for _ in 0..16 {
+            let Some(error) = cause else { break };
+            let text = error.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = error.source();
+        }
+        formatter.write_str(&line)
+    }
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
     }
 }
 
@@ -558,12 +609,43 @@ mod tests {
             "after the commit point nothing is replayed"
         );
         assert_eq!(error.partial_text(), Some("Olympus Mons"));
+        // `Display` is this error only; each cause comes once, through `source`, and the
+        // report prints the chain.
         assert_eq!(
             error.to_string(),
-            "stream interrupted after 12 characters of answer: connection failed: connection reset"
+            "stream interrupted after 12 characters of answer"
         );
         let source = std::error::Error::source(&error).unwrap();
-        assert_eq!(source.to_string(), "connection failed: connection reset");
+        assert_eq!(source.to_string(), "connection failed");
+        let root = source.source().unwrap();
+        assert_eq!(root.to_string(), "connection reset");
+        assert!(root.source().is_none());
+        assert_eq!(
+            error.report().to_string(),
+            "stream interrupted after 12 characters of answer: connection failed: connection reset"
+        );
+    }
+
+    #[test]
+    fn a_report_prints_each_cause_once_even_when_a_cause_repeats_its_own() {
+        /// An error that, as hyper 0.14's did, writes its source into its own message.
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl fmt::Display for Repeats {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(formatter, "client error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Error::connect(Repeats(std::io::Error::other("refused")));
+        assert_eq!(
+            error.report().to_string(),
+            "connection failed: client error: refused"
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod provider;
 mod request;
 mod response;
 
-pub use error::{Error, ErrorKind, TimeoutPhase};
+pub use error::{Error, ErrorKind, Report, TimeoutPhase};
 pub use event::{Accumulator, ChatEvent};
 pub use provider::{ChatProvider, ChatStream};
 pub use request::{CacheMode, ChatRequest, Message, Role, Sampling};

@@ -155,12 +155,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let file =
-        pplx_setup::config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
+    let file = pplx_setup::config::load(args.config.as_deref())
+        .map_err(|error| error.report().to_string())?;
     let models = models(&file.mcp);
     let setup = pplx_setup::setup(&setup_options(&args)?, file)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| error.report().to_string())?;
     if let Some(notice) = &setup.notice {
         eprintln!("pplx-mcp: {notice}");
     }
@@ -205,7 +205,7 @@ fn setup_options(args: &Args) -> Result<pplx_setup::SetupOptions, String> {
         no_cache: args.no_cache,
         shared_state: args.shared_state.clone(),
         require_key: true,
-        total_timeout: environment::total_timeout().map_err(|error| error.to_string())?,
+        total_timeout: environment::total_timeout().map_err(|error| error.report().to_string())?,
         ..pplx_setup::SetupOptions::default()
     })
 }

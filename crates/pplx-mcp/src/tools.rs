@@ -420,7 +420,10 @@ async fn seed(
                 }),
                 false,
             ),
-            Err(error) => (json!({"success": false, "error": error.to_string()}), true),
+            Err(error) => (
+                json!({"success": false, "error": error.report().to_string()}),
+                true,
+            ),
         };
     let content = vec![ContentBlock::text(value.to_string())];
     let mut result = if failed {
@@ -578,13 +581,14 @@ fn answer_result(response: &chat_core::ChatResponse) -> CallToolResult {
 
 /// A failed call as a tool error the assistant can read, never a crashed server.
 fn error_result(error: &Error) -> CallToolResult {
+    let report = error.report();
     let mut message = match error.kind() {
-        chat_core::ErrorKind::Auth => format!("Perplexity rejected the API key: {error}"),
+        chat_core::ErrorKind::Auth => format!("Perplexity rejected the API key: {report}"),
         chat_core::ErrorKind::Interrupted => format!(
-            "{error}. The answer so far:\n\n{}",
+            "{report}. The answer so far:\n\n{}",
             error.partial_text().unwrap_or_default()
         ),
-        _ => format!("Perplexity request failed: {error}"),
+        _ => format!("Perplexity request failed: {report}"),
     };
     if let Some(wait) = error.retry_after()
         && error.kind() != chat_core::ErrorKind::RateLimited

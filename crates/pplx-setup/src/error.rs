@@ -43,6 +43,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error with its causes on one line, as the programs print it (`Display` alone
+    /// shows this error only; its causes come through `source`).
+    pub fn report(&self) -> chat_core::Report<'_> {
+        chat_core::Report::new(self)
+    }
+
     pub(crate) fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidValue {
             name: name.into(),
@@ -60,21 +66,15 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ReadConfig { path, source } => {
-                write!(formatter, "cannot read {}: {source}", path.display())
-            }
-            Error::ParseConfig { path, source } => {
-                write!(formatter, "{}: {source}", path.display())
-            }
+            Error::ReadConfig { path, .. } => write!(formatter, "cannot read {}", path.display()),
+            Error::ParseConfig { path, .. } => write!(formatter, "{}", path.display()),
             Error::InvalidValue { name, message } => write!(formatter, "{name}: {message}"),
             Error::MissingKey { key_env, keys_env } => write!(
                 formatter,
                 "{key_env} environment variable is required (or {key_env}_1, {key_env}_2, ..., or {keys_env}); run with --sim to answer from the built-in simulator instead"
             ),
             Error::Provider(error) => fmt::Display::fmt(error, formatter),
-            Error::Simulator(error) => {
-                write!(formatter, "cannot start the built-in simulator: {error}")
-            }
+            Error::Simulator(_) => formatter.write_str("cannot start the built-in simulator"),
         }
     }
 }
@@ -84,7 +84,8 @@ impl std::error::Error for Error {
         match self {
             Error::ReadConfig { source, .. } => Some(source),
             Error::ParseConfig { source, .. } => Some(source.as_ref()),
-            Error::Provider(error) => Some(error),
+            // Transparent: the provider's error is shown as this one, its causes follow.
+            Error::Provider(error) => std::error::Error::source(error),
             Error::Simulator(error) => Some(error),
             Error::InvalidValue { .. } | Error::MissingKey { .. } => None,
         }

@@ -93,7 +93,7 @@ fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) -> boo
                 session.model = model.to_owned();
                 eprintln!("model: {model}");
             }
-            Err(error) => eprintln!("{error}; still on {}", session.model),
+            Err(error) => eprintln!("{}; still on {}", error.report(), session.model),
         },
         (command, _) => eprintln!("unknown command {command}; /help lists the commands"),
     }

@@ -208,7 +208,7 @@ async fn run(args: Args) -> u8 {
     let file = match pplx_setup::config::load(args.config.as_deref()) {
         Ok(file) => file,
         Err(error) => {
-            eprintln!("pplx: config: {error}");
+            eprintln!("pplx: config: {}", error.report());
             return EXIT_USAGE;
         }
     };
@@ -220,7 +220,7 @@ async fn run(args: Args) -> u8 {
     let mut session = match session(&args, file).await {
         Ok(session) => session,
         Err(error) => {
-            eprintln!("pplx: {error}");
+            eprintln!("pplx: {}", error.report());
             return if error.is_usage() {
                 EXIT_USAGE
             } else {
@@ -504,7 +504,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         }
         Some(Err(error)) => {
             let partial = error.partial_text().unwrap_or(&progress.text).to_owned();
-            progress.error = Some((error.kind().as_str().to_owned(), error.to_string()));
+            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
             output.failed(&error, &partial, session.mode);
             progress.text = partial;
             EXIT_FAILURE
@@ -645,12 +645,13 @@ async fn answer(
 /// asked in (flags on the command line, slash commands in a session).
 pub(crate) fn advice(error: &Error, mode: Mode) -> String {
     use chat_core::ErrorKind;
+    let report = error.report();
     match (error.kind(), mode) {
         (ErrorKind::BadRequest, Mode::Interactive) => {
-            format!("{error} (try /model sonar, or /help)")
+            format!("{report} (try /model sonar, or /help)")
         }
         (ErrorKind::Config, Mode::Interactive) => {
-            format!("{error}; restart with --sim to use the built-in simulator")
+            format!("{report}; restart with --sim to use the built-in simulator")
         }
         (kind, _) => advice_anywhere(error, kind),
     }
@@ -658,16 +659,17 @@ pub(crate) fn advice(error: &Error, mode: Mode) -> String {
 
 fn advice_anywhere(error: &Error, kind: chat_core::ErrorKind) -> String {
     use chat_core::ErrorKind;
+    let report = error.report();
     match kind {
-        ErrorKind::Config => format!("{error}; or run with --sim to use the built-in simulator"),
-        ErrorKind::Auth => format!("{error}: check PERPLEXITY_API_KEY (or PERPLEXITY_API_KEYS)"),
-        ErrorKind::Quota => format!("{error}: add credits to the API account, or use another key"),
-        ErrorKind::RateLimited => error.to_string(),
-        ErrorKind::BadRequest => format!("{error} (try --model sonar)"),
-        ErrorKind::Interrupted => format!("{error}; the text above is what arrived"),
-        ErrorKind::CircuitOpen => format!("{error}: the API keeps failing; try again shortly"),
-        ErrorKind::Connect => format!("{error}: check the network or --base-url"),
-        _ => error.to_string(),
+        ErrorKind::Config => format!("{report}; or run with --sim to use the built-in simulator"),
+        ErrorKind::Auth => format!("{report}: check PERPLEXITY_API_KEY (or PERPLEXITY_API_KEYS)"),
+        ErrorKind::Quota => format!("{report}: add credits to the API account, or use another key"),
+        ErrorKind::RateLimited => report.to_string(),
+        ErrorKind::BadRequest => format!("{report} (try --model sonar)"),
+        ErrorKind::Interrupted => format!("{report}; the text above is what arrived"),
+        ErrorKind::CircuitOpen => format!("{report}: the API keeps failing; try again shortly"),
+        ErrorKind::Connect => format!("{report}: check the network or --base-url"),
+        _ => report.to_string(),
     }
 }
 

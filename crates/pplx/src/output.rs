@@ -193,7 +193,7 @@ impl Output for Json {
     fn failed(&mut self, error: &Error, partial: &str, _: Mode) {
         let _ = json_line(&JsonLine::Error {
             kind: error.kind().as_str(),
-            message: error.to_string(),
+            message: error.report().to_string(),
             partial,
         });
     }

@@ -159,7 +159,7 @@ impl Answer {
                 self.fall_back(error).await
             }
             Err(error) => {
-                tracing::warn!(%error, "stream failed before any answer text");
+                tracing::warn!(error = %error.report(), "stream failed before any answer text");
                 self.fail(error, None)
             }
         }
@@ -170,7 +170,7 @@ impl Answer {
     async fn fall_back(&mut self, cause: Error) -> Transition {
         self.cancel.fire();
         tracing::warn!(
-            error = %cause,
+            error = %cause.report(),
             "streaming failed; falling back to one non-streaming request"
         );
         let body = Bytes::from(crate::api::request_body(

@@ -712,7 +712,9 @@ impl CancelOnDrop {
             match sent {
                 Ok(_) => tracing::info!(run = %id, "cancelled the abandoned agent run"),
                 // The run may already be over; nothing to do either way.
-                Err(error) => tracing::debug!(run = %id, %error, "cancelling the agent run failed"),
+                Err(error) => {
+                    tracing::debug!(run = %id, error = %error.report(), "cancelling the agent run failed");
+                }
             }
         });
     }
