@@ -7,9 +7,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use resilience::shared::{LocalState, SharedChange, SharedState};
 use resilience::{
     ApiKey, BreakerConfig, CallOutcome, CircuitBreaker, KeyOutcome, KeyPool, KeyPoolConfig,
-    LocalState, SharedChange, SharedState,
 };
 use resilience_redis::{RedisConfig, RedisState};
 

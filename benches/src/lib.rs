@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::Criterion;
 
 /// The deterministic random source for bench inputs (so every run measures the same bytes).
-pub use resilience::SmallRng as Rng;
+pub use resilience::backoff::SmallRng as Rng;
 
 const WORDS: &[&str] = &[
     "Olympus",

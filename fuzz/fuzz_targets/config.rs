@@ -13,6 +13,6 @@ fuzz_target!(|input: &[u8]| {
     }
     if pplx_setup::apply_file(&mut config, &file).is_ok() {
         let _ = config.timeouts_for("sonar-deep-research");
-        let _ = resilience::later(tokio::time::Instant::now(), config.timeouts.total);
+        let _ = resilience::backoff::later(tokio::time::Instant::now(), config.timeouts.total);
     }
 });

@@ -12,7 +12,7 @@
 //!
 //! `soak [--streams N] [--rounds R] [--seed S] [--check-growth]`
 
-use resilience::SmallRng;
+use resilience::backoff::SmallRng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

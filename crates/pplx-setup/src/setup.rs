@@ -243,7 +243,7 @@ fn endpoint(config: &mut PerplexityConfig, args: &SetupOptions, file: &config::F
 async fn shared_state(
     args: &SetupOptions,
     file: &config::FileConfig,
-) -> Result<Option<Arc<dyn resilience::SharedState>>, Error> {
+) -> Result<Option<Arc<dyn resilience::shared::SharedState>>, Error> {
     let Some(url) = args
         .shared_state
         .as_deref()
@@ -272,7 +272,7 @@ async fn shared_state(
     // What other processes learned applies from this process's first request. A Redis that
     // is down answers within its timeouts; this bounds it anyway.
     let _ = tokio::time::timeout(Duration::from_secs(2), state.synced()).await;
-    Ok(Some(state as Arc<dyn resilience::SharedState>))
+    Ok(Some(state as Arc<dyn resilience::shared::SharedState>))
 }
 
 /// The cache in front of the provider.

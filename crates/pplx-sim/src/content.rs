@@ -1,7 +1,7 @@
 //! Deterministic answers: text, reasoning and sources derive from a hash of the model (or
 //! preset) and the conversation, so tests know exactly what a complete answer is.
 
-use resilience::SmallRng;
+use resilience::backoff::SmallRng;
 use serde_json::{Value, json};
 
 /// A complete simulated answer.

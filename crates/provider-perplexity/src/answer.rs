@@ -22,7 +22,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_core::{ChatEvent, ChatRequest, Error};
 use futures_core::Stream;
-use resilience::{CallOutcome, Classify, FailureClass, KeyLease, KeyOutcome, OwnedPermit};
+use resilience::breaker::OwnedPermit;
+use resilience::keys::KeyLease;
+use resilience::{CallOutcome, Classify, FailureClass, KeyOutcome};
 use tokio::time::Instant;
 
 use crate::client::Live;
@@ -42,7 +44,7 @@ pub(crate) fn stream(
         true,
     ));
     let answer = Box::new(Answer {
-        deadline: resilience::later(Instant::now(), route.timeouts.total),
+        deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
         cancel: CancelOnDrop::new(shared.clone()),
         shared,
         route,

@@ -429,7 +429,7 @@ impl Live {
             let next = std::future::poll_fn(|context| {
                 futures_core::Stream::poll_next(Pin::new(&mut self.events), context)
             });
-            let event_deadline = resilience::later(tokio::time::Instant::now(), deadline);
+            let event_deadline = resilience::backoff::later(tokio::time::Instant::now(), deadline);
             let (until, phase) = match self.total {
                 Some(total) if total <= event_deadline => (total, TimeoutPhase::Total),
                 _ => (event_deadline, phase),

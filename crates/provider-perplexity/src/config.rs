@@ -256,7 +256,7 @@ pub struct PerplexityConfig {
     /// State shared with other processes using the same keys (for example
     /// `resilience_redis::RedisState`): key cooldowns, disabled keys and open breakers, and
     /// the request rate of `key_rpm`. `None`: this process only.
-    pub shared_state: Option<std::sync::Arc<dyn resilience::SharedState>>,
+    pub shared_state: Option<std::sync::Arc<dyn resilience::shared::SharedState>>,
     /// At most this many requests a minute per key, for every process sharing
     /// `shared_state` together (each process alone without one). `None`: no limit of ours.
     pub key_rpm: Option<u32>,

@@ -166,7 +166,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_core::{ChatStream, TimeoutPhase};
 use resilience::{CircuitBreaker, Classify, FailureClass, KeyPool, Retrier, RetryBudget};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -183,11 +182,15 @@ pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, Sona
 
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{
-    ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, ErrorKind, Message, Sources,
+    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind,
+    FinishReason, Message, Report, Role, SearchResult, Sources, TimeoutPhase, Usage,
 };
-// What tuning needs: the retry, breaker and key-pool settings, and the figures they report.
+// What tuning needs: the retry, breaker and key-pool settings (and the seam for state shared
+// between processes, `PerplexityConfig::shared_state`), and the figures they report.
+pub use resilience::shared::SharedState;
 pub use resilience::{
-    ApiKey, BackoffPolicy, BreakerConfig, BreakerStats, BudgetConfig, KeyPoolConfig, KeyStats,
+    ApiKey, BackoffPolicy, BreakerConfig, BreakerStats, BudgetConfig, Jitter, KeyPoolConfig,
+    KeyStats, SlidingWindow,
 };
 
 use crate::client::{HttpClient, Live};
@@ -242,7 +245,8 @@ impl PerplexityProvider {
         let shared_state = config.shared_state.clone().or_else(|| {
             // A rate limit alone still spaces this process's requests.
             config.key_rpm.map(|_| {
-                Arc::new(resilience::LocalState::new()) as Arc<dyn resilience::SharedState>
+                Arc::new(resilience::shared::LocalState::new())
+                    as Arc<dyn resilience::shared::SharedState>
             })
         });
         if let Some(state) = &shared_state {
@@ -362,7 +366,7 @@ impl PerplexityProvider {
             timeouts: self.shared.config.timeouts,
             retrier: self.shared.retriers[0][Api::Sonar.index()].clone(),
         };
-        let deadline = resilience::later(Instant::now(), route.timeouts.total);
+        let deadline = resilience::backoff::later(Instant::now(), route.timeouts.total);
         let body = Bytes::from(
             serde_json::to_vec(request)
                 .map_err(|error| Error::config(format!("search request: {error}")))?,
@@ -567,7 +571,7 @@ fn retriers(
     config: &PerplexityConfig,
     base_url: &str,
     keys: &KeyPool,
-    shared_state: Option<&Arc<dyn resilience::SharedState>>,
+    shared_state: Option<&Arc<dyn resilience::shared::SharedState>>,
 ) -> Vec<[Retrier; 2]> {
     let budget = Arc::new(RetryBudget::new(config.budget));
     let mut limits = vec![(
@@ -732,7 +736,7 @@ impl ChatProvider for PerplexityProvider {
         let route = self.shared.route(&request.model);
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
         let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
-        let deadline = resilience::later(Instant::now(), route.timeouts.total);
+        let deadline = resilience::backoff::later(Instant::now(), route.timeouts.total);
         self.shared
             .complete(&route, body, deadline, &Tally::default())
             .instrument(span)

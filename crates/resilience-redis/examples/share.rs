@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resilience::{ApiKey, KeyOutcome, KeyPool, KeyPoolConfig, SharedState};
+use resilience::shared::SharedState;
+
+use resilience::{ApiKey, KeyOutcome, KeyPool, KeyPoolConfig};
 use resilience_redis::{RedisConfig, RedisState};
 
 #[tokio::main]

@@ -3,7 +3,7 @@
 //! rates, so that what one process learns about a key the others apply within a second, and
 //! together they stay under each key's limit before the provider has to say 429.
 //!
-//! - [`RedisState`] implements [`resilience::SharedState`]. Give it to
+//! - [`RedisState`] implements [`resilience::shared::SharedState`]. Give it to
 //!   `KeyPool::share` and `CircuitBreaker::share` (the Perplexity provider does this when its
 //!   config names a shared state).
 //! - Keys are named in Redis by HMAC-SHA-256 of the key with the operator's secret
@@ -42,8 +42,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{KeyInit, Mac};
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
-use resilience::{
-    ApiKey, ChangeListener, KeyId, LocalRates, RateFuture, SharedChange, SharedState, rate_interval,
+use resilience::ApiKey;
+use resilience::shared::{
+    ChangeListener, KeyId, LocalRates, RateFuture, SharedChange, SharedState, rate_interval,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::testing::RedisServer;
+use resilience::shared::{KeyId, SharedState};
 use resilience::{
-    ApiKey, BreakerConfig, CallOutcome, CircuitBreaker, KeyId, KeyOutcome, KeyPool, KeyPoolConfig,
-    SharedState, SlidingWindow,
+    ApiKey, BreakerConfig, CallOutcome, CircuitBreaker, KeyOutcome, KeyPool, KeyPoolConfig,
+    SlidingWindow,
 };
 use resilience_redis::{RedisConfig, RedisState};
 use tokio::sync::Notify;

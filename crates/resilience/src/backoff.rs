@@ -1,3 +1,8 @@
+//! Delays between attempts: full or decorrelated jitter, a cap, a number of attempts and a
+//! deadline ([`Backoff`] under a [`BackoffPolicy`]), the server's `retry-after` hints
+//! ([`parse_retry_after`]), the small random source behind the jitter ([`SmallRng`]), and
+//! [`later`], deadline arithmetic that cannot overflow.
+
 use std::time::{Duration, SystemTime};
 
 /// How the random part of a delay is drawn.

@@ -1,3 +1,7 @@
+//! The circuit breaker: fails fast while a service is down ([`CircuitBreaker`] under a
+//! [`BreakerConfig`]), with the permits a call holds ([`Permit`], [`OwnedPermit`]) and what
+//! a refusal or a change of state says ([`Rejected`], [`StateChange`]).
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -136,7 +140,7 @@ pub struct CircuitBreaker {
     inner: Mutex<Inner>,
     listener: Option<Listener>,
     /// The shared state this breaker's openings are published to, and its endpoint's name.
-    link: std::sync::OnceLock<(Arc<dyn crate::SharedState>, String)>,
+    link: std::sync::OnceLock<(Arc<dyn crate::shared::SharedState>, String)>,
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -283,7 +287,7 @@ impl CircuitBreaker {
     /// time, and the other way round. Once per breaker; later calls are ignored.
     pub fn share(
         self: &Arc<Self>,
-        state: Arc<dyn crate::SharedState>,
+        state: Arc<dyn crate::shared::SharedState>,
         endpoint: impl Into<String>,
     ) {
         let endpoint = endpoint.into();
@@ -294,7 +298,7 @@ impl CircuitBreaker {
         state.subscribe(Box::new(move |change| {
             if let (
                 Some(breaker),
-                crate::SharedChange::BreakerOpen {
+                crate::shared::SharedChange::BreakerOpen {
                     endpoint: opened,
                     until,
                 },
@@ -428,7 +432,7 @@ impl CircuitBreaker {
         inner.next_probe += 1;
         inner
             .probes
-            .push((id, crate::later(now, self.config.probe_timeout)));
+            .push((id, crate::backoff::later(now, self.config.probe_timeout)));
         Ok(self.permit(inner.generation, Some(id)))
     }
 
@@ -501,7 +505,7 @@ impl CircuitBreaker {
         self.transition(
             inner,
             BreakerState::Open {
-                until: crate::later(now, open_for),
+                until: crate::backoff::later(now, open_for),
             },
         )
     }
@@ -531,7 +535,7 @@ impl CircuitBreaker {
             if let (BreakerState::Open { until }, Some((state, endpoint))) =
                 (change.to, self.link.get())
             {
-                state.publish(crate::SharedChange::BreakerOpen {
+                state.publish(crate::shared::SharedChange::BreakerOpen {
                     endpoint: endpoint.clone(),
                     until: crate::shared::to_wall(until),
                 });

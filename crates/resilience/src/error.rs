@@ -2,7 +2,7 @@ use std::fmt;
 
 use tokio::time::Instant;
 
-use crate::NoKeyAvailable;
+use crate::keys::NoKeyAvailable;
 
 /// Why the retry driver stopped without an error of the operation's own to return.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,3 +1,7 @@
+//! The API-key pool: keys that never show in output ([`ApiKey`]), spread least recently
+//! used, cooled on rate limits and disabled when refused ([`KeyPool`]), leased one request
+//! at a time ([`KeyLease`]).
+
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -370,7 +374,7 @@ impl KeyPool {
                 Err(wait) => {
                     let mut state = self.lock();
                     let key = &mut state.keys[lease.index];
-                    key.throttled_until = Some(crate::later(Instant::now(), wait));
+                    key.throttled_until = Some(crate::backoff::later(Instant::now(), wait));
                     // Not a request after all.
                     key.requests = key.requests.saturating_sub(1);
                 }
@@ -444,7 +448,7 @@ impl KeyPool {
         let mut state = self.lock();
         let key = &mut state.keys[index];
         let cool_until = |key: &mut KeyState, cooldown: Duration| {
-            let until = crate::later(Instant::now(), cooldown);
+            let until = crate::backoff::later(Instant::now(), cooldown);
             // A new cooldown never shortens a running one.
             key.cooling_until = Some(
                 key.cooling_until

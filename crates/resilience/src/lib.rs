@@ -50,32 +50,28 @@
 //! [`parse_retry_after`]), or decide what an error means (that is [`Classify`]).
 #![deny(missing_docs)]
 
-mod backoff;
-mod breaker;
+pub mod backoff;
+pub mod breaker;
 mod budget;
 mod error;
-mod keys;
+pub mod keys;
 mod retry;
-mod shared;
+pub mod shared;
 
 use std::time::Duration;
 
-pub use backoff::{
-    Backoff, BackoffPolicy, Delay, Jitter, MAX_RETRY_AFTER, RandomSource, SmallRng, later,
-    parse_retry_after,
-};
+// The root holds what a client composes and configures; the modules hold the rest: what
+// the types' methods return (`breaker::Permit`, `keys::KeyLease`), the randomness behind the
+// jitter (`backoff::SmallRng`), and what an implementation of shared state needs
+// (`shared::SharedState` and its companions).
+pub use backoff::{Backoff, BackoffPolicy, Delay, Jitter, MAX_RETRY_AFTER, parse_retry_after};
 pub use breaker::{
-    BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, OwnedPermit, Permit,
-    Rejected, SlidingWindow, StateChange,
+    BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, SlidingWindow,
 };
 pub use budget::{BudgetConfig, RetryBudget};
 pub use error::Error;
-pub use keys::{ApiKey, KeyLease, KeyOutcome, KeyPool, KeyPoolConfig, KeyStats, NoKeyAvailable};
+pub use keys::{ApiKey, KeyOutcome, KeyPool, KeyPoolConfig, KeyStats};
 pub use retry::{Attempt, Retrier};
-pub use shared::{
-    ChangeListener, KeyId, LocalRates, LocalState, RateFuture, SharedChange, SharedState,
-    rate_interval,
-};
 
 /// What a failure means to the reliability layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::keys::KeyLease;
 use crate::{
     ApiKey, Backoff, BackoffPolicy, CallOutcome, CircuitBreaker, Classify, Delay, Error,
-    FailureClass, KeyLease, KeyOutcome, KeyPool, RetryBudget,
+    FailureClass, KeyOutcome, KeyPool, RetryBudget,
 };
 
 /// One try of an operation run by a [`Retrier`].
@@ -88,7 +89,7 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error>,
     {
-        let deadline = crate::later(Instant::now(), self.policy.total_deadline);
+        let deadline = crate::backoff::later(Instant::now(), self.policy.total_deadline);
         self.run_until(deadline, operation).await
     }
 
@@ -122,7 +123,7 @@ impl Retrier {
         &self,
         deadline: Instant,
         operation: F,
-    ) -> Result<(T, KeyLease, crate::OwnedPermit), E>
+    ) -> Result<(T, KeyLease, crate::breaker::OwnedPermit), E>
     where
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -141,7 +142,7 @@ impl Retrier {
         deadline: Instant,
         mut operation: F,
         defer_success: bool,
-    ) -> Result<(T, KeyLease, Option<crate::OwnedPermit>), E>
+    ) -> Result<(T, KeyLease, Option<crate::breaker::OwnedPermit>), E>
     where
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -234,7 +235,7 @@ impl Retrier {
                     Delay::HintTooLong(_) | Delay::Exhausted => return Err(error),
                 },
             };
-            if wait.is_some_and(|wait| crate::later(Instant::now(), wait) > deadline) {
+            if wait.is_some_and(|wait| crate::backoff::later(Instant::now(), wait) > deadline) {
                 return Err(error);
             }
             if !self.budget.try_withdraw() {

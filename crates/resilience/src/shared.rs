@@ -153,7 +153,7 @@ impl LocalRates {
         if allowed_at > now {
             return Err(allowed_at - now);
         }
-        next_allowed.insert(key.clone(), crate::later(now, interval));
+        next_allowed.insert(key.clone(), crate::backoff::later(now, interval));
         Ok(())
     }
 }
@@ -179,7 +179,7 @@ pub(crate) fn to_wall(instant: Instant) -> SystemTime {
 /// passed.
 pub(crate) fn from_wall(until: SystemTime, max_ahead: Duration) -> Option<Instant> {
     let ahead = until.duration_since(SystemTime::now()).ok()?;
-    Some(crate::later(Instant::now(), ahead.min(max_ahead)))
+    Some(crate::backoff::later(Instant::now(), ahead.min(max_ahead)))
 }
 
 #[cfg(test)]

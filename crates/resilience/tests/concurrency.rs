@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use resilience::*;
+use resilience::breaker::*;
+use resilience::keys::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_key_pool_keeps_exact_counts_under_contention() {

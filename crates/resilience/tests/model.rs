@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
+use resilience::breaker::*;
+use resilience::keys::*;
 use resilience::*;
 use tokio::time::Instant;
 

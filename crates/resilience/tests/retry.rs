@@ -217,7 +217,7 @@ async fn the_total_deadline_ends_a_hung_attempt() {
         },
     );
     let started = Instant::now();
-    let result: Result<((), KeyLease), TestError> = retrier
+    let result: Result<((), resilience::keys::KeyLease), TestError> = retrier
         .run(|_| std::future::pending::<Result<(), TestError>>())
         .await;
     assert_eq!(started.elapsed(), Duration::from_secs(10));

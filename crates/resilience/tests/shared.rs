@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use resilience::shared::{
+    ChangeListener, KeyId, LocalState, RateFuture, SharedChange, SharedState,
+};
 use resilience::{
-    ApiKey, BreakerConfig, BreakerState, CallOutcome, ChangeListener, CircuitBreaker, KeyId,
-    KeyOutcome, KeyPool, KeyPoolConfig, LocalState, RateFuture, SharedChange, SharedState,
-    SlidingWindow,
+    ApiKey, BreakerConfig, BreakerState, CallOutcome, CircuitBreaker, KeyOutcome, KeyPool,
+    KeyPoolConfig, SlidingWindow,
 };
 use tokio::time::Instant;
 
