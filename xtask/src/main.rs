@@ -107,9 +107,9 @@ fn ci() -> Result {
             "clippy",
             "--locked",
             "-p",
-            "sse-parse",
+            "pplx-sse-parse",
             "-p",
-            "cache",
+            "pplx-cache",
             "--",
             "-D",
             "warnings",
@@ -159,10 +159,10 @@ fn ci() -> Result {
     deny()?;
     // The offline examples run (all of them build with clippy --all-targets).
     for (package, example) in [
-        ("chat-core", "canned"),
-        ("provider-perplexity", "stream"),
-        ("resilience", "flaky"),
-        ("cache", "cached"),
+        ("pplx-chat-core", "canned"),
+        ("pplx-provider-perplexity", "stream"),
+        ("pplx-resilience", "flaky"),
+        ("pplx-cache", "cached"),
         ("pplx-sim", "faults"),
         ("pplx-setup", "ask"),
     ] {

@@ -1,23 +1,30 @@
 //! Publish-readiness: every library crate builds, clippy-clean, with each of its features
 //! alone and with none (the check `cargo hack --each-feature --no-dev-deps` makes), and `cargo package`
-//! packages and verifies all of them together.
+//! packages and verifies them: in the real workspace those outside the workspace-hack's
+//! reach, then all of them together in a copy without the workspace-hack (as `cargo hakari
+//! publish` would publish them).
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::{Result, run};
 
-/// The crates meant for crates.io one day, in dependency order.
+/// The crates meant for crates.io, in dependency order: their package names, all free there
+/// (`cargo info NAME`), each library keeping its short name (`sse_parse`, `chat_core`, ...).
 pub(crate) const LIBRARIES: &[&str] = &[
-    "sse-parse",
-    "resilience",
-    "resilience-redis",
-    "chat-core",
-    "cache",
-    "provider-perplexity",
+    "pplx-sse-parse",
+    "pplx-resilience",
+    "pplx-resilience-redis",
+    "pplx-chat-core",
+    "pplx-cache",
+    "pplx-provider-perplexity",
     "pplx-sim",
     "pplx-setup",
 ];
+
+/// The libraries that reach the workspace-hack (`pplx-sim` depends on it, `pplx-setup` on
+/// `pplx-sim`): packaged only in the copy without it.
+const REACH_THE_HACK: &[&str] = &["pplx-sim", "pplx-setup"];
 
 /// `cargo clippy` of each library crate with no features, then with each feature alone.
 pub(crate) fn features(root: &Path) -> Result {
@@ -68,11 +75,37 @@ pub(crate) fn features(root: &Path) -> Result {
     Ok(())
 }
 
-/// `cargo package` (with verification) of every library crate, in a scratch copy of the
-/// workspace where they may be published: the real manifests say `publish = false` until
-/// the crate names are settled, and cargo packages unpublishable crates only one by one,
-/// against crates.io, where several of our names belong to other crates.
+/// `cargo package` (with verification) of the library crates: first in the real workspace,
+/// every library the workspace-hack does not reach (each verified against the others'
+/// packages, not their sources: no dependency is left for crates.io to answer with a
+/// stranger's crate); then all of them in a scratch copy of the workspace without the
+/// workspace-hack, which only unifies features here and is never published.
 pub(crate) fn package(root: &Path) -> Result {
+    forget_earlier_packages()?;
+    // `--allow-dirty`: a check of the tree as it is, committed or not.
+    let mut args = vec!["package", "--locked", "--allow-dirty", "--quiet"];
+    for library in LIBRARIES
+        .iter()
+        .filter(|name| !REACH_THE_HACK.contains(name))
+    {
+        args.extend(["-p", library]);
+    }
+    let status = Command::new("cargo")
+        .args(&args)
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        return Err(format!("cargo package in the workspace failed: {status}").into());
+    }
+    eprintln!(
+        "package: {} library crates packaged and verified in the workspace itself",
+        LIBRARIES.len() - REACH_THE_HACK.len()
+    );
+    package_without_hack(root)
+}
+
+/// `cargo package` of every library crate in a scratch copy without the workspace-hack.
+fn package_without_hack(root: &Path) -> Result {
     let scratch = root.join("target/package-check");
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch)?;
@@ -109,13 +142,6 @@ pub(crate) fn package(root: &Path) -> Result {
             without_workspace_hack(&target)?;
         }
     }
-    let manifest = scratch.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)?;
-    let publishable = text.replacen("\npublish = false\n", "\npublish = true\n", 1);
-    if publishable == text {
-        return Err("the workspace manifest no longer says publish = false".into());
-    }
-    std::fs::write(&manifest, publishable)?;
     forget_earlier_packages()?;
     // Not `--locked`: without the workspace-hack edges the scratch lock file changes (only
     // edges go; every version stays as locked).

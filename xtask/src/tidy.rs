@@ -12,11 +12,11 @@ use crate::Result;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         // Only features of outside crates, for the programs (see its Cargo.toml).
-        "sse-parse" | "pplx-workspace-hack" => 0,
-        "resilience" => 1,
-        "chat-core" => 2,
-        "cache" | "resilience-redis" => 3,
-        name if name.starts_with("provider-") => 4,
+        "pplx-sse-parse" | "pplx-workspace-hack" => 0,
+        "pplx-resilience" => 1,
+        "pplx-chat-core" => 2,
+        "pplx-cache" | "pplx-resilience-redis" => 3,
+        name if name.starts_with("pplx-provider-") => 4,
         // The simulator's library is embedded by the programs (their offline mode).
         "pplx-sim" => 5,
         // What both programs share: config, keys, simulator fallback, cache choice.
@@ -50,8 +50,16 @@ pub(crate) fn check(root: &Path) -> Result {
             problems.push(format!("{name}: no layer assigned in xtask/src/tidy.rs"));
             continue;
         };
-        if package["publish"] != serde_json::json!([]) {
-            problems.push(format!("{name}: internal crates must say publish = false"));
+        // The libraries are published (under free names); programs and tooling are not.
+        let publishable = package["publish"] != serde_json::json!([]);
+        let library = crate::package::LIBRARIES.contains(&name);
+        if publishable != library {
+            let should = if library {
+                "publish = true"
+            } else {
+                "publish = false"
+            };
+            problems.push(format!("{name}: must say {should}"));
         }
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
             let dependency_name = dependency["name"].as_str().unwrap_or_default();

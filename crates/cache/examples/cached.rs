@@ -1,7 +1,7 @@
 //! Puts the cache in front of a provider: the same question twice is one upstream call; the
 //! second answer comes from the cache, its `Done` marked `cached`.
 //!
-//! `cargo run -p cache --example cached`
+//! `cargo run -p pplx-cache --example cached`
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

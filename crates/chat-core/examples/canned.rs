@@ -3,7 +3,7 @@
 //! assembled response (the same one `chat` returns). With default features chat-core pulls
 //! no runtime: tokio here only drives the example.
 //!
-//! `cargo run -p chat-core --example canned`
+//! `cargo run -p pplx-chat-core --example canned`
 
 use async_trait::async_trait;
 use chat_core::{

@@ -2,7 +2,7 @@
 //! sources, offline: against the simulator, with the first key rate limited (the pool
 //! cools it and the answer comes through another).
 //!
-//! `cargo run -p provider-perplexity --example stream`
+//! `cargo run -p pplx-provider-perplexity --example stream`
 
 use futures_util::StreamExt;
 use pplx_sim::{Fault, SimConfig, Simulator, Target};

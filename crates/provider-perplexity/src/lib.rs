@@ -65,7 +65,7 @@
 //! # let _ = provider; Ok(()) }
 //! ```
 //!
-//! `examples/stream.rs` runs the first example that way (`cargo run -p provider-perplexity
+//! `examples/stream.rs` runs the first example that way (`cargo run -p pplx-provider-perplexity
 //! --example stream`).
 //!
 //! **Tuning**: the builder sets the common knobs ([`PerplexityBuilder::max_attempts`], which
@@ -182,8 +182,8 @@ pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, Sona
 
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{
-    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind,
-    FinishReason, Message, Report, Role, SearchResult, Sources, TimeoutPhase, Usage,
+    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, FinishReason,
+    Message, Report, Role, SearchResult, Sources, TimeoutPhase, Usage,
 };
 // What tuning needs: the retry, breaker and key-pool settings (and the seam for state shared
 // between processes, `PerplexityConfig::shared_state`), and the figures they report.

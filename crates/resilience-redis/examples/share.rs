@@ -2,7 +2,7 @@
 //! share one Redis: a 429 on key a in the first makes the second pick key b, and both
 //! together keep to 120 requests a minute per key.
 //!
-//! `cargo run -p resilience-redis --example share -- redis://127.0.0.1:6379/`
+//! `cargo run -p pplx-resilience-redis --example share -- redis://127.0.0.1:6379/`
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Wraps a flaky async call with backoff, a retry budget, a circuit breaker and a pool of two
 //! keys: the call fails twice (once rate limited, once with a passing error), then works.
 //!
-//! `cargo run -p resilience --example flaky`
+//! `cargo run -p pplx-resilience --example flaky`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
