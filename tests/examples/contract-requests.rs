@@ -45,15 +45,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         requests.push(conversation(model));
     }
-    let options = SonarOptions {
-        search_mode: Some(SearchMode::Academic),
-        search_domain_filter: vec!["example.org".into(), "-example.com".into()],
-        search_recency_filter: Some("week".into()),
-        return_related_questions: Some(true),
-        return_images: Some(true),
-        reasoning_effort: Some("low".into()),
-        ..SonarOptions::default()
-    };
+    let mut options = SonarOptions::default();
+    options.search_mode = Some(SearchMode::Academic);
+    options.search_domain_filter = vec!["example.org".into(), "-example.com".into()];
+    options.search_recency_filter = Some("week".into());
+    options.return_related_questions = Some(true);
+    options.return_images = Some(true);
+    options.reasoning_effort = Some("low".into());
     let mut limited = options.apply(ChatRequest::new("sonar-pro", "Explain quantum computing"));
     limited.sampling.max_tokens = Some(40);
     limited.sampling.temperature = Some(0.2);

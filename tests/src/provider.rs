@@ -575,12 +575,10 @@ async fn dropping_the_stream_cancels_the_request_and_frees_the_key() {
 async fn a_request_with_options_sends_them() {
     let sim = simulator(1).await;
     let provider = provider(config(&sim, 1));
-    let options = provider_perplexity::SonarOptions {
-        search_domain_filter: vec!["nasa.gov".into()],
-        search_recency_filter: Some("week".into()),
-        return_related_questions: Some(true),
-        ..Default::default()
-    };
+    let mut options = provider_perplexity::SonarOptions::default();
+    options.search_domain_filter = vec!["nasa.gov".into()];
+    options.search_recency_filter = Some("week".into());
+    options.return_related_questions = Some(true);
     let request = options.apply(sonar());
     let response = provider.chat(request).await.unwrap();
     assert!(

@@ -128,6 +128,7 @@ pub struct Image {
 
 /// What a request cost, in US dollars, when the provider says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Cost {
     /// For the prompt tokens.
     #[serde(default)]

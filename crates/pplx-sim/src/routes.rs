@@ -1,4 +1,5 @@
-//! Routing and auth: one request in, its response (or a streaming writer) out.
+//! Routing, auth and the response builders: one request in (routed, authenticated, checked
+//! by `validate.rs`, logged), its response (or a streaming writer) out.
 
 use std::io;
 use std::sync::Arc;

@@ -24,6 +24,7 @@ pub enum AfterCommit {
 
 /// Every deadline of a request, each reported as its own `TimeoutPhase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// Making the connection (TCP and TLS).
     pub connect: Duration,

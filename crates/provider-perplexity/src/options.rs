@@ -32,6 +32,7 @@ pub enum SearchContextSize {
 /// request's options; fields left `None` are not sent. For a field not modelled here, use
 /// `ChatRequest::with_option` with raw JSON.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SonarOptions {
     /// `search_mode`.
     pub search_mode: Option<SearchMode>,

@@ -58,14 +58,16 @@ impl UsageWire {
         usage.total_tokens = self
             .total_tokens
             .max(self.prompt_tokens.saturating_add(self.completion_tokens));
-        usage.cost = self.cost.map(|cost| Cost {
-            input_tokens_cost: cost.input_tokens_cost,
-            output_tokens_cost: cost.output_tokens_cost,
-            request_cost: cost.request_cost,
-            total_cost: cost.total_cost,
-            citation_tokens_cost: cost.citation_tokens_cost,
-            reasoning_tokens_cost: cost.reasoning_tokens_cost,
-            search_queries_cost: cost.search_queries_cost,
+        usage.cost = self.cost.map(|wire| {
+            let mut cost = Cost::default();
+            cost.input_tokens_cost = wire.input_tokens_cost;
+            cost.output_tokens_cost = wire.output_tokens_cost;
+            cost.request_cost = wire.request_cost;
+            cost.total_cost = wire.total_cost;
+            cost.citation_tokens_cost = wire.citation_tokens_cost;
+            cost.reasoning_tokens_cost = wire.reasoning_tokens_cost;
+            cost.search_queries_cost = wire.search_queries_cost;
+            cost
         });
         usage.reasoning_tokens = self.reasoning_tokens;
         usage.citation_tokens = self.citation_tokens;
