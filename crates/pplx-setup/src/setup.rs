@@ -169,10 +169,7 @@ fn provider_config(
     if let Some(total) = args.total_timeout {
         // A bound on the whole call, whatever the model (as PERPLEXITY_TIMEOUT_MS is for the
         // official server).
-        config.timeouts.total = total;
-        for family in &mut config.families {
-            family.timeouts.total = total;
-        }
+        config.set_total_timeout(total);
     }
     config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
     Ok(config)
@@ -337,21 +334,17 @@ fn is_redis(url: &str) -> bool {
 /// The provider for `config`. A plain-http base URL refused only for being plain http gets
 /// the programs' switches in its message (the library names its own setting).
 fn provider(config: PerplexityConfig) -> Result<PerplexityProvider, Error> {
-    let plain_http = config.base_url.starts_with("http://") && !config.allow_insecure_http;
-    let allowed = plain_http.then(|| {
-        let mut allowed = config.clone();
-        allowed.allow_insecure_http = true;
-        allowed
-    });
+    let needs_insecure_http = config.needs_insecure_http();
     PerplexityProvider::new(config).map_err(|error| {
-        match allowed.map(PerplexityProvider::new) {
-            Some(Ok(_)) => Error::invalid(
+        if needs_insecure_http {
+            Error::invalid(
                 "base_url",
                 format!(
                     "{error}: pass --allow-insecure-http, or set allow_insecure_http = true in config.toml"
                 ),
-            ),
-            _ => Error::Provider(error),
+            )
+        } else {
+            Error::Provider(error)
         }
     })
 }

@@ -149,6 +149,7 @@ pub(crate) fn answer(
     } else {
         format!(" [filters: {}]", filters.echo.join(", "))
     };
+    let topic = topic(conversation.last().copied().unwrap_or_default());
     let mut citations = Vec::new();
     let mut search_results = Vec::new();
     for index in 0..sources {
@@ -160,13 +161,9 @@ pub(crate) fn answer(
             url,
             date: (index % 3 != 2)
                 .then(|| format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))),
-            snippet: format!(
-                "A simulated page about {} on {domain}, for offline use.{echo}",
-                topic(conversation.last().copied().unwrap_or_default())
-            ),
+            snippet: format!("A simulated page about {topic} on {domain}, for offline use.{echo}"),
         });
     }
-    let topic = topic(conversation.last().copied().unwrap_or_default());
     let mut text = String::new();
     let mut written = 0;
     let mut sentences = 0;

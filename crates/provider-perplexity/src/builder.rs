@@ -81,10 +81,7 @@ impl PerplexityBuilder {
 
     /// A bound on every whole request, whatever the model.
     pub fn total_timeout(mut self, total: Duration) -> Self {
-        self.config.timeouts.total = total;
-        for family in &mut self.config.families {
-            family.timeouts.total = total;
-        }
+        self.config.set_total_timeout(total);
         self
     }
 

@@ -314,6 +314,24 @@ impl PerplexityConfig {
             .find(|family| family.models.iter().any(|name| name == model))
     }
 
+    /// Whether the base URL is refused only for being plain `http://` off loopback: what
+    /// [`allow_insecure_http`](PerplexityConfig::allow_insecure_http) would allow (for a
+    /// program to name its switch for it).
+    pub fn needs_insecure_http(&self) -> bool {
+        !self.allow_insecure_http
+            && crate::client::check_base_url(&self.base_url, false).is_err()
+            && crate::client::check_base_url(&self.base_url, true).is_ok()
+    }
+
+    /// One bound on every whole call, whatever the model: the default deadline and every
+    /// family's (as `PERPLEXITY_TIMEOUT_MS` is for the official MCP server).
+    pub fn set_total_timeout(&mut self, total: Duration) {
+        self.timeouts.total = total;
+        for family in &mut self.families {
+            family.timeouts.total = total;
+        }
+    }
+
     /// The deadlines for `model` (resolved): its family's, else the default ones.
     pub fn timeouts_for(&self, model: &str) -> Timeouts {
         self.family(model)
