@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, Error, Message, Role};
 use futures_util::StreamExt;
-use provider_perplexity::{PerplexityProvider, SearchRequest, SearchType};
+use provider_perplexity::{
+    PerplexityProvider, SearchContextSize, SearchRequest, SearchType, SonarOptions,
+};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     ProgressNotificationParam, Tool, ToolAnnotations,
@@ -304,15 +306,17 @@ fn messages(arguments: &Map<String, Value>) -> Result<Vec<Message>, ErrorData> {
         .collect()
 }
 
-/// Copies the optional search filters into the request's options, checking their types.
+/// The optional search filters, checked, as the provider's typed options on the request (an
+/// empty domain list is no filter).
 fn apply_filters(
     arguments: &Map<String, Value>,
-    mut request: ChatRequest,
+    request: ChatRequest,
 ) -> Result<ChatRequest, ErrorData> {
+    let mut options = SonarOptions::default();
     if let Some(value) = arguments.get("search_recency_filter") {
         match value.as_str() {
             Some(recency @ ("hour" | "day" | "week" | "month" | "year")) => {
-                request = request.with_option("search_recency_filter", recency);
+                options.search_recency_filter = Some(recency.to_owned());
             }
             _ => {
                 return Err(invalid(
@@ -325,25 +329,29 @@ fn apply_filters(
     if let Some(value) = arguments.get("search_domain_filter") {
         let domains = value
             .as_array()
-            .filter(|domains| domains.iter().all(Value::is_string))
+            .and_then(|domains| {
+                domains
+                    .iter()
+                    .map(|domain| domain.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+            })
             .ok_or_else(|| invalid("search_domain_filter", "must be an array of domain names"))?;
-        request = request.with_option("search_domain_filter", Value::Array(domains.clone()));
+        options.search_domain_filter = domains;
     }
     if let Some(value) = arguments.get("search_context_size") {
-        match value.as_str() {
-            Some(size @ ("low" | "medium" | "high")) => {
-                request =
-                    request.with_option("web_search_options", json!({"search_context_size": size}));
-            }
+        options.search_context_size = Some(match value.as_str() {
+            Some("low") => SearchContextSize::Low,
+            Some("medium") => SearchContextSize::Medium,
+            Some("high") => SearchContextSize::High,
             _ => {
                 return Err(invalid(
                     "search_context_size",
                     "must be low, medium or high",
                 ));
             }
-        }
+        });
     }
-    Ok(request)
+    Ok(options.apply(request))
 }
 
 /// Runs a tool call. Arguments a tool does not know are ignored, as the official server's
@@ -683,5 +691,52 @@ async fn search(
             Ok(result)
         }
         Err(error) => Ok(error_result(&error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn filtered(arguments: Value) -> Result<ChatRequest, ErrorData> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments are an object")
+        };
+        apply_filters(
+            &arguments,
+            ChatRequest::new("sonar", "Explain quantum computing"),
+        )
+    }
+
+    #[test]
+    fn filters_reach_the_request_as_perplexitys_options_and_bad_ones_are_refused() {
+        let request = filtered(json!({
+            "search_recency_filter": "week",
+            "search_domain_filter": ["nasa.gov", "-example.com"],
+            "search_context_size": "high",
+        }))
+        .unwrap();
+        let options: Value = request.options.into_iter().collect::<Map<_, _>>().into();
+        assert_eq!(
+            options,
+            json!({
+                "search_recency_filter": "week",
+                "search_domain_filter": ["nasa.gov", "-example.com"],
+                "web_search_options": {"search_context_size": "high"},
+            })
+        );
+        assert!(filtered(json!({})).unwrap().options.is_empty());
+        for bad in [
+            json!({"search_recency_filter": "fortnight"}),
+            json!({"search_domain_filter": "nasa.gov"}),
+            json!({"search_domain_filter": ["nasa.gov", 7]}),
+            json!({"search_context_size": "huge"}),
+        ] {
+            let error = filtered(bad.clone()).unwrap_err();
+            let field = bad.as_object().unwrap().keys().next().unwrap().clone();
+            assert!(error.message.contains(&field), "{bad}: {}", error.message);
+        }
     }
 }
