@@ -153,11 +153,7 @@ impl History {
     /// # Errors
     /// When the file cannot be created, is not a database, is damaged or stays locked.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|error| {
-                HistoryError(format!("cannot create {}: {error}", parent.display()))
-            })?;
-        }
+        private::prepare(path)?;
         let connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer, and writers from several processes queue.
@@ -165,6 +161,9 @@ impl History {
         // WAL, and SQLite then answers "busy" at once instead of waiting: try again shortly.
         while_busy(|| connection.pragma_update(None, "journal_mode", "WAL"))?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // The journal files exist now: SQLite gave them the database's mode, but files
+        // left by an older pplx may be wider.
+        private::tighten_files(path)?;
         let mut history = History { connection };
         history.migrate()?;
         Ok(history)
@@ -458,6 +457,82 @@ pub fn format_time(at: i64) -> String {
     )
 }
 
+/// The history holds every question and answer, so it is kept as private as shell history:
+/// its directory 0700 when pplx creates it (or it is pplx's own default directory), the
+/// database and its WAL and shared-memory files 0600, an existing one tightened on open.
+mod private {
+    use std::path::Path;
+
+    use super::HistoryError;
+
+    /// Creates what is missing: the directories (0700), then the database file (0600) before
+    /// SQLite opens it, so that it is never readable by others, not even for a moment.
+    pub(super) fn prepare(path: &Path) -> Result<(), HistoryError> {
+        let cannot = |what: &Path, error: std::io::Error| {
+            HistoryError(format!("cannot create {}: {error}", what.display()))
+        };
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(parent)
+                .map_err(|error| cannot(parent, error))?;
+            // A directory someone else chose (`--history /tmp/h.db`) keeps its mode; pplx's
+            // own directory is tightened even when an older pplx created it wider.
+            let own = super::History::default_path()
+                .is_some_and(|default| default.parent() == Some(parent));
+            if own {
+                set_mode(parent, 0o700)?;
+            }
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(path).map_err(|error| cannot(path, error))?;
+        Ok(())
+    }
+
+    /// The database and its journal files, 0600 (the ones that exist).
+    pub(super) fn tighten_files(path: &Path) -> Result<(), HistoryError> {
+        let mut files = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for file in files.iter().filter(|file| file.exists()) {
+            set_mode(file, 0o600)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) -> Result<(), HistoryError> {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)
+            .map_err(|error| HistoryError(format!("cannot read {}: {error}", path.display())))?
+            .permissions()
+            .mode();
+        if current & 0o777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                |error| HistoryError(format!("cannot make {} private: {error}", path.display())),
+            )?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn set_mode(_path: &Path, _mode: u32) -> Result<(), HistoryError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +547,43 @@ mod tests {
             total_ms: 12,
             ..Entry::default()
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_history_is_private_when_created_and_tightened_when_found_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("pplx-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("new").join("history.db");
+        let history = History::open(&path).unwrap();
+        history.new_conversation().unwrap();
+        assert_eq!(
+            mode(path.parent().unwrap()),
+            0o700,
+            "a directory pplx creates"
+        );
+        assert_eq!(mode(&path), 0o600);
+        let wal = path.with_file_name("history.db-wal");
+        assert!(wal.exists(), "WAL mode makes a -wal file");
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(mode(&path.with_file_name("history.db-shm")), 0o600);
+        drop(history);
+        // A database an older pplx left world-readable is tightened on open.
+        let old = dir.join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        History::open(&old).unwrap();
+        assert_eq!(mode(&old), 0o600);
+        // An existing directory the user chose keeps its own mode.
+        let chosen = dir.join("chosen");
+        std::fs::create_dir(&chosen).unwrap();
+        std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o755)).unwrap();
+        History::open(&chosen.join("h.db")).unwrap();
+        assert_eq!(mode(&chosen), 0o755);
+        assert_eq!(mode(&chosen.join("h.db")), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
