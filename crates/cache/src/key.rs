@@ -34,6 +34,11 @@ pub(crate) fn cache_key(
         "sampling": request.sampling,
         "options": canonical(Value::Object(options)),
     });
+    let mut normalised = normalised;
+    if !request.tools.is_empty() {
+        // Only when offered, so that every key made before tools existed still matches.
+        normalised["tools"] = serde_json::to_value(&request.tools).unwrap_or_default();
+    }
     let digest = Sha256::digest(canonical(normalised).to_string().as_bytes());
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
     Some(format!("pplx:v1:{hex}"))
@@ -68,6 +73,29 @@ mod tests {
                 "web_search_options",
                 json!({"search_context_size": "low", "b": 1}),
             )
+    }
+
+    /// `ChatRequest::new("sonar", "hi")`'s key as pplx made it before tools existed.
+    const PINNED: &str = "pplx:v1:f3305ff1b80d8634673ea65c927f1655906acd9bd44ef583cf22d2249567c4b4";
+
+    #[test]
+    fn offered_tools_change_the_key_and_no_tools_keep_the_old_one() {
+        let plain = cache_key("a", &request(), false).unwrap();
+        let mut with_tools = request();
+        with_tools.tools.push(chat_core::Tool::function(
+            "get_weather",
+            "",
+            json!({"type": "object"}),
+        ));
+        let offered = cache_key("a", &with_tools, false).unwrap();
+        assert_ne!(plain, offered);
+        with_tools.tools[0].description = "the weather".into();
+        assert_ne!(offered, cache_key("a", &with_tools, false).unwrap());
+        // A key from before tools existed (pinned): unchanged without tools.
+        assert_eq!(
+            cache_key("a", &ChatRequest::new("sonar", "hi"), false).unwrap(),
+            PINNED
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatResponse, Sources, Usage};
+use crate::{ChatResponse, Sources, ToolCall, Usage};
 
 /// What a streaming answer delivers, in order: deltas as they are generated, sources when
 /// they first appear or change, usage, and `Done` with the assembled response.
@@ -17,6 +17,9 @@ pub enum ChatEvent {
     ReasoningDelta(String),
     /// The sources, sent when they first appear and again only if they change.
     Sources(Sources),
+    /// A whole call to one of the request's tools (a commit point, like text: never
+    /// replayed behind the caller's back).
+    ToolCall(ToolCall),
     /// Token counts (and cost) so far.
     Usage(Usage),
     /// The answer starts over (only with a provider's opt-in restart policy): discard every
@@ -29,7 +32,7 @@ pub enum ChatEvent {
 impl ChatResponse {
     /// The events a complete response is delivered as when it did not stream (a fallback, a
     /// cache entry of a plain answer, a `--no-stream` request shown like a stream): sources,
-    /// reasoning, the whole text as one delta, usage, then `Done`.
+    /// reasoning, the whole text as one delta, the tool calls, usage, then `Done`.
     pub fn into_events(self) -> Vec<ChatEvent> {
         let mut events = Vec::with_capacity(5);
         if !self.sources.is_empty() {
@@ -41,6 +44,7 @@ impl ChatResponse {
         if !self.text.is_empty() {
             events.push(ChatEvent::TextDelta(self.text.clone()));
         }
+        events.extend(self.tool_calls.iter().cloned().map(ChatEvent::ToolCall));
         if let Some(usage) = &self.usage {
             events.push(ChatEvent::Usage(usage.clone()));
         }
@@ -73,6 +77,7 @@ impl Accumulator {
             ChatEvent::TextDelta(text) => self.response.text.push_str(text),
             ChatEvent::ReasoningDelta(text) => self.response.reasoning.push_str(text),
             ChatEvent::Sources(sources) => self.response.sources = sources.clone(),
+            ChatEvent::ToolCall(call) => self.response.tool_calls.push(call.clone()),
             ChatEvent::Usage(usage) => self.response.usage = Some(usage.clone()),
             ChatEvent::Restart => *self = Accumulator::default(),
             ChatEvent::Done(response) => {
@@ -147,10 +152,17 @@ mod tests {
                 citations: vec!["https://example.org".into()],
                 search_results: Vec::new(),
             },
+            tool_calls: vec![crate::ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: "{}".into(),
+            }],
+            finish_reason: FinishReason::ToolCalls,
             ..ChatResponse::default()
         };
         let events = response.clone().into_events();
-        assert_eq!(events.len(), 4);
+        assert_eq!(events.len(), 5);
+        assert!(matches!(&events[3], ChatEvent::ToolCall(call) if call.id == "call_1"));
         let mut answer = Accumulator::default();
         events.iter().for_each(|event| answer.push(event));
         assert_eq!(answer.into_response(), response);
@@ -161,6 +173,7 @@ mod tests {
         let events = [
             ChatEvent::TextDelta("a".into()),
             ChatEvent::Restart,
+            ChatEvent::ToolCall(crate::ToolCall::default()),
             ChatEvent::Usage(Usage {
                 prompt_tokens: 1,
                 completion_tokens: 2,

@@ -52,5 +52,5 @@ mod response;
 pub use error::{Error, ErrorKind, Report, TimeoutPhase};
 pub use event::{Accumulator, ChatEvent};
 pub use provider::{ChatProvider, ChatStream};
-pub use request::{CacheMode, ChatRequest, Message, Role, Sampling};
+pub use request::{CacheMode, ChatRequest, Message, Role, Sampling, Tool, ToolCall};
 pub use response::{ChatResponse, Cost, FinishReason, Image, SearchResult, Sources, Usage};

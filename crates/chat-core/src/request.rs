@@ -11,41 +11,129 @@ pub enum Role {
     User,
     /// The model's earlier answers.
     Assistant,
+    /// A function's result, answering one of the model's tool calls.
+    Tool,
 }
 
 /// One message of a conversation.
+///
+/// Besides text, an assistant turn may carry the tool calls it made
+/// ([`Message::tool_calls`]), and a [`Role::Tool`] message answers one of them
+/// ([`Message::tool_result`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Message {
     /// Who wrote it.
     pub role: Role,
-    /// What it says.
+    /// What it says (for a tool result: the function's output).
     pub content: String,
+    /// The calls an assistant turn made, replayed to the model with their results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a [`Role::Tool`] message: the [`ToolCall::id`] it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
+    /// A message from `role` saying `content`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Message {
-            role: Role::System,
-            content: content.into(),
-        }
+        Message::new(Role::System, content)
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Message {
-            role: Role::User,
-            content: content.into(),
-        }
+        Message::new(Role::User, content)
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
+        Message::new(Role::Assistant, content)
+    }
+
+    /// The assistant turn that asked for `calls` (as [`ChatEvent::ToolCall`]s or
+    /// [`ChatResponse::tool_calls`] gave them), replayed before their results.
+    ///
+    /// [`ChatEvent::ToolCall`]: crate::ChatEvent::ToolCall
+    /// [`ChatResponse::tool_calls`]: crate::ChatResponse::tool_calls
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
         Message {
-            role: Role::Assistant,
-            content: content.into(),
+            tool_calls: calls,
+            ..Message::new(Role::Assistant, "")
         }
     }
+
+    /// The result of the call `call_id` (its [`ToolCall::id`]): the function's `output`,
+    /// usually JSON text.
+    pub fn tool_result(call_id: impl Into<String>, output: impl Into<String>) -> Self {
+        Message {
+            tool_call_id: Some(call_id.into()),
+            ..Message::new(Role::Tool, output)
+        }
+    }
+}
+
+/// A function the model may call: its name, what it does, and a JSON Schema of its
+/// parameters.
+///
+/// ```
+/// use chat_core::{ChatRequest, Tool};
+/// use serde_json::json;
+///
+/// let mut request = ChatRequest::new("openai/gpt-5-mini", "Weather in Paris?");
+/// request.tools.push(Tool::function(
+///     "get_weather",
+///     "The current weather in a city",
+///     json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+/// ));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tool {
+    /// The function's name, as the model will call it.
+    pub name: String,
+    /// What it does, for the model to decide when to call it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// A JSON Schema of its arguments (an object schema).
+    pub parameters: serde_json::Value,
+}
+
+impl Tool {
+    /// A function tool.
+    pub fn function(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        parameters: serde_json::Value,
+    ) -> Self {
+        Tool {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+        }
+    }
+}
+
+/// One call the model made to a [`Tool`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id; its result names it ([`Message::tool_result`]).
+    pub id: String,
+    /// The function called.
+    pub name: String,
+    /// The arguments, as the JSON text the model sent (not checked: it may not parse, and
+    /// the caller decides what to do then).
+    pub arguments: String,
 }
 
 /// Sampling parameters; `None` leaves the provider's default.
@@ -89,6 +177,9 @@ pub struct ChatRequest {
     /// Sampling parameters.
     #[serde(default)]
     pub sampling: Sampling,
+    /// Functions the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
     /// Provider options, merged into the request body as top-level fields.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub options: serde_json::Map<String, serde_json::Value>,

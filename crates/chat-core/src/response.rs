@@ -10,6 +10,8 @@ pub enum FinishReason {
     Stop,
     /// The token limit cut it.
     Length,
+    /// It called tools and waits for their results ([`ChatResponse::tool_calls`]).
+    ToolCalls,
     /// Another reason the provider gave.
     #[serde(untagged)]
     Other(String),
@@ -21,6 +23,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
             FinishReason::Other(other) => other,
         }
     }
@@ -30,6 +33,7 @@ impl FinishReason {
         match reason {
             "stop" => FinishReason::Stop,
             "length" => FinishReason::Length,
+            "tool_calls" => FinishReason::ToolCalls,
             other => FinishReason::Other(other.to_owned()),
         }
     }
@@ -199,6 +203,10 @@ pub struct ChatResponse {
     /// Follow-up questions, when asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related_questions: Vec<String>,
+    /// The tool calls the model made, in order (the finish reason is then
+    /// [`FinishReason::ToolCalls`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::ToolCall>,
     /// Token counts and cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,

@@ -298,10 +298,7 @@ fn messages(arguments: &Map<String, Value>) -> Result<Vec<Message>, ErrorData> {
                     "must be a string",
                 ));
             };
-            Ok(Message {
-                role,
-                content: content.to_owned(),
-            })
+            Ok(Message::new(role, content))
         })
         .collect()
 }

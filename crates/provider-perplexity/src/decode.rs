@@ -177,6 +177,14 @@ impl Assembly {
         }
     }
 
+    /// A whole tool call; its arguments count toward the bound like text.
+    pub(crate) fn tool_call(&mut self, call: chat_core::ToolCall, out: &mut VecDeque<ChatEvent>) {
+        let size = call.id.len() + call.name.len() + call.arguments.len();
+        self.text_bytes = self.text_bytes.saturating_add(size);
+        self.response.tool_calls.push(call.clone());
+        out.push_back(ChatEvent::ToolCall(call));
+    }
+
     /// The sources as they are now (emitted when they changed).
     pub(crate) fn sources(&mut self, sources: Sources, out: &mut VecDeque<ChatEvent>) {
         if sources != self.response.sources && !sources.is_empty() {

@@ -10,7 +10,7 @@ use chat_core::{ChatEvent, Error, Usage};
 pub(crate) struct Ledger {
     /// The answer text the caller holds: since the last `Restart`.
     text: String,
-    /// Whether any answer text was handed out, in any attempt.
+    /// Whether any answer text (or a tool call) was handed out, in any attempt.
     committed: bool,
 }
 
@@ -22,6 +22,8 @@ impl Ledger {
                 self.text.push_str(text);
                 self.committed = true;
             }
+            // A delivered tool call is acted on like text: never replayed behind the caller.
+            ChatEvent::ToolCall(_) => self.committed = true,
             ChatEvent::Restart => self.text.clear(),
             _ => {}
         }
@@ -83,6 +85,19 @@ mod tests {
             .and_then(|cause| cause.downcast_ref::<Error>())
             .unwrap();
         assert_eq!(cause.kind(), ErrorKind::Connect);
+    }
+
+    #[test]
+    fn a_delivered_tool_call_commits_like_text() {
+        let call = chat_core::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{}".into(),
+        };
+        let mut ledger = deliver(&[ChatEvent::ToolCall(call)]);
+        let error = ledger.failure(broken(), None);
+        assert!(error.is_interrupted(), "{error}");
+        assert_eq!(error.partial_text(), Some(""));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, Sona
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{
     ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, FinishReason,
-    Message, Report, Role, SearchResult, Sources, TimeoutPhase, Usage,
+    Message, Report, Role, SearchResult, Sources, TimeoutPhase, Tool, ToolCall, Usage,
 };
 // What tuning needs: the retry, breaker and key-pool settings (and the seam for state shared
 // between processes, `PerplexityConfig::shared_state`), and the figures they report.
@@ -545,7 +545,9 @@ impl Shared {
         let mut held = Vec::new();
         loop {
             match live.next().await {
-                Ok(Some(event @ (ChatEvent::TextDelta(_) | ChatEvent::Done(_)))) => {
+                Ok(Some(
+                    event @ (ChatEvent::TextDelta(_) | ChatEvent::ToolCall(_) | ChatEvent::Done(_)),
+                )) => {
                     held.push(event);
                     return Ok(held);
                 }
@@ -730,10 +732,30 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What Perplexity would refuse, said before anything is sent (and paid for): its Sonar
+/// models answer a request with tools with a 400 ("Tool calling is not supported for this
+/// model"). Another OpenAI-compatible endpoint gets the tools, in its own format.
+fn refused(config: &PerplexityConfig, route: &Route, request: &ChatRequest) -> Option<Error> {
+    let sonar_with_tools =
+        route.api == Api::Sonar && !request.tools.is_empty() && config.serves_agent_api();
+    sonar_with_tools.then(|| {
+        Error::reported(
+            chat_core::ErrorKind::BadRequest,
+            format!(
+                "tool calling is not supported for the Sonar model {:?}: ask the Agent API (a provider/model name, an effort preset, or api = agent)",
+                route.model
+            ),
+        )
+    })
+}
+
 #[async_trait]
 impl ChatProvider for PerplexityProvider {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         let route = self.shared.route(&request.model);
+        if let Some(refused) = refused(&self.shared.config, &route, &request) {
+            return Err(refused);
+        }
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
         let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
         let deadline = resilience::backoff::later(Instant::now(), route.timeouts.total);
@@ -756,6 +778,9 @@ impl ChatProvider for PerplexityProvider {
 
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
         let route = self.shared.route(&request.model);
+        if let Some(refused) = refused(&self.shared.config, &route, &request) {
+            return Box::pin(futures_util::stream::iter([Err(refused)]));
+        }
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
         let answer = answer::stream(self.shared.clone(), route, request);
         // The request's span is entered around every poll, so its logs carry its fields.
@@ -766,6 +791,35 @@ impl ChatProvider for PerplexityProvider {
 #[cfg(test)]
 mod tests {
     use super::without_userinfo;
+
+    #[tokio::test]
+    async fn tools_for_a_sonar_model_at_perplexity_are_refused_before_anything_is_sent() {
+        use chat_core::{ChatProvider, ChatRequest, ErrorKind, Tool};
+        use futures_util::StreamExt;
+        // The real host, and nothing listening anywhere: only a refusal made before sending
+        // can answer without a connection error.
+        let provider = crate::PerplexityProvider::builder()
+            .key("pplx-test")
+            .max_attempts(1)
+            .build()
+            .unwrap();
+        let mut request = ChatRequest::new("sonar", "Weather in Paris?");
+        request.tools.push(Tool::function(
+            "get_weather",
+            "",
+            serde_json::json!({"type": "object"}),
+        ));
+        let error = provider.chat(request.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadRequest, "{error}");
+        assert!(
+            error.to_string().contains("tool calling is not supported"),
+            "{error}"
+        );
+        let mut stream = provider.chat_stream(request);
+        let error = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadRequest, "{error}");
+        assert!(stream.next().await.is_none());
+    }
 
     #[test]
     fn endpoint_names_keep_no_credentials_and_only_the_authority_loses_anything() {

@@ -65,14 +65,20 @@ impl Protocol for Agent {
         // System messages go in as input items, as the official server sends them:
         // `instructions` would replace the preset's own tuned system prompt. `type` is
         // required on every item (the SDK's `InputMessage`).
-        let input: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|message| {
-                json!({"type": "message", "role": super::role(message.role), "content": message.content})
-            })
-            .collect();
+        let input: Vec<Value> = request.messages.iter().flat_map(input_items).collect();
         body.insert("input".into(), Value::Array(input));
+        if !request.tools.is_empty() {
+            // The SDK's `FunctionToolParam`.
+            let tools = request.tools.iter().map(|tool| {
+                let mut function =
+                    json!({"type": "function", "name": tool.name, "parameters": tool.parameters});
+                if !tool.description.is_empty() {
+                    function["description"] = tool.description.as_str().into();
+                }
+                function
+            });
+            body.insert("tools".into(), Value::Array(tools.collect()));
+        }
         if let Some(max_tokens) = request.sampling.max_tokens {
             body.insert("max_output_tokens".into(), max_tokens.into());
         }
@@ -95,9 +101,14 @@ impl Protocol for Agent {
         let mut response = ChatResponse::default();
         response.text = body.text();
         response.sources = body.sources()?;
+        response.tool_calls = body.tool_calls()?;
         response.id = body.id.clone();
         response.model = body.model.clone();
-        response.finish_reason = body.finish_reason();
+        response.finish_reason = if response.tool_calls.is_empty() {
+            body.finish_reason()
+        } else {
+            chat_core::FinishReason::ToolCalls
+        };
         response.usage = body.usage.map(UsageWire::into_usage);
         Ok(response)
     }
@@ -107,11 +118,34 @@ impl Protocol for Agent {
     }
 }
 
+/// The input items of one message: a message item (`type` is required on every item, the
+/// SDK's `InputMessage`), the calls an assistant turn made (`function_call`, replayed), or a
+/// tool's result (`function_call_output`).
+fn input_items(message: &chat_core::Message) -> Vec<Value> {
+    if message.role == chat_core::Role::Tool {
+        let call_id = message.tool_call_id.as_deref().unwrap_or_default();
+        return vec![
+            json!({"type": "function_call_output", "call_id": call_id, "output": message.content}),
+        ];
+    }
+    let mut items = Vec::with_capacity(1 + message.tool_calls.len());
+    if !message.content.is_empty() || message.tool_calls.is_empty() {
+        items.push(json!({"type": "message", "role": super::role(message.role), "content": message.content}));
+    }
+    items.extend(message.tool_calls.iter().map(|call| {
+        json!({"type": "function_call", "call_id": call.id, "name": call.name, "arguments": call.arguments})
+    }));
+    items
+}
+
 /// The reader of one Agent API stream.
 #[derive(Debug, Default)]
 struct AgentFeed {
     /// The run's search results, merged across its searches.
     sources: AgentSources,
+    /// The `call_id`s of the tool calls delivered (each once, whether it came in an
+    /// `output_item.done` event or only in the final response).
+    calls: Vec<String>,
 }
 
 impl Feed for AgentFeed {
@@ -139,6 +173,13 @@ impl Feed for AgentFeed {
             "response.output_text.delta" => {
                 if let Some(delta) = event.delta.as_deref().filter(|delta| !delta.is_empty()) {
                     answer.text(delta.to_owned(), out);
+                }
+            }
+            "response.output_item.done" => {
+                if let Some(item) = event.item {
+                    let item: OutputItem = serde_json::from_str(item.get())
+                        .map_err(|error| Error::protocol(format!("bad output item: {error}")))?;
+                    self.call(answer, &item, out)?;
                 }
             }
             "response.created" | "response.in_progress" => {
@@ -225,13 +266,38 @@ impl AgentFeed {
         if grew {
             answer.sources(self.sources.sources(), out);
         }
+        for item in &response.output {
+            self.call(answer, item, out)?;
+        }
         if let Some(usage) = response.usage.clone() {
             answer.usage = Some(usage.into_usage());
         }
         if !response.id.is_empty() {
             answer.response.id = response.id.clone();
         }
-        answer.finish(response.finish_reason(), out);
+        let finish = if self.calls.is_empty() {
+            response.finish_reason()
+        } else {
+            chat_core::FinishReason::ToolCalls
+        };
+        answer.finish(finish, out);
+        Ok(())
+    }
+
+    /// An output item: when it is a `function_call` not delivered yet, one tool call.
+    fn call(
+        &mut self,
+        answer: &mut Assembly,
+        item: &OutputItem,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        let Some(call) = item.tool_call()? else {
+            return Ok(());
+        };
+        if !self.calls.contains(&call.id) {
+            self.calls.push(call.id.clone());
+            answer.tool_call(call, out);
+        }
         Ok(())
     }
 }
@@ -327,6 +393,9 @@ struct Event<'a> {
     pub(crate) thought: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) response: Option<&'a RawValue>,
+    /// `response.output_item.*` events: the item.
+    #[serde(borrow, default)]
+    pub(crate) item: Option<&'a RawValue>,
     /// `response.failed` and `error` events: the SDK's `ErrorInfo`, at the top level.
     #[serde(default)]
     pub(crate) error: Option<ErrorInfo>,
@@ -390,6 +459,34 @@ pub(crate) struct OutputItem {
     results: Option<Box<RawValue>>,
     #[serde(default)]
     content: Vec<ContentPart>,
+    /// `function_call` items (the SDK's `FunctionCallOutputItem`).
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+impl OutputItem {
+    /// The tool call a `function_call` item is (none for other items); one without
+    /// `call_id` or `name` cannot be answered, and is a protocol error.
+    fn tool_call(&self) -> Result<Option<chat_core::ToolCall>, Error> {
+        if self.kind != "function_call" {
+            return Ok(None);
+        }
+        let given = |field: &Option<String>| field.clone().filter(|text| !text.is_empty());
+        let (Some(id), Some(name)) = (given(&self.call_id), given(&self.name)) else {
+            return Err(Error::protocol(
+                "a function_call output item without its call_id or name",
+            ));
+        };
+        Ok(Some(chat_core::ToolCall {
+            id,
+            name,
+            arguments: self.arguments.clone().unwrap_or_default(),
+        }))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,6 +508,17 @@ impl AgentResponse {
             .filter(|part| part.kind == "output_text")
             .map(|part| part.text.as_str())
             .collect()
+    }
+
+    /// The tool calls of the output (its `function_call` items), in order.
+    pub(crate) fn tool_calls(&self) -> Result<Vec<chat_core::ToolCall>, Error> {
+        let mut calls = Vec::new();
+        for item in &self.output {
+            if let Some(call) = item.tool_call()? {
+                calls.push(call);
+            }
+        }
+        Ok(calls)
     }
 
     /// The raw `results` of every `search_results` item of the output.
@@ -678,6 +786,112 @@ mod tests {
         assert_eq!(response.text, "Answer[2].");
         assert_eq!(response.sources.citations.len(), 2);
         assert_eq!(response.finish_reason, FinishReason::Length);
+    }
+
+    fn call(call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
+        json!({"type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id,
+            "name": name, "arguments": arguments, "status": status})
+    }
+
+    #[test]
+    fn tools_and_a_replayed_tool_turn_go_out_as_the_sdk_types_them() {
+        let mut request = ChatRequest::new("openai/gpt-5-mini", "Weather in Paris?");
+        request.tools.push(chat_core::Tool::function(
+            "get_weather",
+            "The weather in a city",
+            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        ));
+        let asked = chat_core::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        };
+        request.messages.push(Message::tool_calls(vec![asked]));
+        request
+            .messages
+            .push(Message::tool_result("call_1", r#"{"temp":18}"#));
+        let body: Value = serde_json::from_slice(&request_body(
+            Api::Agent,
+            &request,
+            "openai/gpt-5-mini",
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "name": "get_weather", "description": "The weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+        );
+        assert_eq!(
+            body["input"],
+            json!([
+                {"type": "message", "role": "user", "content": "Weather in Paris?"},
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp\":18}"},
+            ]),
+            "the assistant turn with no text is only its calls; the result answers by call_id"
+        );
+    }
+
+    #[test]
+    fn function_calls_become_tool_calls_in_order_and_finish_with_tool_calls() {
+        let (events, error) = agent(&[
+            json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "output": []}}),
+            json!({"type": "response.output_item.added", "output_index": 0, "item": call("call_1", "get_weather", "", "in_progress")}),
+            json!({"type": "response.output_item.done", "output_index": 0, "item": call("call_1", "get_weather", "{\"city\":\"Paris\"}", "completed")}),
+            // The final output repeats the first call and adds one no event announced.
+            json!({"type": "response.completed", "response": {"id": "resp_1", "status": "requires_action", "output": [
+                call("call_1", "get_weather", "{\"city\":\"Paris\"}", "completed"),
+                call("call_2", "get_time", "{not json", "requires_action")]}}),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        let calls: Vec<&chat_core::ToolCall> = events
+            .iter()
+            .filter_map(|event| match event {
+                ChatEvent::ToolCall(call) => Some(call),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls
+                .iter()
+                .map(|call| (
+                    call.id.as_str(),
+                    call.name.as_str(),
+                    call.arguments.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("call_1", "get_weather", "{\"city\":\"Paris\"}"),
+                ("call_2", "get_time", "{not json")
+            ],
+            "each call once, in order; arguments passed through as the model sent them"
+        );
+        let response = done(&events);
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(response.tool_calls.len(), 2);
+        // The same turn, not streamed.
+        let body = json!({"id": "resp_1", "status": "requires_action", "output": [
+            call("call_1", "get_weather", "{}", "requires_action")]});
+        let response = full_response(Api::Agent, body.to_string().as_bytes()).unwrap();
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(response.tool_calls[0].id, "call_1");
+    }
+
+    #[test]
+    fn a_function_call_without_its_call_id_or_name_is_a_protocol_error() {
+        for item in [
+            call("", "get_weather", "{}", "completed"),
+            call("call_1", "", "{}", "completed"),
+        ] {
+            let (_, error) = agent(&[
+                json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+            ]);
+            assert_eq!(error.map(|error| error.kind()), Some(ErrorKind::Protocol));
+            let body = json!({"id": "r", "status": "completed", "output": [item]});
+            let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Protocol);
+        }
     }
 
     #[test]

@@ -41,12 +41,19 @@ impl Protocol for Sonar {
     fn fields(&self, request: &ChatRequest, model: &str, _stream: bool) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("model".into(), model.into());
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|message| json!({"role": super::role(message.role), "content": message.content}))
-            .collect();
+        let messages: Vec<Value> = request.messages.iter().map(message).collect();
         body.insert("messages".into(), Value::Array(messages));
+        if !request.tools.is_empty() {
+            // The chat-completions format (the SDK's `Tool`: `{type, function{name,
+            // description, parameters}}`), for OpenAI-compatible endpoints: Sonar models
+            // refuse tools, which the provider says before sending.
+            let tools = request.tools.iter().map(|tool| {
+                json!({"type": "function", "function": {
+                    "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+                }})
+            });
+            body.insert("tools".into(), Value::Array(tools.collect()));
+        }
         if let Ok(Value::Object(sampling)) = serde_json::to_value(&request.sampling) {
             body.extend(sampling);
         }
@@ -79,15 +86,45 @@ impl Protocol for Sonar {
             .and_then(|message| message.content.as_deref())
             .unwrap_or_default();
         let (reasoning, answer) = crate::think::split_whole(content);
+        let mut calls = ToolCalls::default();
+        for call in choice
+            .message
+            .and_then(|message| message.tool_calls)
+            .into_iter()
+            .flatten()
+        {
+            calls.add(call)?;
+        }
+        response.tool_calls = calls.finish()?;
         response.text = answer;
         response.reasoning = reasoning;
-        response.finish_reason = choice
-            .finish_reason
-            .as_deref()
-            .map(FinishReason::parse)
-            .unwrap_or_default();
+        response.finish_reason = if response.tool_calls.is_empty() {
+            choice
+                .finish_reason
+                .as_deref()
+                .map(FinishReason::parse)
+                .unwrap_or_default()
+        } else {
+            FinishReason::ToolCalls
+        };
         Ok(response)
     }
+}
+
+/// One message as chat completions take it (the SDK's `ChatMessageInput`): a tool's result
+/// has role `tool` and the call's id, an assistant turn its `tool_calls`.
+fn message(message: &chat_core::Message) -> Value {
+    if message.role == chat_core::Role::Tool {
+        return json!({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content});
+    }
+    let mut value = json!({"role": super::role(message.role), "content": message.content});
+    if !message.tool_calls.is_empty() {
+        let calls = message.tool_calls.iter().map(|call| {
+            json!({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}})
+        });
+        value["tool_calls"] = Value::Array(calls.collect());
+    }
+    value
 }
 
 /// The reader of one Sonar stream: every chunk repeats the sources and the usage so far, so
@@ -103,6 +140,8 @@ struct SonarFeed {
     /// Whether chunks go through the targeted scanner first (always, but for the benches'
     /// comparison).
     scan: bool,
+    /// Tool calls being assembled from fragments.
+    tool_calls: ToolCalls,
 }
 
 impl Feed for SonarFeed {
@@ -113,8 +152,7 @@ impl Feed for SonarFeed {
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
         if data.trim_ascii() == b"[DONE]" {
-            self.finish(answer, FinishReason::Stop, out);
-            return Ok(());
+            return self.finish(answer, FinishReason::Stop, out);
         }
         if self.scan && self.feed_scanned(answer, data, out)? {
             return Ok(());
@@ -123,7 +161,9 @@ impl Feed for SonarFeed {
     }
 
     fn held_bytes(&self) -> usize {
-        self.splitter.held_bytes()
+        self.splitter
+            .held_bytes()
+            .saturating_add(self.tool_calls.bytes)
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -181,13 +221,18 @@ impl SonarFeed {
                 let split = self.splitter.push(content);
                 answer.split(split, out);
             }
+            if let Some(fragments) = choice.delta.and_then(|delta| delta.tool_calls) {
+                for fragment in fragments {
+                    self.tool_calls.add(fragment)?;
+                }
+            }
             finish = choice.finish_reason.as_deref().map(FinishReason::parse);
         }
         let done_object = chunk.object.as_deref() == Some("chat.completion.done");
         if finish.is_some() || done_object {
             answer.response.related_questions = wire::related_questions(chunk.related_questions);
             answer.response.images = wire::images(chunk.images);
-            self.finish(answer, finish.unwrap_or_default(), out);
+            self.finish(answer, finish.unwrap_or_default(), out)?;
         }
         Ok(())
     }
@@ -239,19 +284,33 @@ impl SonarFeed {
         Ok(true)
     }
 
-    /// The end: what the `<think>` splitter held, the usage decoded, then `Done`.
+    /// The end: what the `<think>` splitter held, the tool calls whole, the usage decoded,
+    /// then `Done`.
     fn finish(
         &mut self,
         answer: &mut Assembly,
         finish: FinishReason,
         out: &mut VecDeque<ChatEvent>,
-    ) {
+    ) -> Result<(), Error> {
         let rest = self.splitter.finish();
         answer.split(rest, out);
+        let calls = self.tool_calls.finish()?;
+        let called = !calls.is_empty();
+        for call in calls {
+            answer.tool_call(call, out);
+        }
         if answer.usage.is_none() {
             answer.usage = wire::usage(&self.usage_raw);
         }
-        answer.finish(finish, out);
+        answer.finish(
+            if called {
+                FinishReason::ToolCalls
+            } else {
+                finish
+            },
+            out,
+        );
+        Ok(())
     }
 }
 
@@ -304,6 +363,100 @@ struct BodyChoiceWire<'a> {
 struct DeltaWire<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    /// Tool calls: whole in a body, fragments in a stream (merged by [`ToolCalls`]).
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallWire>>,
+}
+
+/// One tool call, or a fragment of one: `index` says which call a fragment continues; the
+/// first fragment names it (`id`, `function.name`), the rest add to `function.arguments`.
+#[derive(Debug, Deserialize)]
+struct ToolCallWire {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// The most tool calls one answer may make (a server sending more is broken or hostile).
+const MAX_TOOL_CALLS: usize = 128;
+
+/// Tool calls assembled from a stream's fragments, in the order they began. A fragment goes
+/// to the call of its `index`; without one, to the call of its `id`, else to the last call
+/// (servers differ: openai-python #3201 shows fragments without ids and repeated indexes).
+#[derive(Debug, Default)]
+struct ToolCalls {
+    calls: Vec<(Option<u64>, chat_core::ToolCall)>,
+    bytes: usize,
+}
+
+impl ToolCalls {
+    fn add(&mut self, fragment: ToolCallWire) -> Result<(), Error> {
+        let id = fragment.id.filter(|id| !id.is_empty());
+        let position = match (fragment.index, &id) {
+            (Some(index), _) => self.calls.iter().position(|(at, _)| *at == Some(index)),
+            (None, Some(id)) => self.calls.iter().position(|(_, call)| call.id == *id),
+            (None, None) => self.calls.len().checked_sub(1),
+        };
+        let position = match position {
+            Some(position) => position,
+            None => {
+                if self.calls.len() == MAX_TOOL_CALLS {
+                    return Err(Error::protocol(format!(
+                        "more than {MAX_TOOL_CALLS} tool calls in one answer"
+                    )));
+                }
+                self.calls
+                    .push((fragment.index, chat_core::ToolCall::default()));
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[position].1;
+        if let Some(id) = id
+            && call.id.is_empty()
+        {
+            self.bytes = self.bytes.saturating_add(id.len());
+            call.id = id;
+        }
+        if let Some(function) = fragment.function {
+            if let Some(name) = function.name.filter(|name| !name.is_empty())
+                && call.name.is_empty()
+            {
+                self.bytes = self.bytes.saturating_add(name.len());
+                call.name = name;
+            }
+            if let Some(arguments) = function.arguments {
+                self.bytes = self.bytes.saturating_add(arguments.len());
+                call.arguments.push_str(&arguments);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole calls; one that never got its id or name cannot be answered.
+    fn finish(&mut self) -> Result<Vec<chat_core::ToolCall>, Error> {
+        self.bytes = 0;
+        std::mem::take(&mut self.calls)
+            .into_iter()
+            .map(|(_, call)| {
+                if call.id.is_empty() || call.name.is_empty() {
+                    Err(Error::protocol("a tool call without its id or name"))
+                } else {
+                    Ok(call)
+                }
+            })
+            .collect()
+    }
 }
 
 /// Takes the first element of `choices` and skips the rest, without a `Vec`.
@@ -345,6 +498,125 @@ mod tests {
             Some(ChatEvent::Done(response)) => response,
             other => panic!("no Done: {other:?}"),
         }
+    }
+
+    #[test]
+    fn tools_and_tool_turns_go_out_in_the_chat_completions_format() {
+        let mut request = chat_core::ChatRequest::new("gpt-5-mini", "Weather in Paris?");
+        request.tools.push(chat_core::Tool::function(
+            "get_weather",
+            "The weather in a city",
+            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        ));
+        let asked = chat_core::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{}".into(),
+        };
+        request
+            .messages
+            .push(chat_core::Message::tool_calls(vec![asked]));
+        request
+            .messages
+            .push(chat_core::Message::tool_result("call_1", "18C"));
+        let body: Value = serde_json::from_slice(&crate::api::request_body(
+            Api::Sonar,
+            &request,
+            "gpt-5-mini",
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+        );
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            ])
+        );
+    }
+
+    /// Feeds chat-completions chunks; the events, or the error.
+    fn sonar(chunks: &[Value]) -> Result<Vec<ChatEvent>, chat_core::Error> {
+        let mut decoder = Decoder::new(Api::Sonar);
+        let mut out = VecDeque::new();
+        for chunk in chunks {
+            decoder.feed(b"", &chunk.to_string(), &mut out)?;
+        }
+        Ok(out.into())
+    }
+
+    fn fragment(call: Value, finish: Value) -> Value {
+        json!({"id": "c", "model": "gpt-5-mini", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "finish_reason": finish, "delta": {"tool_calls": [call]}}]})
+    }
+
+    #[test]
+    fn streamed_tool_call_fragments_merge_by_index_into_whole_calls() {
+        let events = sonar(&[
+            fragment(json!({"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}), Value::Null),
+            // Later fragments carry no id, and a fragment may repeat the id.
+            fragment(json!({"index": 0, "function": {"arguments": "{\"city\":"}}), Value::Null),
+            fragment(json!({"index": 1, "id": "call_b", "function": {"name": "get_time", "arguments": "{}"}}), Value::Null),
+            fragment(json!({"index": 0, "id": "call_a", "function": {"arguments": "\"Paris\"}"}}), Value::Null),
+            json!({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {}}]}),
+        ])
+        .unwrap();
+        let calls: Vec<(&str, &str, &str)> = events
+            .iter()
+            .filter_map(|event| match event {
+                ChatEvent::ToolCall(call) => Some((
+                    call.id.as_str(),
+                    call.name.as_str(),
+                    call.arguments.as_str(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("call_a", "get_weather", "{\"city\":\"Paris\"}"),
+                ("call_b", "get_time", "{}")
+            ]
+        );
+        assert_eq!(
+            done(&events).finish_reason,
+            chat_core::FinishReason::ToolCalls
+        );
+        // A call that never got its name is not a call anyone can answer.
+        let error = sonar(&[fragment(
+            json!({"index": 0, "id": "call_a", "function": {"arguments": "{}"}}),
+            json!("tool_calls"),
+        )])
+        .unwrap_err();
+        assert_eq!(error.kind(), chat_core::ErrorKind::Protocol);
+        // The whole body says them at once.
+        let body = json!({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}}]});
+        let response = crate::api::full_response(Api::Sonar, body.to_string().as_bytes()).unwrap();
+        assert_eq!(response.tool_calls[0].name, "get_weather");
+        assert_eq!(response.finish_reason, chat_core::FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn tool_call_arguments_count_toward_the_answer_bound() {
+        let mut decoder = Decoder::bounded(Api::Sonar, 64);
+        let mut out = VecDeque::new();
+        let long = "x".repeat(80);
+        let chunk = fragment(
+            json!({"index": 0, "id": "call_a", "function": {"name": "f", "arguments": long}}),
+            Value::Null,
+        );
+        let error = decoder.feed(b"", &chunk.to_string(), &mut out).unwrap_err();
+        assert_eq!(error.kind(), chat_core::ErrorKind::TooLarge, "{error}");
     }
 
     #[test]
