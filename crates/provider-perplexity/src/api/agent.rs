@@ -176,7 +176,13 @@ impl Feed for AgentFeed {
                 }
             }
             "response.output_item.done" => {
-                if let Some(item) = event.item {
+                // Only a function call is read here: the other items (messages, searches,
+                // sandbox and MCP records) come whole in the final response, and an item
+                // this client does not know must not break the stream.
+                if let Some(item) = event.item
+                    && serde_json::from_str::<ItemKind<'_>>(item.get())
+                        .is_ok_and(|item| item.kind == "function_call")
+                {
                     let item: OutputItem = serde_json::from_str(item.get())
                         .map_err(|error| Error::protocol(format!("bad output item: {error}")))?;
                     self.call(answer, &item, out)?;
@@ -402,6 +408,13 @@ struct Event<'a> {
     /// Some `error` events carry only a top-level message.
     #[serde(borrow, default)]
     pub(crate) message: Option<Cow<'a, str>>,
+}
+
+/// An output item's type, and nothing else of it.
+#[derive(Debug, Deserialize)]
+struct ItemKind<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Cow<'a, str>,
 }
 
 /// The Agent API's response object (non-streaming body, or inside `response.completed`).
@@ -876,6 +889,17 @@ mod tests {
         let response = full_response(Api::Agent, body.to_string().as_bytes()).unwrap();
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
         assert_eq!(response.tool_calls[0].id, "call_1");
+    }
+
+    #[test]
+    fn an_output_item_this_client_does_not_know_never_breaks_the_stream() {
+        let (events, error) = agent(&[
+            json!({"type": "response.output_item.done", "output_index": 0,
+                "item": {"type": "sandbox_results", "content": "not a list of parts", "call_id": "x"}}),
+            json!({"type": "response.output_text.delta", "delta": "Olympus"}),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(events, [ChatEvent::TextDelta("Olympus".into())]);
     }
 
     #[test]
