@@ -99,6 +99,21 @@ mod tests {
     }
 
     #[test]
+    fn attachments_change_the_key_by_their_bytes() {
+        use chat_core::Attachment;
+        let with = |bytes: &[u8]| {
+            let mut request = request();
+            request.messages[0] = Message::user("What is new in Rust?")
+                .with_attachment(Attachment::from_bytes("image/png", bytes));
+            cache_key("a", &request, false).unwrap()
+        };
+        let plain = cache_key("a", &request(), false).unwrap();
+        assert_ne!(with(b"one"), plain);
+        assert_ne!(with(b"one"), with(b"two"), "the bytes, not only the count");
+        assert_eq!(with(b"one"), with(b"one"));
+    }
+
+    #[test]
     fn the_same_request_gives_the_same_key_whatever_the_option_order() {
         let key = cache_key("perplexity/sonar/sonar-pro", &request(), false).unwrap();
         let mut reordered = ChatRequest::new("pro", "What is new in Rust?");

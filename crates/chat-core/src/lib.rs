@@ -43,12 +43,14 @@
 //! What it does not do: talk to any network, retry, cache, or know any vendor's wire format.
 #![deny(missing_docs)]
 
+mod attachment;
 mod error;
 mod event;
 mod provider;
 mod request;
 mod response;
 
+pub use attachment::{Attachment, AttachmentKind};
 pub use error::{Error, ErrorKind, Report, TimeoutPhase};
 pub use event::{Accumulator, ChatEvent};
 pub use provider::{ChatProvider, ChatStream};

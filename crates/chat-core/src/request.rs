@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::Attachment;
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,9 +19,9 @@ pub enum Role {
 
 /// One message of a conversation.
 ///
-/// Besides text, an assistant turn may carry the tool calls it made
-/// ([`Message::tool_calls`]), and a [`Role::Tool`] message answers one of them
-/// ([`Message::tool_result`]).
+/// Besides text, a user message may carry images and files ([`Message::with_attachment`]),
+/// an assistant turn the tool calls it made ([`Message::tool_calls`]), and a [`Role::Tool`]
+/// message answers one of them ([`Message::tool_result`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Message {
@@ -33,6 +35,9 @@ pub struct Message {
     /// For a [`Role::Tool`] message: the [`ToolCall::id`] it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Images and files sent with the text (user messages), in order after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 impl Message {
@@ -43,7 +48,25 @@ impl Message {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            attachments: Vec::new(),
         }
+    }
+
+    /// The same message with `attachment` after its text and earlier attachments.
+    pub fn with_attachment(mut self, attachment: Attachment) -> Self {
+        self.attachments.push(attachment);
+        self
+    }
+
+    /// How many bytes it adds to a request: its text, attachments and replayed calls.
+    pub fn request_bytes(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .map(|call| call.id.len() + call.name.len() + call.arguments.len())
+            .sum();
+        let attachments: usize = self.attachments.iter().map(Attachment::request_bytes).sum();
+        self.content.len() + calls + attachments
     }
 
     /// A system message.

@@ -276,6 +276,10 @@ pub struct PerplexityConfig {
     /// The bound on one answer: its text, reasoning and sources together, in bytes, enforced
     /// as they arrive (a server that never stops is a `TooLarge` error, not a full memory).
     pub max_answer_bytes: usize,
+    /// The bound on what one request carries: its messages' text, attachments (inline
+    /// files as base64) and replayed tool calls together, in bytes. A request over it is a
+    /// `BadRequest` error before anything is sent (send large files by URL).
+    pub max_request_bytes: usize,
 }
 
 impl Default for PerplexityConfig {
@@ -302,6 +306,8 @@ impl Default for PerplexityConfig {
             root_certificates: Vec::new(),
             max_event_bytes: 4 << 20,
             max_answer_bytes: 16 << 20,
+            // Above one 50 MB image (Perplexity's bound per image) in base64.
+            max_request_bytes: 80 << 20,
         }
     }
 }

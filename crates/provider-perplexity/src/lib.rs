@@ -182,8 +182,9 @@ pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, Sona
 
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{
-    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, FinishReason,
-    Message, Report, Role, SearchResult, Sources, TimeoutPhase, Tool, ToolCall, Usage,
+    Attachment, AttachmentKind, ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream,
+    Error, ErrorKind, FinishReason, Message, Report, Role, SearchResult, Sources, TimeoutPhase,
+    Tool, ToolCall, Usage,
 };
 // What tuning needs: the retry, breaker and key-pool settings (and the seam for state shared
 // between processes, `PerplexityConfig::shared_state`), and the figures they report.
@@ -732,10 +733,25 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// What Perplexity would refuse, said before anything is sent (and paid for): its Sonar
-/// models answer a request with tools with a 400 ("Tool calling is not supported for this
+/// What would be refused anyway, said before anything is sent (and paid for): a request over
+/// [`PerplexityConfig::max_request_bytes`], and at Perplexity's host a request with tools to
+/// a Sonar model, which it answers with a 400 ("Tool calling is not supported for this
 /// model"). Another OpenAI-compatible endpoint gets the tools, in its own format.
 fn refused(config: &PerplexityConfig, route: &Route, request: &ChatRequest) -> Option<Error> {
+    let carried: usize = request
+        .messages
+        .iter()
+        .map(chat_core::Message::request_bytes)
+        .sum();
+    if carried > config.max_request_bytes {
+        return Some(Error::reported(
+            chat_core::ErrorKind::BadRequest,
+            format!(
+                "the request carries {carried} bytes of messages and attachments, over max_request_bytes ({}): send large files by URL",
+                config.max_request_bytes
+            ),
+        ));
+    }
     let sonar_with_tools =
         route.api == Api::Sonar && !request.tools.is_empty() && config.serves_agent_api();
     sonar_with_tools.then(|| {
@@ -819,6 +835,36 @@ mod tests {
         let error = stream.next().await.unwrap().unwrap_err();
         assert_eq!(error.kind(), ErrorKind::BadRequest, "{error}");
         assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_over_its_size_bound_is_refused_before_anything_is_sent() {
+        use chat_core::{Attachment, ChatProvider, ChatRequest, ErrorKind, Message};
+        // Nothing listens at this address: only a refusal made before sending answers
+        // without a connection error.
+        let provider = crate::PerplexityProvider::builder()
+            .key("pplx-test")
+            .base_url("http://127.0.0.1:9")
+            .max_attempts(1)
+            .configure(|config| {
+                config.allow_insecure_http = true;
+                config.max_request_bytes = 1000;
+            })
+            .build()
+            .unwrap();
+        let image = Attachment::from_bytes("image/png", &[0; 800]);
+        let mut request = ChatRequest::new("sonar", "");
+        request.messages = vec![Message::user("What is this?").with_attachment(image)];
+        let error = provider.chat(request.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadRequest, "{error}");
+        assert!(
+            error.to_string().contains("max_request_bytes (1000)"),
+            "{error}"
+        );
+        // Under the bound, the same request is sent (and meets the closed port).
+        request.messages[0].attachments[0] = Attachment::from_bytes("image/png", &[0; 600]);
+        let error = provider.chat(request).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
     }
 
     #[test]

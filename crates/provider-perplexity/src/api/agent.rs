@@ -118,6 +118,35 @@ impl Protocol for Agent {
     }
 }
 
+/// A message with attachments as content parts (the SDK's `InputContentPartInput`): its
+/// text as `input_text`, images as `input_image` (an `https://` or `data:` URL), files as
+/// `input_file` (`file_url`, or inline as `file_data`: the base64 text without the `data:`
+/// prefix, as Perplexity's file guide asks), with `filename`.
+fn content_parts(message: &chat_core::Message) -> Value {
+    let mut parts = Vec::with_capacity(1 + message.attachments.len());
+    if !message.content.is_empty() {
+        parts.push(json!({"type": "input_text", "text": message.content}));
+    }
+    for attachment in &message.attachments {
+        parts.push(match attachment.kind {
+            chat_core::AttachmentKind::Image => {
+                json!({"type": "input_image", "image_url": attachment.url})
+            }
+            _ => {
+                let mut part = match attachment.inline() {
+                    Some((_, data)) => json!({"type": "input_file", "file_data": data}),
+                    None => json!({"type": "input_file", "file_url": attachment.url}),
+                };
+                if let Some(name) = &attachment.name {
+                    part["filename"] = name.as_str().into();
+                }
+                part
+            }
+        });
+    }
+    Value::Array(parts)
+}
+
 /// The input items of one message: a message item (`type` is required on every item, the
 /// SDK's `InputMessage`), the calls an assistant turn made (`function_call`, replayed), or a
 /// tool's result (`function_call_output`).
@@ -129,7 +158,9 @@ fn input_items(message: &chat_core::Message) -> Vec<Value> {
         ];
     }
     let mut items = Vec::with_capacity(1 + message.tool_calls.len());
-    if !message.content.is_empty() || message.tool_calls.is_empty() {
+    if !message.attachments.is_empty() {
+        items.push(json!({"type": "message", "role": super::role(message.role), "content": content_parts(message)}));
+    } else if !message.content.is_empty() || message.tool_calls.is_empty() {
         items.push(json!({"type": "message", "role": super::role(message.role), "content": message.content}));
     }
     items.extend(message.tool_calls.iter().map(|call| {
@@ -808,21 +839,7 @@ mod tests {
 
     #[test]
     fn tools_and_a_replayed_tool_turn_go_out_as_the_sdk_types_them() {
-        let mut request = ChatRequest::new("openai/gpt-5-mini", "Weather in Paris?");
-        request.tools.push(chat_core::Tool::function(
-            "get_weather",
-            "The weather in a city",
-            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
-        ));
-        let asked = chat_core::ToolCall {
-            id: "call_1".into(),
-            name: "get_weather".into(),
-            arguments: r#"{"city":"Paris"}"#.into(),
-        };
-        request.messages.push(Message::tool_calls(vec![asked]));
-        request
-            .messages
-            .push(Message::tool_result("call_1", r#"{"temp":18}"#));
+        let request = crate::api::tool_loop_request("openai/gpt-5-mini");
         let body: Value = serde_json::from_slice(&request_body(
             Api::Agent,
             &request,
@@ -843,6 +860,27 @@ mod tests {
                 {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp\":18}"},
             ]),
             "the assistant turn with no text is only its calls; the result answers by call_id"
+        );
+    }
+
+    #[test]
+    fn attachments_go_out_as_the_sdks_content_parts() {
+        let request = crate::api::attachments_request("openai/gpt-5-mini");
+        let body: Value = serde_json::from_slice(&request_body(
+            Api::Agent,
+            &request,
+            "openai/gpt-5-mini",
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            body["input"],
+            json!([{"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "What do these show?"},
+                {"type": "input_image", "image_url": "data:image/png;base64,iVBORw=="},
+                {"type": "input_image", "image_url": "https://img.example/cat.jpg"},
+                {"type": "input_file", "file_data": "JVBERi0xLjc=", "filename": "report.pdf"},
+            ]}])
         );
     }
 

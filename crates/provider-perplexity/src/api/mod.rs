@@ -125,3 +125,44 @@ pub(crate) fn role(role: Role) -> &'static str {
         _ => "user",
     }
 }
+
+/// The tool loop both APIs' body tests send: the weather tool offered, the model's call to it
+/// replayed, and its result.
+#[cfg(test)]
+pub(crate) fn tool_loop_request(model: &str) -> ChatRequest {
+    let mut request = ChatRequest::new(model, "Weather in Paris?");
+    request.tools.push(chat_core::Tool::function(
+        "get_weather",
+        "The weather in a city",
+        serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    ));
+    let asked = chat_core::ToolCall {
+        id: "call_1".into(),
+        name: "get_weather".into(),
+        arguments: r#"{"city":"Paris"}"#.into(),
+    };
+    request
+        .messages
+        .push(chat_core::Message::tool_calls(vec![asked]));
+    request
+        .messages
+        .push(chat_core::Message::tool_result("call_1", r#"{"temp":18}"#));
+    request
+}
+
+/// A question with an inline PNG, an image by URL and an inline PDF named `report.pdf`.
+#[cfg(test)]
+pub(crate) fn attachments_request(model: &str) -> ChatRequest {
+    use chat_core::Attachment;
+    let question = chat_core::Message::user("What do these show?")
+        .with_attachment(Attachment::from_bytes("image/png", b"\x89PNG"))
+        .with_attachment(Attachment::image_url("https://img.example/cat.jpg"))
+        .with_attachment(
+            Attachment::from_bytes("application/pdf", b"%PDF-1.7").with_name("report.pdf"),
+        );
+    ChatRequest {
+        model: model.into(),
+        messages: vec![question],
+        ..ChatRequest::default()
+    }
+}

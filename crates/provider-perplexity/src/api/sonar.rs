@@ -118,6 +118,9 @@ fn message(message: &chat_core::Message) -> Value {
         return json!({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content});
     }
     let mut value = json!({"role": super::role(message.role), "content": message.content});
+    if !message.attachments.is_empty() {
+        value["content"] = content_parts(message);
+    }
     if !message.tool_calls.is_empty() {
         let calls = message.tool_calls.iter().map(|call| {
             json!({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}})
@@ -125,6 +128,35 @@ fn message(message: &chat_core::Message) -> Value {
         value["tool_calls"] = Value::Array(calls.collect());
     }
     value
+}
+
+/// A message with attachments as the SDK's content parts (`ChatMessageInput`): its text,
+/// then `image_url` parts (an `https://` or `data:` URL) and `file_url` parts. A file sent
+/// inline goes as its base64 text without the `data:` prefix, as Perplexity's file guide
+/// asks, with its name.
+fn content_parts(message: &chat_core::Message) -> Value {
+    let mut parts = Vec::with_capacity(1 + message.attachments.len());
+    if !message.content.is_empty() {
+        parts.push(json!({"type": "text", "text": message.content}));
+    }
+    for attachment in &message.attachments {
+        parts.push(match attachment.kind {
+            chat_core::AttachmentKind::Image => {
+                json!({"type": "image_url", "image_url": {"url": attachment.url}})
+            }
+            _ => {
+                let url = attachment
+                    .inline()
+                    .map_or(attachment.url.as_str(), |(_, data)| data);
+                let mut part = json!({"type": "file_url", "file_url": {"url": url}});
+                if let Some(name) = &attachment.name {
+                    part["file_name"] = name.as_str().into();
+                }
+                part
+            }
+        });
+    }
+    Value::Array(parts)
 }
 
 /// The reader of one Sonar stream: every chunk repeats the sources and the usage so far, so
@@ -502,23 +534,7 @@ mod tests {
 
     #[test]
     fn tools_and_tool_turns_go_out_in_the_chat_completions_format() {
-        let mut request = chat_core::ChatRequest::new("gpt-5-mini", "Weather in Paris?");
-        request.tools.push(chat_core::Tool::function(
-            "get_weather",
-            "The weather in a city",
-            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
-        ));
-        let asked = chat_core::ToolCall {
-            id: "call_1".into(),
-            name: "get_weather".into(),
-            arguments: "{}".into(),
-        };
-        request
-            .messages
-            .push(chat_core::Message::tool_calls(vec![asked]));
-        request
-            .messages
-            .push(chat_core::Message::tool_result("call_1", "18C"));
+        let request = crate::api::tool_loop_request("gpt-5-mini");
         let body: Value = serde_json::from_slice(&crate::api::request_body(
             Api::Sonar,
             &request,
@@ -536,9 +552,30 @@ mod tests {
             json!([
                 {"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": "", "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
-                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\":18}"},
             ])
+        );
+    }
+
+    #[test]
+    fn attachments_go_out_as_the_sdks_content_parts() {
+        let request = crate::api::attachments_request("sonar-pro");
+        let body: Value = serde_json::from_slice(&crate::api::request_body(
+            Api::Sonar,
+            &request,
+            "sonar-pro",
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "What do these show?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
+                {"type": "image_url", "image_url": {"url": "https://img.example/cat.jpg"}},
+                {"type": "file_url", "file_url": {"url": "JVBERi0xLjc="}, "file_name": "report.pdf"},
+            ]}])
         );
     }
 
