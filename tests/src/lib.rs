@@ -13,3 +13,5 @@ mod provider;
 mod sim;
 #[cfg(test)]
 mod sse;
+#[cfg(test)]
+mod tools;

@@ -109,4 +109,8 @@ pub struct SimConfig {
     /// Keep at most this many log entries, dropping the oldest (a long-running embedded
     /// simulator must not grow without bound); `None` keeps every one (for tests).
     pub log_capacity: Option<usize>,
+    /// Answer chat completions as a generic OpenAI-compatible endpoint would: any model
+    /// name, and function tools (streamed as `delta.tool_calls` fragments). Off, the chat
+    /// completions endpoint is Perplexity's: Sonar models only, and tools refused.
+    pub compatible: bool,
 }

@@ -20,6 +20,9 @@ pub struct Answer {
     pub related_questions: Vec<String>,
     /// Image URLs (sent only when asked for).
     pub images: Vec<String>,
+    /// The function this answer calls instead of answering (then `text` is empty): when
+    /// the question names an offered function.
+    pub tool_call: Option<crate::tools::ToolCall>,
 }
 
 /// One simulated search result.
@@ -234,6 +237,7 @@ pub(crate) fn answer(
         search_results,
         related_questions,
         images,
+        tool_call: None,
     }
 }
 

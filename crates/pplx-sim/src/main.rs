@@ -27,6 +27,10 @@ struct Args {
     /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a self-signed certificate.
     #[arg(long)]
     tls: bool,
+    /// Answer chat completions as any OpenAI-compatible endpoint: any model name, and
+    /// function tools (Perplexity's own endpoint takes Sonar models only, without tools).
+    #[arg(long)]
+    compatible: bool,
     /// Where to write that certificate (PEM), for clients to trust.
     #[arg(long, value_name = "FILE", requires = "tls")]
     certificate_out: Option<std::path::PathBuf>,
@@ -67,6 +71,7 @@ async fn main() -> ExitCode {
         config.pace = pplx_sim::Pace::instant();
     }
     config.tls |= args.tls;
+    config.compatible |= args.compatible;
     if let Some([model, question]) = args.expected.as_deref() {
         print!(
             "{}",

@@ -23,6 +23,10 @@ use crate::wire::{self, Asked};
 use crate::writer::SimBody;
 use crate::writer::Writer;
 
+/// The largest request body taken: above what a client sends with an inline 50 MB image
+/// (its base64 and the JSON around it), so `pplx --attach` works offline as online.
+const MAX_REQUEST_BODY: usize = 96 << 20;
+
 pub(crate) fn json_response(
     status: u16,
     body: &Value,
@@ -161,7 +165,7 @@ pub(crate) async fn handle(
         .unwrap_or_default()
         .to_owned();
     let key_index = shared.keys.iter().position(|key| *key == token);
-    let body = match http_body_util::Limited::new(request.into_body(), 4 << 20)
+    let body = match http_body_util::Limited::new(request.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
     {
@@ -251,7 +255,7 @@ pub(crate) async fn handle(
             &[],
         ));
     };
-    let prepared = match prepare(api, &body, &model, pace) {
+    let prepared = match prepare(api, &body, &model, pace, shared.compatible) {
         Ok(prepared) => prepared,
         Err((status, error)) => {
             finish(status, 0, Ending::ErrorStatus);

@@ -9,6 +9,7 @@ use crate::{Fault, Pace, SimConfig, Target};
 /// ```toml
 /// keys = ["key-a", "key-b"]
 /// tls = false   # true: HTTPS with a self-signed certificate (see --certificate-out)
+/// compatible = false   # true: chat completions as any OpenAI-compatible endpoint (any model, tools)
 ///
 /// [pace]
 /// first_byte_ms = 300
@@ -49,6 +50,8 @@ pub struct Scenario {
     pub fault: Vec<ScriptedFault>,
     /// Serve HTTPS with a self-signed certificate (see `--certificate-out`).
     pub tls: bool,
+    /// Chat completions as any OpenAI-compatible endpoint: any model, function tools.
+    pub compatible: bool,
 }
 
 /// The `[pace]` table.
@@ -136,6 +139,7 @@ impl Scenario {
             record_bodies: false,
             tls: self.tls,
             log_capacity: None,
+            compatible: self.compatible,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::wire::{self};
 pub(crate) struct Shared {
     pub(crate) keys: Vec<String>,
     pub(crate) record_bodies: bool,
+    pub(crate) compatible: bool,
     /// Bumped on every new log entry, so tests can wait for a request without polling.
     pub(crate) logged: watch::Sender<usize>,
     pub(crate) pace: Mutex<Pace>,
@@ -98,6 +99,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             keys: config.keys,
             record_bodies: config.record_bodies,
+            compatible: config.compatible,
             logged: watch::channel(0).0,
             pace: Mutex::new(config.pace),
             script: Mutex::new(script),

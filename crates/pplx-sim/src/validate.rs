@@ -7,6 +7,7 @@ use crate::config::PRESETS;
 use crate::config::Pace;
 use crate::content::{self, Answer, Filters};
 use crate::routes::Api;
+use crate::tools;
 use crate::wire::{self, Asked};
 
 pub(crate) struct Prepared {
@@ -17,17 +18,50 @@ pub(crate) struct Prepared {
     pub(crate) queries: Vec<String>,
 }
 
-/// Validates a request as the real service does, and works out its answer.
+/// What a conversation holds besides its text: the last user question, the calls replayed
+/// (id to name), the last function result if the conversation ends with one, and the
+/// attachments described.
+#[derive(Default)]
+struct Turns {
+    question: String,
+    calls: Vec<(String, String)>,
+    result: Option<(String, String)>,
+    attached: Vec<String>,
+}
+
+impl Turns {
+    /// The name of the replayed call `call_id`.
+    fn name_of(&self, call_id: &str) -> &str {
+        self.calls
+            .iter()
+            .find(|(id, _)| id == call_id)
+            .map_or("The tool", |(_, name)| name.as_str())
+    }
+}
+
+/// The Sonar error for a refused content part.
+fn sonar_refusal(message: &str) -> (u16, Value) {
+    (
+        400,
+        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": 400}}),
+    )
+}
+
+/// Validates a request as the real service does, and works out its answer. `compatible`
+/// answers chat completions as any OpenAI-compatible endpoint would: any model, with tools.
 pub(crate) fn prepare(
     api: Api,
     body: &Value,
     model: &str,
     pace: Pace,
+    compatible: bool,
 ) -> Result<Prepared, (u16, Value)> {
     let mut conversation: Vec<String> = Vec::new();
+    let mut turns = Turns::default();
+    let offered = tools::offered(body);
     match api {
         Api::Sonar => {
-            if !MODELS.contains(&model) {
+            if !compatible && !MODELS.contains(&model) {
                 let message = format!(
                     "Invalid model '{model}'. Permitted models can be found in the documentation at https://docs.perplexity.ai/getting-started/models."
                 );
@@ -42,15 +76,57 @@ pub(crate) fn prepare(
             else {
                 return Err((422, wire::error_body(422, Some("Field required"))));
             };
+            if !compatible && !offered.is_empty() {
+                // What Perplexity's Sonar models answer (reported by pipecat users, 2026).
+                return Err(sonar_refusal(
+                    "Tool calling is not supported for this model",
+                ));
+            }
             for message in messages {
-                match &message["content"] {
-                    Value::String(text) => conversation.push(text.clone()),
+                let role = message["role"].as_str().unwrap_or_default();
+                for call in message["tool_calls"].as_array().into_iter().flatten() {
+                    if let (Some(id), Some(name)) =
+                        (call["id"].as_str(), call["function"]["name"].as_str())
+                    {
+                        turns.calls.push((id.to_owned(), name.to_owned()));
+                    }
+                }
+                let text = match &message["content"] {
+                    Value::String(text) => text.clone(),
+                    Value::Null if role == "assistant" => String::new(),
                     Value::Array(parts) => {
-                        conversation.extend(
-                            parts
-                                .iter()
-                                .filter_map(|part| part["text"].as_str().map(str::to_owned)),
-                        );
+                        let mut texts = Vec::new();
+                        for part in parts {
+                            let described = match part["type"].as_str() {
+                                Some("text") => {
+                                    texts.push(part["text"].as_str().unwrap_or_default());
+                                    continue;
+                                }
+                                Some("image_url") => {
+                                    let url = part["image_url"]["url"]
+                                        .as_str()
+                                        .or(part["image_url"].as_str())
+                                        .unwrap_or_default();
+                                    tools::image(url)
+                                }
+                                Some("file_url" | "pdf_url") => {
+                                    let key = part["type"].as_str().unwrap_or_default();
+                                    let url = part[key]["url"]
+                                        .as_str()
+                                        .or(part[key].as_str())
+                                        .unwrap_or_default();
+                                    tools::file(url, part["file_name"].as_str())
+                                }
+                                other => Err(format!(
+                                    "Unsupported content part type '{}'",
+                                    content::clip(other.unwrap_or("null"), 40)
+                                )),
+                            };
+                            turns
+                                .attached
+                                .push(described.map_err(|refusal| sonar_refusal(&refusal))?);
+                        }
+                        texts.join("\n")
                     }
                     _ => {
                         return Err((
@@ -58,7 +134,17 @@ pub(crate) fn prepare(
                             wire::error_body(422, Some("messages[].content must be a string")),
                         ));
                     }
+                };
+                turns.result = None;
+                match role {
+                    "tool" => {
+                        let call_id = message["tool_call_id"].as_str().unwrap_or_default();
+                        turns.result = Some((turns.name_of(call_id).to_owned(), text.clone()));
+                    }
+                    "user" => turns.question = text.clone(),
+                    _ => {}
                 }
+                conversation.push(text);
             }
         }
         Api::Agent => {
@@ -81,13 +167,39 @@ pub(crate) fn prepare(
                 conversation.push(instructions.to_owned());
             }
             match &body["input"] {
-                Value::String(text) => conversation.push(text.clone()),
+                Value::String(text) => {
+                    turns.question = text.clone();
+                    conversation.push(text.clone());
+                }
                 Value::Array(items) => {
                     for (index, item) in items.iter().enumerate() {
                         // As the real service validates input items: `type` is required.
+                        let required = |field: &str| {
+                            invalid(&format!("input[{index}].{field}: Field required"))
+                        };
                         match item["type"].as_str() {
                             Some("message") => {}
-                            Some("function_call" | "function_call_output") => continue,
+                            Some("function_call") => {
+                                let (Some(call_id), Some(name)) =
+                                    (item["call_id"].as_str(), item["name"].as_str())
+                                else {
+                                    return required("call_id");
+                                };
+                                turns.calls.push((call_id.to_owned(), name.to_owned()));
+                                turns.result = None;
+                                continue;
+                            }
+                            Some("function_call_output") => {
+                                let (Some(call_id), Some(output)) =
+                                    (item["call_id"].as_str(), item["output"].as_str())
+                                else {
+                                    return required("output");
+                                };
+                                conversation.push(output.to_owned());
+                                turns.result =
+                                    Some((turns.name_of(call_id).to_owned(), output.to_owned()));
+                                continue;
+                            }
                             Some(other) => {
                                 return invalid(&format!(
                                     "input[{index}].type: unknown input item type '{other}'"
@@ -105,17 +217,51 @@ pub(crate) fn prepare(
                                 "input[{index}].role: must be user, assistant, system or developer"
                             ));
                         }
-                        match &item["content"] {
-                            Value::String(text) => conversation.push(text.clone()),
-                            Value::Array(parts) => conversation.extend(
-                                parts
-                                    .iter()
-                                    .filter_map(|part| part["text"].as_str().map(str::to_owned)),
-                            ),
+                        let text = match &item["content"] {
+                            Value::String(text) => text.clone(),
+                            Value::Array(parts) => {
+                                let mut texts = Vec::new();
+                                for (part_index, part) in parts.iter().enumerate() {
+                                    let described = match part["type"].as_str() {
+                                        Some("input_text") => {
+                                            texts.push(part["text"].as_str().unwrap_or_default());
+                                            continue;
+                                        }
+                                        Some("input_image") => tools::image(
+                                            part["image_url"].as_str().unwrap_or_default(),
+                                        ),
+                                        Some("input_file") => tools::file(
+                                            part["file_data"]
+                                                .as_str()
+                                                .or(part["file_url"].as_str())
+                                                .unwrap_or_default(),
+                                            part["filename"].as_str(),
+                                        ),
+                                        other => Err(format!(
+                                            "unknown content part type '{}'",
+                                            content::clip(other.unwrap_or("null"), 40)
+                                        )),
+                                    };
+                                    match described {
+                                        Ok(described) => turns.attached.push(described),
+                                        Err(refusal) => {
+                                            return invalid(&format!(
+                                                "input[{index}].content[{part_index}]: {refusal}"
+                                            ));
+                                        }
+                                    }
+                                }
+                                texts.join("\n")
+                            }
                             _ => {
                                 return invalid(&format!("input[{index}].content: Field required"));
                             }
+                        };
+                        turns.result = None;
+                        if item["role"] == "user" {
+                            turns.question = text.clone();
                         }
+                        conversation.push(text);
                     }
                 }
                 _ => return invalid("input: Field required"),
@@ -133,7 +279,7 @@ pub(crate) fn prepare(
         },
     }
     let parts: Vec<&str> = conversation.iter().map(String::as_str).collect();
-    let answer = content::answer(
+    let mut answer = content::answer(
         model,
         &parts,
         pace.answer_words,
@@ -145,6 +291,22 @@ pub(crate) fn prepare(
         .map(|tokens| tokens as usize);
     let prompt_tokens: u64 = parts.iter().map(|part| content::token_count(part)).sum();
     let conversation_hash = content::stable_hash(&[&body.to_string()]);
+    // A function's result is answered; a question that names an offered function calls it
+    // (and says nothing else); attachments are acknowledged first.
+    if let Some((name, output)) = &turns.result {
+        answer
+            .text
+            .insert_str(0, &tools::result_sentence(name, output));
+    } else if let Some(call) = tools::call_for(&turns.question, &offered, conversation_hash) {
+        answer.text.clear();
+        answer.reasoning.clear();
+        answer.tool_call = Some(call);
+    }
+    if answer.tool_call.is_none() {
+        answer
+            .text
+            .insert_str(0, &tools::attachments_sentence(&turns.attached));
+    }
     let id = match api {
         Api::Agent => format!("resp_{conversation_hash:016x}"),
         _ => format!(

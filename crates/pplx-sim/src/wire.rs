@@ -182,6 +182,9 @@ pub(crate) fn sonar_stream(
     asked: &Asked,
     chunk_chars: usize,
 ) -> Vec<Frame> {
+    if let Some(call) = &answer.tool_call {
+        return sonar_call_stream(id, answer, asked, call, chunk_chars);
+    }
     let shaped = shape(answer, asked);
     let content = sonar_content(answer, shaped.text);
     let object = if asked.legacy_object {
@@ -219,8 +222,65 @@ pub(crate) fn sonar_stream(
     frames
 }
 
+/// A chat-completions stream that calls a function, as OpenAI-compatible servers send it:
+/// the call's id and name first, then its arguments in fragments that carry only the
+/// call's `index`, then a chunk that finishes with `tool_calls`.
+fn sonar_call_stream(
+    id: &str,
+    answer: &Answer,
+    asked: &Asked,
+    call: &crate::ToolCall,
+    chunk_chars: usize,
+) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut chunk = |delta: Value, finish_reason: Value, completion_tokens: u64, last: bool| {
+        let mut chunk = sonar_common(id, answer, asked, "chat.completion.chunk");
+        chunk.insert("usage".into(), usage(asked, completion_tokens, last));
+        chunk.insert(
+            "choices".into(),
+            json!([{"index": 0, "finish_reason": finish_reason, "delta": delta}]),
+        );
+        frames.push(Frame::data(Value::Object(chunk)));
+    };
+    chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}),
+        Value::Null,
+        0,
+        false,
+    );
+    for piece in pieces(&call.arguments, chunk_chars) {
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            Value::Null,
+            0,
+            false,
+        );
+    }
+    chunk(
+        json!({"role": "assistant"}),
+        "tool_calls".into(),
+        token_count(&call.arguments),
+        true,
+    );
+    frames
+}
+
 /// The Sonar non-streaming body.
 pub(crate) fn sonar_body(id: &str, answer: &Answer, asked: &Asked) -> Value {
+    if let Some(call) = &answer.tool_call {
+        let mut body = sonar_common(id, answer, asked, "chat.completion");
+        body.insert(
+            "usage".into(),
+            usage(asked, token_count(&call.arguments), true),
+        );
+        body.insert(
+            "choices".into(),
+            json!([{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}}]),
+        );
+        return Value::Object(body);
+    }
     let shaped = shape(answer, asked);
     let content = sonar_content(answer, shaped.text);
     let mut body = sonar_common(id, answer, asked, "chat.completion");
@@ -283,9 +343,25 @@ fn agent_message(text: &str, status: &str) -> Value {
     })
 }
 
-/// The Agent API response object.
+fn function_call_item(call: &crate::ToolCall, arguments: &str, status: &str) -> Value {
+    json!({
+        "type": "function_call", "id": format!("fc_{}", call.call_id), "call_id": call.call_id,
+        "name": call.name, "arguments": arguments, "status": status,
+    })
+}
+
+/// The Agent API response object; a finished answer that calls a function has status
+/// `requires_action` and the call as its output.
 pub(crate) fn agent_response(id: &str, answer: &Answer, asked: &Asked, status: &str) -> Value {
     let shaped = shape(answer, asked);
+    if let (Some(call), "completed") = (&answer.tool_call, status) {
+        return json!({
+            "id": id, "object": "response", "created_at": CREATED, "status": "requires_action",
+            "model": asked.model,
+            "output": [function_call_item(call, &call.arguments, "completed")],
+            "usage": agent_usage(asked, token_count(&call.arguments)),
+        });
+    }
     let (output, usage) = if status == "completed" {
         let mut output: Vec<Value> = search_batches(answer, &asked.model)
             .into_iter()
@@ -336,6 +412,21 @@ pub(crate) fn agent_stream(
         "response.in_progress",
         json!({"response": agent_response(id, answer, asked, "in_progress")}),
     );
+    if let Some(call) = &answer.tool_call {
+        push(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": function_call_item(call, "", "in_progress")}),
+        );
+        push(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": function_call_item(call, &call.arguments, "completed")}),
+        );
+        push(
+            "response.completed",
+            json!({"response": agent_response(id, answer, asked, "completed")}),
+        );
+        return frames;
+    }
     push(
         "response.reasoning.started",
         json!({"thought": "Planning the search."}),
