@@ -278,6 +278,10 @@ pub(crate) fn prepare(
             _ => return Err((422, wire::error_body(422, Some("query is required")))),
         },
     }
+    if turns.result.is_some() {
+        // An answer to a function's result is about the question that led to it.
+        conversation.push(turns.question.clone());
+    }
     let parts: Vec<&str> = conversation.iter().map(String::as_str).collect();
     let mut answer = content::answer(
         model,

@@ -17,7 +17,8 @@ use serde::Serialize;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The schema, one entry per version: `MIGRATIONS[n]` takes version n to n + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY,
     started_at INTEGER NOT NULL
@@ -49,7 +50,11 @@ CREATE VIRTUAL TABLE entries_text USING fts5(
 CREATE TRIGGER entries_text_insert AFTER INSERT ON entries BEGIN
     INSERT INTO entries_text(rowid, question, answer) VALUES (new.id, new.question, new.answer);
 END;
-"#];
+"#,
+    r#"
+ALTER TABLE entries ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
+"#,
+];
 
 /// A history problem: the database could not be opened, read or written.
 #[derive(Debug)]
@@ -123,6 +128,31 @@ pub struct Entry {
     pub error_kind: Option<String>,
     /// The error's message, when the request failed.
     pub error_message: Option<String>,
+    /// The files sent with the question (`--attach`): names and sizes, never their bytes.
+    pub attachments: Vec<Attached>,
+}
+
+/// A file sent with a question, as the history keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The file's name (not its path).
+    pub name: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its media type, from its first bytes.
+    pub media_type: String,
+}
+
+impl Attached {
+    /// A file named `name` of `bytes` bytes and `media_type`.
+    pub fn new(name: impl Into<String>, bytes: u64, media_type: impl Into<String>) -> Self {
+        Attached {
+            name: name.into(),
+            bytes,
+            media_type: media_type.into(),
+        }
+    }
 }
 
 /// The history database.
@@ -257,8 +287,8 @@ impl History {
     /// When the database cannot be written.
     pub fn record(&self, entry: &Entry) -> Result<i64, HistoryError> {
         self.connection.execute(
-            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message, attachments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 entry.conversation,
                 now(),
@@ -277,6 +307,7 @@ impl History {
                 entry.simulated,
                 entry.error_kind,
                 entry.error_message,
+                json(&entry.attachments),
             ],
         )?;
         Ok(self.connection.last_insert_rowid())
@@ -380,6 +411,8 @@ impl History {
                 simulated: row.get("simulated")?,
                 error_kind: row.get("error_kind")?,
                 error_message: row.get("error_message")?,
+                attachments: serde_json::from_str(&row.get::<_, String>("attachments")?)
+                    .unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -162,6 +162,12 @@ fn show(entry: &Entry, json: bool) {
     if let Some(cost) = entry.cost {
         facts.push(format!("${cost:.4}"));
     }
+    for attached in &entry.attachments {
+        facts.push(format!(
+            "attached {} ({} bytes)",
+            attached.name, attached.bytes
+        ));
+    }
     for (flag, name) in [
         (entry.fallback, "fallback"),
         (entry.cached, "cached"),

@@ -5,6 +5,7 @@
 //! question and a terminal on stdin it starts an interactive session. Exit codes: 0 answered,
 //! 1 failed, 2 usage error, 130 interrupted (Ctrl-C).
 
+mod attach;
 mod interactive;
 mod json;
 mod log;
@@ -60,6 +61,10 @@ struct Args {
     /// A system prompt.
     #[arg(long)]
     system: Option<String>,
+    /// Send FILE with the question: an image (PNG, JPEG, WebP, GIF) or a PDF, at most 50 MB,
+    /// inline. Repeat for several; the history keeps their names and sizes, not their bytes.
+    #[arg(long, value_name = "FILE")]
+    attach: Vec<std::path::PathBuf>,
     /// Which API: sonar or agent.
     #[arg(long, value_parser = ["sonar", "agent"])]
     api: Option<String>,
@@ -182,6 +187,9 @@ struct Session {
     mode: Mode,
     /// The history and the conversation being written, unless the history is off.
     log: Option<(History, std::cell::Cell<i64>)>,
+    /// The `--attach` files, sent with the command line's question (and what the history
+    /// keeps of each).
+    attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
 }
 
 async fn run(args: Args) -> u8 {
@@ -216,8 +224,12 @@ async fn run(args: Args) -> u8 {
         Ok(question) => question,
         Err(code) => return code,
     };
+    let attachments = match attachments(&args, question.is_some()) {
+        Ok(attachments) => attachments,
+        Err(code) => return code,
+    };
     let log_enabled = !args.no_log && file.log != Some(false);
-    let mut session = match session(&args, file).await {
+    let mut session = match session(&args, file, attachments).await {
         Ok(session) => session,
         Err(error) => {
             eprintln!("pplx: {}", error.report());
@@ -380,9 +392,30 @@ fn question(args: &Args) -> Result<Option<String>, u8> {
     Ok(Some(args.question.join(" ")))
 }
 
+/// The `--attach` files, each read and checked before anything is sent: a missing,
+/// unreadable, too large or unsupported file is a usage error.
+fn attachments(
+    args: &Args,
+    has_question: bool,
+) -> Result<Vec<(chat_core::Attachment, pplx::history::Attached)>, u8> {
+    if !args.attach.is_empty() && !has_question {
+        eprintln!("pplx: --attach goes with a question: pplx --attach FILE \"what is this?\"");
+        return Err(EXIT_USAGE);
+    }
+    args.attach
+        .iter()
+        .map(|path| attach::load(path))
+        .collect::<Result<_, _>>()
+        .map_err(|reason| {
+            eprintln!("pplx: {reason}");
+            EXIT_USAGE
+        })
+}
+
 async fn session(
     args: &Args,
     file: pplx_setup::config::FileConfig,
+    attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
 ) -> Result<Session, pplx_setup::Error> {
     let options = pplx_setup::SetupOptions {
         api: args.api.clone(),
@@ -417,6 +450,7 @@ async fn session(
         cache_warned: std::cell::Cell::new(false),
         mode: Mode::Command,
         log: None,
+        attachments,
     })
 }
 
@@ -459,7 +493,13 @@ fn request(session: &Session, history: &[Message], question: &str) -> ChatReques
         messages.push(Message::system(system.clone()));
     }
     messages.extend(history.iter().cloned());
-    messages.push(Message::user(question));
+    let mut asked = Message::user(question);
+    asked.attachments = session
+        .attachments
+        .iter()
+        .map(|(attachment, _)| attachment.clone())
+        .collect();
+    messages.push(asked);
     ChatRequest {
         model: session.model.clone(),
         messages,
@@ -571,6 +611,11 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
     entry.fallback = done.is_some_and(|done| done.fallback);
     entry.cached = done.is_some_and(|done| done.cached);
     entry.simulated = session._sim.is_some();
+    entry.attachments = session
+        .attachments
+        .iter()
+        .map(|(_, attached)| attached.clone())
+        .collect();
     if code != 0 || progress.error.is_some() {
         let (kind, message) = progress
             .error

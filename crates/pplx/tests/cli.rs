@@ -891,3 +891,108 @@ async fn a_long_question_is_answered_in_bounded_memory() {
         assert!(answer.len() < 16 << 10, "{length}: {} bytes", answer.len());
     }
 }
+
+#[tokio::test]
+async fn attached_files_are_sent_inline_and_bad_ones_stop_before_anything_is_sent() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let png = data.join("cat.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\nsome pixels").unwrap();
+    let pdf = data.join("report.pdf");
+    std::fs::write(&pdf, b"%PDF-1.7\nsome pages").unwrap();
+    let (png, pdf) = (png.to_str().unwrap(), pdf.to_str().unwrap());
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &[
+            "--no-cache",
+            "--attach",
+            png,
+            "--attach",
+            pdf,
+            "What are these?",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output)
+            .starts_with("You attached an image (image/png, 19 bytes), report.pdf (19 bytes). "),
+        "{}",
+        stdout(&output)
+    );
+    sim.wait_idle().await;
+    let sent: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
+    let parts = &sent["messages"][0]["content"];
+    assert_eq!(
+        parts[0],
+        serde_json::json!({"type": "text", "text": "What are these?"})
+    );
+    assert!(
+        parts[1]["image_url"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,")
+    );
+    assert_eq!(parts[2]["file_name"], "report.pdf");
+    // The history keeps names and sizes, not bytes.
+    let kept = log_json(&data, &[]).await;
+    assert_eq!(
+        kept[0]["attachments"],
+        serde_json::json!([
+            {"name": "cat.png", "bytes": 19, "media_type": "image/png"},
+            {"name": "report.pdf", "bytes": 19, "media_type": "application/pdf"},
+        ])
+    );
+    let shown = pplx_with(
+        &data,
+        None,
+        &["log", "show", &kept[0]["id"].to_string()],
+        None,
+    )
+    .await;
+    assert!(
+        stdout(&shown).contains("attached cat.png (19 bytes)"),
+        "{}",
+        stdout(&shown)
+    );
+
+    // Each bad file is a usage error, said by name, and nothing reaches the server.
+    let text = data.join("notes.txt");
+    std::fs::write(&text, "plain words").unwrap();
+    let huge = data.join("huge.png");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(50_000_001).unwrap();
+    let cases = [
+        (data.join("missing.png"), "missing.png"),
+        (text, "not a PNG, JPEG, WebP or GIF image, nor a PDF"),
+        (huge, "over the 50000000-byte limit"),
+        (data.clone(), "not a file"),
+    ];
+    for (path, said) in &cases {
+        let output = pplx_with(
+            &data,
+            Some(&sim),
+            &["--attach", path.to_str().unwrap(), "What is this?"],
+            None,
+        )
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{path:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(said),
+            "{path:?}: {}",
+            stderr(&output)
+        );
+    }
+    // With no question there is nothing to attach to.
+    let output = pplx_with(&data, Some(&sim), &["--attach", png], Some("")).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    sim.wait_idle().await;
+    assert_eq!(sim.log().len(), 1, "only the good request was sent");
+}
