@@ -2,11 +2,13 @@
 //!
 //! Starts the simulator in process with body recording on, sends a matrix of requests through
 //! `provider-perplexity` (both APIs, streaming and not, every preset name, system messages,
-//! options, output limits, the Search API), and prints one JSON line per request:
-//! `{"endpoint": ..., "stream": ..., "body": {...}}`. `tests/interop/contract.py` then
+//! options, output limits, function tools and a replayed tool turn, images and files, the
+//! Search API; and a tool loop at a second simulator playing an OpenAI-compatible endpoint),
+//! and prints one JSON line per request:
+//! `{"endpoint": ..., "stream": ..., "status": ..., "compatible": ..., "body": {...}}`. `tests/interop/contract.py` then
 //! validates each body with the official SDK's request types.
 
-use chat_core::{ChatProvider, ChatRequest, Message};
+use chat_core::{Attachment, ChatProvider, ChatRequest, Message, Tool};
 use futures_util::StreamExt;
 use pplx_sim::{Pace, SimConfig, Simulator};
 use provider_perplexity::{Api, PerplexityConfig, PerplexityProvider, SearchMode, SonarOptions};
@@ -62,6 +64,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut agent_limited = conversation("openai/gpt-5-mini");
     agent_limited.sampling.max_tokens = Some(40);
     requests.push(agent_limited);
+    // A tool loop on the Agent API: the offer, then the call replayed with its result.
+    let (offer, follow_up) = tool_loop(&provider, "openai/gpt-5-mini").await?;
+    requests.push(offer);
+    requests.push(follow_up);
+    // Images (inline and by URL) on both APIs; a PDF too, on each in its own part type.
+    for model in ["openai/gpt-5-mini", "sonar-pro"] {
+        let mut attached = ChatRequest::new(model, "");
+        attached.messages = vec![
+            Message::user("What do these show?")
+                .with_attachment(Attachment::from_bytes("image/png", b"\x89PNG\r\n\x1a\n"))
+                .with_attachment(Attachment::image_url("https://img.example/cat.jpg"))
+                .with_attachment(
+                    Attachment::from_bytes("application/pdf", b"%PDF-1.7\n")
+                        .with_name("report.pdf"),
+                ),
+        ];
+        requests.push(attached);
+    }
 
     for request in requests {
         provider.chat(request.clone()).await?;
@@ -89,8 +109,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     search.search_type = Some(provider_perplexity::SearchType::Web);
     provider.search(&search).await?;
 
+    // The same tool loop at an OpenAI-compatible endpoint (chat completions, any model).
+    let mut compatible_config = SimConfig::default();
+    compatible_config.pace = Pace::instant();
+    compatible_config.record_bodies = true;
+    compatible_config.compatible = true;
+    let compatible_sim = Simulator::start(compatible_config).await?;
+    let mut config = PerplexityConfig::default();
+    config.base_url = compatible_sim.base_url();
+    config.keys = vec![ApiKey::new("contract-key")];
+    let compatible = PerplexityProvider::new(config)?;
+    let (offer, follow_up) = tool_loop(&compatible, "gpt-5-mini").await?;
+    for request in [offer, follow_up] {
+        let mut stream = compatible.chat_stream(request);
+        while let Some(event) = stream.next().await {
+            event?;
+        }
+    }
+
     sim.wait_idle().await;
-    for entry in sim.log() {
+    compatible_sim.wait_idle().await;
+    let entries = sim.log().into_iter().map(|entry| (entry, false));
+    let compatible_entries = compatible_sim.log().into_iter().map(|entry| (entry, true));
+    for (entry, compatible) in entries.chain(compatible_entries) {
         let body: serde_json::Value = entry
             .body
             .as_deref()
@@ -99,8 +140,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_default();
         println!(
             "{}",
-            serde_json::json!({"endpoint": entry.endpoint, "stream": entry.stream, "status": entry.status, "body": body})
+            serde_json::json!({"endpoint": entry.endpoint, "stream": entry.stream, "status": entry.status, "compatible": compatible, "body": body})
         );
     }
     Ok(())
+}
+
+/// A tool loop's two requests for `model`: the weather function offered, then (after
+/// `provider` answered with a call) the call replayed with its result.
+async fn tool_loop(
+    provider: &PerplexityProvider,
+    model: &str,
+) -> Result<(ChatRequest, ChatRequest), Box<dyn std::error::Error>> {
+    let mut offer = ChatRequest::new(model, "What's the weather in Paris?");
+    offer.tools.push(Tool::function(
+        "get_weather",
+        "The current weather in a city",
+        serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    ));
+    let calls = provider.chat(offer.clone()).await?.tool_calls;
+    if calls.is_empty() {
+        return Err("the simulator made no tool call".into());
+    }
+    let mut follow_up = offer.clone();
+    follow_up.messages.push(Message::tool_calls(calls.clone()));
+    for call in &calls {
+        follow_up
+            .messages
+            .push(Message::tool_result(&call.id, r#"{"temperature_c":18}"#));
+    }
+    Ok((offer, follow_up))
 }

@@ -5,15 +5,26 @@ Agent API events of every type and bodies for every preset, Search API bodies, e
 is validated with the SDK's pydantic models (`StreamChunk`, the `ResponseStreamChunk` union,
 `ResponseCreateResponse`, `SearchCreateResponse`, `ErrorInfo`).
 
+Tool calling and attachments: the simulator's tool-calling Agent streams and bodies (a
+`function_call` item, status `requires_action`) by the same models and `FunctionCallOutputItem`;
+images and files accepted and acknowledged, bad parts refused with an `ErrorInfo`; and at a
+second simulator playing an OpenAI-compatible endpoint (SIM_COMPATIBLE_URL), the official
+`openai` client streams a tool call and reassembles it from our `delta.tool_calls` fragments,
+every chunk valid as its `ChatCompletionChunk`.
+
 Requests: every body our client sent (JSON lines from `cargo run -p tests --example
 contract-requests`, recorded by the simulator) is validated with the SDK's request types
 (`CompletionCreateParams`, `ResponseCreateParams`, `SearchCreateParams`) through pydantic's
 `TypeAdapter`, Required fields and literals enforced, and no key the SDK does not know
-(except those listed in ALLOWED_EXTRA, each with its reason).
+(except those listed in ALLOWED_EXTRA, each with its reason). Agent requests are judged by
+the generated schema's `ResponsesRequestInput` too (the only judge of `input_file` parts,
+which the per-type module does not list yet). (The `openai` package's request TypedDicts are
+too recursive for pydantic's `TypeAdapter`, which panics on them; its client judges the
+compatible endpoint's responses instead, above.)
 
 Before judging, the script proves the judges can fail: known-bad samples must be rejected.
 
-Environment: SIM_URL, SIM_KEY (a working key), SIM_FAILING_KEY (a key whose streams end in
+Environment: SIM_URL, SIM_COMPATIBLE_URL, SIM_KEY (a working key), SIM_FAILING_KEY (a key whose streams end in
 an error event), CONTRACT_REQUESTS (the JSON-lines file). Prints one line per check and exits
 non-zero if any failed.
 """
@@ -30,13 +41,18 @@ from pydantic import TypeAdapter, ValidationError
 # Required, such as an input item's `type`, are optional: the stricter reading judges).
 from perplexity.types import response_create_params, search_create_params
 from perplexity.types.chat import completion_create_params
+from openai import OpenAI
+from openai.types.chat import ChatCompletionChunk
+from perplexity.generated.api import ResponsesRequestInput
 from perplexity.types.error_info import ErrorInfo
+from perplexity.types.function_call_output_item import FunctionCallOutputItem
 from perplexity.types.response_create_response import ResponseCreateResponse
 from perplexity.types.response_stream_chunk import ResponseStreamChunk
 from perplexity.types.search_create_response import SearchCreateResponse
 from perplexity.types.stream_chunk import StreamChunk
 
 URL = os.environ["SIM_URL"]
+COMPATIBLE_URL = os.environ["SIM_COMPATIBLE_URL"]
 KEY = os.environ["SIM_KEY"]
 FAILING = os.environ["SIM_FAILING_KEY"]
 REQUESTS = os.environ["CONTRACT_REQUESTS"]
@@ -110,6 +126,9 @@ check("judge: a search result without `id` is rejected", rejects(lambda: STREAM_
 check("judge: status `incomplete` is rejected", rejects(lambda: ResponseCreateResponse.model_validate({"id": "r", "created_at": 1, "model": "m", "object": "response", "output": [], "status": "incomplete"})))
 check("judge: an input item without `type` is rejected", rejects(lambda: ADAPTERS["/v1/agent"].validate_python({"preset": "fast", "input": [{"role": "user", "content": "x"}]})))
 check("judge: a message role the API lacks is rejected", rejects(lambda: ADAPTERS["/v1/agent"].validate_python({"preset": "fast", "input": [{"type": "message", "role": "tool", "content": "x"}]})))
+
+check("judge: a function_call item without `call_id` is rejected", rejects(lambda: FunctionCallOutputItem.model_validate({"type": "function_call", "id": "fc_1", "name": "f", "arguments": "{}", "status": "completed"})))
+check("judge: an input part of an unknown type is rejected by the generated schema", rejects(lambda: ResponsesRequestInput.model_validate({"model": "m", "input": [{"type": "message", "role": "user", "content": [{"type": "input_video", "text": "x"}]}]})))
 
 # ---- responses: what the simulator emits
 client = httpx.Client(base_url=URL, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
@@ -197,6 +216,76 @@ reply = client.post("/v1/agent/resp_0123/cancel", json={})
 checked["responses"] += 1
 check("agent: cancel answers a response object", reply.status_code == 200 and judge("cancel body", lambda: ResponseCreateResponse.model_validate(reply.json())) and reply.json()["status"] == "cancelled")
 
+# ---- tool calling and attachments: what the simulator emits
+WEATHER = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+ASK_WEATHER = [{"type": "message", "role": "user", "content": "What's the weather in Paris?"}]
+body = {"model": "openai/gpt-5-mini", "input": ASK_WEATHER, "tools": [WEATHER]}
+frames = sse("/v1/agent", {**body, "stream": True})
+ok = True
+items = []
+for index, (event, data) in enumerate(frames):
+    parsed = json.loads(data)
+    ok &= judge(f"agent tool call: event {index} ({parsed.get('type')})", lambda: STREAM_CHUNKS.validate_python(parsed))
+    if parsed.get("type") == "response.output_item.done":
+        items.append(parsed["item"])
+checked["responses"] += len(frames)
+final = json.loads(frames[-1][1])
+check("agent tool call: stream valid, one function_call item, status requires_action",
+      ok and len(items) == 1 and judge("agent tool call: item", lambda: FunctionCallOutputItem.model_validate(items[0]))
+      and json.loads(items[0]["arguments"]) == {"city": "Paris"} and final["response"]["status"] == "requires_action", json.dumps(final)[:300])
+reply = client.post("/v1/agent", json=body)
+checked["responses"] += 1
+check("agent tool call: body valid, the call in its output",
+      reply.status_code == 200 and judge("agent tool call: body", lambda: ResponseCreateResponse.model_validate(reply.json()))
+      and reply.json()["output"][0]["type"] == "function_call", reply.text[:300])
+call = reply.json()["output"][0]
+replayed = ASK_WEATHER + [{"type": "function_call", "call_id": call["call_id"], "name": call["name"], "arguments": call["arguments"]},
+                          {"type": "function_call_output", "call_id": call["call_id"], "output": '{"temperature_c": 18}'}]
+reply = client.post("/v1/agent", json={**body, "input": replayed})
+checked["responses"] += 1
+answer = reply.json()["output"][-1]["content"][0]["text"] if reply.status_code == 200 else ""
+check("agent tool result: answered, valid, quoting the result",
+      reply.status_code == 200 and judge("agent tool result: body", lambda: ResponseCreateResponse.model_validate(reply.json()))
+      and answer.startswith('get_weather returned {"temperature_c": 18}.'), answer[:200])
+
+PNG = "data:image/png;base64,iVBORw0KGgo="
+reply = client.post("/v1/agent", json={"model": "openai/gpt-5-mini", "input": [{"type": "message", "role": "user", "content": [
+    {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": PNG}]}]})
+checked["responses"] += 1
+check("agent image: accepted and acknowledged", reply.status_code == 200 and "You attached an image (image/png, 8 bytes)" in reply.text, reply.text[:200])
+reply = client.post("/v1/agent", json={"model": "openai/gpt-5-mini", "input": [{"type": "message", "role": "user", "content": [
+    {"type": "input_image", "image_url": "data:image/tiff;base64,AAAA"}]}]})
+check("agent image: an unsupported format is a 400 with an ErrorInfo", reply.status_code == 400 and judge("agent image 400", lambda: ErrorInfo.model_validate(reply.json()["error"])), reply.text[:200])
+reply = client.post("/chat/completions", json={"model": "sonar-pro", "messages": [{"role": "user", "content": [
+    {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": PNG}}]}]})
+checked["responses"] += 1
+check("sonar image: accepted, acknowledged, body valid", reply.status_code == 200 and "You attached an image" in reply.text and judge("sonar image body", lambda: StreamChunk.model_validate(reply.json())), reply.text[:200])
+reply = client.post("/chat/completions", json={"model": "sonar", "messages": [{"role": "user", "content": "weather?"}], "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]})
+check("sonar: tools for a Sonar model are the 400 the service answers", reply.status_code == 400 and "Tool calling is not supported" in reply.text, reply.text[:200])
+
+# The official openai client at the compatible endpoint: its stream helper reassembles the
+# call from our fragments, and each chunk is a valid ChatCompletionChunk.
+compatible = OpenAI(api_key="any", base_url=COMPATIBLE_URL)
+chat_tools = [{"type": "function", "function": {key: WEATHER[key] for key in ("name", "description", "parameters")}}]
+chat_messages = [{"role": "user", "content": "What's the weather in Paris?"}]
+raw = list(compatible.chat.completions.create(model="gpt-5-mini", messages=chat_messages, tools=chat_tools, stream=True))
+checked["responses"] += len(raw)
+fragments = sum(len(chunk.choices[0].delta.tool_calls or []) for chunk in raw if chunk.choices)
+check("compatible: the call streams in several fragments, each chunk a valid ChatCompletionChunk",
+      fragments >= 3 and all(judge("compatible chunk", lambda: ChatCompletionChunk.model_validate(chunk.model_dump())) for chunk in raw), str(fragments))
+with compatible.chat.completions.stream(model="gpt-5-mini", messages=chat_messages, tools=chat_tools) as stream:
+    completion = stream.get_final_completion()
+assembled = completion.choices[0].message.tool_calls or []
+check("compatible: openai's stream helper reassembles one whole call",
+      len(assembled) == 1 and assembled[0].function.name == "get_weather" and json.loads(assembled[0].function.arguments) == {"city": "Paris"}
+      and completion.choices[0].finish_reason == "tool_calls", str(assembled))
+follow = compatible.chat.completions.create(model="gpt-5-mini", messages=chat_messages + [
+    {"role": "assistant", "content": None, "tool_calls": [{"id": assembled[0].id, "type": "function", "function": {"name": "get_weather", "arguments": assembled[0].function.arguments}}]},
+    {"role": "tool", "tool_call_id": assembled[0].id, "content": '{"temperature_c": 18}'}], tools=chat_tools)
+checked["responses"] += 1
+check("compatible: the result is answered", (follow.choices[0].message.content or "").startswith('get_weather returned {"temperature_c": 18}.'), str(follow.choices[0].message.content)[:200])
+
 # ---- requests: what our client sends
 lines = [json.loads(line) for line in open(REQUESTS) if line.strip()]
 check("requests: the client's matrix was recorded", len(lines) >= 20, str(len(lines)))
@@ -210,13 +299,27 @@ for index, line in enumerate(lines):
         check(f"request {index}: endpoint {endpoint} is one the SDK models", False)
         continue
     label = f"request {index} {endpoint} {body.get('model') or body.get('preset') or ''} stream={line['stream']}"
-    ok = judge(label, lambda: materialize(adapter.validate_python(body)))
+    parts = [part for item in body.get("input", []) if isinstance(item, dict) and isinstance(item.get("content"), list) for part in item["content"]]
+    if any(part.get("type") == "input_file" for part in parts):
+        # The per-type module lists input_text and input_image only; the generated schema
+        # (below) has input_file, and judges this request alone.
+        ok = True
+        kinds.add("agent input_file")
+    else:
+        ok = judge(label, lambda: materialize(adapter.validate_python(body)))
     extra = set(body) - known_keys(PARAMS[endpoint]) - ALLOWED_EXTRA.get(endpoint, set())
+    if endpoint == "/v1/agent":
+        ok &= judge(f"{label} (generated schema)", lambda: ResponsesRequestInput.model_validate(body))
+    if line.get("compatible"):
+        kinds.add("compatible")
+    if body.get("tools"):
+        kinds.add(f"{endpoint} tools")
     ok &= not extra
     check(label, ok and line["status"] == 200, f"unknown keys {sorted(extra)}" if extra else f"status {line['status']}")
     checked["requests"] += 1
     kinds.add(endpoint)
-check("requests: both APIs and search were judged", kinds == set(PARAMS), str(kinds))
+check("requests: both APIs, search, tools on both, files and the compatible endpoint were judged",
+      kinds >= set(PARAMS) | {"/v1/agent tools", "/chat/completions tools", "agent input_file", "compatible"}, str(kinds))
 
 print(f"contract: {checked['responses']} responses and {checked['requests']} requests judged by the SDK's types; {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -36,8 +36,9 @@ pub(crate) fn run(root: &Path) -> Result {
     )?;
     let python = venv(root)?;
     let (_sim, url) = simulator(root)?;
+    let (_compatible_sim, compatible_url) = compatible_simulator(root)?;
     sdks(root, &python, &url)?;
-    contract(root, &python, &url)?;
+    contract(root, &python, &url, &compatible_url)?;
     mcp(root, &python, &url)
 }
 
@@ -52,6 +53,19 @@ fn simulator(root: &Path) -> Result<(Running, String)> {
         "http://127.0.0.1:",
     )?;
     eprintln!("interop: simulator at {url}");
+    Ok((child, url))
+}
+
+/// A second `pplx-sim` playing a generic OpenAI-compatible endpoint (`--compatible`: any
+/// model, function tools), for the contract step's chat-completions tool checks.
+fn compatible_simulator(root: &Path) -> Result<(Running, String)> {
+    let (child, url) = crate::child::simulator(
+        Command::new(root.join("target/debug/pplx-sim"))
+            .args(["--listen", "127.0.0.1:0", "--instant", "--compatible"])
+            .stderr(Stdio::inherit()),
+        "http://127.0.0.1:",
+    )?;
+    eprintln!("interop: compatible-endpoint simulator at {url}");
     Ok((child, url))
 }
 
@@ -100,7 +114,7 @@ fn sdks(root: &Path, python: &Path, url: &str) -> Result {
 
 /// The contract step: the official SDK's types judge the simulator's responses (at `url`)
 /// and the request bodies our client sends.
-fn contract(root: &Path, python: &Path, url: &str) -> Result {
+fn contract(root: &Path, python: &Path, url: &str, compatible_url: &str) -> Result {
     let requests = root.join("target/interop/requests.jsonl");
     let output = Command::new(root.join("target/debug/examples/contract-requests"))
         .stderr(Stdio::inherit())
@@ -112,6 +126,7 @@ fn contract(root: &Path, python: &Path, url: &str) -> Result {
     let status = Command::new(python)
         .arg(root.join("tests/interop/contract.py"))
         .env("SIM_URL", url)
+        .env("SIM_COMPATIBLE_URL", compatible_url)
         .env("SIM_KEY", "interop-key")
         .env("SIM_FAILING_KEY", "failing-key")
         .env("CONTRACT_REQUESTS", &requests)
