@@ -1,7 +1,8 @@
 //! The request bodies our client sends, for the contract check of `cargo xtask interop`.
 //!
 //! Starts the simulator in process with body recording on, sends a matrix of requests through
-//! `provider-perplexity` (both APIs, streaming and not, every preset name, system messages,
+//! `provider-perplexity` (both APIs, streaming and not, every effort and preset name, a pinned
+//! effort, system messages,
 //! options, output limits, function tools and a replayed tool turn, images and files, the
 //! Search API; and a tool loop at a second simulator playing an OpenAI-compatible endpoint),
 //! and prints one JSON line per request:
@@ -61,6 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for preset in provider_perplexity::PRESETS {
         requests.push(conversation(preset));
     }
+    // An effort pinned to a version.
+    requests.push(conversation("fast@2026-10-16.0"));
     let mut agent_limited = conversation("openai/gpt-5-mini");
     agent_limited.sampling.max_tokens = Some(40);
     requests.push(agent_limited);

@@ -43,7 +43,8 @@ from perplexity.types import response_create_params, search_create_params
 from perplexity.types.chat import completion_create_params
 from openai import OpenAI
 from openai.types.chat import ChatCompletionChunk
-from perplexity.generated.api import ResponsesRequestInput
+import perplexity.generated.api as generated
+from perplexity.generated.api import ResponseStreamEventOutput, ResponsesRequestInput, ResponsesResponseOutput
 from perplexity.types.error_info import ErrorInfo
 from perplexity.types.function_call_output_item import FunctionCallOutputItem
 from perplexity.types.response_create_response import ResponseCreateResponse
@@ -58,12 +59,27 @@ FAILING = os.environ["SIM_FAILING_KEY"]
 REQUESTS = os.environ["CONTRACT_REQUESTS"]
 QUESTION = "Explain quantum computing"
 
-# Keys our client sends that the SDK's request types do not list, and why they are right.
+# Keys our client sends that the SDK's per-type request modules do not list, and why they
+# are right.
 ALLOWED_EXTRA = {
-    # Agent API: PERPLEXITY-WIRE.md lists stream_options{include_usage} (as OpenAI's
-    # Responses API has it); the SDK's ResponseCreateParams does not model it yet.
-    "/v1/agent": {"stream_options"},
+    # Agent API: `effort` (the levels that replace presets) is in the generated schema's
+    # ResponsesRequestInput, which judges every Agent request below with unknown keys
+    # forbidden; the per-type ResponseCreateParams predates it.
+    "/v1/agent": {"effort"},
 }
+
+# The generated schema's request models, strict in this judge only: an unknown key anywhere
+# in a request (a misplaced filter, a stray option) is an error, not silently ignored.
+for _name, _model in vars(generated).items():
+    if isinstance(_model, type) and issubclass(_model, generated.BaseModel) and _name.endswith("Input"):
+        _model.model_config["extra"] = "forbid"
+for _name, _model in vars(generated).items():
+    if isinstance(_model, type) and issubclass(_model, generated.BaseModel) and _name.endswith("Input"):
+        _model.model_rebuild(force=True)
+# The event union names its members as forward references: resolve them in the module.
+GENERATED_EVENTS = TypeAdapter(typing.Union[tuple(
+    getattr(generated, member.__forward_arg__) if isinstance(member, typing.ForwardRef) else member
+    for member in typing.get_args(ResponseStreamEventOutput))])
 
 failures = []
 checked = {"responses": 0, "requests": 0}
@@ -128,6 +144,8 @@ check("judge: an input item without `type` is rejected", rejects(lambda: ADAPTER
 check("judge: a message role the API lacks is rejected", rejects(lambda: ADAPTERS["/v1/agent"].validate_python({"preset": "fast", "input": [{"type": "message", "role": "tool", "content": "x"}]})))
 
 check("judge: a function_call item without `call_id` is rejected", rejects(lambda: FunctionCallOutputItem.model_validate({"type": "function_call", "id": "fc_1", "name": "f", "arguments": "{}", "status": "completed"})))
+check("judge: an unknown request key is rejected by the strict generated schema", rejects(lambda: ResponsesRequestInput.model_validate({"model": "m", "input": "x", "stream_options": {"include_usage": True}})))
+check("judge: a Sonar-style filter at the top of an Agent request is rejected", rejects(lambda: ResponsesRequestInput.model_validate({"model": "m", "input": "x", "search_recency_filter": "week"})))
 check("judge: an input part of an unknown type is rejected by the generated schema", rejects(lambda: ResponsesRequestInput.model_validate({"model": "m", "input": [{"type": "message", "role": "user", "content": [{"type": "input_video", "text": "x"}]}]})))
 
 # ---- responses: what the simulator emits
@@ -168,8 +186,8 @@ for model in ["sonar", "sonar-pro", "sonar-reasoning-pro", "sonar-deep-research"
         check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: StreamChunk.model_validate(reply.json())))
 
 seen_types = set()
-for model in ["fast", "medium", "high", "fast-search", "pro-search", "deep-research", "openai/gpt-5-mini"]:
-    key = "model" if "/" in model else "preset"
+for model in ["fast", "low", "medium", "high", "xhigh", "fast@2026-10-16.0", "fast-search", "pro-search", "deep-research", "openai/gpt-5-mini"]:
+    key = "model" if "/" in model else "preset" if model.endswith(("-search", "-research")) else "effort"
     input_items = [{"type": "message", "role": message["role"], "content": message["content"]} for message in MESSAGES]
     for extras in [{}, {"max_output_tokens": 30}]:
         body = {key: model, "input": input_items, **extras}
@@ -180,13 +198,15 @@ for model in ["fast", "medium", "high", "fast-search", "pro-search", "deep-resea
             parsed = json.loads(data)
             seen_types.add(parsed.get("type"))
             ok &= judge(f"{label}: event {index} ({parsed.get('type')})", lambda: STREAM_CHUNKS.validate_python(parsed))
-            ok &= event == parsed.get("type")
+            ok &= judge(f"{label}: event {index} ({parsed.get('type')}, generated schema)", lambda: GENERATED_EVENTS.validate_python(parsed))
+            ok &= event == parsed.get("type") and isinstance(parsed.get("sequence_number"), int)
         checked["responses"] += len(frames)
         check(f"{label}: stream ({len(frames)} events) valid, event names match types", ok)
         reply = client.post("/v1/agent", json=body)
         checked["responses"] += 1
-        check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: ResponseCreateResponse.model_validate(reply.json())))
-        if model in ("medium", "high", "pro-search", "deep-research"):
+        check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: ResponseCreateResponse.model_validate(reply.json()))
+              and judge(f"{label}: body (generated schema)", lambda: ResponsesResponseOutput.model_validate(reply.json())))
+        if model in ("medium", "high", "xhigh", "pro-search", "deep-research"):
             batches = [item for item in reply.json()["output"] if item["type"] == "search_results"]
             ids = [result["id"] for item in batches for result in item["results"]]
             check(f"{label}: several search batches, ids distinct across them", len(batches) >= 2 and len(ids) == len(set(ids)), str(ids))
@@ -204,6 +224,8 @@ check("search: body valid", reply.status_code == 200 and judge("search body", la
 
 reply = client.post("/v1/agent", json={"preset": "fast", "input": [{"role": "user", "content": QUESTION}]})
 checked["responses"] += 1
+reply = client.post("/v1/agent", json={"effort": "turbo", "input": QUESTION})
+check("agent: an unknown effort is a 400 with an ErrorInfo", reply.status_code == 400 and judge("agent effort body", lambda: ErrorInfo.model_validate(reply.json()["error"])), reply.text[:200])
 check("agent: an input item without `type` is a 400 with an ErrorInfo", reply.status_code == 400 and judge("agent 400 body", lambda: ErrorInfo.model_validate(reply.json()["error"])), reply.text[:200])
 reply = client.post("/v1/agent", json={"preset": "nope", "input": QUESTION})
 check("agent: an unknown preset is a 400 with an ErrorInfo", reply.status_code == 400 and judge("agent preset body", lambda: ErrorInfo.model_validate(reply.json()["error"])), reply.text[:200])
@@ -227,6 +249,7 @@ items = []
 for index, (event, data) in enumerate(frames):
     parsed = json.loads(data)
     ok &= judge(f"agent tool call: event {index} ({parsed.get('type')})", lambda: STREAM_CHUNKS.validate_python(parsed))
+    ok &= judge(f"agent tool call: event {index} (generated schema)", lambda: GENERATED_EVENTS.validate_python(parsed))
     if parsed.get("type") == "response.output_item.done":
         items.append(parsed["item"])
 checked["responses"] += len(frames)

@@ -12,8 +12,12 @@ pub const MODELS: &[&str] = &[
     "sonar-reasoning-pro",
     "sonar-deep-research",
 ];
-/// The Agent API presets: the current names (`fast`, `medium`, `high`, as the official MCP
-/// server uses them) and the older ones.
+/// The Agent API's effort levels (`effort`); each may be pinned to a version,
+/// `fast@2026-10-16.0`.
+pub const EFFORTS: &[&str] = &["fast", "low", "medium", "high", "xhigh"];
+
+/// The Agent API presets (the deprecated `preset` field): the names the official MCP server
+/// v1.3 sent (`fast`, `medium`, `high`) and the older ones.
 pub const PRESETS: &[&str] = &[
     "fast",
     "medium",
@@ -23,9 +27,30 @@ pub const PRESETS: &[&str] = &[
     "deep-research",
 ];
 
-/// Whether a model or preset runs deep research (minutes, mostly quiet, before its answer).
+/// The level of an effort name, pinned (`fast@2026-10-16.0`) or not; `None` for anything
+/// else.
+pub fn effort_level(name: &str) -> Option<&str> {
+    let (level, version) = name
+        .split_once('@')
+        .map_or((name, None), |(level, version)| (level, Some(version)));
+    let version_ok = version.is_none_or(|version| {
+        !version.is_empty()
+            && version.len() <= 40
+            && version
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte))
+    });
+    (EFFORTS.contains(&level) && version_ok).then_some(level)
+}
+
+/// Whether a model, effort or preset runs deep research (minutes, mostly quiet, before its
+/// answer).
 pub fn is_research(model: &str) -> bool {
-    matches!(model, "sonar-deep-research" | "deep-research" | "high")
+    let model = effort_level(model).unwrap_or(model);
+    matches!(
+        model,
+        "sonar-deep-research" | "deep-research" | "high" | "xhigh"
+    )
 }
 
 /// How fast answers come, and how long they are.

@@ -74,6 +74,7 @@ pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
 
 /// Whether a model or preset reasons before answering.
 pub(crate) fn reasons(model: &str) -> bool {
+    let model = crate::config::effort_level(model).unwrap_or(model);
     matches!(
         model,
         "sonar-reasoning-pro"
@@ -82,6 +83,7 @@ pub(crate) fn reasons(model: &str) -> bool {
             | "deep-research"
             | "medium"
             | "high"
+            | "xhigh"
     ) || model.contains("reasoning")
 }
 

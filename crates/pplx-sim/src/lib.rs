@@ -52,7 +52,7 @@ mod validate;
 mod wire;
 mod writer;
 
-pub use config::{MODELS, PRESETS, Pace, SimConfig, is_research};
+pub use config::{EFFORTS, MODELS, PRESETS, Pace, SimConfig, effort_level, is_research};
 pub use content::{Answer, SearchResult};
 pub use fault::{Fault, KeepAlive, LineEnding, Target};
 pub use log::{Ending, LogEntry};

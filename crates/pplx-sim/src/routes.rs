@@ -181,7 +181,13 @@ pub(crate) async fn handle(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let model = parsed
         .as_ref()
-        .and_then(|body| body["model"].as_str().or(body["preset"].as_str()))
+        // As the SDK documents: an effort takes precedence over the deprecated preset.
+        .and_then(|body| {
+            body["model"]
+                .as_str()
+                .or(body["effort"].as_str())
+                .or(body["preset"].as_str())
+        })
         .unwrap_or_default()
         .to_owned();
     // The log keeps a name as long as one can be (a longer one is refused below).

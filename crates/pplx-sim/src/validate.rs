@@ -150,7 +150,15 @@ pub(crate) fn prepare(
         Api::Agent => {
             let invalid = |message: &str| Err((400, wire::agent_error_body(400, message)));
             if model.is_empty() && body["models"].as_array().is_none() {
-                return invalid("one of model, models or preset is required");
+                return invalid("one of model, models, effort or preset is required");
+            }
+            if let Some(effort) = body["effort"].as_str()
+                && crate::config::effort_level(effort).is_none()
+            {
+                return invalid(&format!(
+                    "Invalid effort '{}': use fast, low, medium, high or xhigh, optionally pinned (fast@2026-10-16.0)",
+                    content::clip(effort, 60)
+                ));
             }
             if model.chars().nth(content::MODEL_CHARS).is_some() {
                 return invalid(&format!(
@@ -161,7 +169,7 @@ pub(crate) fn prepare(
             if let Some(preset) = body["preset"].as_str()
                 && !PRESETS.contains(&preset)
             {
-                return invalid(&format!("Invalid preset '{preset}'"));
+                return invalid(&format!("Invalid preset '{}'", content::clip(preset, 60)));
             }
             if let Some(instructions) = body["instructions"].as_str() {
                 conversation.push(instructions.to_owned());

@@ -103,14 +103,14 @@ impl ModelFamily {
         }
     }
 
-    /// The default families: `research` (sonar-deep-research, deep-research, high) and
+    /// The default families: `research` (sonar-deep-research, deep-research, high, xhigh) and
     /// `reasoning` (sonar-reasoning-pro, sonar-reasoning, medium, pro-search). Every other
     /// model uses [`PerplexityConfig::timeouts`] and the breaker's own slow-call threshold.
     pub fn defaults() -> Vec<ModelFamily> {
         vec![
             ModelFamily::new(
                 "research",
-                &["sonar-deep-research", "deep-research", "high"],
+                &["sonar-deep-research", "deep-research", "high", "xhigh"],
                 Timeouts::research(),
             ),
             ModelFamily::new(
@@ -315,9 +315,16 @@ impl Default for PerplexityConfig {
 impl PerplexityConfig {
     /// The family `model` (resolved) belongs to, if any.
     pub fn family(&self, model: &str) -> Option<&ModelFamily> {
+        self.family_index(model).map(|index| &self.families[index])
+    }
+
+    /// The position of `model`'s family in [`families`](PerplexityConfig::families); a pinned
+    /// effort (`high@2026-10-16.0`) belongs where its level does.
+    pub(crate) fn family_index(&self, model: &str) -> Option<usize> {
+        let model = crate::api::agent::unpinned(model);
         self.families
             .iter()
-            .find(|family| family.models.iter().any(|name| name == model))
+            .position(|family| family.models.iter().any(|name| name == model))
     }
 
     /// Whether the base URL is refused only for being plain `http://` off loopback: what
@@ -370,12 +377,15 @@ impl PerplexityConfig {
         let third_party = model
             .split_once('/')
             .is_some_and(|(provider, model)| !provider.is_empty() && !model.is_empty());
-        let known = SONAR_MODELS.contains(&model) || PRESETS.contains(&model) || third_party;
+        let known = SONAR_MODELS.contains(&model)
+            || PRESETS.contains(&model)
+            || crate::api::agent::is_effort(model)
+            || third_party;
         if known || !self.serves_agent_api() {
             return Ok(());
         }
         Err(Error::config(format!(
-            "unknown model {name:?}: use a Sonar model ({}), an alias ({}), an Agent API preset ({}), or provider/model",
+            "unknown model {name:?}: use a Sonar model ({}), an alias ({}), an Agent API effort or preset ({}; an effort may be pinned, as fast@2026-10-16.0), or provider/model",
             SONAR_MODELS.join(", "),
             self.aliases.names().join(", "),
             PRESETS.join(", "),

@@ -171,7 +171,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use api::Api;
-pub use api::agent::{DEFAULT_PRESET, PRESETS};
+pub use api::agent::{DEFAULT_PRESET, EFFORTS, PRESETS, is_effort};
 pub use api::sonar::SONAR_MODELS;
 pub use builder::PerplexityBuilder;
 pub use config::{
@@ -397,11 +397,7 @@ impl Shared {
     fn route(&self, model: &str) -> Route {
         let model = self.config.aliases.resolve(model).to_owned();
         let api = self.config.api_for(&model);
-        let family = self
-            .config
-            .families
-            .iter()
-            .position(|family| family.models.contains(&model));
+        let family = self.config.family_index(&model);
         let retrier = self.retriers[family.map_or(0, |index| index + 1)][api.index()].clone();
         Route {
             timeouts: self.config.timeouts_for(&model),

@@ -13,25 +13,64 @@ use super::Protocol;
 use crate::decode::{Assembly, Feed};
 use crate::wire::{self, UsageWire};
 
-/// The Agent API presets: the names the official MCP server (v1.3) uses (`fast`, `medium`,
-/// `high`) and the older ones (`fast-search`, `pro-search`, `deep-research`).
+/// The Agent API's effort levels (Perplexity's docs, "Effort"; the SDK's `effort`): each
+/// bundles a model, search settings, steps and tools. A level may be pinned to a version,
+/// `fast@2026-10-16.0` (see [`is_effort`]).
+pub const EFFORTS: &[&str] = &["fast", "low", "medium", "high", "xhigh"];
+
+/// Every name the Agent API takes instead of a model: the effort levels, then the older
+/// presets (`fast-search`, `pro-search`, `deep-research`), which go out as the deprecated
+/// `preset` field.
 pub const PRESETS: &[&str] = &[
     "fast",
+    "low",
     "medium",
     "high",
+    "xhigh",
     "fast-search",
     "pro-search",
     "deep-research",
 ];
 
-/// The preset `--api agent` picks when no model is named (the official server's ask preset).
+/// The effort `--api agent` picks when no model is named (the official server's ask level).
 pub const DEFAULT_PRESET: &str = "fast";
+
+/// The longest pinned version taken after `@` (real ones are dates with a counter).
+const VERSION_CHARS: usize = 40;
+
+/// Whether `name` is an effort level, or one pinned to a version (`fast@2026-10-16.0`: the
+/// level, `@`, then letters, digits, `.`, `-` or `_`).
+pub fn is_effort(name: &str) -> bool {
+    let (level, version) = match name.split_once('@') {
+        Some((level, version)) => (level, Some(version)),
+        None => (name, None),
+    };
+    EFFORTS.contains(&level)
+        && version.is_none_or(|version| {
+            !version.is_empty()
+                && version.len() <= VERSION_CHARS
+                && version
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte))
+        })
+}
+
+/// The level of an effort name without its pinned version (`fast@2026-10-16.0` is `fast`);
+/// any other name unchanged. Model families and deadlines go by the level.
+pub(crate) fn unpinned(name: &str) -> &str {
+    if is_effort(name) {
+        name.split_once('@').map_or(name, |(level, _)| level)
+    } else {
+        name
+    }
+}
 
 const PATH: &str = "/v1/agent";
 
-/// Whether `model` names something only the Agent API serves: a preset or `provider/model`.
+/// Whether `model` names something only the Agent API serves: an effort level (pinned or
+/// not), an older preset, or `provider/model`.
 pub(crate) fn names_model(model: &str) -> bool {
-    PRESETS.contains(&model) || model.contains('/')
+    is_effort(model) || PRESETS.contains(&model) || model.contains('/')
 }
 
 /// Where a run is cancelled (`POST /v1/agent/{id}/cancel`, as the official server does); the
@@ -52,12 +91,14 @@ impl Protocol for Agent {
         PATH
     }
 
-    fn fields(&self, request: &ChatRequest, model: &str, stream: bool) -> Map<String, Value> {
+    fn fields(&self, request: &ChatRequest, model: &str, _stream: bool) -> Map<String, Value> {
         let mut body = Map::new();
-        // `provider/model` names a model; anything else is a preset (`fast`, `medium`,
-        // `high`, the older `pro-search`, ...).
+        // `provider/model` names a model, an effort level goes as `effort` (the SDK's field;
+        // `preset` is deprecated), and anything else is an older preset (`pro-search`, ...).
         let key = if model.contains('/') {
             "model"
+        } else if is_effort(model) {
+            "effort"
         } else {
             "preset"
         };
@@ -82,9 +123,8 @@ impl Protocol for Agent {
         if let Some(max_tokens) = request.sampling.max_tokens {
             body.insert("max_output_tokens".into(), max_tokens.into());
         }
-        if stream {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
+        // No `stream_options`: neither the SDK's request types nor the official MCP server
+        // send it (usage comes in `response.completed`), and an unknown key risks a 400.
         body
     }
 
@@ -702,7 +742,11 @@ mod tests {
         request.messages.insert(0, Message::system("Be brief."));
         let body: Value =
             serde_json::from_slice(&request_body(Api::Agent, &request, "medium", true)).unwrap();
-        assert_eq!(body["preset"], "medium");
+        assert_eq!(body["effort"], "medium");
+        assert!(
+            body.get("preset").is_none(),
+            "effort, not the deprecated preset"
+        );
         assert!(
             body.get("instructions").is_none(),
             "the preset's prompt stays"
@@ -714,7 +758,10 @@ mod tests {
                 {"type": "message", "role": "user", "content": "Explain quantum computing"},
             ])
         );
-        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        assert!(
+            body.get("stream_options").is_none(),
+            "not an Agent API field: neither the SDK nor the official server sends it"
+        );
         let body: Value = serde_json::from_slice(&request_body(
             Api::Agent,
             &request,
@@ -724,6 +771,47 @@ mod tests {
         .unwrap();
         assert_eq!(body["model"], "openai/gpt-5-mini");
         assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn effort_levels_go_as_effort_pinned_or_not_and_older_presets_as_preset() {
+        let field = |name: &str| {
+            let request = ChatRequest::new(name, "Explain quantum computing");
+            let body: Value =
+                serde_json::from_slice(&request_body(Api::Agent, &request, name, true)).unwrap();
+            let keys: Vec<&str> = ["effort", "preset", "model"]
+                .into_iter()
+                .filter(|key| body.get(*key).is_some())
+                .collect();
+            assert_eq!(keys.len(), 1, "{body}");
+            (
+                keys[0].to_owned(),
+                body[keys[0]].as_str().unwrap().to_owned(),
+            )
+        };
+        for level in [
+            "fast",
+            "low",
+            "medium",
+            "high",
+            "xhigh",
+            "fast@2026-10-16.0",
+        ] {
+            assert_eq!(field(level), ("effort".to_owned(), level.to_owned()));
+        }
+        for preset in ["fast-search", "pro-search", "deep-research"] {
+            assert_eq!(field(preset), ("preset".to_owned(), preset.to_owned()));
+        }
+        assert!(!is_effort("fast@"), "a pin needs a version");
+        assert!(!is_effort("turbo@2026-10-16.0"), "only the levels pin");
+        assert!(
+            !is_effort("fast@2026/10"),
+            "a version is one path-safe token"
+        );
+        assert_eq!(unpinned("high@2026-10-16.0"), "high");
+        assert_eq!(unpinned("sonar@x"), "sonar@x");
+        assert_eq!(Api::for_model("xhigh"), Some(Api::Agent));
+        assert_eq!(Api::for_model("low@2026-10-16.0"), Some(Api::Agent));
     }
 
     #[test]
