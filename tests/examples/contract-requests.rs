@@ -3,7 +3,7 @@
 //! Starts the simulator in process with body recording on, sends a matrix of requests through
 //! `provider-perplexity` (both APIs, streaming and not, every effort and preset name, a pinned
 //! effort, system messages,
-//! options, output limits, function tools and a replayed tool turn, images and files, the
+//! options (every typed `AgentOptions` and `SonarOptions` field), output limits, function tools and a replayed tool turn, images and files, the
 //! Search API; and a tool loop at a second simulator playing an OpenAI-compatible endpoint),
 //! and prints one JSON line per request:
 //! `{"endpoint": ..., "stream": ..., "status": ..., "compatible": ..., "body": {...}}`. `tests/interop/contract.py` then
@@ -12,7 +12,10 @@
 use chat_core::{Attachment, ChatProvider, ChatRequest, Message, Tool};
 use futures_util::StreamExt;
 use pplx_sim::{Pace, SimConfig, Simulator};
-use provider_perplexity::{Api, PerplexityConfig, PerplexityProvider, SearchMode, SonarOptions};
+use provider_perplexity::{
+    AgentOptions, Api, JsonSchema, PerplexityConfig, PerplexityProvider, ReasoningEffort,
+    SearchContextSize, SearchMode, SonarOptions, SonarSearchType, UserLocation, WebSearch,
+};
 use resilience::ApiKey;
 
 #[tokio::main]
@@ -67,6 +70,56 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut agent_limited = conversation("openai/gpt-5-mini");
     agent_limited.sampling.max_tokens = Some(40);
     requests.push(agent_limited);
+    // Every typed Agent option, the search filters inside the web_search tool.
+    let mut agent_options = AgentOptions::default();
+    agent_options.instructions = Some("Answer in one paragraph.".into());
+    agent_options.models = vec![
+        "openai/gpt-5-mini".into(),
+        "anthropic/claude-sonnet-4-5".into(),
+    ];
+    agent_options.max_steps = Some(3);
+    agent_options.reasoning_effort = Some(ReasoningEffort::Low);
+    agent_options.language_preference = Some("en".into());
+    agent_options.response_format = Some(JsonSchema::new(
+        "answer",
+        serde_json::json!({"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}),
+    ));
+    agent_options.prompt_cache_key = Some("contract".into());
+    agent_options.tool_choice = Some("auto".into());
+    let mut web = WebSearch::default();
+    web.filters.search_recency_filter = Some("week".into());
+    web.filters.search_domain_filter = vec!["example.org".into()];
+    web.filters.search_after_date_filter = Some("1/1/2026".into());
+    web.filters.last_updated_before_filter = Some("12/1/2026".into());
+    web.search_context_size = Some(SearchContextSize::High);
+    web.max_tokens = Some(4000);
+    web.max_tokens_per_page = Some(512);
+    let mut location = UserLocation::default();
+    location.city = Some("Paris".into());
+    location.country = Some("FR".into());
+    location.latitude = Some(48.86);
+    location.longitude = Some(2.35);
+    web.user_location = Some(location.clone());
+    agent_options.web_search = Some(web);
+    agent_options.fetch_url = Some(Some(2));
+    requests.push(agent_options.apply(ChatRequest::new("medium", "Explain quantum computing"))?);
+    // Every typed Sonar option, web_search_options combined.
+    let mut sonar_options = SonarOptions::default();
+    sonar_options.search_context_size = Some(SearchContextSize::Low);
+    sonar_options.search_type = Some(SonarSearchType::Pro);
+    sonar_options.user_location = Some(location);
+    sonar_options.response_format = Some(JsonSchema::new(
+        "answer",
+        serde_json::json!({"type": "object", "properties": {"summary": {"type": "string"}}}),
+    ));
+    sonar_options.disable_search = Some(false);
+    sonar_options.enable_search_classifier = Some(true);
+    sonar_options.search_language_filter = vec!["en".into()];
+    sonar_options.language_preference = Some("en".into());
+    sonar_options.num_search_results = Some(8);
+    sonar_options.safe_search = Some(true);
+    sonar_options.country = Some("FR".into());
+    requests.push(sonar_options.apply(ChatRequest::new("sonar-pro", "Explain quantum computing")));
     // A tool loop on the Agent API: the offer, then the call replayed with its result.
     let (offer, follow_up) = tool_loop(&provider, "openai/gpt-5-mini").await?;
     requests.push(offer);

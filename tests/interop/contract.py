@@ -62,10 +62,11 @@ QUESTION = "Explain quantum computing"
 # Keys our client sends that the SDK's per-type request modules do not list, and why they
 # are right.
 ALLOWED_EXTRA = {
-    # Agent API: `effort` (the levels that replace presets) is in the generated schema's
-    # ResponsesRequestInput, which judges every Agent request below with unknown keys
-    # forbidden; the per-type ResponseCreateParams predates it.
-    "/v1/agent": {"effort"},
+    # Agent API: `effort` (the levels that replace presets), `prompt_cache_key` and
+    # `tool_choice` are in the generated schema's ResponsesRequestInput, which judges every
+    # Agent request below with unknown keys forbidden; the per-type ResponseCreateParams
+    # predates them.
+    "/v1/agent": {"effort", "prompt_cache_key", "tool_choice"},
 }
 
 # The generated schema's request models, strict in this judge only: an unknown key anywhere
@@ -321,7 +322,7 @@ for index, line in enumerate(lines):
     if adapter is None:
         check(f"request {index}: endpoint {endpoint} is one the SDK models", False)
         continue
-    label = f"request {index} {endpoint} {body.get('model') or body.get('preset') or ''} stream={line['stream']}"
+    label = f"request {index} {endpoint} {body.get('model') or body.get('effort') or body.get('preset') or ''} stream={line['stream']}"
     parts = [part for item in body.get("input", []) if isinstance(item, dict) and isinstance(item.get("content"), list) for part in item["content"]]
     if any(part.get("type") == "input_file" for part in parts):
         # The per-type module lists input_text and input_image only; the generated schema

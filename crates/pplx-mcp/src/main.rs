@@ -527,6 +527,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ask_and_reason_send_filters_inside_the_web_search_tool() {
+        let mut sim_config = SimConfig::default();
+        sim_config.keys = vec!["mcp-test-key".into()];
+        sim_config.pace = Pace::instant();
+        sim_config.record_bodies = true;
+        let sim = Simulator::start(sim_config).await.unwrap();
+        let client = serve(&sim, |_| {}, Arc::default()).await;
+        for tool in ["perplexity_ask", "perplexity_reason"] {
+            let arguments = json!({
+                "messages": [{"role": "user", "content": "What did NASA launch?"}],
+                "search_recency_filter": "week",
+                "search_domain_filter": ["nasa.gov"],
+                "search_context_size": "high",
+            });
+            let call = CallToolRequestParams::new(tool)
+                .with_arguments(arguments.as_object().unwrap().clone());
+            let result = client.call_tool(call).await.unwrap();
+            assert_eq!(result.is_error, Some(false), "{tool}");
+            // The filters reached the search: every source is on the one allowed domain.
+            let structured = result.structured_content.unwrap();
+            let citations = structured["citations"].as_array().unwrap();
+            assert!(
+                !citations.is_empty()
+                    && citations
+                        .iter()
+                        .all(|url| url.as_str().unwrap().starts_with("https://nasa.gov/")),
+                "{tool}: {citations:?}"
+            );
+        }
+        sim.wait_idle().await;
+        for entry in sim.log() {
+            let body: serde_json::Value =
+                serde_json::from_str(entry.body.as_deref().unwrap()).unwrap();
+            assert!(body["effort"].is_string(), "asked with effort: {body}");
+            assert!(body.get("search_recency_filter").is_none(), "{body}");
+            assert_eq!(
+                body["tools"],
+                json!([{"type": "web_search", "filters": {"search_recency_filter": "week",
+                    "search_domain_filter": ["nasa.gov"]}, "search_context_size": "high"}])
+            );
+        }
+        client.cancel().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn tools_over_an_in_memory_duplex() {
         let mut sim_config = SimConfig::default();
         sim_config.keys = vec!["mcp-test-key".into()];

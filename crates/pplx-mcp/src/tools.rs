@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, Error, Message, Role};
 use futures_util::StreamExt;
 use provider_perplexity::{
-    PerplexityProvider, SearchContextSize, SearchRequest, SearchType, SonarOptions,
+    AgentOptions, Api, PerplexityProvider, SearchContextSize, SearchRequest, SearchType,
+    SonarOptions, WebSearch,
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
@@ -304,10 +305,13 @@ fn messages(arguments: &Map<String, Value>) -> Result<Vec<Message>, ErrorData> {
 }
 
 /// The optional search filters, checked, as the provider's typed options on the request (an
-/// empty domain list is no filter).
+/// empty domain list is no filter): on the Agent API inside a `web_search` tool, as the
+/// official server's `buildWebSearchTool` sends them (they are not top-level Agent API
+/// fields); on Sonar as its top-level fields and `web_search_options`.
 fn apply_filters(
     arguments: &Map<String, Value>,
     request: ChatRequest,
+    api: Api,
 ) -> Result<ChatRequest, ErrorData> {
     let mut options = SonarOptions::default();
     if let Some(value) = arguments.get("search_recency_filter") {
@@ -348,7 +352,22 @@ fn apply_filters(
             }
         });
     }
-    Ok(options.apply(request))
+    if api != Api::Agent {
+        return Ok(options.apply(request));
+    }
+    let mut search = WebSearch::default();
+    search.filters.search_recency_filter = options.search_recency_filter;
+    search.filters.search_domain_filter = options.search_domain_filter;
+    search.search_context_size = options.search_context_size;
+    if search == WebSearch::default() {
+        // No override: the effort level's own web_search settings stay in effect.
+        return Ok(request);
+    }
+    let mut agent = AgentOptions::default();
+    agent.web_search = Some(search);
+    agent
+        .apply(request)
+        .map_err(|error| ErrorData::internal_error(error.to_string(), None))
 }
 
 /// Runs a tool call. Arguments a tool does not know are ignored, as the official server's
@@ -388,7 +407,8 @@ pub(crate) async fn call(
         ..ChatRequest::default()
     };
     if tool.takes_filters() {
-        chat = apply_filters(&arguments, chat)?;
+        let (_, api) = perplexity.resolve(model);
+        chat = apply_filters(&arguments, chat, api)?;
     }
     Ok(CallToolResponse::from(
         match stream_answer(provider, chat, &context).await? {
@@ -704,7 +724,30 @@ mod tests {
         apply_filters(
             &arguments,
             ChatRequest::new("sonar", "Explain quantum computing"),
+            Api::Sonar,
         )
+    }
+
+    #[test]
+    fn on_the_agent_api_filters_go_inside_the_web_search_tool() {
+        let arguments = json!({
+            "search_recency_filter": "week",
+            "search_domain_filter": ["nasa.gov"],
+            "search_context_size": "high",
+        });
+        let Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
+        let request = apply_filters(&arguments, ChatRequest::new("fast", "q"), Api::Agent).unwrap();
+        let options: Value = request.options.into_iter().collect::<Map<_, _>>().into();
+        // The official server's buildWebSearchTool, exactly.
+        assert_eq!(
+            options,
+            json!({"tools": [{"type": "web_search", "filters": {"search_recency_filter": "week",
+                "search_domain_filter": ["nasa.gov"]}, "search_context_size": "high"}]})
+        );
+        let none = apply_filters(&Map::new(), ChatRequest::new("fast", "q"), Api::Agent).unwrap();
+        assert!(none.options.is_empty(), "no override, no tool");
     }
 
     #[test]

@@ -95,7 +95,18 @@ pub(crate) struct Filters {
 }
 
 impl Filters {
-    pub(crate) fn from_request(body: &Value) -> Self {
+    /// The filters of a request: top-level fields for Sonar and the Search API; for the Agent
+    /// API (a body with `input`), the `filters` of its `web_search` tool, where the real
+    /// service reads them (top-level filter fields are not Agent API fields, and are ignored).
+    pub(crate) fn from_request(request: &Value) -> Self {
+        let body = if request.get("input").is_some() {
+            request["tools"]
+                .as_array()
+                .and_then(|tools| tools.iter().find(|tool| tool["type"] == "web_search"))
+                .map_or(&Value::Null, |tool| &tool["filters"])
+        } else {
+            request
+        };
         let mut filters = Filters::default();
         if let Some(domains) = body["search_domain_filter"].as_array() {
             filters.domains = domains

@@ -178,7 +178,11 @@ pub use config::{
     AfterCommit, BASE_URL_ENV, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily, PerplexityConfig,
     Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
 };
-pub use options::{SearchContextSize, SearchMode, SearchRequest, SearchType, SonarOptions};
+pub use options::{
+    AgentOptions, JsonSchema, MAX_FALLBACK_MODELS, ReasoningEffort, SearchContextSize,
+    SearchFilters, SearchMode, SearchRequest, SearchType, SonarOptions, SonarSearchType,
+    UserLocation, WebSearch, parse_answer,
+};
 
 // What a caller needs, so that this crate alone is enough to stream an answer.
 pub use chat_core::{

@@ -1,6 +1,6 @@
-use chat_core::ChatRequest;
+use chat_core::{ChatRequest, Error};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Where Sonar searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,9 +28,130 @@ pub enum SearchContextSize {
     High,
 }
 
+/// Which search Sonar runs (`web_search_options.search_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SonarSearchType {
+    /// Quick.
+    Fast,
+    /// Multi-step (Pro Search).
+    Pro,
+    /// The service decides by the question.
+    Auto,
+}
+
+/// Where the person asking is, so results can be local (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct UserLocation {
+    /// A city name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// A region or state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An ISO 3166-1 alpha-2 country code (`US`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Latitude, -90 to 90.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// Longitude, -180 to 180.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+}
+
+impl UserLocation {
+    fn check(&self) -> Result<(), Error> {
+        let out = |name: &str, value: Option<f64>, bound: f64| {
+            value
+                .is_some_and(|value| !(-bound..=bound).contains(&value))
+                .then(|| {
+                    Error::config(format!(
+                        "user_location.{name} must be between -{bound} and {bound}"
+                    ))
+                })
+        };
+        match out("latitude", self.latitude, 90.0).or(out("longitude", self.longitude, 180.0)) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Structured output: a JSON Schema the answer must follow (`response_format` on both APIs,
+/// `{"type": "json_schema", "json_schema": {...}}`). Read the answer back with
+/// [`parse_answer`](crate::parse_answer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct JsonSchema {
+    /// A name for the format (the Agent API requires one).
+    pub name: String,
+    /// The JSON Schema (an object schema).
+    pub schema: Value,
+    /// What the format is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether the model must follow the schema exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl JsonSchema {
+    /// A format named `name` following `schema`.
+    pub fn new(name: impl Into<String>, schema: Value) -> Self {
+        JsonSchema {
+            name: name.into(),
+            schema,
+            description: None,
+            strict: None,
+        }
+    }
+
+    /// The `response_format` value both APIs take.
+    pub fn response_format(&self) -> Value {
+        json!({"type": "json_schema", "json_schema": self})
+    }
+}
+
+/// The answer to a structured-output request ([`JsonSchema`]), parsed into `T`. A fence
+/// some models put around JSON (```` ```json ... ``` ````) is taken off first.
+///
+/// # Errors
+/// A `Protocol` error when the answer is not JSON, or not JSON of `T`'s shape (with serde's
+/// reason: the line and column, the missing field); the text stays in the response.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct City { name: String, population: u64 }
+///
+/// let mut response = provider_perplexity::ChatResponse::default();
+/// response.text = r#"{"name": "Paris", "population": 2102650}"#.into();
+/// let city: City = provider_perplexity::parse_answer(&response).unwrap();
+/// assert_eq!((city.name.as_str(), city.population), ("Paris", 2102650));
+/// ```
+pub fn parse_answer<T: serde::de::DeserializeOwned>(
+    response: &chat_core::ChatResponse,
+) -> Result<T, Error> {
+    let text = response.text.trim();
+    let unfenced = text
+        .strip_prefix("```json")
+        .or_else(|| text.strip_prefix("```"))
+        .and_then(|inner| inner.trim_end().strip_suffix("```"))
+        .unwrap_or(text);
+    serde_json::from_str(unfenced.trim()).map_err(|error| {
+        Error::protocol(format!(
+            "the answer is not JSON of the requested shape: {error}"
+        ))
+    })
+}
+
 /// Perplexity's request options, typed. [`apply`](SonarOptions::apply) writes them into a
 /// request's options; fields left `None` are not sent. For a field not modelled here, use
-/// `ChatRequest::with_option` with raw JSON.
+/// `ChatRequest::with_option` with raw JSON. The `web_search_options` fields
+/// (`search_context_size`, `search_type`, `user_location`) are written into one object,
+/// merged with any raw `web_search_options` already on the request.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SonarOptions {
@@ -54,10 +175,28 @@ pub struct SonarOptions {
     pub return_related_questions: Option<bool>,
     /// `web_search_options.search_context_size`.
     pub search_context_size: Option<SearchContextSize>,
+    /// `web_search_options.search_type`: fast, pro or auto.
+    pub search_type: Option<SonarSearchType>,
+    /// `web_search_options.user_location`.
+    pub user_location: Option<UserLocation>,
     /// `reasoning_effort` (low, medium, high), for reasoning models.
     pub reasoning_effort: Option<String>,
-    /// `response_format`, as raw JSON (for example a JSON schema).
-    pub response_format: Option<Value>,
+    /// `response_format`: structured output following a JSON Schema.
+    pub response_format: Option<JsonSchema>,
+    /// `disable_search`: answer from the model alone.
+    pub disable_search: Option<bool>,
+    /// `enable_search_classifier`: let the service decide whether to search.
+    pub enable_search_classifier: Option<bool>,
+    /// `search_language_filter`: ISO 639-1 codes of the languages to keep.
+    pub search_language_filter: Vec<String>,
+    /// `language_preference`: the language to answer in.
+    pub language_preference: Option<String>,
+    /// `num_search_results`: how many results to read.
+    pub num_search_results: Option<u32>,
+    /// `safe_search`.
+    pub safe_search: Option<bool>,
+    /// `country`: results from this country first (ISO 3166-1 alpha-2).
+    pub country: Option<String>,
 }
 
 impl SonarOptions {
@@ -93,13 +232,264 @@ impl SonarOptions {
         if let Some(related) = self.return_related_questions {
             set("return_related_questions", json!(related));
         }
-        if let Some(size) = self.search_context_size {
-            set("web_search_options", json!({ "search_context_size": size }));
-        }
         if let Some(format) = &self.response_format {
-            set("response_format", format.clone());
+            set("response_format", format.response_format());
+        }
+        for (name, value) in [
+            ("disable_search", self.disable_search),
+            ("enable_search_classifier", self.enable_search_classifier),
+            ("safe_search", self.safe_search),
+        ] {
+            if let Some(value) = value {
+                set(name, json!(value));
+            }
+        }
+        if !self.search_language_filter.is_empty() {
+            set("search_language_filter", json!(self.search_language_filter));
+        }
+        if let Some(language) = &self.language_preference {
+            set("language_preference", json!(language));
+        }
+        if let Some(count) = self.num_search_results {
+            set("num_search_results", json!(count));
+        }
+        if let Some(country) = &self.country {
+            set("country", json!(country));
+        }
+        // One object, so its fields combine (with each other and with raw ones).
+        let mut web = Map::new();
+        if let Some(size) = self.search_context_size {
+            web.insert("search_context_size".into(), json!(size));
+        }
+        if let Some(search_type) = self.search_type {
+            web.insert("search_type".into(), json!(search_type));
+        }
+        if let Some(location) = &self.user_location {
+            web.insert("user_location".into(), json!(location));
+        }
+        if !web.is_empty() {
+            match request.options.get_mut("web_search_options") {
+                Some(Value::Object(existing)) => existing.extend(web),
+                _ => {
+                    request
+                        .options
+                        .insert("web_search_options".into(), Value::Object(web));
+                }
+            }
         }
         request
+    }
+}
+
+/// How much the model reasons on the Agent API (`reasoning.effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReasoningEffort {
+    /// The least.
+    Minimal,
+    /// Little.
+    Low,
+    /// Some.
+    Medium,
+    /// Much.
+    High,
+    /// The most.
+    Xhigh,
+}
+
+/// The Agent API's search filters, inside its `web_search` tool (where the official MCP
+/// server's `buildWebSearchTool` puts them; they are not top-level Agent API fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SearchFilters {
+    /// `hour`, `day`, `week`, `month` or `year`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_recency_filter: Option<String>,
+    /// Domains to use, or to exclude with a leading `-`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search_domain_filter: Vec<String>,
+    /// Pages published after this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_after_date_filter: Option<String>,
+    /// Pages published before this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_before_date_filter: Option<String>,
+    /// Pages updated after this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_after_filter: Option<String>,
+    /// Pages updated before this date (m/d/yyyy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_before_filter: Option<String>,
+}
+
+impl SearchFilters {
+    fn is_empty(&self) -> bool {
+        *self == SearchFilters::default()
+    }
+}
+
+/// The Agent API's `web_search` tool, configured: it replaces the effort level's own search
+/// settings for this request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct WebSearch {
+    /// The search filters.
+    #[serde(skip_serializing_if = "SearchFilters::is_empty")]
+    pub filters: SearchFilters,
+    /// How much context each search gathers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_context_size: Option<SearchContextSize>,
+    /// Tokens read from all pages together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Tokens read from each page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_page: Option<u32>,
+    /// Where the person asking is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_location: Option<UserLocation>,
+}
+
+/// The Agent API's request options, typed (the SDK's `ResponsesRequestInput`).
+/// [`apply`](AgentOptions::apply) checks them and writes those set into a request's options;
+/// fields left `None` (or empty) are not sent. Raw JSON is still possible with
+/// `ChatRequest::with_option`. Function tools stay on `ChatRequest::tools`: the `web_search`
+/// and `fetch_url` tools written here are sent beside them.
+///
+/// ```
+/// use provider_perplexity::{AgentOptions, ChatRequest, WebSearch};
+///
+/// let mut options = AgentOptions::default();
+/// let mut search = WebSearch::default();
+/// search.filters.search_recency_filter = Some("week".into());
+/// search.filters.search_domain_filter = vec!["nasa.gov".into()];
+/// options.web_search = Some(search);
+/// options.max_steps = Some(3);
+/// let request = options.apply(ChatRequest::new("medium", "What did NASA launch?")).unwrap();
+/// assert_eq!(
+///     request.options["tools"],
+///     serde_json::json!([{"type": "web_search", "filters": {"search_recency_filter": "week", "search_domain_filter": ["nasa.gov"]}}])
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AgentOptions {
+    /// `instructions`: replaces the effort level's own tuned system prompt (a system message
+    /// does not).
+    pub instructions: Option<String>,
+    /// `models`: a fallback chain of `provider/model` names, tried in order (at most 5).
+    pub models: Vec<String>,
+    /// `max_steps`: research steps, 1 to 10.
+    pub max_steps: Option<u32>,
+    /// `reasoning.effort`: minimal to xhigh.
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// `language_preference`: the language to answer in.
+    pub language_preference: Option<String>,
+    /// `response_format`: structured output following a JSON Schema.
+    pub response_format: Option<JsonSchema>,
+    /// `prompt_cache_key`: requests sharing it share the provider's prompt cache.
+    pub prompt_cache_key: Option<String>,
+    /// `tool_choice`: `"auto"`, `"none"`, `"required"`, or an object naming a tool.
+    pub tool_choice: Option<Value>,
+    /// The `web_search` tool's settings (filters, context size, location).
+    pub web_search: Option<WebSearch>,
+    /// The `fetch_url` tool, with the most URLs it may read (1 to 10); `Some(None)` offers it
+    /// with the service's default.
+    pub fetch_url: Option<Option<u32>>,
+}
+
+/// The most models a fallback chain takes (the SDK's `models`).
+pub const MAX_FALLBACK_MODELS: usize = 5;
+
+impl AgentOptions {
+    /// Checks the options and writes those that are set into `request`.
+    ///
+    /// # Errors
+    /// A config error naming the field out of its range (more than five `models`,
+    /// `max_steps` outside 1 to 10, `fetch_url` outside 1 to 10 URLs, a latitude or longitude
+    /// off the globe, a `tool_choice` that is neither a known word nor an object).
+    pub fn apply(&self, mut request: ChatRequest) -> Result<ChatRequest, Error> {
+        if self.models.len() > MAX_FALLBACK_MODELS {
+            return Err(Error::config(format!(
+                "models: at most {MAX_FALLBACK_MODELS} in a fallback chain, not {}",
+                self.models.len()
+            )));
+        }
+        let in_range = |name: &str, value: Option<u32>| match value {
+            Some(value) if !(1..=10).contains(&value) => Err(Error::config(format!(
+                "{name} must be between 1 and 10, not {value}"
+            ))),
+            _ => Ok(()),
+        };
+        in_range("max_steps", self.max_steps)?;
+        in_range("fetch_url.max_urls", self.fetch_url.flatten())?;
+        if let Some(location) = self
+            .web_search
+            .as_ref()
+            .and_then(|web| web.user_location.as_ref())
+        {
+            location.check()?;
+        }
+        match &self.tool_choice {
+            None | Some(Value::Object(_)) => {}
+            Some(Value::String(choice))
+                if ["auto", "none", "required"].contains(&choice.as_str()) => {}
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "tool_choice must be auto, none, required or an object, not {other}"
+                )));
+            }
+        }
+        let mut set = |name: &str, value: Value| {
+            request.options.insert(name.to_owned(), value);
+        };
+        for (name, value) in [
+            ("instructions", &self.instructions),
+            ("language_preference", &self.language_preference),
+            ("prompt_cache_key", &self.prompt_cache_key),
+        ] {
+            if let Some(value) = value {
+                set(name, json!(value));
+            }
+        }
+        if !self.models.is_empty() {
+            set("models", json!(self.models));
+        }
+        if let Some(steps) = self.max_steps {
+            set("max_steps", json!(steps));
+        }
+        if let Some(effort) = self.reasoning_effort {
+            set("reasoning", json!({ "effort": effort }));
+        }
+        if let Some(format) = &self.response_format {
+            set("response_format", format.response_format());
+        }
+        if let Some(choice) = &self.tool_choice {
+            set("tool_choice", choice.clone());
+        }
+        let mut tools = Vec::new();
+        if let Some(web) = &self.web_search {
+            let mut tool = json!(web);
+            tool["type"] = "web_search".into();
+            tools.push(tool);
+        }
+        if let Some(max_urls) = self.fetch_url {
+            let mut tool = json!({"type": "fetch_url"});
+            if let Some(max_urls) = max_urls {
+                tool["max_urls"] = max_urls.into();
+            }
+            tools.push(tool);
+        }
+        if !tools.is_empty() {
+            match request.options.get_mut("tools") {
+                Some(Value::Array(existing)) => existing.extend(tools),
+                _ => {
+                    request.options.insert("tools".into(), Value::Array(tools));
+                }
+            }
+        }
+        Ok(request)
     }
 }
 
@@ -180,8 +570,155 @@ impl SearchRequest {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::field_reassign_with_default,
+    reason = "the options are non_exhaustive: callers outside this crate set them this way"
+)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_options_send_what_is_set_and_refuse_what_is_out_of_range() {
+        let request = || ChatRequest::new("medium", "q");
+        assert!(
+            AgentOptions::default()
+                .apply(request())
+                .unwrap()
+                .options
+                .is_empty()
+        );
+        let mut options = AgentOptions::default();
+        options.instructions = Some("Be brief.".into());
+        options.models = vec![
+            "openai/gpt-5-mini".into(),
+            "anthropic/claude-sonnet-4-5".into(),
+        ];
+        options.max_steps = Some(3);
+        options.reasoning_effort = Some(ReasoningEffort::Xhigh);
+        options.response_format = Some(JsonSchema::new("city", json!({"type": "object"})));
+        options.tool_choice = Some(json!("auto"));
+        let mut web = WebSearch::default();
+        web.filters.search_domain_filter = vec!["nasa.gov".into()];
+        web.search_context_size = Some(SearchContextSize::High);
+        web.max_tokens_per_page = Some(512);
+        options.web_search = Some(web);
+        options.fetch_url = Some(Some(2));
+        let sent: Value = options
+            .apply(request())
+            .unwrap()
+            .options
+            .into_iter()
+            .collect::<Map<_, _>>()
+            .into();
+        assert_eq!(
+            sent,
+            json!({
+                "instructions": "Be brief.",
+                "models": ["openai/gpt-5-mini", "anthropic/claude-sonnet-4-5"],
+                "max_steps": 3,
+                "reasoning": {"effort": "xhigh"},
+                "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}},
+                "tool_choice": "auto",
+                "tools": [
+                    {"type": "web_search", "filters": {"search_domain_filter": ["nasa.gov"]}, "search_context_size": "high", "max_tokens_per_page": 512},
+                    {"type": "fetch_url", "max_urls": 2},
+                ],
+            })
+        );
+        for (change, field) in [
+            (
+                Box::new(|options: &mut AgentOptions| options.models = vec!["a/b".into(); 6])
+                    as Box<dyn Fn(&mut AgentOptions)>,
+                "models",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| options.max_steps = Some(11)),
+                "max_steps",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| options.max_steps = Some(0)),
+                "max_steps",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| options.fetch_url = Some(Some(99))),
+                "fetch_url",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| {
+                    options.tool_choice = Some(json!("sometimes"))
+                }),
+                "tool_choice",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| {
+                    let mut web = WebSearch::default();
+                    let mut location = UserLocation::default();
+                    location.latitude = Some(123.0);
+                    web.user_location = Some(location);
+                    options.web_search = Some(web);
+                }),
+                "latitude",
+            ),
+        ] {
+            let mut options = AgentOptions::default();
+            change(&mut options);
+            let error = options.apply(request()).unwrap_err();
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
+    }
+
+    #[test]
+    fn structured_answers_parse_fenced_or_not_and_bad_ones_are_protocol_errors() {
+        #[derive(Debug, serde::Deserialize, PartialEq)]
+        struct City {
+            name: String,
+        }
+        let answer = |text: &str| {
+            let mut response = chat_core::ChatResponse::default();
+            response.text = text.into();
+            parse_answer::<City>(&response)
+        };
+        let paris = City {
+            name: "Paris".into(),
+        };
+        assert_eq!(answer(r#"{"name":"Paris"}"#).unwrap(), paris);
+        assert_eq!(answer("```json\n{\"name\":\"Paris\"}\n```").unwrap(), paris);
+        for bad in ["Paris is a city.", r#"{"town":"Paris"}"#, "```json\n{\n```"] {
+            let error = answer(bad).unwrap_err();
+            assert_eq!(error.kind(), chat_core::ErrorKind::Protocol, "{bad}");
+            assert!(
+                error
+                    .to_string()
+                    .contains("not JSON of the requested shape"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn sonar_web_search_options_combine_into_one_object() {
+        let mut options = SonarOptions::default();
+        options.search_context_size = Some(SearchContextSize::Low);
+        options.search_type = Some(SonarSearchType::Pro);
+        let mut location = UserLocation::default();
+        location.country = Some("FR".into());
+        options.user_location = Some(location);
+        options.num_search_results = Some(8);
+        options.search_language_filter = vec!["fr".into()];
+        let raw = ChatRequest::new("sonar", "q").with_option(
+            "web_search_options",
+            json!({"image_results_enhanced_relevance": true}),
+        );
+        let sent = options.apply(raw);
+        assert_eq!(
+            sent.options["web_search_options"],
+            json!({"image_results_enhanced_relevance": true, "search_context_size": "low",
+                "search_type": "pro", "user_location": {"country": "FR"}}),
+            "typed fields join the raw object instead of replacing it"
+        );
+        assert_eq!(sent.options["num_search_results"], 8);
+        assert_eq!(sent.options["search_language_filter"], json!(["fr"]));
+    }
 
     #[test]
     fn a_search_request_sends_only_what_is_set_under_the_sdks_names() {

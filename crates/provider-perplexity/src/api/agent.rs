@@ -952,6 +952,35 @@ mod tests {
     }
 
     #[test]
+    fn option_tools_and_function_tools_are_sent_together() {
+        let mut options = crate::AgentOptions::default();
+        let mut web = crate::WebSearch::default();
+        web.filters.search_recency_filter = Some("day".into());
+        options.web_search = Some(web);
+        let request = options
+            .apply(crate::api::tool_loop_request("openai/gpt-5-mini"))
+            .unwrap();
+        let body: Value = serde_json::from_slice(&request_body(
+            Api::Agent,
+            &request,
+            "openai/gpt-5-mini",
+            true,
+        ))
+        .unwrap();
+        let kinds: Vec<&str> = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tool| tool["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["web_search", "function"],
+            "neither replaces the other"
+        );
+    }
+
+    #[test]
     fn attachments_go_out_as_the_sdks_content_parts() {
         let request = crate::api::attachments_request("openai/gpt-5-mini");
         let body: Value = serde_json::from_slice(&request_body(

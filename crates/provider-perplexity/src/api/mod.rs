@@ -97,15 +97,22 @@ impl Api {
 }
 
 /// The request body for `api`, streaming or not: the API's fields, then the caller's raw
-/// options (which win), then `stream`.
+/// options (which win), then `stream`. `tools` is the one field both write: the options'
+/// tools (`web_search`, `fetch_url`, ...) come first, then the request's functions.
 pub(crate) fn request_body(api: Api, request: &ChatRequest, model: &str, stream: bool) -> Vec<u8> {
     let mut body = api.protocol().fields(request, model, stream);
-    body.extend(
-        request
-            .options
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone())),
-    );
+    for (name, value) in &request.options {
+        match (name.as_str(), value, body.get_mut(name)) {
+            ("tools", Value::Array(tools), Some(Value::Array(functions))) => {
+                let mut merged = tools.clone();
+                merged.append(functions);
+                *functions = merged;
+            }
+            _ => {
+                body.insert(name.clone(), value.clone());
+            }
+        }
+    }
     body.insert("stream".into(), stream.into());
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
