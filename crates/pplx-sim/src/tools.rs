@@ -115,6 +115,54 @@ pub(crate) fn result_sentence(name: &str, output: &str) -> String {
     format!("{name} returned {}. ", clip(output.trim(), OUTPUT_CHARS))
 }
 
+/// The deepest nesting of a schema followed when building an instance of it.
+const SCHEMA_DEPTH: usize = 6;
+/// The most properties of one object filled in.
+const SCHEMA_PROPERTIES: usize = 64;
+
+/// An answer that follows a `response_format` JSON Schema: a JSON instance of it, strings
+/// taken from `text` (the answer it would have given), numbers 1, booleans true, each array
+/// one item, an enum its first value. Bounded in depth and width, whatever the schema.
+pub(crate) fn structured(schema: &Value, text: &str) -> String {
+    instance(schema, clip(text, 200), 0).to_string()
+}
+
+fn instance(schema: &Value, text: &str, depth: usize) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|values| values.first()) {
+        return first.clone();
+    }
+    if depth >= SCHEMA_DEPTH {
+        return Value::Null;
+    }
+    let kind = match &schema["type"] {
+        Value::String(kind) => kind.as_str(),
+        // A list of types: the first that is not null.
+        Value::Array(kinds) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|kind| *kind != "null")
+            .unwrap_or("null"),
+        _ if schema["properties"].is_object() => "object",
+        _ => "string",
+    };
+    match kind {
+        "object" => {
+            let mut object = Map::new();
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties.iter().take(SCHEMA_PROPERTIES) {
+                    object.insert(name.clone(), instance(property, text, depth + 1));
+                }
+            }
+            Value::Object(object)
+        }
+        "array" => Value::Array(vec![instance(&schema["items"], text, depth + 1)]),
+        "integer" | "number" => Value::from(1),
+        "boolean" => Value::from(true),
+        "null" => Value::Null,
+        _ => Value::from(text),
+    }
+}
+
 /// Why an attachment part is refused, as the real service would say it.
 pub(crate) type Refusal = String;
 
@@ -202,6 +250,25 @@ mod tests {
             &json!({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]}),
         );
         assert_eq!(call_for("weather?", &chat, 1).unwrap().arguments, "{}");
+    }
+
+    #[test]
+    fn a_structured_answer_is_an_instance_of_its_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "city": {"type": "string"}, "population": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "kind": {"enum": ["capital", "town"]}, "coastal": {"type": ["boolean", "null"]}}});
+        let answer: Value = serde_json::from_str(&structured(&schema, "Paris.")).unwrap();
+        assert_eq!(
+            answer,
+            json!({"city": "Paris.", "population": 1, "tags": ["Paris."], "kind": "capital", "coastal": true})
+        );
+        // A schema nested without end is cut, not followed.
+        let mut deep = json!({"type": "string"});
+        for _ in 0..100 {
+            deep = json!({"type": "object", "properties": {"inner": deep}});
+        }
+        assert!(structured(&deep, "x").len() < 200);
     }
 
     #[test]

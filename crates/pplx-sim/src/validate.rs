@@ -318,6 +318,11 @@ pub(crate) fn prepare(
         answer
             .text
             .insert_str(0, &tools::attachments_sentence(&turns.attached));
+        // Structured output: the answer is an instance of the requested schema.
+        let format = &body["response_format"];
+        if format["type"] == "json_schema" {
+            answer.text = tools::structured(&format["json_schema"]["schema"], &answer.text);
+        }
     }
     let id = match api {
         Api::Agent => format!("resp_{conversation_hash:016x}"),

@@ -61,6 +61,10 @@ struct Args {
     /// A system prompt.
     #[arg(long)]
     system: Option<String>,
+    /// Structured output: the answer follows the JSON Schema in FILE, and is printed as the
+    /// parsed JSON object (exit 1 if the answer is not JSON).
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    json_schema: Option<std::path::PathBuf>,
     /// Send FILE with the question: an image (PNG, JPEG, WebP, GIF) or a PDF, at most 50 MB,
     /// inline. Repeat for several; the history keeps their names and sizes, not their bytes.
     #[arg(long, value_name = "FILE")]
@@ -190,6 +194,8 @@ struct Session {
     /// The `--attach` files, sent with the command line's question (and what the history
     /// keeps of each).
     attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
+    /// `--json-schema`: structured output, the answer printed as the parsed object.
+    json_schema: Option<provider_perplexity::JsonSchema>,
 }
 
 async fn run(args: Args) -> u8 {
@@ -228,8 +234,12 @@ async fn run(args: Args) -> u8 {
         Ok(attachments) => attachments,
         Err(code) => return code,
     };
+    let json_schema = match json_schema(&args) {
+        Ok(schema) => schema,
+        Err(code) => return code,
+    };
     let log_enabled = !args.no_log && file.log != Some(false);
-    let mut session = match session(&args, file, attachments).await {
+    let mut session = match session(&args, file, attachments, json_schema).await {
         Ok(session) => session,
         Err(error) => {
             eprintln!("pplx: {}", error.report());
@@ -392,6 +402,46 @@ fn question(args: &Args) -> Result<Option<String>, u8> {
     Ok(Some(args.question.join(" ")))
 }
 
+/// The `--json-schema` file as structured output, read and checked before anything is sent:
+/// a missing or unreadable file, or one that is not a JSON object, is a usage error.
+fn json_schema(args: &Args) -> Result<Option<provider_perplexity::JsonSchema>, u8> {
+    let Some(path) = &args.json_schema else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let parsed = std::fs::read(path)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| {
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|error| error.to_string())
+        });
+    let schema = match parsed {
+        Ok(schema @ serde_json::Value::Object(_)) => schema,
+        Ok(_) => {
+            eprintln!("pplx: --json-schema {shown}: a JSON Schema is an object");
+            return Err(EXIT_USAGE);
+        }
+        Err(error) => {
+            eprintln!("pplx: --json-schema {shown}: {error}");
+            return Err(EXIT_USAGE);
+        }
+    };
+    // The format's name: the file's stem, as the name pattern allows (`answer` otherwise).
+    let name: String = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy())
+        .unwrap_or_default()
+        .chars()
+        .filter(|character| character.is_ascii_alphanumeric() || "_-".contains(*character))
+        .take(64)
+        .collect();
+    let name = if name.is_empty() {
+        "answer".to_owned()
+    } else {
+        name
+    };
+    Ok(Some(provider_perplexity::JsonSchema::new(name, schema)))
+}
+
 /// The `--attach` files, each read and checked before anything is sent: a missing,
 /// unreadable, too large or unsupported file is a usage error.
 fn attachments(
@@ -416,6 +466,7 @@ async fn session(
     args: &Args,
     file: pplx_setup::config::FileConfig,
     attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
+    json_schema: Option<provider_perplexity::JsonSchema>,
 ) -> Result<Session, pplx_setup::Error> {
     let options = pplx_setup::SetupOptions {
         api: args.api.clone(),
@@ -451,6 +502,7 @@ async fn session(
         mode: Mode::Command,
         log: None,
         attachments,
+        json_schema,
     })
 }
 
@@ -500,11 +552,17 @@ fn request(session: &Session, history: &[Message], question: &str) -> ChatReques
         .map(|(attachment, _)| attachment.clone())
         .collect();
     messages.push(asked);
-    ChatRequest {
+    let mut request = ChatRequest {
         model: session.model.clone(),
         messages,
         ..ChatRequest::default()
+    };
+    if let Some(schema) = &session.json_schema {
+        request
+            .options
+            .insert("response_format".into(), schema.response_format());
     }
+    request
 }
 
 async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
@@ -516,6 +574,8 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         Box::new(output::Json {
             simulated: session._sim.is_some(),
         })
+    } else if session.json_schema.is_some() {
+        Box::new(output::Structured)
     } else {
         Box::new(output::Terminal::new(session.show_reasoning))
     };
@@ -538,6 +598,7 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
             }
             0
         }
+        Some(Ok(())) if session.json_schema.is_some() => structured(&mut progress),
         Some(Ok(())) => {
             output.complete(&progress.sources);
             0
@@ -566,6 +627,31 @@ async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u
         ));
     }
     code
+}
+
+/// `--json-schema`'s answer, parsed and printed as one JSON object; an answer that is not
+/// JSON is a failure (exit 1) that shows what came.
+fn structured(progress: &mut Progress) -> u8 {
+    let mut response = progress.done.clone().unwrap_or_default();
+    if response.text.is_empty() {
+        response.text = progress.text.clone();
+    }
+    match provider_perplexity::parse_answer::<serde_json::Value>(&response) {
+        Ok(object) => {
+            let mut text = serde_json::to_string_pretty(&object).unwrap_or_default();
+            text.push('\n');
+            write_stdout(text.as_bytes())
+        }
+        Err(error) => {
+            eprintln!(
+                "pplx: {}; the answer was:\n{}",
+                error.report(),
+                response.text
+            );
+            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
+            EXIT_FAILURE
+        }
+    }
 }
 
 /// Whether the shared cache could not be reached since `before` (its statistics then); said

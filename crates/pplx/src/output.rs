@@ -127,6 +127,46 @@ impl Output for Terminal {
     }
 }
 
+/// `--json-schema`: nothing while the answer streams (it is JSON text, not prose); the parsed
+/// object is printed whole once it is complete (by `ask`, which owns the exit code).
+pub(crate) struct Structured;
+
+impl Output for Structured {
+    fn delta(&mut self, _: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn reasoning(&mut self, _: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn sources(&mut self, _: &Sources) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn usage(&mut self, _: &Usage) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn restart(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn done(&mut self, _: &ChatResponse) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn complete(&mut self, _: &Sources) {}
+
+    fn interrupted(&mut self, _: &str) {
+        eprintln!("pplx: interrupted");
+    }
+
+    fn failed(&mut self, error: &Error, _: &str, mode: Mode) {
+        eprintln!("pplx: {}", advice(error, mode));
+    }
+}
+
 /// `--json`: one object per line on stdout.
 pub(crate) struct Json {
     /// The built-in simulator answers: said on the `done` line.

@@ -996,3 +996,89 @@ async fn attached_files_are_sent_inline_and_bad_ones_stop_before_anything_is_sen
     sim.wait_idle().await;
     assert_eq!(sim.log().len(), 1, "only the good request was sent");
 }
+
+#[tokio::test]
+async fn json_schema_prints_the_parsed_object_and_a_bad_schema_stops_before_sending() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let schema = data.join("volcano.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"name": {"type": "string"}, "height_m": {"type": "integer"}}, "required": ["name"]}"#,
+    )
+    .unwrap();
+    let schema = schema.to_str().unwrap();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &[
+            "--no-cache",
+            "--json-schema",
+            schema,
+            "What is the tallest volcano?",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let printed: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(printed["height_m"], 1, "{printed}");
+    assert!(
+        printed["name"]
+            .as_str()
+            .unwrap()
+            .contains("tallest volcano"),
+        "{printed}"
+    );
+    sim.wait_idle().await;
+    let sent: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["name"], "volcano");
+    assert_eq!(
+        sent["response_format"]["json_schema"]["schema"]["required"],
+        serde_json::json!(["name"])
+    );
+
+    let not_json = data.join("schema.txt");
+    std::fs::write(&not_json, "type: object").unwrap();
+    let not_an_object = data.join("list.json");
+    std::fs::write(&not_an_object, "[1, 2]").unwrap();
+    for (path, said) in [
+        (data.join("absent.json"), "absent.json"),
+        (not_json, "at line 1 column"),
+        (not_an_object, "a JSON Schema is an object"),
+    ] {
+        let output = pplx_with(
+            &data,
+            Some(&sim),
+            &["--json-schema", path.to_str().unwrap(), "What is this?"],
+            None,
+        )
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{path:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(said),
+            "{path:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--json", "--json-schema", schema, "x"],
+        None,
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--json and --json-schema conflict"
+    );
+    sim.wait_idle().await;
+    assert_eq!(sim.log().len(), 1, "only the good request was sent");
+}
