@@ -5,7 +5,9 @@
 //! `tests/interop/sdks.py` (the official `openai` and `perplexityai` SDKs) against it; then the
 //! contract step, `tests/interop/contract.py`: the `perplexityai` SDK's own types judge every
 //! shape the simulator emits and every request body our client sends (recorded by
-//! `cargo run -p tests --example contract-requests`); then starts `pplx-mcp` and runs
+//! `cargo run -p tests --example contract-requests`); then Perplexity's official MCP server
+//! (npm, `tests/interop/official-mcp`) against the simulator through its four tools
+//! (`tests/interop/official_mcp.py`); then starts `pplx-mcp` and runs
 //! `tests/interop/mcp_client.py` (the official `mcp` package) over stdio and Streamable HTTP.
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +41,7 @@ pub(crate) fn run(root: &Path) -> Result {
     let (_compatible_sim, compatible_url) = compatible_simulator(root)?;
     sdks(root, &python, &url)?;
     contract(root, &python, &url, &compatible_url)?;
+    official_mcp(root, &python, &url)?;
     mcp(root, &python, &url)
 }
 
@@ -135,6 +138,39 @@ fn contract(root: &Path, python: &Path, url: &str, compatible_url: &str) -> Resu
         Ok(())
     } else {
         Err("contract checks failed".into())
+    }
+}
+
+/// Perplexity's official MCP server (npm, pinned by `tests/interop/official-mcp`'s lock file)
+/// against the simulator at `url`: its own schemas judge what the simulator sends, through
+/// all four of its tools (`tests/interop/official_mcp.py`, with the Python `mcp` client).
+fn official_mcp(root: &Path, python: &Path, url: &str) -> Result {
+    let dir = root.join("target/interop/official-mcp");
+    std::fs::create_dir_all(&dir)?;
+    let pinned = root.join("tests/interop/official-mcp");
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(pinned.join(file), dir.join(file))?;
+    }
+    let server = dir.join("node_modules/@perplexity-ai/mcp-server/dist/index.js");
+    if !server.exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()?;
+        if !status.success() {
+            return Err("npm ci of the official MCP server failed".into());
+        }
+    }
+    let status = Command::new(python)
+        .arg(root.join("tests/interop/official_mcp.py"))
+        .env("OFFICIAL_MCP_JS", &server)
+        .env("SIM_URL", url)
+        .env("SIM_KEY", "interop-key")
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the official MCP server's checks failed".into())
     }
 }
 

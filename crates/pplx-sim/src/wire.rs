@@ -522,7 +522,15 @@ pub(crate) fn search_body(id: &str, answer: &Answer, max_results: usize) -> Valu
         .search_results
         .iter()
         .take(max_results)
-        .map(|result| json!({"title": result.title, "url": result.url, "snippet": result.snippet, "date": result.date, "last_updated": "2026-03-14"}))
+        .map(|result| {
+            let mut value = json!({"title": result.title, "url": result.url, "snippet": result.snippet, "last_updated": "2026-03-14"});
+            // The Search API leaves an unknown date out (the official MCP server's schema,
+            // `date: z.string().optional()`, refuses a null).
+            if let Some(date) = &result.date {
+                value["date"] = date.as_str().into();
+            }
+            value
+        })
         .collect();
     json!({"id": id, "results": results, "server_time": "2026-11-29T00:00:00Z"})
 }
