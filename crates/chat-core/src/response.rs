@@ -57,6 +57,12 @@ pub struct SearchResult {
     /// An excerpt, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
+    /// When the page last changed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    /// Where the result came from (`web`, ...), when said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl SearchResult {
@@ -155,6 +161,18 @@ pub struct Cost {
     /// For the searches run, when charged separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_queries_cost: Option<f64>,
+    /// For the tools an Agent API run called (searches, fetches), when charged separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls_cost: Option<f64>,
+    /// For writing the provider's prompt cache, when charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_cost: Option<f64>,
+    /// For reading the provider's prompt cache, when charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_cost: Option<f64>,
+    /// The currency of every figure here (`USD`), when said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// Token counts, and cost when given.

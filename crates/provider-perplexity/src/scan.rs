@@ -168,8 +168,10 @@ fn choices<'a>(bytes: &'a [u8], value: usize, chunk: &mut Chunk<'a>) -> Option<u
     }
     let mut at = members(bytes, first, |key, value| match key {
         b"delta" => members(bytes, value, |key, value| {
-            if key == b"tool_calls" {
-                return None; // Tool-call fragments are merged by serde's path.
+            if key == b"tool_calls" || key == b"reasoning_steps" {
+                // Tool-call fragments are merged, and concise mode's reasoning steps read,
+                // by serde's path.
+                return None;
             }
             if key == b"content" && bytes.get(value) == Some(&b'"') {
                 let (end, escaped) = string_end(bytes, value)?;

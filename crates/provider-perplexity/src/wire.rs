@@ -41,6 +41,14 @@ struct CostWire {
     reasoning_tokens_cost: Option<f64>,
     #[serde(default)]
     search_queries_cost: Option<f64>,
+    #[serde(default)]
+    tool_calls_cost: Option<f64>,
+    #[serde(default)]
+    cache_creation_cost: Option<f64>,
+    #[serde(default)]
+    cache_read_cost: Option<f64>,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 /// Decodes a raw `usage` object (unreadable usage is no usage: it never fails an answer).
@@ -67,6 +75,11 @@ impl UsageWire {
             cost.citation_tokens_cost = wire.citation_tokens_cost;
             cost.reasoning_tokens_cost = wire.reasoning_tokens_cost;
             cost.search_queries_cost = wire.search_queries_cost;
+            cost.tool_calls_cost = wire.tool_calls_cost;
+            cost.cache_creation_cost = wire.cache_creation_cost;
+            cost.cache_read_cost = wire.cache_read_cost;
+            // A currency code is short; anything else is not one.
+            cost.currency = wire.currency.filter(|currency| currency.len() <= 8);
             cost
         });
         usage.reasoning_tokens = self.reasoning_tokens;
@@ -88,6 +101,10 @@ struct SearchResultWire {
     date: Option<String>,
     #[serde(default)]
     snippet: Option<String>,
+    #[serde(default)]
+    last_updated: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
 }
 
 /// Builds sources from the raw `citations` and `search_results` JSON.
@@ -114,6 +131,8 @@ pub(crate) fn sources(
             search_result.id = result.id;
             search_result.date = result.date;
             search_result.snippet = result.snippet;
+            search_result.last_updated = result.last_updated;
+            search_result.source = result.source;
             search_result
         })
         .collect();

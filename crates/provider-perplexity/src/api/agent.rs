@@ -67,6 +67,9 @@ pub(crate) fn unpinned(name: &str) -> &str {
 
 const PATH: &str = "/v1/agent";
 
+/// The most images an answer keeps from image searches.
+const MAX_IMAGES: usize = 100;
+
 /// Whether `model` names something only the Agent API serves: an effort level (pinned or
 /// not), an older preset, or `provider/model`.
 pub(crate) fn names_model(model: &str) -> bool {
@@ -240,7 +243,10 @@ impl Feed for AgentFeed {
             | "response.reasoning.search_queries"
             | "response.reasoning.search_results"
             | "response.reasoning.fetch_url_queries"
-            | "response.reasoning.fetch_url_results" => return self.reasoning(answer, &event, out),
+            | "response.reasoning.fetch_url_results"
+            | "response.reasoning.image_search_queries"
+            | "response.reasoning.image_search_results"
+            | "response.skill.loaded" => return self.reasoning(answer, &event, out),
             "response.output_text.delta" => {
                 if let Some(delta) = event.delta.as_deref().filter(|delta| !delta.is_empty()) {
                     answer.text(delta.to_owned(), out);
@@ -314,6 +320,28 @@ impl AgentFeed {
                 let grew = self.sources.add(event.results)?;
                 if grew {
                     answer.sources(self.sources.sources(), out);
+                }
+            }
+            "response.reasoning.image_search_queries" => {
+                let queries = listed(&event.queries);
+                if !queries.is_empty() {
+                    answer.reasoning(format!("Searching images: {queries}\n"), out);
+                }
+            }
+            "response.reasoning.image_search_results" => {
+                // The images found go with the answer (`ChatResponse::images`), each once.
+                for image in wire::images(event.results) {
+                    let images = &mut answer.response.images;
+                    if images.len() < MAX_IMAGES
+                        && !images.iter().any(|seen| seen.image_url == image.image_url)
+                    {
+                        images.push(image);
+                    }
+                }
+            }
+            "response.skill.loaded" => {
+                if let Some(name) = event.name.as_deref().filter(|name| !name.is_empty()) {
+                    answer.reasoning(format!("Using skill: {name}\n"), out);
                 }
             }
             _ => {} // `started`, `stopped`, `fetch_url_results`: the thought is all.
@@ -468,6 +496,9 @@ struct Event<'a> {
     pub(crate) results: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) thought: Option<Cow<'a, str>>,
+    /// `response.skill.loaded`: the skill's name.
+    #[serde(borrow, default)]
+    pub(crate) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) response: Option<&'a RawValue>,
     /// `response.output_item.*` events: the item.
@@ -948,6 +979,53 @@ mod tests {
                 {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp\":18}"},
             ]),
             "the assistant turn with no text is only its calls; the result answers by call_id"
+        );
+    }
+
+    #[test]
+    fn the_newest_events_and_fields_reach_the_caller() {
+        let image = json!({"image_url": "https://img.example/1.png", "origin_url": "https://a.example", "height": 10, "width": 20, "title": "One"});
+        let (events, error) = agent(&[
+            json!({"type": "response.created", "sequence_number": 1, "response": {"id": "resp_1", "model": "m", "status": "in_progress", "output": []}}),
+            json!({"type": "response.skill.loaded", "sequence_number": 2, "name": "charts"}),
+            json!({"type": "response.reasoning.image_search_queries", "sequence_number": 3, "call_id": "c1", "queries": ["volcano photo"]}),
+            json!({"type": "response.reasoning.image_search_results", "sequence_number": 4, "call_id": "c1", "results": [image, image]}),
+            json!({"type": "response.reasoning.search_results", "sequence_number": 5, "results": [
+                {"id": 1, "title": "T", "url": "https://a.example/1", "snippet": "s", "last_updated": "2026-11-02", "source": "web"}]}),
+            json!({"type": "response.output_text.delta", "sequence_number": 6, "delta": "Olympus Mons[1]."}),
+            json!({"type": "response.completed", "sequence_number": 7, "response": {"id": "resp_1", "status": "completed", "output": [],
+                "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7, "cost": {"input_cost": 0.1, "output_cost": 0.2,
+                    "total_cost": 0.4, "tool_calls_cost": 0.05, "cache_creation_cost": 0.01, "cache_read_cost": 0.02, "currency": "USD"}}}}),
+        ]);
+        assert!(error.is_none(), "{error:?}");
+        let reasoning: String = events
+            .iter()
+            .filter_map(|event| match event {
+                ChatEvent::ReasoningDelta(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasoning,
+            "Using skill: charts\nSearching images: volcano photo\n"
+        );
+        let response = done(&events);
+        assert_eq!(response.images.len(), 1, "each image once");
+        assert_eq!(response.images[0].image_url, "https://img.example/1.png");
+        let result = &response.sources.search_results[0];
+        assert_eq!(
+            (result.last_updated.as_deref(), result.source.as_deref()),
+            (Some("2026-11-02"), Some("web"))
+        );
+        let cost = response.usage.as_ref().unwrap().cost.as_ref().unwrap();
+        assert_eq!(
+            (
+                cost.tool_calls_cost,
+                cost.cache_creation_cost,
+                cost.cache_read_cost,
+                cost.currency.as_deref()
+            ),
+            (Some(0.05), Some(0.01), Some(0.02), Some("USD"))
         );
     }
 

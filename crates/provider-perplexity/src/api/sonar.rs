@@ -244,7 +244,7 @@ impl SonarFeed {
             self.usage_raw.push_str(usage.get());
         }
         let mut finish = None;
-        if let Some(choice) = chunk.choices {
+        if let Some(mut choice) = chunk.choices {
             if let Some(content) = choice
                 .delta
                 .as_ref()
@@ -252,6 +252,21 @@ impl SonarFeed {
             {
                 let split = self.splitter.push(content);
                 answer.split(split, out);
+            }
+            if let Some(steps) = choice
+                .delta
+                .as_mut()
+                .and_then(|delta| delta.reasoning_steps.take())
+            {
+                for step in steps {
+                    if let Some(thought) = &step.thought {
+                        answer.thought(thought, out);
+                    }
+                    let keywords = step.web_search.map(|search| search.search_keywords);
+                    if let Some(keywords) = keywords.filter(|keywords| !keywords.is_empty()) {
+                        answer.reasoning(format!("Searching: {}\n", keywords.join("; ")), out);
+                    }
+                }
             }
             if let Some(fragments) = choice.delta.and_then(|delta| delta.tool_calls) {
                 for fragment in fragments {
@@ -398,6 +413,24 @@ struct DeltaWire<'a> {
     /// Tool calls: whole in a body, fragments in a stream (merged by [`ToolCalls`]).
     #[serde(default)]
     tool_calls: Option<Vec<ToolCallWire>>,
+    /// Concise mode's `chat.reasoning` chunks: the steps, in place of inline `<think>`.
+    #[serde(default)]
+    reasoning_steps: Option<Vec<ReasoningStepWire>>,
+}
+
+/// One reasoning step (the SDK's `ReasoningStep`): its thought, and what it searched.
+#[derive(Debug, Deserialize)]
+struct ReasoningStepWire {
+    #[serde(default)]
+    thought: Option<String>,
+    #[serde(default)]
+    web_search: Option<WebSearchStepWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WebSearchStepWire {
+    #[serde(default)]
+    search_keywords: Vec<String>,
 }
 
 /// One tool call, or a fragment of one: `index` says which call a fragment continues; the
@@ -587,6 +620,36 @@ mod tests {
             decoder.feed(b"", &chunk.to_string(), &mut out)?;
         }
         Ok(out.into())
+    }
+
+    #[test]
+    fn concise_mode_reasoning_steps_are_reasoning_not_lost() {
+        let common = json!({"id": "r", "model": "sonar-reasoning-pro", "created": 1});
+        let chunk = |object: &str, delta: Value, finish: Value| {
+            let mut chunk = common.clone();
+            chunk["object"] = object.into();
+            chunk["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
+            chunk
+        };
+        let events = sonar(&[
+            chunk("chat.reasoning", json!({"role": "assistant", "content": "", "reasoning_steps": [
+                {"thought": "I should look this up.", "type": "web_search",
+                 "web_search": {"search_keywords": ["tallest volcano", "Olympus Mons"], "search_results": []}}]}), Value::Null),
+            // Identity known and sources unchanged: the scanner's fast path must leave this
+            // one to serde, or its step is lost.
+            chunk("chat.reasoning", json!({"role": "assistant", "content": "", "reasoning_steps": [
+                {"thought": "Compare heights."}]}), Value::Null),
+            chunk("chat.reasoning.done", json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk("chat.completion.chunk", json!({"role": "assistant", "content": "Olympus Mons."}), Value::Null),
+            chunk("chat.completion.done", json!({"role": "assistant", "content": ""}), json!("stop")),
+        ])
+        .unwrap();
+        let response = done(&events);
+        assert_eq!(
+            response.reasoning,
+            "I should look this up.\nSearching: tallest volcano; Olympus Mons\nCompare heights.\n"
+        );
+        assert_eq!(response.text, "Olympus Mons.");
     }
 
     fn fragment(call: Value, finish: Value) -> Value {
