@@ -186,6 +186,34 @@ for model in ["sonar", "sonar-pro", "sonar-reasoning-pro", "sonar-deep-research"
         checked["responses"] += 1
         check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: StreamChunk.model_validate(reply.json())))
 
+# Sonar's concise mode: reasoning as delta.reasoning_steps, then the answer without the
+# cumulative message.
+for model in ["sonar", "sonar-reasoning-pro"]:
+    frames = sse("/chat/completions", {"model": model, "messages": MESSAGES, "stream": True, "stream_mode": "concise"})
+    chunks = [json.loads(data) for _, data in frames]
+    ok = all(judge(f"sonar concise {model}: chunk {index}", lambda: StreamChunk.model_validate(chunk)) for index, chunk in enumerate(chunks))
+    checked["responses"] += len(chunks)
+    objects = [chunk["object"] for chunk in chunks]
+    steps = [step for chunk in chunks if chunk["object"] == "chat.reasoning" for step in chunk["choices"][0]["delta"].get("reasoning_steps", [])]
+    check(f"sonar concise {model}: valid, reasoning steps, then reasoning.done, chunks and the done chunk",
+          ok and steps and objects[0] == "chat.reasoning" and "chat.reasoning.done" in objects and objects[-1] == "chat.completion.done", str(objects[:4]))
+
+# Events only the generated schema lists (the per-type union predates them).
+GENERATED_ONLY = {"response.reasoning.image_search_queries", "response.reasoning.image_search_results"}
+frames = sse("/v1/agent", {"effort": "medium", "input": [{"type": "message", "role": "user", "content": QUESTION}], "stream": True,
+                           "tools": [{"type": "image_search"}], "skills": [{"type": "builtin", "name": "office"}]})
+ok = True
+kinds = []
+for index, (event, data) in enumerate(frames):
+    parsed = json.loads(data)
+    kinds.append(parsed["type"])
+    if parsed["type"] not in GENERATED_ONLY:
+        ok &= judge(f"agent images and skills: event {index} ({parsed['type']})", lambda: STREAM_CHUNKS.validate_python(parsed))
+    ok &= judge(f"agent images and skills: event {index} ({parsed['type']}, generated schema)", lambda: GENERATED_EVENTS.validate_python(parsed))
+checked["responses"] += len(frames)
+check("agent images and skills: image search and skill events valid by the generated schema",
+      ok and GENERATED_ONLY <= set(kinds) and "response.skill.loaded" in kinds, str(kinds))
+
 seen_types = set()
 for model in ["fast", "low", "medium", "high", "xhigh", "fast@2026-10-16.0", "fast-search", "pro-search", "deep-research", "openai/gpt-5-mini"]:
     key = "model" if "/" in model else "preset" if model.endswith(("-search", "-research")) else "effort"

@@ -924,3 +924,63 @@ async fn only_a_refusal_naming_the_stream_parameter_falls_back() {
     let log = requests(&sim).await;
     assert_eq!(log.len(), 3, "the refusal, the fallback, the other 400");
 }
+
+#[tokio::test]
+async fn concise_reasoning_image_searches_and_skills_reach_the_caller() {
+    let sim = simulator(1).await;
+    // Sonar's concise mode: the reasoning comes as steps, the answer as usual.
+    let request =
+        ChatRequest::new("sonar-reasoning-pro", QUESTION).with_option("stream_mode", "concise");
+    let outcome = stream(&provider(config(&sim, 1)), request).await;
+    let response = outcome.done();
+    assert_eq!(
+        response.text,
+        sim.expected_text("sonar-reasoning-pro", &[QUESTION], None)
+    );
+    let full = sim.expected_answer("sonar-reasoning-pro", &[QUESTION]);
+    assert!(
+        response
+            .reasoning
+            .starts_with(full.reasoning.split(". ").next().unwrap()),
+        "{:?}",
+        response.reasoning
+    );
+    assert!(
+        response.reasoning.contains("Searching: "),
+        "{:?}",
+        response.reasoning
+    );
+    // The Agent API with the image_search tool and a skill (raw options).
+    let mut agent = config(&sim, 1);
+    agent.api = Some(provider_perplexity::Api::Agent);
+    let request = ChatRequest::new("medium", QUESTION)
+        .with_option("tools", serde_json::json!([{"type": "image_search"}]))
+        .with_option(
+            "skills",
+            serde_json::json!([{"type": "builtin", "name": "office"}]),
+        );
+    let outcome = stream(&provider(agent), request).await;
+    let response = outcome.done();
+    assert!(
+        response.reasoning.contains("Using skill: office\n"),
+        "{:?}",
+        response.reasoning
+    );
+    assert!(
+        response.reasoning.contains("Searching images: "),
+        "{:?}",
+        response.reasoning
+    );
+    assert_eq!(
+        response
+            .images
+            .iter()
+            .map(|image| image.image_url.as_str())
+            .collect::<Vec<_>>(),
+        full_images(&sim, "medium"),
+    );
+}
+
+fn full_images(sim: &Simulator, model: &str) -> Vec<String> {
+    sim.expected_answer(model, &[QUESTION]).images
+}

@@ -349,6 +349,20 @@ pub(crate) fn prepare(
             images: body["return_images"] == Value::Bool(true),
             prompt_tokens,
             legacy_object: false,
+            concise: api == Api::Sonar && body["stream_mode"] == "concise",
+            image_search: api == Api::Agent
+                && body["tools"]
+                    .as_array()
+                    .is_some_and(|tools| tools.iter().any(|tool| tool["type"] == "image_search")),
+            skills: body["skills"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|skill| skill["name"].as_str())
+                .take(8)
+                .map(|name| content::clip(name, 64).to_owned())
+                .collect(),
         },
         id,
         conversation_hash,

@@ -66,6 +66,12 @@ pub(crate) struct Asked {
     pub(crate) images: bool,
     pub(crate) prompt_tokens: u64,
     pub(crate) legacy_object: bool,
+    /// Sonar's `stream_mode: "concise"`: reasoning as `delta.reasoning_steps` chunks.
+    pub(crate) concise: bool,
+    /// The Agent API's `image_search` tool was offered: the run searches images too.
+    pub(crate) image_search: bool,
+    /// The Agent API's `skills` asked for, by name (each is loaded, and said).
+    pub(crate) skills: Vec<String>,
 }
 
 /// The answer as it will be sent: the content (reasoning inline for Sonar) and the finish.
@@ -185,6 +191,9 @@ pub(crate) fn sonar_stream(
     if let Some(call) = &answer.tool_call {
         return sonar_call_stream(id, answer, asked, call, chunk_chars);
     }
+    if asked.concise {
+        return sonar_concise_stream(id, answer, asked, chunk_chars);
+    }
     let shaped = shape(answer, asked);
     let content = sonar_content(answer, shaped.text);
     let object = if asked.legacy_object {
@@ -217,6 +226,83 @@ pub(crate) fn sonar_stream(
     done.insert(
         "choices".into(),
         json!([{"index": 0, "finish_reason": shaped.finish_reason, "delta": {"role": "assistant", "content": ""}, "message": {"role": "assistant", "content": content}}]),
+    );
+    frames.push(Frame::data(Value::Object(done)));
+    frames
+}
+
+/// The `message` of a concise chunk: the SDK's `StreamChunk` requires one on every choice,
+/// and concise mode does not repeat the text so far, so it is empty.
+fn empty_message() -> Value {
+    json!({"role": "assistant", "content": ""})
+}
+
+/// Sonar's concise stream (`stream_mode: "concise"`): `chat.reasoning` chunks whose delta
+/// carries `reasoning_steps` (one per sentence of the reasoning, the first with the search),
+/// `chat.reasoning.done` with the sources, then `chat.completion.chunk` deltas without the
+/// cumulative message, then `chat.completion.done` with usage, cost and the whole message.
+fn sonar_concise_stream(
+    id: &str,
+    answer: &Answer,
+    asked: &Asked,
+    chunk_chars: usize,
+) -> Vec<Frame> {
+    let shaped = shape(answer, asked);
+    let mut frames = Vec::new();
+    let bare = |object: &str| {
+        let mut chunk = serde_json::Map::new();
+        chunk.insert("id".into(), id.into());
+        chunk.insert("model".into(), asked.model.clone().into());
+        chunk.insert("created".into(), CREATED.into());
+        chunk.insert("object".into(), object.into());
+        chunk
+    };
+    // Every concise stream reasons at least once: its search.
+    let reasoning = if answer.reasoning.is_empty() {
+        "Searching the web."
+    } else {
+        answer.reasoning.as_str()
+    };
+    let thoughts = reasoning
+        .split_inclusive(". ")
+        .map(str::trim)
+        .filter(|thought| !thought.is_empty());
+    for (index, thought) in thoughts.enumerate() {
+        let mut step = json!({"thought": thought, "type": "thinking"});
+        if index == 0 {
+            step["type"] = "web_search".into();
+            step["web_search"] = json!({
+                "search_keywords": [crate::content::clip(&answer.search_results[0].title, 60)],
+                "search_results": answer.search_results.iter().map(crate::SearchResult::to_json).collect::<Vec<_>>(),
+            });
+        }
+        let mut chunk = bare("chat.reasoning");
+        chunk.insert(
+            "choices".into(),
+            json!([{"index": 0, "finish_reason": null, "delta": {"role": "assistant", "content": "", "reasoning_steps": [step]}, "message": empty_message()}]),
+        );
+        frames.push(Frame::data(Value::Object(chunk)));
+    }
+    let mut reasoned = sonar_common(id, answer, asked, "chat.reasoning.done");
+    reasoned.insert(
+        "choices".into(),
+        json!([{"index": 0, "finish_reason": null, "delta": {"role": "assistant", "content": ""}, "message": empty_message()}]),
+    );
+    frames.push(Frame::data(Value::Object(reasoned)));
+    for piece in pieces(shaped.text, chunk_chars) {
+        let mut chunk = bare("chat.completion.chunk");
+        chunk.insert(
+            "choices".into(),
+            json!([{"index": 0, "finish_reason": null, "delta": {"role": "assistant", "content": piece}, "message": empty_message()}]),
+        );
+        frames.push(Frame::data(Value::Object(chunk)));
+    }
+    let mut done = sonar_common(id, answer, asked, "chat.completion.done");
+    done.insert("usage".into(), usage(asked, token_count(shaped.text), true));
+    extras(&mut done, answer, asked);
+    done.insert(
+        "choices".into(),
+        json!([{"index": 0, "finish_reason": shaped.finish_reason, "delta": {"role": "assistant", "content": ""}, "message": {"role": "assistant", "content": shaped.text}}]),
     );
     frames.push(Frame::data(Value::Object(done)));
     frames
@@ -336,6 +422,17 @@ fn search_batches(answer: &Answer, model: &str) -> Vec<std::ops::Range<usize>> {
     }
 }
 
+/// The images an image search finds, as the SDK's `ImageResult`.
+fn image_results(answer: &Answer) -> Value {
+    Value::Array(
+        answer
+            .images
+            .iter()
+            .map(|url| json!({"image_url": url, "origin_url": "https://example.org/gallery", "height": 480, "width": 640, "title": "A simulated image"}))
+            .collect(),
+    )
+}
+
 fn agent_message(text: &str, status: &str) -> Value {
     json!({
         "type": "message", "id": "msg_1", "role": "assistant", "status": status,
@@ -447,6 +544,20 @@ pub(crate) fn agent_stream(
         push(
             "response.reasoning.search_results",
             json!({"results": agent_results(answer, range), "thought": "Reading the results."}),
+        );
+    }
+    for skill in &asked.skills {
+        push("response.skill.loaded", json!({"name": skill}));
+    }
+    if asked.image_search {
+        let query = queries.first().cloned().unwrap_or_default();
+        push(
+            "response.reasoning.image_search_queries",
+            json!({"call_id": "img_1", "queries": [query], "thought": "Looking for pictures."}),
+        );
+        push(
+            "response.reasoning.image_search_results",
+            json!({"call_id": "img_1", "results": image_results(answer)}),
         );
     }
     if !answer.reasoning.is_empty() {

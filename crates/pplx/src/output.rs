@@ -35,6 +35,9 @@ pub(crate) trait Output {
     fn failed(&mut self, error: &Error, partial: &str, mode: Mode);
 }
 
+/// The most characters of a progress line the spinner shows.
+const PROGRESS_CHARS: usize = 70;
+
 /// The answer on a terminal (or plain when piped).
 pub(crate) struct Terminal {
     renderer: Renderer<StdoutLock<'static>>,
@@ -81,6 +84,14 @@ impl Output for Terminal {
 
     fn reasoning(&mut self, text: &str) -> io::Result<()> {
         if !self.show_reasoning {
+            // The progress lines (`Searching: ...`, `Reading: ...`, `Using skill: ...`) say
+            // what the run is doing while nothing else is on screen.
+            if !self.wrote_text
+                && let Some(line) = text.lines().rev().find(|line| !line.trim().is_empty())
+            {
+                let line: String = line.trim().chars().take(PROGRESS_CHARS).collect();
+                self.spinner.set_message(line);
+            }
             return Ok(());
         }
         self.spinner.finish_and_clear();
