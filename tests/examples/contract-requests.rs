@@ -103,6 +103,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     agent_options.web_search = Some(web);
     agent_options.fetch_url = Some(Some(2));
     requests.push(agent_options.apply(ChatRequest::new("medium", "Explain quantum computing"))?);
+    // What pplx-mcp's ask and reason send with filters: the web_search tool alone.
+    let mut mcp_like = AgentOptions::default();
+    let mut filters_only = WebSearch::default();
+    filters_only.filters.search_recency_filter = Some("week".into());
+    filters_only.filters.search_domain_filter = vec!["example.org".into()];
+    filters_only.search_context_size = Some(SearchContextSize::High);
+    mcp_like.web_search = Some(filters_only);
+    requests.push(mcp_like.apply(conversation("fast"))?);
     // Every typed Sonar option, web_search_options combined.
     let mut sonar_options = SonarOptions::default();
     sonar_options.search_context_size = Some(SearchContextSize::Low);

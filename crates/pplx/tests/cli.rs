@@ -1082,3 +1082,38 @@ async fn json_schema_prints_the_parsed_object_and_a_bad_schema_stops_before_send
     sim.wait_idle().await;
     assert_eq!(sim.log().len(), 1, "only the good request was sent");
 }
+
+#[tokio::test]
+async fn effort_levels_pinned_or_not_go_to_the_agent_api_as_effort() {
+    let sim = simulator().await;
+    for level in ["xhigh", "low", "fast@2026-10-16.0"] {
+        let output = pplx(Some(&sim), &["-m", level, "--no-cache", QUESTION], None).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{level}: {}",
+            stderr(&output)
+        );
+    }
+    sim.wait_idle().await;
+    let sent: Vec<(String, Value, Value)> = sim
+        .log()
+        .iter()
+        .map(|entry| {
+            let body: Value = serde_json::from_str(entry.body.as_deref().unwrap()).unwrap();
+            (
+                entry.endpoint.clone(),
+                body["effort"].clone(),
+                body["preset"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        ["xhigh", "low", "fast@2026-10-16.0"].map(|level| (
+            "/v1/agent".to_owned(),
+            Value::from(level),
+            Value::Null
+        ))
+    );
+}
