@@ -338,6 +338,32 @@ follow = compatible.chat.completions.create(model="gpt-5-mini", messages=chat_me
 checked["responses"] += 1
 check("compatible: the result is answered", (follow.choices[0].message.content or "").startswith('get_weather returned {"temperature_c": 18}.'), str(follow.choices[0].message.content)[:200])
 
+# ---- background runs, read again by the official SDK's own client
+from perplexity import Perplexity
+
+sdk = Perplexity(api_key=KEY, base_url=URL, max_retries=0)
+first = []
+run_id = None
+with sdk.responses.create(effort="fast", input=QUESTION, stream=True, background=True) as events:
+    for event in events:
+        first.append(event)
+        run_id = run_id or getattr(getattr(event, "response", None), "id", None)
+        if event.sequence_number >= 9:
+            break  # the connection is dropped here, as a cut would
+rest = list(sdk.responses.retrieve(run_id, stream=True, starting_after=9))
+checked["responses"] += len(first) + len(rest)
+numbers = [event.sequence_number for event in first + rest]
+text = "".join(getattr(event, "delta", "") or "" for event in first + rest if event.type == "response.output_text.delta")
+final = sdk.responses.retrieve(run_id)
+checked["responses"] += 1
+check("background: the SDK's retrieve(stream=True, starting_after=N) continues the run after N, exactly",
+      run_id is not None and numbers == list(range(1, len(numbers) + 1)) and rest[0].sequence_number == 10
+      and rest[-1].type == "response.completed" and final.status == "completed" and final.output_text == text,
+      f"{numbers[:12]} {final.status if final else None}")
+missing = client.get(f"/v1/responses/{run_id}x", params={"stream": "true", "starting_after": 1})
+check("background: an unknown or expired run is a 404 with an ErrorInfo",
+      missing.status_code == 404 and judge("404 body", lambda: ErrorInfo.model_validate(missing.json()["error"])), missing.text[:200])
+
 # ---- requests: what our client sends
 lines = [json.loads(line) for line in open(REQUESTS) if line.strip()]
 check("requests: the client's matrix was recorded", len(lines) >= 20, str(len(lines)))

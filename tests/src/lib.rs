@@ -10,6 +10,8 @@ mod hostile;
 #[cfg(test)]
 mod provider;
 #[cfg(test)]
+mod resume;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod sse;

@@ -285,6 +285,7 @@ fn cached(event: &ChatEvent) -> ChatEvent {
             // No request was made for this answer.
             response.attempts = 0;
             response.key_rotations = 0;
+            response.resumed = 0;
             ChatEvent::Done(response)
         }
         other => other.clone(),
@@ -344,6 +345,7 @@ impl<P: ChatProvider + 'static> ChatProvider for CachedProvider<P> {
             response.cached = true;
             response.attempts = 0;
             response.key_rotations = 0;
+            response.resumed = 0;
             return Ok(response);
         }
         let (flight, receiver) = shared.join(key, request, false);

@@ -117,6 +117,8 @@ struct Inner {
     retry_after: Option<Duration>,
     /// The server's own verdict (`x-should-retry`), which wins over every status rule.
     should_retry: Option<bool>,
+    /// The request parameter a refusal names (`error.param`, a 422's location).
+    param: Option<String>,
     /// The message already says when to retry (the key pool's "next free in"), so Display
     /// does not add it again.
     says_when: bool,
@@ -139,6 +141,7 @@ impl Error {
                 status: None,
                 retry_after: None,
                 should_retry: None,
+                param: None,
                 says_when: false,
                 reported: false,
                 phase: None,
@@ -249,6 +252,19 @@ impl Error {
     pub fn with_should_retry(mut self, should_retry: Option<bool>) -> Self {
         self.inner.should_retry = should_retry;
         self
+    }
+
+    /// The same error naming the request parameter the server refused (kept to 64
+    /// characters: it comes from the server).
+    pub fn with_param(mut self, param: Option<String>) -> Self {
+        self.inner.param = param.map(|param| param.chars().take(64).collect());
+        self
+    }
+
+    /// The request parameter a refusal names (`error.param`, or the last element of a 422's
+    /// location), when the server said one: what to change before sending again.
+    pub fn param(&self) -> Option<&str> {
+        self.inner.param.as_deref()
     }
 
     /// The same error with every occurrence of each of `secrets` in its message replaced by

@@ -241,6 +241,10 @@ pub struct ChatResponse {
     /// request of a non-streaming fallback and each restart adds one. 0 from a cache.
     #[serde(default)]
     pub attempts: u32,
+    /// How many times a broken stream was read again from where it broke (an Agent API
+    /// background run resumed after its last delivered event): nothing lost or repeated.
+    #[serde(default)]
+    pub resumed: u32,
     /// How many times a request went out with another key than the try before it (after a
     /// rate limit, a rejected key or an exhausted quota). 0 from a cache.
     #[serde(default)]

@@ -49,6 +49,9 @@ pub struct FileConfig {
     /// Keep every question and answer in the history database (default true; `--no-log`
     /// turns it off for one run).
     pub log: Option<bool>,
+    /// Agent API streams run as background runs and a broken one is read again from where
+    /// it broke (default true; `--no-resume` turns it off for one run).
+    pub resume: Option<bool>,
 }
 
 /// `[mcp]`: the models (or presets) behind `pplx-mcp`'s chat tools. The defaults are the

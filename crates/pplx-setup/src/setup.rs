@@ -40,6 +40,8 @@ pub struct SetupOptions {
     /// Allow a plain `http://` base URL that is not loopback (over the file's
     /// `allow_insecure_http`): the key then crosses the network unencrypted.
     pub allow_insecure_http: bool,
+    /// Do not resume broken Agent API streams (over the file's `resume`).
+    pub no_resume: bool,
 }
 
 /// The variable holding the secret that names keys in shared state.
@@ -222,7 +224,7 @@ async fn start_simulator(config: &mut PerplexityConfig) -> Result<pplx_sim::Simu
 }
 
 /// Where the API is: `--base-url`, else `PERPLEXITY_BASE_URL`, else the file's; and whether
-/// plain http beyond loopback is allowed.
+/// plain http beyond loopback is allowed, and whether broken Agent API streams resume.
 fn endpoint(config: &mut PerplexityConfig, args: &SetupOptions, file: &config::FileConfig) {
     let base_url = args
         .base_url
@@ -233,6 +235,7 @@ fn endpoint(config: &mut PerplexityConfig, args: &SetupOptions, file: &config::F
         config.base_url = base_url;
     }
     config.allow_insecure_http = args.allow_insecure_http || file.allow_insecure_http == Some(true);
+    config.resume = !args.no_resume && file.resume != Some(false);
 }
 
 /// The state shared with other processes, when one is named (flag, else file): Redis, with

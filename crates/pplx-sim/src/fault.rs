@@ -96,12 +96,24 @@ pub struct Fault {
     pub quiet: Option<Duration>,
     /// What the quiet stretch sends, every 50 ms.
     pub quiet_keep_alive: KeepAlive,
+    /// A background run read again (`starting_after=N`) skips event N + 1: the resumed stream
+    /// has a gap, and a client must not pass the answer off as whole.
+    pub resume_gap: bool,
 }
 
 impl Fault {
     /// No fault: a normal answer (useful to script "fails twice, then works").
     pub fn none() -> Self {
         Fault::default()
+    }
+
+    /// A background run read again skips the event that should come next (see
+    /// [`Fault::resume_gap`](Fault#structfield.resume_gap)).
+    pub fn resume_gap() -> Self {
+        Fault {
+            resume_gap: true,
+            ..Fault::default()
+        }
     }
 
     /// A response with `status` and the real service's body for it.

@@ -45,6 +45,7 @@ mod fault;
 mod io;
 mod log;
 mod routes;
+mod runs;
 mod scenario;
 mod server;
 mod tools;

@@ -95,6 +95,8 @@ pub(crate) enum Api {
     Search,
     /// `POST /v1/agent/{id}/cancel`.
     Cancel,
+    /// `GET /v1/responses/{id}` (with `stream=true&starting_after=N`: the run's events again).
+    Retrieve,
 }
 
 /// The run id of a cancel path (`/v1/agent/{id}/cancel`, also under `/v1/responses`).
@@ -112,6 +114,7 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<SimBody>, io::Error> {
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
     let api =
         match (request.method().as_str(), path.as_str()) {
             ("GET", "/health") => {
@@ -152,6 +155,7 @@ pub(crate) async fn handle(
             ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Api::Sonar,
             ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Api::Agent,
             ("POST", cancel) if cancel_id(cancel).is_some() => Api::Cancel,
+            ("GET", run) if crate::runs::retrieve(run, &query).is_some() => Api::Retrieve,
             ("POST", "/search" | "/v1/search") => Api::Search,
             _ => return Ok(json_response(404, &wire::error_body(404, None), &[])),
         };
@@ -227,6 +231,7 @@ pub(crate) async fn handle(
     if api == Api::Cancel {
         finish(200, 0, Ending::Complete);
         let id = cancel_id(&path).unwrap_or_default();
+        shared.runs.lock().forget(id);
         return Ok(json_response(200, &wire::agent_cancelled(id), &[]));
     }
     let fault = shared.script.lock().next(key_index);
@@ -251,6 +256,42 @@ pub(crate) async fn handle(
             status,
             fault.body.as_deref(),
             &fault.headers,
+        ));
+    }
+    if api == Api::Retrieve {
+        let (id, after, stream) = crate::runs::retrieve(&path, &query).unwrap_or_default();
+        let Some(run) = shared.runs.lock().get(&id) else {
+            finish(404, 0, Ending::ErrorStatus);
+            let body =
+                wire::agent_error_body(404, "Response not found: it expired or was cancelled");
+            return Ok(json_response(404, &body, &fault.headers));
+        };
+        if !stream {
+            // How the run ended: the response object its last event carries.
+            finish(200, 0, Ending::Complete);
+            let last: Value = run
+                .frames
+                .last()
+                .and_then(|frame| serde_json::from_str(&frame.data).ok())
+                .unwrap_or_default();
+            return Ok(json_response(200, &last["response"], &fault.headers));
+        }
+        // Event n is at index n - 1; a scripted gap skips the one that should come next.
+        let skip = after
+            .unwrap_or(0)
+            .saturating_add(usize::from(fault.resume_gap));
+        let frames: Vec<wire::Frame> = run.frames.iter().skip(skip).cloned().collect();
+        return Ok(stream_response(
+            shared.clone(),
+            connection,
+            log_index,
+            fault,
+            pace,
+            api,
+            run.model.clone(),
+            conversation_key(&id, skip),
+            guard,
+            move || frames,
         ));
     }
     let Some(body) = parsed else {
@@ -299,22 +340,79 @@ pub(crate) async fn handle(
         legacy_object: fault.legacy_object,
         ..asked
     };
+    if api == Api::Agent && body["background"] == Value::Bool(true) {
+        // A background run: its events are kept, under an id of its own, to be read again.
+        let id = shared.runs.lock().next_id(&id);
+        let frames = wire::agent_stream(&id, &answer, &asked, pace.chunk_chars, &queries);
+        shared.runs.lock().start(
+            id.clone(),
+            crate::runs::Run {
+                model: model.clone(),
+                frames: frames.clone(),
+            },
+        );
+        return Ok(stream_response(
+            shared.clone(),
+            connection,
+            log_index,
+            fault,
+            pace,
+            api,
+            model,
+            conversation_key(&id, 0),
+            guard,
+            move || frames,
+        ));
+    }
     // Built by the writer, and only when the firehose cache does not have it already.
     let frame_id = id.clone();
     let frames = move || match api {
         Api::Agent => wire::agent_stream(&frame_id, &answer, &asked, pace.chunk_chars, &queries),
         _ => wire::sonar_stream(&frame_id, &answer, &asked, pace.chunk_chars),
     };
-    let (sender, receiver) = mpsc::channel(16);
-    let writer = Writer {
-        shared: shared.clone(),
+    Ok(stream_response(
+        shared.clone(),
         connection,
         log_index,
         fault,
         pace,
         api,
-        model: model.clone(),
-        cache_key: conversation_hash,
+        model,
+        conversation_hash,
+        guard,
+        frames,
+    ))
+}
+
+/// A key for the firehose cache that no ordinary request shares.
+fn conversation_key(id: &str, skip: usize) -> u64 {
+    crate::content::stable_hash(&[id, &skip.to_string()])
+}
+
+/// A streamed response whose frames a [`Writer`] sends, with the fault applied.
+#[allow(clippy::too_many_arguments)]
+fn stream_response(
+    shared: Arc<Shared>,
+    connection: Arc<Connection>,
+    log_index: usize,
+    fault: crate::fault::Fault,
+    pace: crate::config::Pace,
+    api: Api,
+    model: String,
+    cache_key: u64,
+    guard: InFlight,
+    frames: impl FnOnce() -> Vec<wire::Frame> + Send + 'static,
+) -> Response<SimBody> {
+    let (sender, receiver) = mpsc::channel(16);
+    let writer = Writer {
+        shared,
+        connection,
+        log_index,
+        fault,
+        pace,
+        api,
+        model,
+        cache_key,
         _guard: guard,
     };
     tokio::spawn(writer.run(frames, sender));
@@ -327,5 +425,5 @@ pub(crate) async fn handle(
         hyper::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
     );
-    Ok(response)
+    response
 }

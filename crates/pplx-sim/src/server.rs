@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) in_flight: watch::Sender<usize>,
     pub(crate) firehose: Mutex<HashMap<u64, Firehose>>,
+    /// The background runs kept, for retrieving and resuming.
+    pub(crate) runs: Mutex<crate::runs::Runs>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Connections accepted so far.
     pub(crate) connections: AtomicUsize,
@@ -110,6 +112,7 @@ impl Simulator {
             started: Instant::now(),
             in_flight: watch::channel(0).0,
             firehose: Mutex::new(HashMap::new()),
+            runs: Mutex::new(crate::runs::Runs::default()),
             shutdown: shutdown.clone(),
             connections: AtomicUsize::new(0),
             tls,
@@ -226,6 +229,12 @@ impl Simulator {
     ) -> String {
         let words = self.shared.pace.lock().answer_words;
         expected_text(model, conversation, words, max_tokens)
+    }
+
+    /// Forgets every background run, as the service does when they expire: reading one
+    /// again is then a 404.
+    pub fn expire_runs(&self) {
+        self.shared.runs.lock().expire_all();
     }
 
     /// Stops accepting, closes every connection, and waits for the server task.

@@ -275,7 +275,7 @@ pub(crate) fn prepare(
                 _ => return invalid("input: Field required"),
             }
         }
-        Api::Cancel => {}
+        Api::Cancel | Api::Retrieve => {}
         Api::Search => match &body["query"] {
             Value::String(query) => conversation.push(query.clone()),
             Value::Array(queries) => conversation.extend(

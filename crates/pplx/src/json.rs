@@ -30,6 +30,8 @@ pub(crate) enum JsonLine<'a> {
         finish_reason: &'a str,
         fallback: bool,
         cached: bool,
+        /// How many times the stream was read again from where it broke.
+        resumed: u32,
         /// The built-in simulator answered: the text is not a real answer.
         simulated: bool,
         text: &'a str,

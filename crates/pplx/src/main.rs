@@ -72,6 +72,10 @@ struct Args {
     /// Which API: sonar or agent.
     #[arg(long, value_parser = ["sonar", "agent"])]
     api: Option<String>,
+    /// Do not resume a broken Agent API stream from where it broke (it then fails, or
+    /// restarts with `after_commit = "restart"`); also `resume = false` in the config file.
+    #[arg(long)]
+    no_resume: bool,
     /// Ask for the whole answer at once instead of streaming it.
     #[arg(long)]
     no_stream: bool,
@@ -477,6 +481,7 @@ async fn session(
         shared_state: args.shared_state.clone(),
         model: args.model.clone(),
         allow_insecure_http: args.allow_insecure_http,
+        no_resume: args.no_resume,
         ..pplx_setup::SetupOptions::default()
     };
     let setup = pplx_setup::setup(&options, file).await?;

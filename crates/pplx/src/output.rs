@@ -226,6 +226,7 @@ impl Output for Json {
             finish_reason: response.finish_reason.as_str(),
             fallback: response.fallback,
             cached: response.cached,
+            resumed: response.resumed,
             simulated: self.simulated,
             text: &response.text,
         })

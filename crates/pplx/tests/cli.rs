@@ -1117,3 +1117,42 @@ async fn effort_levels_pinned_or_not_go_to_the_agent_api_as_effort() {
         ))
     );
 }
+
+#[tokio::test]
+async fn a_cut_agent_stream_is_resumed_and_said_and_no_resume_turns_it_off() {
+    let sim = simulator().await;
+    sim.script(Target::Any, Fault::drop_after_events(9), 1);
+    let output = pplx(
+        Some(&sim),
+        &["--json", "-m", "fast", "--no-cache", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let done = lines.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["resumed"], 1);
+    assert_eq!(
+        done["text"],
+        sim.expected_text("fast", &[QUESTION], None).as_str()
+    );
+    assert!(lines.iter().all(|line| line["type"] != "restart"));
+
+    // --no-resume: a plain stream, and the same cut is an interruption (exit 1).
+    let sim = simulator().await;
+    sim.script(Target::Any, Fault::drop_after_events(9), 1);
+    let output = pplx(
+        Some(&sim),
+        &["--no-resume", "-m", "fast", "--no-cache", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    sim.wait_idle().await;
+    let sent: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
+    assert!(sent.get("background").is_none(), "{sent}");
+}

@@ -27,7 +27,7 @@ use resilience::keys::KeyLease;
 use resilience::{CallOutcome, Classify, FailureClass, KeyOutcome};
 use tokio::time::Instant;
 
-use crate::client::Live;
+use crate::client::{self, Live};
 use crate::delivery::Ledger;
 use crate::{AfterCommit, CancelOnDrop, Route, Shared, Tally, falls_back};
 
@@ -37,12 +37,8 @@ pub(crate) fn stream(
     route: Route,
     request: ChatRequest,
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
-    let body = Bytes::from(crate::api::request_body(
-        route.api,
-        &request,
-        &route.model,
-        true,
-    ));
+    let background = runs_in_background(&shared, &route, &request);
+    let body = stream_body(&route, &request, background);
     let answer = Box::new(Answer {
         deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
         cancel: CancelOnDrop::new(shared.clone()),
@@ -52,6 +48,8 @@ pub(crate) fn stream(
         body,
         tally: Tally::default(),
         restarts: 0,
+        resumed: 0,
+        background,
         ledger: Ledger::default(),
         phase: Phase::Connecting,
     });
@@ -59,6 +57,50 @@ pub(crate) fn stream(
         let item = answer.next().await?;
         Some((item, answer))
     })
+}
+
+/// Whether an Agent API stream runs as a background run, which can be read again after a
+/// break: resuming is on, the server has not refused `background`, and the caller did not
+/// set it.
+fn runs_in_background(shared: &Shared, route: &Route, request: &ChatRequest) -> bool {
+    route.api == crate::Api::Agent
+        && shared.config.resume
+        && !shared
+            .background_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+        && !request.options.contains_key("background")
+}
+
+/// The streaming body, with `background: true` for a background run.
+fn stream_body(route: &Route, request: &ChatRequest, background: bool) -> Bytes {
+    if !background {
+        return Bytes::from(crate::api::request_body(
+            route.api,
+            request,
+            &route.model,
+            true,
+        ));
+    }
+    let mut request = request.clone();
+    request.options.insert("background".into(), true.into());
+    Bytes::from(crate::api::request_body(
+        route.api,
+        &request,
+        &route.model,
+        true,
+    ))
+}
+
+/// Whether a break is one a background run can be read again after: the connection broke,
+/// the stream ended early, stalled past a deadline other than the total one, or an event
+/// came cut (bad JSON). A failure the run reported itself (`response.failed`) is final.
+fn resumable(cause: &Error) -> bool {
+    use chat_core::{ErrorKind, TimeoutPhase};
+    match cause.kind() {
+        ErrorKind::Incomplete | ErrorKind::Protocol => true,
+        ErrorKind::Timeout => cause.timeout_phase() != Some(TimeoutPhase::Total),
+        _ => false,
+    }
 }
 
 /// Where an answer is.
@@ -101,6 +143,10 @@ struct Answer {
     cancel: CancelOnDrop,
     tally: Tally,
     restarts: u32,
+    /// How many times a broken stream was read again from where it broke.
+    resumed: u32,
+    /// The stream runs as a background run (see [`runs_in_background`]).
+    background: bool,
     ledger: Ledger,
     phase: Phase,
 }
@@ -155,6 +201,16 @@ impl Answer {
                 };
                 (Phase::Streaming(Box::new(streaming)), None)
             }
+            Err(error) if self.background && error.param() == Some("background") => {
+                // The server does not take background runs: plain streams from now on.
+                tracing::warn!(error = %error.report(), "background runs refused; streaming without them");
+                self.shared
+                    .background_refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.background = false;
+                self.body = stream_body(&self.route, &self.request, false);
+                (Phase::Connecting, None)
+            }
             Err(error)
                 if self.shared.config.fallback && self.restarts == 0 && falls_back(&error) =>
             {
@@ -207,7 +263,82 @@ impl Answer {
         match event {
             Ok(ChatEvent::Done(response)) => self.done(streaming, response),
             Ok(event) => (Phase::Streaming(streaming), Some(Ok(event))),
-            Err(cause) => self.broke(streaming, cause),
+            Err(cause) => {
+                if self.background && resumable(&cause) {
+                    match self.resume(&mut streaming, &cause).await {
+                        Ok(()) => return (Phase::Streaming(streaming), None),
+                        Err(why) => {
+                            tracing::warn!(error = %why.report(), "the run cannot be read again");
+                        }
+                    }
+                }
+                self.broke(streaming, cause)
+            }
+        }
+    }
+
+    /// Reads the background run again from after the last event applied, with the key that
+    /// started it, backing off between tries, within the total deadline. A run that expired
+    /// (404), a refusal, or a stream that cannot continue the run is the error.
+    async fn resume(&mut self, streaming: &mut Streaming, cause: &Error) -> Result<(), Error> {
+        let Some((id, cursor)) = streaming.live.resume_point() else {
+            return Err(Error::incomplete(
+                "the stream broke before it named its run",
+            ));
+        };
+        let Some(key) = self.cancel.key() else {
+            return Err(Error::incomplete("the run is not known"));
+        };
+        let path = crate::api::agent::resume_path(&id, cursor);
+        let mut backoff = resilience::Backoff::new(self.shared.config.backoff);
+        loop {
+            if Instant::now() >= self.deadline {
+                return Err(Error::timeout(chat_core::TimeoutPhase::Total));
+            }
+            tracing::warn!(%cause, cursor, "stream broke; reading the run again after its last event");
+            let fetched = tokio::time::timeout_at(
+                self.deadline,
+                client::get_stream(
+                    &self.shared.client,
+                    &self.shared.base_url,
+                    &path,
+                    &key,
+                    &self.route.timeouts,
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout(chat_core::TimeoutPhase::Total)));
+            let failure = match fetched {
+                Ok(response) => {
+                    let is_stream = response
+                        .headers()
+                        .get(hyper::header::CONTENT_TYPE)
+                        .and_then(|value| value.to_str().ok())
+                        .is_some_and(|value| value.starts_with("text/event-stream"));
+                    if !is_stream {
+                        return Err(Error::protocol("the run was read again without a stream"));
+                    }
+                    streaming
+                        .live
+                        .resume(response, self.shared.config.max_event_bytes);
+                    self.resumed += 1;
+                    return Ok(());
+                }
+                Err(error) => self.shared.redact(error),
+            };
+            if failure.status_code() == Some(404) || !failure.is_retryable() {
+                return Err(failure);
+            }
+            match backoff.next_delay(failure.retry_after()) {
+                resilience::Delay::Retry(delay) => {
+                    let until = resilience::backoff::later(Instant::now(), delay);
+                    if until >= self.deadline {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => return Err(failure),
+            }
         }
     }
 
@@ -223,8 +354,13 @@ impl Answer {
         if let Some(permit) = streaming.permit.take() {
             permit.record(CallOutcome::Success);
         }
-        tracing::info!(events = streaming.live.events_seen(), "stream complete");
+        tracing::info!(
+            events = streaming.live.events_seen(),
+            resumed = self.resumed,
+            "stream complete"
+        );
         self.tally.stamp(&mut response);
+        response.resumed = self.resumed;
         let released = streaming.live.release();
         (
             Phase::Releasing(released),

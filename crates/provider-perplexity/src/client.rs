@@ -216,7 +216,30 @@ pub(crate) async fn send_to(
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Error> {
-    let request = request(base_url, path, body, key, stream)?;
+    let request = request(hyper::Method::POST, base_url, path, body, key, stream)?;
+    send(client, request, stream, timeouts).await
+}
+
+/// A GET of `path` (with its query) that streams: how a background run's events are read
+/// again after a broken connection.
+pub(crate) async fn get_stream(
+    client: &HttpClient,
+    base_url: &str,
+    path: &str,
+    key: &ApiKey,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, Error> {
+    let request = request(hyper::Method::GET, base_url, path, Bytes::new(), key, true)?;
+    send(client, request, true, timeouts).await
+}
+
+/// Sends `request` within the headers deadline; a non-2xx answer is its error.
+async fn send(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    stream: bool,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, Error> {
     let started = tokio::time::Instant::now();
     let response = match tokio::time::timeout(timeouts.headers, client.request(request)).await {
         Err(_) => return Err(Error::timeout(TimeoutPhase::Headers)),
@@ -234,8 +257,9 @@ pub(crate) async fn send_to(
     Err(refusal(response, stream, timeouts).await)
 }
 
-/// The POST to `path`, its key in a sensitive header.
+/// The request (a POST of a JSON body, or a GET) to `path`, its key in a sensitive header.
 fn request(
+    method: hyper::Method,
     base_url: &str,
     path: &str,
     body: Bytes,
@@ -255,9 +279,14 @@ fn request(
     } else {
         "application/json"
     };
-    Request::post(format!("{base_url}{path}"))
-        .header(AUTHORIZATION, authorization)
-        .header(CONTENT_TYPE, "application/json")
+    let mut builder = Request::builder()
+        .method(method.clone())
+        .uri(format!("{base_url}{path}"))
+        .header(AUTHORIZATION, authorization);
+    if method == hyper::Method::POST {
+        builder = builder.header(CONTENT_TYPE, "application/json");
+    }
+    builder
         .header(ACCEPT, accept)
         .header(
             USER_AGENT,
@@ -298,15 +327,19 @@ async fn refusal(response: Response<Incoming>, stream: bool, timeouts: &Timeouts
         _ => Bytes::new(),
     };
     let message = wire::error_message(status, &content_type, &body);
+    let param = wire::error_param(&body);
     let about_stream = matches!(status, 400 | 422)
         && stream
-        && wire::error_param(&body).is_some_and(|param| param.starts_with("stream"));
+        && param
+            .as_deref()
+            .is_some_and(|param| param.starts_with("stream"));
     if about_stream {
         return Error::not_streaming(Some(status), message);
     }
     Error::status(status, message)
         .with_retry_after(retry_after)
         .with_should_retry(should_retry)
+        .with_param(param)
 }
 
 /// A transport failure: a connect timeout, another connect failure, or a broken connection.
@@ -369,6 +402,31 @@ impl Live {
             run,
             total: None,
         }
+    }
+
+    /// Goes on reading the same answer from `response`, a background run's events again
+    /// after a break: the decoder keeps the answer so far, drops what it already applied and
+    /// refuses a gap; the first-event deadline applies again.
+    pub(crate) fn resume(&mut self, response: Response<Incoming>, max_event_bytes: usize) {
+        let limits = Limits::new(max_event_bytes, max_event_bytes);
+        self.events = EventStream::with_limits(BodyDataStream::new(response.into_body()), limits);
+        self.pending.clear();
+        self.seen_event = false;
+        self.started = tokio::time::Instant::now();
+        self.decoder.resuming();
+    }
+
+    /// Where a resumed stream must continue, and the run it belongs to: `None` when the
+    /// stream cannot be resumed (no numbered event yet, no run id, or a resumed stream that
+    /// did not continue the run).
+    pub(crate) fn resume_point(&self) -> Option<(String, u64)> {
+        if !self.decoder.resumable() {
+            return None;
+        }
+        Some((
+            self.decoder.response_id()?.to_owned(),
+            self.decoder.cursor()?,
+        ))
     }
 
     /// Ends the stream with a `Total` timeout at `deadline`.

@@ -280,6 +280,11 @@ pub struct PerplexityConfig {
     /// files as base64) and replayed tool calls together, in bytes. A request over it is a
     /// `BadRequest` error before anything is sent (send large files by URL).
     pub max_request_bytes: usize,
+    /// Agent API streams run as background runs (`background: true`), and a stream that
+    /// breaks is read again from after its last delivered event (`GET
+    /// /v1/responses/{id}?stream=true&starting_after=N`) instead of failing or restarting.
+    /// On by default.
+    pub resume: bool,
 }
 
 impl Default for PerplexityConfig {
@@ -308,6 +313,7 @@ impl Default for PerplexityConfig {
             max_answer_bytes: 16 << 20,
             // Above one 50 MB image (Perplexity's bound per image) in base64.
             max_request_bytes: 80 << 20,
+            resume: true,
         }
     }
 }

@@ -30,6 +30,23 @@ pub(crate) trait Feed: std::fmt::Debug + Send {
         None
     }
 
+    /// The `sequence_number` of the last event applied, for a stream that numbers its events
+    /// (the Agent API): where a resumed stream must continue.
+    fn cursor(&self) -> Option<u64> {
+        None
+    }
+
+    /// The stream is read again from after [`cursor`](Feed::cursor): events at or below it
+    /// are dropped, and the first one above it must be the next (a gap is an error: the
+    /// events in it are lost).
+    fn resuming(&mut self) {}
+
+    /// Whether the run can still be read again: false once a resumed stream failed to
+    /// continue it (a gap, another run).
+    fn resumable(&self) -> bool {
+        false
+    }
+
     /// Turns a fast path off (for the benches' comparison).
     #[cfg(feature = "bench-internals")]
     fn set_scan(&mut self, _scan: bool) {}
@@ -98,6 +115,21 @@ impl Decoder {
     /// Whether the final event arrived.
     pub(crate) fn is_done(&self) -> bool {
         self.answer.done
+    }
+
+    /// Where a resumed stream must continue (see [`Feed::cursor`]).
+    pub(crate) fn cursor(&self) -> Option<u64> {
+        self.feed.cursor()
+    }
+
+    /// The stream is read again from after the cursor (see [`Feed::resuming`]).
+    pub(crate) fn resuming(&mut self) {
+        self.feed.resuming();
+    }
+
+    /// Whether the run can still be read again (see [`Feed::resumable`]).
+    pub(crate) fn resumable(&self) -> bool {
+        !self.answer.done && self.feed.resumable()
     }
 
     /// The run's id, once the server said it (to cancel an abandoned Agent API run).

@@ -214,6 +214,9 @@ struct Shared {
     /// `config.families` in order), all sharing the key pool and the retry budget, each with
     /// its own circuit breaker: deep research timing out must not cut off quick answers.
     retriers: Vec<[Retrier; 2]>,
+    /// The server refused `background` once (a 400 naming it): Agent streams are plain
+    /// from then on, as with the `stream` fallback.
+    background_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Where one request goes and under which rules.
@@ -269,6 +272,7 @@ impl PerplexityProvider {
                 base_url,
                 config,
                 retriers,
+                background_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -689,6 +693,12 @@ impl CancelOnDrop {
             shared,
             run: client::RunSlot::default(),
         }
+    }
+
+    /// The key that started the run, while it is known and armed (a resume reads it with
+    /// the same key).
+    fn key(&self) -> Option<resilience::ApiKey> {
+        self.run.lock().as_ref().map(|(_, key)| key.clone())
     }
 
     /// The run ended on its own: nothing to cancel.

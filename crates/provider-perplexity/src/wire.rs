@@ -203,3 +203,10 @@ pub(crate) fn error_message(status: u16, content_type: &str, body: &[u8]) -> Str
         _ => format!("the server answered {status}"),
     }
 }
+
+/// At most 64 characters of a server's identifier, for a message.
+pub(crate) fn short(id: &str) -> &str {
+    id.char_indices()
+        .nth(64)
+        .map_or(id, |(index, _)| &id[..index])
+}

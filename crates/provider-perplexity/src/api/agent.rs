@@ -76,14 +76,27 @@ pub(crate) fn names_model(model: &str) -> bool {
     is_effort(model) || PRESETS.contains(&model) || model.contains('/')
 }
 
+/// What of a server's run id a path segment may hold (the rest is dropped).
+fn path_safe(id: &str) -> String {
+    id.chars()
+        .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
+        .take(128)
+        .collect()
+}
+
 /// Where a run is cancelled (`POST /v1/agent/{id}/cancel`, as the official server does); the
 /// id comes from the server, so only what a path segment may hold is kept.
 pub(crate) fn cancel_path(id: &str) -> String {
-    let id: String = id
-        .chars()
-        .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
-        .collect();
-    format!("{PATH}/{id}/cancel")
+    format!("{PATH}/{}/cancel", path_safe(id))
+}
+
+/// Where a background run's events are read again after event `cursor` (docs, "Background
+/// mode"; the SDK's `responses.retrieve(id, stream=True, starting_after=N)`).
+pub(crate) fn resume_path(id: &str, cursor: u64) -> String {
+    format!(
+        "/v1/responses/{}?stream=true&starting_after={cursor}",
+        path_safe(id)
+    )
 }
 
 /// The Agent API on the wire.
@@ -220,9 +233,30 @@ struct AgentFeed {
     /// The `call_id`s of the tool calls delivered (each once, whether it came in an
     /// `output_item.done` event or only in the final response).
     calls: Vec<String>,
+    /// The `sequence_number` of the last event applied.
+    cursor: Option<u64>,
+    /// Read again after a break: the next numbered event must follow the cursor.
+    resuming: bool,
+    /// A resumed stream did not continue the run: it cannot be read again.
+    lost: bool,
 }
 
+/// Why a resumed stream cannot continue the answer: it would lose or repeat events.
+pub(crate) const NOT_RESUMABLE: &str = "the resumed stream does not continue the run";
+
 impl Feed for AgentFeed {
+    fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    fn resuming(&mut self) {
+        self.resuming = true;
+    }
+
+    fn resumable(&self) -> bool {
+        !self.lost
+    }
+
     fn feed(
         &mut self,
         answer: &mut Assembly,
@@ -237,6 +271,21 @@ impl Feed for AgentFeed {
         }
         let event: Event<'_> = serde_json::from_slice(data)
             .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
+        if let Some(number) = event.sequence_number {
+            match self.cursor {
+                // Already applied: a resumed stream repeats nothing to the caller.
+                Some(cursor) if number <= cursor => return Ok(()),
+                Some(cursor) if self.resuming && number != cursor.saturating_add(1) => {
+                    self.lost = true;
+                    return Err(Error::incomplete(format!(
+                        "{NOT_RESUMABLE}: it skips from event {cursor} to {number}"
+                    )));
+                }
+                _ => {}
+            }
+            self.cursor = Some(number);
+            self.resuming = false;
+        }
         match event.kind.as_deref().unwrap_or_default() {
             "response.reasoning.started"
             | "response.reasoning.stopped"
@@ -362,6 +411,19 @@ impl AgentFeed {
                 .map_err(|error| Error::protocol(format!("bad final response: {error}")))?,
             None => AgentResponse::default(),
         };
+        // The end of another run is not the end of this answer (a resumed stream of the
+        // wrong run, a proxy mixing streams).
+        if !answer.response.id.is_empty()
+            && !response.id.is_empty()
+            && response.id != answer.response.id
+        {
+            self.lost = true;
+            return Err(Error::incomplete(format!(
+                "{NOT_RESUMABLE}: it ends run {} in place of {}",
+                wire::short(&response.id),
+                wire::short(&answer.response.id)
+            )));
+        }
         // The final output lists every search's results; the streamed batches may have
         // missed some (a proxy that drops events), never the other way round.
         let mut grew = false;
@@ -496,6 +558,9 @@ struct Event<'a> {
     pub(crate) results: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) thought: Option<Cow<'a, str>>,
+    /// Every event's place in its run (resumes continue after the last one applied).
+    #[serde(default)]
+    pub(crate) sequence_number: Option<u64>,
     /// `response.skill.loaded`: the skill's name.
     #[serde(borrow, default)]
     pub(crate) name: Option<Cow<'a, str>>,

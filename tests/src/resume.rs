@@ -1,0 +1,170 @@
+//! Resumable Agent API streams against the simulator's background runs: a stream cut any
+//! number of times mid-answer completes with the exact text, from one run, with no restart;
+//! a resumed stream that leaves a gap, or a run that expired, is never passed off as whole;
+//! a server that refuses `background` gets plain streams.
+
+use chat_core::{ChatEvent, ChatProvider, ChatRequest, ErrorKind};
+use futures_util::StreamExt;
+use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
+use provider_perplexity::{Api, PerplexityConfig, PerplexityProvider};
+use resilience::ApiKey;
+use serde_json::Value;
+
+const QUESTION: &str = "Explain quantum computing";
+
+async fn simulator() -> Simulator {
+    let mut config = SimConfig::default();
+    config.pace = Pace::instant();
+    config.record_bodies = true;
+    Simulator::start(config).await.unwrap()
+}
+
+fn provider(sim: &Simulator, change: impl FnOnce(&mut PerplexityConfig)) -> PerplexityProvider {
+    let mut config = PerplexityConfig::default();
+    config.base_url = sim.base_url();
+    config.keys = vec![ApiKey::new("pplx-resume-test")];
+    config.api = Some(Api::Agent);
+    config.backoff.base = std::time::Duration::from_millis(1);
+    config.backoff.cap = std::time::Duration::from_millis(5);
+    change(&mut config);
+    PerplexityProvider::new(config).unwrap()
+}
+
+/// The events of one streamed answer, and its error if it failed.
+async fn stream(provider: &PerplexityProvider) -> (Vec<ChatEvent>, Option<chat_core::Error>) {
+    let mut stream = provider.chat_stream(ChatRequest::new("fast", QUESTION));
+    let mut events = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => events.push(event),
+            Err(error) => return (events, Some(error)),
+        }
+    }
+    (events, None)
+}
+
+fn text(events: &[ChatEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            ChatEvent::TextDelta(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (method-ish endpoint, status) of every request, and the first POST's body.
+async fn requests(sim: &Simulator) -> (Vec<String>, Value) {
+    sim.wait_idle().await;
+    let log = sim.log();
+    let endpoints = log.iter().map(|entry| entry.endpoint.clone()).collect();
+    let body = serde_json::from_str(log[0].body.as_deref().unwrap_or("null")).unwrap();
+    (endpoints, body)
+}
+
+#[tokio::test]
+async fn a_stream_cut_twice_mid_answer_is_resumed_to_the_exact_text_from_one_run() {
+    let sim = simulator().await;
+    // The first connection breaks after two text deltas, the first resume after five more
+    // events; the second resume runs to the end.
+    sim.script(Target::Any, Fault::drop_after_events(9), 1);
+    sim.script(Target::Any, Fault::drop_after_events(5), 1);
+    let (events, error) = stream(&provider(&sim, |_| {})).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(
+        !events.contains(&ChatEvent::Restart),
+        "no restart, no second run"
+    );
+    let expected = sim.expected_text("fast", &[QUESTION], None);
+    assert_eq!(text(&events), expected, "every word exactly once");
+    let Some(ChatEvent::Done(response)) = events.last() else {
+        panic!("no Done")
+    };
+    assert_eq!(response.resumed, 2);
+    assert_eq!(response.text, expected);
+    let (endpoints, body) = requests(&sim).await;
+    assert_eq!(body["background"], true, "streams run as background runs");
+    assert_eq!(
+        endpoints
+            .iter()
+            .filter(|endpoint| *endpoint == "/v1/agent")
+            .count(),
+        1,
+        "one run: {endpoints:?}"
+    );
+    let resumes: Vec<&String> = endpoints
+        .iter()
+        .filter(|endpoint| endpoint.starts_with("/v1/responses/"))
+        .collect();
+    assert_eq!(resumes.len(), 2, "{endpoints:?}");
+    assert!(
+        endpoints
+            .iter()
+            .all(|endpoint| !endpoint.ends_with("/cancel")),
+        "a finished run is not cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_or_an_expired_run_is_an_interruption_with_the_exact_partial_and_the_run_is_cancelled()
+ {
+    for (resume_fault, why) in [
+        (Fault::resume_gap(), "gap"),
+        (Fault::status(404), "expired"),
+    ] {
+        let sim = simulator().await;
+        sim.script(Target::Any, Fault::drop_after_events(9), 1);
+        sim.script(Target::Any, resume_fault, 1);
+        let (events, error) = stream(&provider(&sim, |_| {})).await;
+        let error = error.unwrap_or_else(|| panic!("{why}: passed off as whole"));
+        assert_eq!(error.kind(), ErrorKind::Interrupted, "{why}: {error}");
+        let delivered = text(&events);
+        assert!(!delivered.is_empty());
+        assert_eq!(error.partial_text(), Some(delivered.as_str()), "{why}");
+        assert!(
+            sim.expected_text("fast", &[QUESTION], None)
+                .starts_with(&delivered),
+            "{why}"
+        );
+        // The abandoned run is cancelled (in the background: wait for it, within a deadline).
+        let cancelled = sim.wait_for_log(|entries| {
+            entries
+                .iter()
+                .any(|entry| entry.endpoint.ends_with("/cancel"))
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), cancelled)
+            .await
+            .unwrap_or_else(|_| panic!("{why}: the abandoned run was not cancelled"));
+    }
+}
+
+#[tokio::test]
+async fn resuming_off_or_refused_means_plain_streams() {
+    let sim = simulator().await;
+    let (events, error) = stream(&provider(&sim, |config| config.resume = false)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(!text(&events).is_empty());
+    let (_, body) = requests(&sim).await;
+    assert!(body.get("background").is_none(), "{body}");
+
+    // A server that refuses `background` (a 400 naming it): plain streams from then on.
+    let sim = simulator().await;
+    let refusal = r#"{"error": {"message": "background is not supported", "type": "invalid_request_error", "param": "background", "code": 400}}"#;
+    sim.script(Target::Any, Fault::status(400).body(refusal), 1);
+    let provider = provider(&sim, |_| {});
+    for _ in 0..2 {
+        let (events, error) = stream(&provider).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(text(&events), sim.expected_text("fast", &[QUESTION], None));
+    }
+    sim.wait_idle().await;
+    let backgrounds: Vec<Value> = sim
+        .log()
+        .iter()
+        .map(|entry| {
+            serde_json::from_str::<Value>(entry.body.as_deref().unwrap()).unwrap()["background"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(backgrounds, [Value::Bool(true), Value::Null, Value::Null]);
+}
