@@ -82,6 +82,10 @@ fn fault(rng: &mut SmallRng) -> Option<Fault> {
         9 => Fault::error_event_after(3),
         10 => Fault::quiet_after_events(1, Duration::from_millis(200), KeepAlive::Ping),
         11 => Fault::none().keep_alive().one_byte_pieces(),
+        // Cuts mid-answer (past the first words): Agent API runs are read again from where
+        // they broke, Sonar answers restart.
+        12 => Fault::drop_after_events(9 + rng.below(8)),
+        13 => Fault::drop_mid_event(9 + rng.below(8)),
         _ => return None,
     })
 }
@@ -96,6 +100,27 @@ struct Tally {
     lost: usize,
     duplicated: usize,
     hung: usize,
+    /// Agent API answers (background runs, resumed after a cut).
+    agent: usize,
+    /// Agent answers read again after a cut at least once, and the resumes in all.
+    resumed_answers: usize,
+    resumes: u32,
+    /// Agent answers that restarted (a cut that could not be resumed).
+    agent_restarts: usize,
+}
+
+/// An Agent API answer's resumes and restarts, counted.
+fn count_agent(tally: &mut Tally, events: &[ChatEvent]) {
+    tally.agent += 1;
+    if let Some(ChatEvent::Done(response)) = events.last()
+        && response.resumed > 0
+    {
+        tally.resumed_answers += 1;
+        tally.resumes += response.resumed;
+    }
+    if events.contains(&ChatEvent::Restart) {
+        tally.agent_restarts += 1;
+    }
 }
 
 /// Checks one outcome against the exact expected text.
@@ -231,15 +256,20 @@ async fn main() {
                 };
                 // The total deadline is 60 s: twice that is hung.
                 match tokio::time::timeout(Duration::from_secs(120), run).await {
-                    Ok(error) => Some((expected, events, error)),
+                    Ok(error) => Some((model, expected, events, error)),
                     Err(_) => None,
                 }
             });
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Some((expected, events, error))) => {
+                Ok(Some((model, expected, events, error))) => {
                     judge(&mut tally, &expected, &events, error.as_ref());
+                    if provider_perplexity::Api::for_model(model)
+                        == Some(provider_perplexity::Api::Agent)
+                    {
+                        count_agent(&mut tally, &events);
+                    }
                 }
                 Ok(None) => {
                     tally.requests += 1;
@@ -276,6 +306,10 @@ async fn main() {
     if grew {
         eprintln!("soak: memory grew between rounds: {rss:?} MiB");
     }
+    println!(
+        "soak: agent answers {}, resumed after a cut {} ({} resumes), restarted {}",
+        tally.agent, tally.resumed_answers, tally.resumes, tally.agent_restarts
+    );
     if tally.lost + tally.duplicated + tally.hung > 0 || grew {
         std::process::exit(1);
     }
