@@ -512,6 +512,50 @@ mod tests {
         client.cancel().await.unwrap();
     }
 
+    #[tokio::test]
+    async fn research_cut_twice_mid_answer_completes_from_one_run_with_no_restart() {
+        let mut sim_config = SimConfig::default();
+        sim_config.keys = vec!["mcp-test-key".into()];
+        sim_config.pace = Pace::instant();
+        sim_config.record_bodies = true;
+        let sim = Simulator::start(sim_config).await.unwrap();
+        // Cut mid-answer twice: after the first words, then a few events into the resume.
+        sim.script(Target::Any, Fault::drop_after_events(14), 1);
+        sim.script(Target::Any, Fault::drop_after_events(4), 1);
+        let values = Arc::new(Mutex::new(Vec::new()));
+        let client = serve(&sim, |_| {}, values.clone()).await;
+        let question = "Explain quantum computing";
+        let arguments = json!({"messages": [{"role": "user", "content": question}]});
+        let mut meta = RequestMetaObject::new();
+        meta.set_progress_token(ProgressToken(NumberOrString::Number(3)));
+        let mut call = CallToolRequestParams::new("perplexity_research")
+            .with_arguments(arguments.as_object().unwrap().clone());
+        call.meta = Some(meta);
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(result.is_error, Some(false));
+        // The research tool runs on the `high` effort.
+        let expected = sim.expected_text("high", &[question], None);
+        assert_eq!(
+            result.structured_content.unwrap()["answer"],
+            expected.as_str()
+        );
+        let values = values.lock().unwrap().clone();
+        assert!(
+            values
+                .iter()
+                .all(|(_, message)| !message.contains("starts over")),
+            "no restart: {values:?}"
+        );
+        sim.wait_idle().await;
+        let posts = sim
+            .log()
+            .iter()
+            .filter(|entry| entry.endpoint == "/v1/agent")
+            .count();
+        assert_eq!(posts, 1, "one run: {}", sim.log_text());
+        client.cancel().await.unwrap();
+    }
+
     #[test]
     fn an_open_address_needs_a_token_or_an_explicit_yes() {
         let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
