@@ -6,7 +6,10 @@
 //!   clients taking turns, median per client;
 //! - the time the client adds before the first delta, from the `chat_stream` call (request,
 //!   headers, retrier and key pool included) minus the simulator's own time, p50 and p99;
-//! - resident memory per stream with many streams open at once.
+//! - resident memory per stream with many streams open at once;
+//! - the time from a cut to the next delivered word, when an Agent API stream cut mid-answer
+//!   is read again after its last event (background runs), p50 and p99, beside an uncut
+//!   stream's widest gap between two words on the same loopback.
 //!
 //! The simulator runs on its own runtime thread; each client runs on a current-thread runtime
 //! on the bench thread, so that thread's CPU time is the client's CPU time.
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatEvent, ChatProvider, ChatRequest};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use pplx_sim::{Pace, SimConfig, Simulator};
+use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
 use provider_perplexity::{PerplexityConfig, PerplexityProvider};
 
 const KEY: &str = "bench-key";
@@ -220,6 +223,76 @@ fn bench_first_delta(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// The widest gap between two delivered words of one Agent API stream, cut mid-answer (after
+/// its twelfth event: past the first words) when `cut`: with the cut, the gap is the time
+/// from the cut to the first word read again from the run.
+async fn widest_word_gap(provider: &PerplexityProvider, sim: &Simulator, cut: bool) -> Duration {
+    if cut {
+        sim.script(Target::Any, Fault::drop_after_events(12), 1);
+    }
+    let mut stream = provider.chat_stream(ChatRequest::new("fast", QUESTION));
+    let mut last: Option<Instant> = None;
+    let mut widest = Duration::ZERO;
+    while let Some(event) = stream.next().await {
+        if let ChatEvent::TextDelta(text) = event.unwrap() {
+            black_box(text);
+            let now = Instant::now();
+            if let Some(last) = last {
+                widest = widest.max(now - last);
+            }
+            last = Some(now);
+        }
+    }
+    widest
+}
+
+fn bench_resume(criterion: &mut Criterion) {
+    let (sim, _sim_runtime) = simulator(Pace::instant());
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = PerplexityConfig::default();
+    config.base_url = sim.base_url();
+    config.keys = vec![resilience::ApiKey::new(KEY)];
+    config.api = Some(provider_perplexity::Api::Agent);
+    config.breaker.minimum_calls = u32::MAX;
+    let provider = PerplexityProvider::new(config).unwrap();
+    client_runtime.block_on(widest_word_gap(&provider, &sim, true));
+    let samples = if benches::quick() { 100 } else { 500 };
+    let percentiles = |cut: bool| {
+        let mut gaps: Vec<Duration> = (0..samples)
+            .map(|_| client_runtime.block_on(widest_word_gap(&provider, &sim, cut)))
+            .collect();
+        gaps.sort();
+        let at = |share: f64| gaps[((gaps.len() - 1) as f64 * share) as usize].as_secs_f64() * 1e6;
+        (at(0.5), at(0.99))
+    };
+    let (cut_p50, cut_p99) = percentiles(true);
+    let (uncut_p50, uncut_p99) = percentiles(false);
+    benches::write_meta(
+        "provider_resume",
+        &serde_json::json!({"samples": samples, "cut_p50_us": cut_p50, "cut_p99_us": cut_p99,
+            "uncut_p50_us": uncut_p50, "uncut_p99_us": uncut_p99}),
+    );
+    let mut group = criterion.benchmark_group("provider_resume");
+    group.sample_size(30);
+    for (name, cut) in [("stream_cut_once", true), ("stream_uncut", false)] {
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                (0..iterations)
+                    .map(|_| {
+                        let started = Instant::now();
+                        client_runtime.block_on(widest_word_gap(&provider, &sim, cut));
+                        started.elapsed()
+                    })
+                    .sum()
+            });
+        });
+    }
+    group.finish();
+}
+
 /// Memory per open stream: the simulator runs as its own process (target/release/pplx-sim),
 /// so only the client's memory is counted.
 fn measure_memory() {
@@ -312,5 +385,5 @@ fn config() -> Criterion {
     benches::criterion_config((300, 1500), (1000, 5000))
 }
 
-criterion_group! { name = client; config = config(); targets = bench_throughput, bench_first_delta, bench_memory }
+criterion_group! { name = client; config = config(); targets = bench_throughput, bench_first_delta, bench_resume, bench_memory }
 criterion_main!(client);

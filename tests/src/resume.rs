@@ -168,3 +168,23 @@ async fn resuming_off_or_refused_means_plain_streams() {
         .collect();
     assert_eq!(backgrounds, [Value::Bool(true), Value::Null, Value::Null]);
 }
+
+#[tokio::test]
+async fn a_run_that_breaks_at_once_every_time_it_is_read_again_ends_in_an_interruption() {
+    let sim = simulator().await;
+    sim.script(Target::Any, Fault::drop_after_events(9), 1);
+    // Every read of the run breaks before its next event.
+    sim.script(Target::Any, Fault::drop_after_events(0), 50);
+    let provider = provider(&sim, |config| config.backoff.max_attempts = 3);
+    let (events, error) = stream(&provider).await;
+    let error = error.expect("not passed off as whole");
+    assert_eq!(error.kind(), ErrorKind::Interrupted, "{error}");
+    assert_eq!(error.partial_text(), Some(text(&events).as_str()));
+    sim.wait_idle().await;
+    let reads = sim
+        .log()
+        .iter()
+        .filter(|entry| entry.endpoint.starts_with("/v1/responses/"))
+        .count();
+    assert!(reads <= 3, "bounded by the retry policy: {reads} reads");
+}

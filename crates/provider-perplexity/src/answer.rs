@@ -49,6 +49,8 @@ pub(crate) fn stream(
         tally: Tally::default(),
         restarts: 0,
         resumed: 0,
+        stalled_resumes: 0,
+        resumed_from: None,
         background,
         ledger: Ledger::default(),
         phase: Phase::Connecting,
@@ -60,15 +62,18 @@ pub(crate) fn stream(
 }
 
 /// Whether an Agent API stream runs as a background run, which can be read again after a
-/// break: resuming is on, the server has not refused `background`, and the caller did not
-/// set it.
+/// break: resuming is on and the server has not refused `background`, unless the caller set
+/// `background` itself (then its value decides).
 fn runs_in_background(shared: &Shared, route: &Route, request: &ChatRequest) -> bool {
-    route.api == crate::Api::Agent
-        && shared.config.resume
-        && !shared
+    if route.api != crate::Api::Agent || !shared.config.resume {
+        return false;
+    }
+    match request.options.get("background") {
+        Some(asked) => *asked == serde_json::Value::Bool(true),
+        None => !shared
             .background_refused
-            .load(std::sync::atomic::Ordering::Relaxed)
-        && !request.options.contains_key("background")
+            .load(std::sync::atomic::Ordering::Relaxed),
+    }
 }
 
 /// The streaming body, with `background: true` for a background run.
@@ -145,6 +150,11 @@ struct Answer {
     restarts: u32,
     /// How many times a broken stream was read again from where it broke.
     resumed: u32,
+    /// Resumes in a row that brought no new event (a run read again that breaks at once):
+    /// bounded by the retry policy's attempts, so a server that never gets further ends.
+    stalled_resumes: u32,
+    /// The cursor the last resume started from.
+    resumed_from: Option<u64>,
     /// The stream runs as a background run (see [`runs_in_background`]).
     background: bool,
     ledger: Ledger,
@@ -286,6 +296,17 @@ impl Answer {
                 "the stream broke before it named its run",
             ));
         };
+        if self.resumed_from == Some(cursor) {
+            self.stalled_resumes += 1;
+            if self.stalled_resumes >= self.shared.config.backoff.max_attempts {
+                return Err(Error::incomplete(
+                    "the run read again kept breaking before its next event",
+                ));
+            }
+        } else {
+            self.stalled_resumes = 0;
+        }
+        self.resumed_from = Some(cursor);
         let Some(key) = self.cancel.key() else {
             return Err(Error::incomplete("the run is not known"));
         };
