@@ -6,8 +6,10 @@
 //!   answer text, or `Done` for an empty answer) under the retrier: breaker, keys, backoff,
 //!   budget and the total deadline. The events before the commit point are held.
 //! - [`Phase::Streaming`]: the held events, then the live stream, go to the caller. A break
-//!   here either restarts the answer ([`Phase::Connecting`] again, after a `Restart` event)
-//!   or ends it with an interruption.
+//!   here is first read again from the run when it is an Agent API background run
+//!   ([`Answer::resume`]: the same answer goes on, nothing repeated); otherwise, or when the
+//!   run cannot continue, it either restarts the answer ([`Phase::Connecting`] again, after
+//!   a `Restart` event) or ends it with an interruption.
 //! - [`Phase::Replaying`]: the non-streaming fallback's answer, as the same events.
 //! - [`Phase::Releasing`]: `Done` went out; the connection goes back to the pool before the
 //!   stream ends, for a caller that reads on.
