@@ -188,3 +188,69 @@ async fn a_run_that_breaks_at_once_every_time_it_is_read_again_ends_in_an_interr
         .count();
     assert!(reads <= 3, "bounded by the retry policy: {reads} reads");
 }
+
+#[tokio::test]
+async fn a_detached_run_is_read_from_its_first_event_even_when_cut_and_never_cancelled() {
+    let sim = simulator().await;
+    let provider = provider(&sim, |_| {});
+    let id = provider
+        .start_run(ChatRequest::new("fast", QUESTION))
+        .await
+        .unwrap();
+    assert!(id.starts_with("resp_"), "{id}");
+    // Read it, cut once on the way.
+    sim.script(Target::Any, Fault::drop_after_events(10), 1);
+    let mut stream = provider.attach(&id, "fast");
+    let mut events = Vec::new();
+    while let Some(item) = stream.next().await {
+        events.push(item.unwrap());
+    }
+    assert_eq!(text(&events), sim.expected_text("fast", &[QUESTION], None));
+    let Some(ChatEvent::Done(response)) = events.last() else {
+        panic!("no Done")
+    };
+    assert_eq!(response.resumed, 1);
+    // Leaving a reader part-way never cancels the run: it can be attached to again.
+    let mut reader = provider.attach(&id, "fast");
+    let _ = reader.next().await;
+    drop(reader);
+    let mut again = provider.attach(&id, "fast");
+    let mut second = Vec::new();
+    while let Some(item) = again.next().await {
+        second.push(item.unwrap());
+    }
+    assert_eq!(text(&second), text(&events));
+    sim.wait_idle().await;
+    let endpoints: Vec<String> = sim
+        .log()
+        .iter()
+        .map(|entry| entry.endpoint.clone())
+        .collect();
+    assert_eq!(
+        endpoints
+            .iter()
+            .filter(|endpoint| *endpoint == "/v1/agent")
+            .count(),
+        1,
+        "{endpoints:?}"
+    );
+    assert!(
+        endpoints
+            .iter()
+            .all(|endpoint| !endpoint.ends_with("/cancel")),
+        "{endpoints:?}"
+    );
+    // A Sonar model runs nothing in the background; an unknown run is an error, not an answer.
+    let error = provider_sonar(&sim)
+        .start_run(ChatRequest::new("sonar", QUESTION))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    let mut missing = provider.attach("resp_unknown", "fast");
+    let error = missing.next().await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BadRequest, "{error}");
+}
+
+fn provider_sonar(sim: &Simulator) -> PerplexityProvider {
+    provider(sim, |config| config.api = Some(Api::Sonar))
+}

@@ -328,6 +328,22 @@ pub(crate) async fn handle(
             &fault.headers,
         ));
     }
+    if !stream && api == Api::Agent && body["background"] == Value::Bool(true) {
+        // A background run started without a stream: it is kept (to be read with GET
+        // /v1/responses/{id}), and the answer is the run, still in progress.
+        let id = shared.runs.lock().next_id(&id);
+        let frames = wire::agent_stream(&id, &answer, &asked, pace.chunk_chars, &queries);
+        shared.runs.lock().start(
+            id.clone(),
+            crate::runs::Run {
+                model: model.clone(),
+                frames,
+            },
+        );
+        finish(200, 0, Ending::Complete);
+        let value = wire::agent_response(&id, &answer, &asked, "in_progress");
+        return Ok(json_response(200, &value, &fault.headers));
+    }
     if !stream {
         let value = match api {
             Api::Agent => wire::agent_response(&id, &answer, &asked, "completed"),

@@ -41,13 +41,15 @@ pub(crate) fn stream(
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
     let background = runs_in_background(&shared, &route, &request);
     let body = stream_body(&route, &request, background);
-    let answer = Box::new(Answer {
+    let cancel = CancelOnDrop::new(shared.clone());
+    run(Box::new(Answer {
         deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
-        cancel: CancelOnDrop::new(shared.clone()),
+        cancel,
         shared,
         route,
         request,
         body,
+        existing: None,
         tally: Tally::default(),
         restarts: 0,
         resumed: 0,
@@ -56,7 +58,38 @@ pub(crate) fn stream(
         background,
         ledger: Ledger::default(),
         phase: Phase::Connecting,
-    });
+    }))
+}
+
+/// The answer of the existing background run `id`, read from its first event: no request
+/// is sent to start one, nothing falls back or restarts (either would start another run),
+/// and a reader who leaves does not cancel it.
+pub(crate) fn attach(
+    shared: Arc<Shared>,
+    route: Route,
+    id: String,
+) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
+    let cancel = CancelOnDrop::keeping(shared.clone());
+    run(Box::new(Answer {
+        deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
+        cancel,
+        shared,
+        route,
+        request: ChatRequest::default(),
+        body: Bytes::new(),
+        existing: Some(id),
+        tally: Tally::default(),
+        restarts: 0,
+        resumed: 0,
+        stalled_resumes: 0,
+        resumed_from: None,
+        background: true,
+        ledger: Ledger::default(),
+        phase: Phase::Connecting,
+    }))
+}
+
+fn run(answer: Box<Answer>) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
     futures_util::stream::unfold(answer, |mut answer| async {
         let item = answer.next().await?;
         Some((item, answer))
@@ -146,6 +179,9 @@ struct Answer {
     /// Kept for the fallback, which sends it again without streaming.
     request: ChatRequest,
     body: Bytes,
+    /// An existing background run to read (`PerplexityProvider::attach`), instead of a
+    /// request that starts one.
+    existing: Option<String>,
     deadline: Instant,
     cancel: CancelOnDrop,
     tally: Tally,
@@ -199,7 +235,13 @@ impl Answer {
             .retrier
             .run_until_settled(self.deadline, |attempt| {
                 tally.note(&attempt);
-                shared.open(route, self.body.clone(), attempt, cancel)
+                shared.open(
+                    route,
+                    self.body.clone(),
+                    self.existing.as_deref(),
+                    attempt,
+                    cancel,
+                )
             })
             .await;
         match opened {
@@ -224,7 +266,10 @@ impl Answer {
                 (Phase::Connecting, None)
             }
             Err(error)
-                if self.shared.config.fallback && self.restarts == 0 && falls_back(&error) =>
+                if self.shared.config.fallback
+                    && self.existing.is_none()
+                    && self.restarts == 0
+                    && falls_back(&error) =>
             {
                 self.fall_back(error).await
             }
@@ -406,6 +451,7 @@ impl Answer {
         }
         self.cancel.fire();
         if let AfterCommit::Restart { max_restarts } = self.shared.config.after_commit
+            && self.existing.is_none()
             && self.restarts < max_restarts
             && Instant::now() < self.deadline
         {

@@ -336,6 +336,54 @@ impl PerplexityProvider {
         })
     }
 
+    /// Starts `request` as an Agent API background run and returns its id at once, without
+    /// waiting for the answer: the run goes on server-side (and bills) until it ends; read it
+    /// with [`attach`](PerplexityProvider::attach), or cancel it with the Agent API.
+    ///
+    /// # Errors
+    /// A config error when the request's model is not answered by the Agent API (only it runs
+    /// in the background); the request's own failure (typed as for
+    /// [`chat`](ChatProvider::chat)); a protocol error when the server names no run.
+    pub async fn start_run(&self, request: ChatRequest) -> Result<String, Error> {
+        let route = self.shared.route(&request.model);
+        if route.api != Api::Agent {
+            return Err(Error::config(format!(
+                "{:?} is answered by chat completions, which runs nothing in the background: ask a provider/model, an effort level (fast, low, medium, high, xhigh), or api = agent",
+                route.model
+            )));
+        }
+        if let Some(refused) = refused(&self.shared.config, &route, &request) {
+            return Err(refused);
+        }
+        let request = request.with_option("background", true);
+        let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
+        let deadline = resilience::backoff::later(Instant::now(), route.timeouts.headers);
+        let response = self
+            .shared
+            .complete(&route, body, deadline, &Tally::default())
+            .await?;
+        if response.id.is_empty() {
+            return Err(Error::protocol(
+                "the server started a run without naming it",
+            ));
+        }
+        Ok(response.id)
+    }
+
+    /// The answer of the background run `run_id` (asked of `model`, whose deadlines apply),
+    /// streamed from its first event: live while the run goes on, whole if it has ended, read
+    /// again after a cut like any Agent API stream. Leaving this stream does not cancel the
+    /// run (it was started to run on its own). A run the service no longer has is an error
+    /// (404).
+    pub fn attach(&self, run_id: &str, model: &str) -> ChatStream {
+        let mut route = self.shared.route(model);
+        route.api = Api::Agent;
+        let span =
+            tracing::info_span!("perplexity", api = "agent", model = %route.model, run = %run_id);
+        let answer = answer::attach(self.shared.clone(), route, run_id.to_owned());
+        Box::pin(tracing_futures::Instrument::instrument(answer, span))
+    }
+
     /// The model an alias stands for, and the API that will answer it (an explicit
     /// [`PerplexityConfig::api`] wins over what the name implies).
     pub fn resolve(&self, model: &str) -> (String, Api) {
@@ -495,20 +543,36 @@ impl Shared {
         &self,
         route: &Route,
         body: Bytes,
+        run: Option<&str>,
         attempt: resilience::Attempt,
         cancel: &CancelOnDrop,
     ) -> Result<(Live, Vec<ChatEvent>), Error> {
         let api = route.api;
-        let response = client::send_to(
-            &self.client,
-            &self.base_url,
-            api.protocol().path(),
-            body,
-            &attempt.key,
-            true,
-            &route.timeouts,
-        )
-        .await
+        let response = match run {
+            // An existing background run, read from its first event.
+            Some(id) => {
+                client::get_stream(
+                    &self.client,
+                    &self.base_url,
+                    &api::agent::resume_path(id, 0),
+                    &attempt.key,
+                    &route.timeouts,
+                )
+                .await
+            }
+            None => {
+                client::send_to(
+                    &self.client,
+                    &self.base_url,
+                    api.protocol().path(),
+                    body,
+                    &attempt.key,
+                    true,
+                    &route.timeouts,
+                )
+                .await
+            }
+        }
         .map_err(|error| self.redact(error))?;
         let is_stream = response
             .headers()
@@ -685,6 +749,9 @@ fn without_userinfo(url: &str) -> String {
 struct CancelOnDrop {
     shared: Arc<Shared>,
     run: client::RunSlot,
+    /// A run started detached is never cancelled by a reader who leaves: it was meant to
+    /// run on its own, and can be attached to again.
+    keeps_runs: bool,
 }
 
 impl CancelOnDrop {
@@ -692,6 +759,16 @@ impl CancelOnDrop {
         CancelOnDrop {
             shared,
             run: client::RunSlot::default(),
+            keeps_runs: false,
+        }
+    }
+
+    /// For a reader of a detached run: nothing is ever cancelled.
+    fn keeping(shared: Arc<Shared>) -> Self {
+        CancelOnDrop {
+            shared,
+            run: client::RunSlot::default(),
+            keeps_runs: true,
         }
     }
 
@@ -710,6 +787,9 @@ impl CancelOnDrop {
     fn fire(&self) {
         let run = self.run.lock().take();
         let Some((id, key)) = run else { return };
+        if self.keeps_runs {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
