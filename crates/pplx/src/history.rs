@@ -54,6 +54,10 @@ END;
     r#"
 ALTER TABLE entries ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
 "#,
+    r#"
+ALTER TABLE entries ADD COLUMN run_id TEXT;
+ALTER TABLE entries ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// A history problem: the database could not be opened, read or written.
@@ -130,6 +134,10 @@ pub struct Entry {
     pub error_message: Option<String>,
     /// The files sent with the question (`--attach`): names and sizes, never their bytes.
     pub attachments: Vec<Attached>,
+    /// The background run behind it (`--detach`, `pplx attach`).
+    pub run_id: Option<String>,
+    /// It only started a background run (`--detach`): the answer comes with `pplx attach`.
+    pub detached: bool,
 }
 
 /// A file sent with a question, as the history keeps it.
@@ -230,6 +238,39 @@ impl History {
         Ok(self.connection.last_insert_rowid())
     }
 
+    /// A run started with `--detach`: the one with `id`, or the latest; its id, question,
+    /// model and conversation.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    #[allow(clippy::type_complexity, reason = "one row's four columns, read once")]
+    pub fn detached_run(
+        &self,
+        id: Option<&str>,
+    ) -> Result<Option<(String, String, String, Option<i64>)>, HistoryError> {
+        let row =
+            |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+        let found = match id {
+            Some(id) => self
+                .connection
+                .query_row(
+                    "SELECT run_id, question, model, conversation_id FROM entries WHERE detached = 1 AND run_id = ?1 ORDER BY id DESC LIMIT 1",
+                    params![id],
+                    row,
+                )
+                .optional()?,
+            None => self
+                .connection
+                .query_row(
+                    "SELECT run_id, question, model, conversation_id FROM entries WHERE detached = 1 ORDER BY id DESC LIMIT 1",
+                    [],
+                    row,
+                )
+                .optional()?,
+        };
+        Ok(found)
+    }
+
     /// The conversation of the latest entry, if any.
     ///
     /// # Errors
@@ -287,8 +328,8 @@ impl History {
     /// When the database cannot be written.
     pub fn record(&self, entry: &Entry) -> Result<i64, HistoryError> {
         self.connection.execute(
-            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message, attachments)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message, attachments, run_id, detached)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             params![
                 entry.conversation,
                 now(),
@@ -308,6 +349,8 @@ impl History {
                 entry.error_kind,
                 entry.error_message,
                 json(&entry.attachments),
+                entry.run_id,
+                entry.detached,
             ],
         )?;
         Ok(self.connection.last_insert_rowid())
@@ -413,6 +456,8 @@ impl History {
                 error_message: row.get("error_message")?,
                 attachments: serde_json::from_str(&row.get::<_, String>("attachments")?)
                     .unwrap_or_default(),
+                run_id: row.get("run_id")?,
+                detached: row.get("detached")?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -76,6 +76,10 @@ struct Args {
     /// restarts with `after_commit = "restart"`); also `resume = false` in the config file.
     #[arg(long)]
     no_resume: bool,
+    /// Start the question as a background run (Agent API), print its id and exit; `pplx
+    /// attach` reads it later, live if it still runs.
+    #[arg(long, conflicts_with_all = ["json_schema", "no_stream"])]
+    detach: bool,
     /// Ask for the whole answer at once instead of streaming it.
     #[arg(long)]
     no_stream: bool,
@@ -126,6 +130,12 @@ enum Command {
     },
     /// The manual page (roff), on stdout.
     Man,
+    /// Read a background run started with `--detach`, from its first event: live if it
+    /// still runs, whole if it has ended. The answer is kept in the history.
+    Attach {
+        /// The run's id, as `--detach` printed it (default: the last detached run).
+        id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -200,6 +210,8 @@ struct Session {
     attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
     /// `--json-schema`: structured output, the answer printed as the parsed object.
     json_schema: Option<provider_perplexity::JsonSchema>,
+    /// `pplx attach`: the background run to read instead of asking.
+    attached: Option<String>,
 }
 
 async fn run(args: Args) -> u8 {
@@ -221,7 +233,7 @@ async fn run(args: Args) -> u8 {
                 }
             };
         }
-        None => {}
+        Some(Command::Attach { .. }) | None => {}
     }
     let file = match pplx_setup::config::load(args.config.as_deref()) {
         Ok(file) => file,
@@ -230,10 +242,17 @@ async fn run(args: Args) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if let Some(Command::Attach { id }) = &args.command {
+        return attach_run(&args, file, id.as_deref()).await;
+    }
     let question = match question(&args) {
         Ok(question) => question,
         Err(code) => return code,
     };
+    if args.detach && question.is_none() {
+        eprintln!("pplx: --detach goes with a question: pplx --detach \"...\"");
+        return EXIT_USAGE;
+    }
     let attachments = match attachments(&args, question.is_some()) {
         Ok(attachments) => attachments,
         Err(code) => return code,
@@ -259,12 +278,107 @@ async fn run(args: Args) -> u8 {
         Err(code) => return code,
     };
     match question {
+        Some(question) if args.detach => detach(&session, &context, &question).await,
         Some(question) => {
             let mut history = context;
             ask(&session, &mut history, &question).await
         }
         None => interactive::interactive(session, context).await,
     }
+}
+
+/// `--detach`: the question starts a background run; its id goes to stdout (and the
+/// history, so `pplx attach` finds it).
+async fn detach(session: &Session, context: &[Message], question: &str) -> u8 {
+    let request = request(session, context, question);
+    match session.perplexity.start_run(request).await {
+        Ok(id) => {
+            if let Some((history, conversation)) = &session.log {
+                let (model, api) = session.perplexity.resolve(&session.model);
+                let mut entry = Entry::default();
+                entry.conversation = conversation.get();
+                entry.question = question.to_owned();
+                entry.model = model;
+                entry.api = api.as_str().to_owned();
+                entry.simulated = session._sim.is_some();
+                entry.run_id = Some(id.clone());
+                entry.detached = true;
+                if let Err(error) = history.record(&entry) {
+                    eprintln!("pplx: history: {error}; pplx attach needs the id: {id}");
+                }
+            }
+            if session._sim.is_some() {
+                eprintln!(
+                    "pplx: the built-in simulator keeps runs only while this process lives: pplx attach cannot read this one later"
+                );
+            }
+            write_stdout(format!("{id}\n").as_bytes())
+        }
+        Err(error) => {
+            eprintln!("pplx: {}", advice(&error, session.mode));
+            if error.kind() == chat_core::ErrorKind::Config {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    }
+}
+
+/// `pplx attach [ID]`: the run (default: the last detached one), streamed and kept.
+async fn attach_run(args: &Args, file: pplx_setup::config::FileConfig, id: Option<&str>) -> u8 {
+    let Some(history) = open_history(true).ok().flatten() else {
+        return EXIT_FAILURE;
+    };
+    let found = match id {
+        Some(id) => history.detached_run(Some(id)),
+        None => history.detached_run(None),
+    };
+    let (run_id, question, model, conversation) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) if id.is_some() => {
+            // A run started elsewhere: read it on the default model's deadlines.
+            (
+                id.unwrap_or_default().to_owned(),
+                String::new(),
+                String::new(),
+                None,
+            )
+        }
+        Ok(None) => {
+            eprintln!("pplx: no detached run in the history: start one with pplx --detach \"...\"");
+            return EXIT_USAGE;
+        }
+        Err(error) => {
+            eprintln!("pplx: history: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut session = match session(args, file, Vec::new(), None).await {
+        Ok(session) => session,
+        Err(error) => {
+            eprintln!("pplx: {}", error.report());
+            return if error.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            };
+        }
+    };
+    if !model.is_empty() {
+        session.model = model;
+    }
+    if !args.no_log {
+        let conversation = conversation
+            .map(Ok)
+            .unwrap_or_else(|| history.new_conversation());
+        if let Ok(conversation) = conversation {
+            session.log = Some((history, std::cell::Cell::new(conversation)));
+        }
+    }
+    session.attached = Some(run_id);
+    let mut context = Vec::new();
+    ask(&session, &mut context, &question).await
 }
 
 /// Opens the history (unless turned off) and picks the conversation: the last one with
@@ -508,6 +622,7 @@ async fn session(
         log: None,
         attachments,
         json_schema,
+        attached: None,
     })
 }
 
@@ -702,6 +817,7 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
     entry.fallback = done.is_some_and(|done| done.fallback);
     entry.cached = done.is_some_and(|done| done.cached);
     entry.simulated = session._sim.is_some();
+    entry.run_id = session.attached.clone();
     entry.attachments = session
         .attachments
         .iter()
@@ -729,7 +845,9 @@ async fn answer(
     progress: &mut Progress,
     started: Instant,
 ) -> Result<(), Error> {
-    let mut stream = if session.stream {
+    let mut stream = if let Some(run) = &session.attached {
+        session.perplexity.attach(run, &session.model)
+    } else if session.stream {
         session.provider.chat_stream(request)
     } else {
         let provider = session.provider.clone();

@@ -1156,3 +1156,68 @@ async fn a_cut_agent_stream_is_resumed_and_said_and_no_resume_turns_it_off() {
     let sent: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
     assert!(sent.get("background").is_none(), "{sent}");
 }
+
+#[tokio::test]
+async fn detach_prints_a_run_id_and_attach_streams_that_run_into_the_history() {
+    let sim = simulator().await;
+    let data = data_dir();
+    // Nothing to attach to yet.
+    let output = pplx_with(&data, Some(&sim), &["attach"], None).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no detached run"),
+        "{}",
+        stderr(&output)
+    );
+    // A Sonar model runs nothing in the background.
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--detach", "-m", "sonar", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--detach", "-m", "fast", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let id = stdout(&output).trim().to_owned();
+    assert!(id.starts_with("resp_"), "{id}");
+    // Read from its first event, cut once on the way: the whole answer, exactly.
+    sim.script(Target::Any, Fault::drop_after_events(10), 1);
+    let output = pplx_with(&data, Some(&sim), &["--json", "attach"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        done["text"],
+        sim.expected_text("fast", &[QUESTION], None).as_str()
+    );
+    assert_eq!(done["resumed"], 1);
+    // Both are in the history: the start, and the answer with the run's id.
+    let kept = log_json(&data, &[]).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[0]["run_id"], id.as_str());
+    assert_eq!(kept[0]["question"], QUESTION);
+    assert_eq!(kept[0]["answer"], done["text"]);
+    assert_eq!(
+        (kept[1]["detached"].as_bool(), kept[1]["run_id"].as_str()),
+        (Some(true), Some(id.as_str()))
+    );
+    // By id too.
+    let output = pplx_with(&data, Some(&sim), &["attach", &id], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with(&sim.expected_text("fast", &[QUESTION], None)));
+    sim.wait_idle().await;
+    let starts = sim
+        .log()
+        .iter()
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .count();
+    assert_eq!(starts, 1, "one run for the detach and both attaches");
+}
