@@ -26,6 +26,7 @@ fn provider(sim: &Simulator, change: impl FnOnce(&mut PerplexityConfig)) -> Perp
     config.api = Some(Api::Agent);
     config.backoff.base = std::time::Duration::from_millis(1);
     config.backoff.cap = std::time::Duration::from_millis(5);
+    config.poll_first_delay = std::time::Duration::from_millis(1);
     change(&mut config);
     PerplexityProvider::new(config).unwrap()
 }
@@ -253,4 +254,51 @@ async fn a_detached_run_is_read_from_its_first_event_even_when_cut_and_never_can
 
 fn provider_sonar(sim: &Simulator) -> PerplexityProvider {
     provider(sim, |config| config.api = Some(Api::Sonar))
+}
+
+#[tokio::test]
+async fn a_whole_answer_is_polled_and_a_run_past_its_deadline_is_cancelled() {
+    let sim = simulator().await;
+    let whole = provider(&sim, |_| {});
+    let response = whole
+        .chat(ChatRequest::new("fast", QUESTION))
+        .await
+        .unwrap();
+    assert_eq!(response.text, sim.expected_text("fast", &[QUESTION], None));
+    sim.wait_idle().await;
+    let log = sim.log();
+    let created: Value = serde_json::from_str(log[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (created["background"].clone(), created["stream"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    assert!(
+        log[1].endpoint.starts_with("/v1/responses/resp_"),
+        "polled: {}",
+        sim.log_text()
+    );
+    assert_eq!(log.len(), 2);
+
+    // A run that would outlast the total deadline ends in a timeout, and is cancelled.
+    let sim = simulator().await;
+    let patient = provider(&sim, |config| {
+        config.poll_first_delay = std::time::Duration::from_secs(30);
+        config.timeouts.total = std::time::Duration::from_secs(5);
+        for family in &mut config.families {
+            family.timeouts.total = std::time::Duration::from_secs(5);
+        }
+    });
+    let error = patient
+        .chat(ChatRequest::new("fast", QUESTION))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let cancelled = sim.wait_for_log(|entries| {
+        entries
+            .iter()
+            .any(|entry| entry.endpoint.ends_with("/cancel"))
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), cancelled)
+        .await
+        .expect("the abandoned run is cancelled");
 }

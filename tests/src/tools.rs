@@ -29,6 +29,7 @@ fn provider(sim: &Simulator, api: Api) -> PerplexityProvider {
     config.keys = vec![ApiKey::new("pplx-test")];
     config.api = Some(api);
     config.backoff.max_attempts = 1;
+    config.poll_first_delay = std::time::Duration::from_millis(1);
     PerplexityProvider::new(config).unwrap()
 }
 
@@ -82,12 +83,14 @@ fn done(events: &[ChatEvent]) -> &ChatResponse {
     }
 }
 
-/// The request bodies the simulator received, in order.
+/// The request bodies the simulator received, in order (the polls of a background run
+/// have none).
 async fn bodies(sim: &Simulator) -> Vec<Value> {
     sim.wait_idle().await;
     sim.log()
         .iter()
-        .map(|entry| serde_json::from_str(entry.body.as_deref().unwrap_or("null")).unwrap())
+        .filter_map(|entry| entry.body.as_deref().filter(|body| !body.is_empty()))
+        .map(|body| serde_json::from_str(body).unwrap())
         .collect()
 }
 

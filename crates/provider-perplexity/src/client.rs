@@ -233,6 +233,18 @@ pub(crate) async fn get_stream(
     send(client, request, true, timeouts).await
 }
 
+/// A GET of `path` for a JSON body: how a background run is polled.
+pub(crate) async fn get_json(
+    client: &HttpClient,
+    base_url: &str,
+    path: &str,
+    key: &ApiKey,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, Error> {
+    let request = request(hyper::Method::GET, base_url, path, Bytes::new(), key, false)?;
+    send(client, request, false, timeouts).await
+}
+
 /// Sends `request` within the headers deadline; a non-2xx answer is its error.
 async fn send(
     client: &HttpClient,

@@ -285,6 +285,12 @@ pub struct PerplexityConfig {
     /// /v1/responses/{id}?stream=true&starting_after=N`) instead of failing or restarting.
     /// On by default.
     pub resume: bool,
+    /// How long a non-streaming Agent API request (run in the background when
+    /// [`resume`](PerplexityConfig::resume) is on) waits before its first poll; each wait
+    /// doubles, up to [`poll_max_delay`](PerplexityConfig::poll_max_delay).
+    pub poll_first_delay: Duration,
+    /// The longest wait between two polls of a background run.
+    pub poll_max_delay: Duration,
 }
 
 impl Default for PerplexityConfig {
@@ -314,6 +320,8 @@ impl Default for PerplexityConfig {
             // Above one 50 MB image (Perplexity's bound per image) in base64.
             max_request_bytes: 80 << 20,
             resume: true,
+            poll_first_delay: Duration::from_secs(1),
+            poll_max_delay: Duration::from_secs(10),
         }
     }
 }

@@ -823,6 +823,89 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A non-streaming Agent API request as a background run: created (under the retrier), then
+/// polled with `GET /v1/responses/{id}` (waits from `poll_first_delay`, doubling to
+/// `poll_max_delay`) until it ends, within the deadline, so a minutes-long run survives
+/// proxies that cut held requests. A caller who leaves, or the deadline, cancels the run.
+async fn poll_run(
+    shared: &Arc<Shared>,
+    route: &Route,
+    request: &ChatRequest,
+    deadline: Instant,
+) -> Result<ChatResponse, Error> {
+    let tally = Tally::default();
+    let request = request.clone().with_option("background", true);
+    let body = Bytes::from(api::request_body(Api::Agent, &request, &route.model, false));
+    let created = route
+        .retrier
+        .run_until(deadline, |attempt| {
+            tally.note(&attempt);
+            let body = body.clone();
+            async move {
+                let response = client::send_to(
+                    &shared.client,
+                    &shared.base_url,
+                    Api::Agent.protocol().path(),
+                    body,
+                    &attempt.key,
+                    false,
+                    &route.timeouts,
+                )
+                .await
+                .map_err(|error| shared.redact(error))?;
+                let bytes = shared.read_body(&route.timeouts, response).await?;
+                Ok::<_, Error>((bytes, attempt.key.clone()))
+            }
+        })
+        .await;
+    let ((mut bytes, key), _lease) = match created {
+        Ok(created) => created,
+        Err(error) if error.param() == Some("background") => {
+            // The server does not take background runs: plain requests from now on.
+            shared
+                .background_refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let body = Bytes::from(api::request_body(Api::Agent, &request, &route.model, false));
+            return shared.complete(route, body, deadline, &tally).await;
+        }
+        Err(error) => return Err(error),
+    };
+    let (id, mut going) = api::agent::run_state(&bytes);
+    let cancel = CancelOnDrop::new(shared.clone());
+    if going && !id.is_empty() {
+        *cancel.run.lock() = Some((id.clone(), key.clone()));
+    }
+    let mut delay = shared.config.poll_first_delay;
+    while going && !id.is_empty() {
+        let until = resilience::backoff::later(Instant::now(), delay);
+        if until >= deadline {
+            return Err(Error::timeout(TimeoutPhase::Total));
+        }
+        tokio::time::sleep_until(until).await;
+        delay = delay.saturating_mul(2).min(shared.config.poll_max_delay);
+        let polled = client::get_json(
+            &shared.client,
+            &shared.base_url,
+            &api::agent::run_path(&id),
+            &key,
+            &route.timeouts,
+        )
+        .await;
+        match polled {
+            Ok(response) => bytes = shared.read_body(&route.timeouts, response).await?,
+            // A poll that fails on the way is tried again at the next wait; a refusal (the
+            // run is gone) ends it.
+            Err(error) if error.is_retryable() => continue,
+            Err(error) => return Err(shared.redact(error)),
+        }
+        going = api::agent::run_state(&bytes).1;
+    }
+    cancel.disarm();
+    let mut response = api::full_response(Api::Agent, &bytes)?;
+    tally.stamp(&mut response);
+    Ok(response)
+}
+
 /// What would be refused anyway, said before anything is sent (and paid for): a request over
 /// [`PerplexityConfig::max_request_bytes`], and at Perplexity's host a request with tools to
 /// a Sonar model, which it answers with a 400 ("Tool calling is not supported for this
@@ -863,8 +946,20 @@ impl ChatProvider for PerplexityProvider {
             return Err(refused);
         }
         let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = false);
-        let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
         let deadline = resilience::backoff::later(Instant::now(), route.timeouts.total);
+        let polled = route.api == Api::Agent
+            && self.shared.config.resume
+            && !request.options.contains_key("background")
+            && !self
+                .shared
+                .background_refused
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if polled {
+            return poll_run(&self.shared, &route, &request, deadline)
+                .instrument(span)
+                .await;
+        }
+        let body = Bytes::from(api::request_body(route.api, &request, &route.model, false));
         self.shared
             .complete(&route, body, deadline, &Tally::default())
             .instrument(span)

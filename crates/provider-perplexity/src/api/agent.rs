@@ -90,6 +90,30 @@ pub(crate) fn cancel_path(id: &str) -> String {
     format!("{PATH}/{}/cancel", path_safe(id))
 }
 
+/// Where a background run is polled (`GET /v1/responses/{id}`, the SDK's `retrieve`).
+pub(crate) fn run_path(id: &str) -> String {
+    format!("/v1/responses/{}", path_safe(id))
+}
+
+/// A response body's run id and whether the run is still going (`queued` or `in_progress`:
+/// poll again); an unreadable body is not going (its reader reports why).
+pub(crate) fn run_state(body: &[u8]) -> (String, bool) {
+    #[derive(Deserialize)]
+    struct State {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        status: String,
+    }
+    match serde_json::from_slice::<State>(body) {
+        Ok(state) => {
+            let going = matches!(state.status.as_str(), "queued" | "in_progress");
+            (state.id, going)
+        }
+        Err(_) => (String::new(), false),
+    }
+}
+
 /// Where a background run's events are read again after event `cursor` (docs, "Background
 /// mode"; the SDK's `responses.retrieve(id, stream=True, starting_after=N)`).
 pub(crate) fn resume_path(id: &str, cursor: u64) -> String {
