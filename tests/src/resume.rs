@@ -302,3 +302,25 @@ async fn a_whole_answer_is_polled_and_a_run_past_its_deadline_is_cancelled() {
         .await
         .expect("the abandoned run is cancelled");
 }
+
+#[tokio::test]
+async fn a_whole_answer_refused_in_the_background_is_asked_plainly() {
+    let sim = simulator().await;
+    let refusal = r#"{"error": {"message": "background is not supported", "type": "invalid_request_error", "param": "background", "code": 400}}"#;
+    sim.script(Target::Any, Fault::status(400).body(refusal), 1);
+    let response = provider(&sim, |_| {})
+        .chat(ChatRequest::new("fast", QUESTION))
+        .await
+        .unwrap();
+    assert_eq!(response.text, sim.expected_text("fast", &[QUESTION], None));
+    sim.wait_idle().await;
+    let backgrounds: Vec<Value> = sim
+        .log()
+        .iter()
+        .map(|entry| {
+            serde_json::from_str::<Value>(entry.body.as_deref().unwrap()).unwrap()["background"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(backgrounds, [Value::Bool(true), Value::Null]);
+}

@@ -834,8 +834,13 @@ async fn poll_run(
     deadline: Instant,
 ) -> Result<ChatResponse, Error> {
     let tally = Tally::default();
-    let request = request.clone().with_option("background", true);
-    let body = Bytes::from(api::request_body(Api::Agent, &request, &route.model, false));
+    let in_background = request.clone().with_option("background", true);
+    let body = Bytes::from(api::request_body(
+        Api::Agent,
+        &in_background,
+        &route.model,
+        false,
+    ));
     let created = route
         .retrier
         .run_until(deadline, |attempt| {
@@ -865,7 +870,7 @@ async fn poll_run(
             shared
                 .background_refused
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            let body = Bytes::from(api::request_body(Api::Agent, &request, &route.model, false));
+            let body = Bytes::from(api::request_body(Api::Agent, request, &route.model, false));
             return shared.complete(route, body, deadline, &tally).await;
         }
         Err(error) => return Err(error),
