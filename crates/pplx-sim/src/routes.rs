@@ -328,18 +328,24 @@ pub(crate) async fn handle(
             &fault.headers,
         ));
     }
-    if !stream && api == Api::Agent && body["background"] == Value::Bool(true) {
-        // A background run started without a stream: it is kept (to be read with GET
-        // /v1/responses/{id}), and the answer is the run, still in progress.
+    let background = api == Api::Agent && body["background"] == Value::Bool(true);
+    // A background run: its events are kept, under an id of its own, to be read again.
+    let keep_run = |asked: &Asked| {
         let id = shared.runs.lock().next_id(&id);
-        let frames = wire::agent_stream(&id, &answer, &asked, pace.chunk_chars, &queries);
+        let frames = wire::agent_stream(&id, &answer, asked, pace.chunk_chars, &queries);
         shared.runs.lock().start(
             id.clone(),
             crate::runs::Run {
                 model: model.clone(),
-                frames,
+                frames: frames.clone(),
             },
         );
+        (id, frames)
+    };
+    if !stream && background {
+        // Started without a stream: the answer is the run, still in progress (read it with
+        // GET /v1/responses/{id}).
+        let (id, _) = keep_run(&asked);
         finish(200, 0, Ending::Complete);
         let value = wire::agent_response(&id, &answer, &asked, "in_progress");
         return Ok(json_response(200, &value, &fault.headers));
@@ -356,17 +362,8 @@ pub(crate) async fn handle(
         legacy_object: fault.legacy_object,
         ..asked
     };
-    if api == Api::Agent && body["background"] == Value::Bool(true) {
-        // A background run: its events are kept, under an id of its own, to be read again.
-        let id = shared.runs.lock().next_id(&id);
-        let frames = wire::agent_stream(&id, &answer, &asked, pace.chunk_chars, &queries);
-        shared.runs.lock().start(
-            id.clone(),
-            crate::runs::Run {
-                model: model.clone(),
-                frames: frames.clone(),
-            },
-        );
+    if background {
+        let (id, frames) = keep_run(&asked);
         return Ok(stream_response(
             shared.clone(),
             connection,

@@ -366,11 +366,12 @@ impl Answer {
             tracing::warn!(%cause, cursor, "stream broke; reading the run again after its last event");
             let fetched = tokio::time::timeout_at(
                 self.deadline,
-                client::get_stream(
+                client::get(
                     &self.shared.client,
                     &self.shared.base_url,
                     &path,
                     &key,
+                    true,
                     &self.route.timeouts,
                 ),
             )
@@ -378,12 +379,7 @@ impl Answer {
             .unwrap_or_else(|_| Err(Error::timeout(chat_core::TimeoutPhase::Total)));
             let failure = match fetched {
                 Ok(response) => {
-                    let is_stream = response
-                        .headers()
-                        .get(hyper::header::CONTENT_TYPE)
-                        .and_then(|value| value.to_str().ok())
-                        .is_some_and(|value| value.starts_with("text/event-stream"));
-                    if !is_stream {
+                    if !client::is_event_stream(&response) {
                         return Err(Error::protocol("the run was read again without a stream"));
                     }
                     streaming

@@ -220,29 +220,34 @@ pub(crate) async fn send_to(
     send(client, request, stream, timeouts).await
 }
 
-/// A GET of `path` (with its query) that streams: how a background run's events are read
-/// again after a broken connection.
-pub(crate) async fn get_stream(
+/// A GET of `path` (with its query): a background run's events read again after a broken
+/// connection (`stream`), or the run polled for its JSON.
+pub(crate) async fn get(
     client: &HttpClient,
     base_url: &str,
     path: &str,
     key: &ApiKey,
+    stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Response<Incoming>, Error> {
-    let request = request(hyper::Method::GET, base_url, path, Bytes::new(), key, true)?;
-    send(client, request, true, timeouts).await
+    let request = request(
+        hyper::Method::GET,
+        base_url,
+        path,
+        Bytes::new(),
+        key,
+        stream,
+    )?;
+    send(client, request, stream, timeouts).await
 }
 
-/// A GET of `path` for a JSON body: how a background run is polled.
-pub(crate) async fn get_json(
-    client: &HttpClient,
-    base_url: &str,
-    path: &str,
-    key: &ApiKey,
-    timeouts: &Timeouts,
-) -> Result<Response<Incoming>, Error> {
-    let request = request(hyper::Method::GET, base_url, path, Bytes::new(), key, false)?;
-    send(client, request, false, timeouts).await
+/// Whether `response` is an event stream (by its content type).
+pub(crate) fn is_event_stream(response: &Response<Incoming>) -> bool {
+    response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
 }
 
 /// Sends `request` within the headers deadline; a non-2xx answer is its error.

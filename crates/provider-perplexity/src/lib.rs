@@ -511,6 +511,23 @@ impl Shared {
         tally: &Tally,
         decode: impl Fn(&[u8]) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let (value, _key) = self
+            .post_keyed(route, path, body, deadline, tally, decode)
+            .await?;
+        Ok(value)
+    }
+
+    /// [`post`](Shared::post), also giving the key that answered (a background run it
+    /// started is polled, and cancelled, with that key).
+    async fn post_keyed<T>(
+        &self,
+        route: &Route,
+        path: &str,
+        body: Bytes,
+        deadline: Instant,
+        tally: &Tally,
+        decode: impl Fn(&[u8]) -> Result<T, Error>,
+    ) -> Result<(T, ApiKey), Error> {
         let (value, _lease) = route
             .retrier
             .run_until(deadline, |attempt| {
@@ -529,8 +546,9 @@ impl Shared {
                     )
                     .await
                     .map_err(|error| self.redact(error))?;
-                    decode(&self.read_body(&route.timeouts, response).await?)
-                        .map_err(|error| self.redact(error))
+                    let value = decode(&self.read_body(&route.timeouts, response).await?)
+                        .map_err(|error| self.redact(error))?;
+                    Ok::<_, Error>((value, attempt.key.clone()))
                 }
             })
             .await?;
@@ -551,11 +569,12 @@ impl Shared {
         let response = match run {
             // An existing background run, read from its first event.
             Some(id) => {
-                client::get_stream(
+                client::get(
                     &self.client,
                     &self.base_url,
                     &api::agent::resume_path(id, 0),
                     &attempt.key,
+                    true,
                     &route.timeouts,
                 )
                 .await
@@ -574,12 +593,7 @@ impl Shared {
             }
         }
         .map_err(|error| self.redact(error))?;
-        let is_stream = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("text/event-stream"));
-        if !is_stream {
+        if !client::is_event_stream(&response) {
             return Err(Error::not_streaming(
                 None,
                 "the server answered a stream request without a stream",
@@ -841,29 +855,17 @@ async fn poll_run(
         &route.model,
         false,
     ));
-    let created = route
-        .retrier
-        .run_until(deadline, |attempt| {
-            tally.note(&attempt);
-            let body = body.clone();
-            async move {
-                let response = client::send_to(
-                    &shared.client,
-                    &shared.base_url,
-                    Api::Agent.protocol().path(),
-                    body,
-                    &attempt.key,
-                    false,
-                    &route.timeouts,
-                )
-                .await
-                .map_err(|error| shared.redact(error))?;
-                let bytes = shared.read_body(&route.timeouts, response).await?;
-                Ok::<_, Error>((bytes, attempt.key.clone()))
-            }
-        })
+    let created = shared
+        .post_keyed(
+            route,
+            Api::Agent.protocol().path(),
+            body,
+            deadline,
+            &tally,
+            |bytes| Ok(Bytes::copy_from_slice(bytes)),
+        )
         .await;
-    let ((mut bytes, key), _lease) = match created {
+    let (mut bytes, key) = match created {
         Ok(created) => created,
         Err(error) if error.param() == Some("background") => {
             // The server does not take background runs: plain requests from now on.
@@ -888,11 +890,12 @@ async fn poll_run(
         }
         tokio::time::sleep_until(until).await;
         delay = delay.saturating_mul(2).min(shared.config.poll_max_delay);
-        let polled = client::get_json(
+        let polled = client::get(
             &shared.client,
             &shared.base_url,
             &api::agent::run_path(&id),
             &key,
+            false,
             &route.timeouts,
         )
         .await;
