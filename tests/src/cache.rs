@@ -1,6 +1,7 @@
 //! `cache` in front of `provider-perplexity`, against the simulator (whose request log proves
 //! what reached it), in memory and in a real Redis.
 
+use crate::events::{collect, done, text};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,38 +30,6 @@ fn cached(sim: &Simulator, config: CacheConfig) -> Arc<CachedProvider<Perplexity
     provider.fallback = false;
     provider.backoff.max_attempts = 1;
     Arc::new(CachedProvider::new(PerplexityProvider::new(provider).unwrap(), config).unwrap())
-}
-
-async fn collect(
-    provider: &dyn ChatProvider,
-    request: ChatRequest,
-) -> (Vec<ChatEvent>, Option<Error>) {
-    let mut stream = provider.chat_stream(request);
-    let mut events = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => events.push(event),
-            Err(error) => return (events, Some(error)),
-        }
-    }
-    (events, None)
-}
-
-fn text(events: &[ChatEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            ChatEvent::TextDelta(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn done(events: &[ChatEvent]) -> &chat_core::ChatResponse {
-    match events.last() {
-        Some(ChatEvent::Done(response)) => response,
-        other => panic!("no Done: {other:?}"),
-    }
 }
 
 /// `count` identical streaming requests at once, each in its own task.

@@ -6,6 +6,8 @@ mod cache;
 #[cfg(test)]
 mod connections;
 #[cfg(test)]
+mod events;
+#[cfg(test)]
 mod hostile;
 #[cfg(test)]
 mod provider;

@@ -4,6 +4,8 @@
 //! a server that refuses `background` gets plain streams.
 
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, ErrorKind};
+
+use crate::events::{collect, done, text};
 use futures_util::StreamExt;
 use pplx_sim::{Fault, Pace, SimConfig, Simulator, Target};
 use provider_perplexity::{Api, PerplexityConfig, PerplexityProvider};
@@ -31,27 +33,9 @@ fn provider(sim: &Simulator, change: impl FnOnce(&mut PerplexityConfig)) -> Perp
     PerplexityProvider::new(config).unwrap()
 }
 
-/// The events of one streamed answer, and its error if it failed.
+/// The events of one streamed answer to the question, and its error if it failed.
 async fn stream(provider: &PerplexityProvider) -> (Vec<ChatEvent>, Option<chat_core::Error>) {
-    let mut stream = provider.chat_stream(ChatRequest::new("fast", QUESTION));
-    let mut events = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => events.push(event),
-            Err(error) => return (events, Some(error)),
-        }
-    }
-    (events, None)
-}
-
-fn text(events: &[ChatEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            ChatEvent::TextDelta(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
+    collect(provider, ChatRequest::new("fast", QUESTION)).await
 }
 
 /// (method-ish endpoint, status) of every request, and the first POST's body.
@@ -78,9 +62,7 @@ async fn a_stream_cut_twice_mid_answer_is_resumed_to_the_exact_text_from_one_run
     );
     let expected = sim.expected_text("fast", &[QUESTION], None);
     assert_eq!(text(&events), expected, "every word exactly once");
-    let Some(ChatEvent::Done(response)) = events.last() else {
-        panic!("no Done")
-    };
+    let response = done(&events);
     assert_eq!(response.resumed, 2);
     assert_eq!(response.text, expected);
     let (endpoints, body) = requests(&sim).await;
@@ -207,9 +189,7 @@ async fn a_detached_run_is_read_from_its_first_event_even_when_cut_and_never_can
         events.push(item.unwrap());
     }
     assert_eq!(text(&events), sim.expected_text("fast", &[QUESTION], None));
-    let Some(ChatEvent::Done(response)) = events.last() else {
-        panic!("no Done")
-    };
+    let response = done(&events);
     assert_eq!(response.resumed, 1);
     // Leaving a reader part-way never cancels the run: it can be attached to again.
     let mut reader = provider.attach(&id, "fast");

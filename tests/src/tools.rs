@@ -4,14 +4,15 @@
 //! a server refuses.
 
 use chat_core::{
-    Attachment, ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, ErrorKind, FinishReason,
-    Message, Tool, ToolCall,
+    Attachment, ChatEvent, ChatProvider, ChatRequest, Error, ErrorKind, FinishReason, Message,
+    Tool, ToolCall,
 };
-use futures_util::StreamExt;
 use pplx_sim::{Pace, SimConfig, Simulator};
 use provider_perplexity::{Api, PerplexityConfig, PerplexityProvider};
 use resilience::ApiKey;
 use serde_json::{Value, json};
+
+use crate::events::{collect, done, text};
 
 async fn simulator(compatible: bool) -> Simulator {
     let mut config = SimConfig::default();
@@ -48,12 +49,10 @@ async fn stream(
     provider: &PerplexityProvider,
     request: ChatRequest,
 ) -> Result<Vec<ChatEvent>, Error> {
-    let mut stream = provider.chat_stream(request);
-    let mut events = Vec::new();
-    while let Some(item) = stream.next().await {
-        events.push(item?);
+    match collect(provider, request).await {
+        (_, Some(error)) => Err(error),
+        (events, None) => Ok(events),
     }
-    Ok(events)
 }
 
 fn calls(events: &[ChatEvent]) -> Vec<ToolCall> {
@@ -64,23 +63,6 @@ fn calls(events: &[ChatEvent]) -> Vec<ToolCall> {
             _ => None,
         })
         .collect()
-}
-
-fn text(events: &[ChatEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            ChatEvent::TextDelta(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn done(events: &[ChatEvent]) -> &ChatResponse {
-    match events.last() {
-        Some(ChatEvent::Done(response)) => response,
-        other => panic!("no Done at the end: {other:?}"),
-    }
 }
 
 /// The request bodies the simulator received, in order (the polls of a background run
