@@ -156,6 +156,9 @@ fn package_without_hack(root: &Path) -> Result {
         .args(&args)
         .env("CARGO_TARGET_DIR", scratch.join("target"))
         .env("CARGO_INCREMENTAL", "0")
+        // Verification only compiles: no debug info, so this second tree of builds stays
+        // small (a CI run once ran out of disk here).
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .current_dir(&scratch)
         .status()?;
     if !status.success() {
