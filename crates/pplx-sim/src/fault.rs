@@ -99,6 +99,9 @@ pub struct Fault {
     /// A background run read again (`starting_after=N`) skips event N + 1: the resumed stream
     /// has a gap, and a client must not pass the answer off as whole.
     pub resume_gap: bool,
+    /// Do the request's work (start the background run or the async job), then close the
+    /// connection without answering: the client cannot tell whether anything was started.
+    pub lost_reply: bool,
 }
 
 impl Fault {
@@ -145,6 +148,16 @@ impl Fault {
     pub fn delay_headers(mut self, delay: Duration) -> Self {
         self.delay_headers = Some(delay);
         self
+    }
+
+    /// Starts what the request asks for (a background run, an async job), then closes the
+    /// connection without a response (see
+    /// [`Fault::lost_reply`](Fault#structfield.lost_reply)).
+    pub fn lost_reply() -> Self {
+        Fault {
+            lost_reply: true,
+            ..Fault::default()
+        }
     }
 
     /// Closes the connection without a response.

@@ -6,7 +6,9 @@
 //! `--tls`):
 //! Sonar chat completions (`POST /chat/completions`, also `/v1/sonar`), the Agent API
 //! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`), `GET /health`, the
-//! cancel endpoint (`POST /v1/agent/{id}/cancel`) and its request log (`GET /_sim/log`),
+//! cancel endpoint (`POST /v1/agent/{id}/cancel`), background runs read again (`GET
+//! /v1/responses/{id}`), Sonar's async jobs (`POST /async/chat/completions`, `GET
+//! /async/chat/completions/{id}`) and its request log (`GET /_sim/log`),
 //! streaming and not, with the real service's error bodies (the 401 is an HTML page).
 //! Answers are deterministic ([`Simulator::expected_text`] says exactly what a client should
 //! end up with); a [`Pace`] sets their speed and length; [`Fault`]s scripted per key and per
@@ -33,7 +35,7 @@
 //!
 //! Bounded whatever it is sent: a question's words reach the answer as a short topic (a few
 //! words of at most 24 characters), echoed filters are cut short, and request bodies are
-//! limited to 4 MiB, so no request makes its work or memory grow with its size.
+//! limited to 96 MiB (room for a 50 MB inline file), so no request makes its work or memory grow with its size.
 //!
 //! What it does not do: anything beyond loopback (its certificate names only `127.0.0.1`
 //! and `localhost`); real search.

@@ -97,6 +97,12 @@ pub(crate) enum Api {
     Cancel,
     /// `GET /v1/responses/{id}` (with `stream=true&starting_after=N`: the run's events again).
     Retrieve,
+    /// `POST /async/chat/completions`: a Sonar request as an async job.
+    AsyncCreate,
+    /// `GET /async/chat/completions/{id}`: the job as it stands.
+    AsyncGet,
+    /// `GET /async/chat/completions`: the jobs kept.
+    AsyncList,
 }
 
 /// The run id of a cancel path (`/v1/agent/{id}/cancel`, also under `/v1/responses`).
@@ -157,6 +163,13 @@ pub(crate) async fn handle(
             ("POST", cancel) if cancel_id(cancel).is_some() => Api::Cancel,
             ("GET", run) if crate::runs::retrieve(run, &query).is_some() => Api::Retrieve,
             ("POST", "/search" | "/v1/search") => Api::Search,
+            // A generic OpenAI-compatible endpoint has no async jobs.
+            _ if shared.compatible => {
+                return Ok(json_response(404, &wire::error_body(404, None), &[]));
+            }
+            ("POST", "/async/chat/completions") => Api::AsyncCreate,
+            ("GET", "/async/chat/completions") => Api::AsyncList,
+            ("GET", job) if crate::runs::job_id(job).is_some() => Api::AsyncGet,
             _ => return Ok(json_response(404, &wire::error_body(404, None), &[])),
         };
     let mut guard = InFlight::new(shared.clone());
@@ -185,6 +198,11 @@ pub(crate) async fn handle(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let model = parsed
         .as_ref()
+        // An async job's model is that of the request it carries.
+        .map(|body| match api {
+            Api::AsyncCreate => &body["request"],
+            _ => body,
+        })
         // As the SDK documents: an effort takes precedence over the deprecated preset.
         .and_then(|body| {
             body["model"]
@@ -294,6 +312,28 @@ pub(crate) async fn handle(
             move || frames,
         ));
     }
+    match api {
+        Api::AsyncGet => {
+            let id = crate::runs::job_id(&path).unwrap_or_default();
+            let Some(job) = shared.jobs.lock().read(id) else {
+                finish(404, 0, Ending::ErrorStatus);
+                return Ok(json_response(
+                    404,
+                    &wire::error_body(404, Some("Request not found")),
+                    &fault.headers,
+                ));
+            };
+            finish(200, 0, Ending::Complete);
+            return Ok(json_response(200, &job.body(), &fault.headers));
+        }
+        Api::AsyncList => {
+            finish(200, 0, Ending::Complete);
+            let requests = shared.jobs.lock().list();
+            let body = serde_json::json!({"requests": requests, "next_token": null});
+            return Ok(json_response(200, &body, &fault.headers));
+        }
+        _ => {}
+    }
     let Some(body) = parsed else {
         finish(422, 0, Ending::ErrorStatus);
         return Ok(json_response(
@@ -301,6 +341,20 @@ pub(crate) async fn handle(
             &wire::error_body(422, Some("Invalid JSON body")),
             &[],
         ));
+    };
+    let (api, body, idempotency_key) = match api {
+        Api::AsyncCreate => match async_request(body) {
+            Ok(unwrapped) => unwrapped,
+            Err(message) => {
+                finish(400, 0, Ending::ErrorStatus);
+                return Ok(json_response(
+                    400,
+                    &wire::error_body(400, Some(&message)),
+                    &[],
+                ));
+            }
+        },
+        _ => (api, body, None),
     };
     let prepared = match prepare(api, &body, &model, pace, shared.compatible) {
         Ok(prepared) => prepared,
@@ -328,6 +382,25 @@ pub(crate) async fn handle(
             &fault.headers,
         ));
     }
+    if let Some(idempotency_key) = idempotency_key {
+        let completion = wire::sonar_body(&id, &answer, &asked);
+        let (_, job) = shared.jobs.lock().create(
+            key_index,
+            idempotency_key.as_deref(),
+            &id,
+            &model,
+            completion,
+        );
+        if fault.lost_reply {
+            finish(0, 0, Ending::DroppedBeforeHeaders);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "scripted lost reply: the job was started",
+            ));
+        }
+        finish(200, 0, Ending::Complete);
+        return Ok(json_response(200, &job.body(), &fault.headers));
+    }
     let background = api == Api::Agent && body["background"] == Value::Bool(true);
     // A background run: its events are kept, under an id of its own, to be read again.
     let keep_run = |asked: &Asked| {
@@ -346,6 +419,13 @@ pub(crate) async fn handle(
         // Started without a stream: the answer is the run, still in progress (read it with
         // GET /v1/responses/{id}).
         let (id, _) = keep_run(&asked);
+        if fault.lost_reply {
+            finish(0, 0, Ending::DroppedBeforeHeaders);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "scripted lost reply: the run was started",
+            ));
+        }
         finish(200, 0, Ending::Complete);
         let value = wire::agent_response(&id, &answer, &asked, "in_progress");
         return Ok(json_response(200, &value, &fault.headers));
@@ -395,6 +475,26 @@ pub(crate) async fn handle(
         guard,
         frames,
     ))
+}
+
+/// The Sonar request an async create carries, and its idempotency key (`Some(None)` when it
+/// has none), as the SDK's `AsyncApiChatCompletionsRequestInput` has them; a job never
+/// streams.
+#[allow(clippy::type_complexity)]
+fn async_request(mut body: Value) -> Result<(Api, Value, Option<Option<String>>), String> {
+    let idempotency_key = match body.get("idempotency_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) if !key.is_empty() && key.len() <= 256 => Some(key.clone()),
+        Some(_) => return Err("idempotency_key: must be a string of 1 to 256 characters".into()),
+    };
+    let request = body["request"].take();
+    if !request.is_object() {
+        return Err("request: Field required".into());
+    }
+    if request["stream"] == Value::Bool(true) {
+        return Err("request.stream: an async request does not stream".into());
+    }
+    Ok((Api::Sonar, request, Some(idempotency_key)))
 }
 
 /// A key for the firehose cache that no ordinary request shares.

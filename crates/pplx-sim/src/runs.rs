@@ -85,3 +85,202 @@ pub(crate) fn retrieve(path: &str, query: &str) -> Option<(String, Option<usize>
     }
     Some((id.to_owned(), after, stream))
 }
+
+/// Sonar's async jobs (`POST /async/chat/completions`, `GET /async/chat/completions/{id}`):
+/// each kept with its finished completion, made `IN_PROGRESS` by its first read and
+/// `COMPLETED` by the next, as a minutes-long deep research would be seen by a poller. A
+/// create that repeats an idempotency key (from the same API key) gets the job it made
+/// before, not a second one. Bounded as the runs are: the oldest job is forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct Jobs {
+    order: VecDeque<String>,
+    jobs: HashMap<String, Job>,
+    /// Job ids by (API key index, idempotency key).
+    idempotent: HashMap<(Option<usize>, String), String>,
+    /// Jobs started so far.
+    started: u64,
+}
+
+/// One async job.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) model: String,
+    /// The chat completion it ends with.
+    pub(crate) completion: serde_json::Value,
+    /// Reads so far: the first finds it in progress, the second done.
+    pub(crate) reads: u32,
+    /// Who made it, and under which idempotency key, to forget both together.
+    owner: (Option<usize>, Option<String>),
+}
+
+/// The status a job has after `reads` reads.
+fn job_status(reads: u32) -> &'static str {
+    match reads {
+        0 => "CREATED",
+        1 => "IN_PROGRESS",
+        _ => "COMPLETED",
+    }
+}
+
+impl Job {
+    /// The job as the SDK's `AsyncApiChatCompletionsResponseOutput` has it.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        let status = job_status(self.reads);
+        let mut body = serde_json::json!({
+            "id": self.id, "model": self.model, "status": status,
+            "created_at": crate::wire::CREATED,
+        });
+        if self.reads >= 1 {
+            body["started_at"] = crate::wire::CREATED.into();
+        }
+        if status == "COMPLETED" {
+            body["completed_at"] = crate::wire::CREATED.into();
+            body["response"] = self.completion.clone();
+        }
+        body
+    }
+
+    /// The job as a list shows it (`AsyncApiChatCompletionsResponseSummaryOutput`).
+    pub(crate) fn summary(&self) -> serde_json::Value {
+        let mut body = self.body();
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("response");
+        }
+        body
+    }
+}
+
+impl Jobs {
+    /// The job for `idempotency_key` from `key_index`, if one was made; otherwise a new one
+    /// (its id made from `base`) ending with `completion`. Whether it is new, and the job.
+    pub(crate) fn create(
+        &mut self,
+        key_index: Option<usize>,
+        idempotency_key: Option<&str>,
+        base: &str,
+        model: &str,
+        completion: serde_json::Value,
+    ) -> (bool, Job) {
+        if let Some(key) = idempotency_key
+            && let Some(job) = self
+                .idempotent
+                .get(&(key_index, key.to_owned()))
+                .and_then(|id| self.jobs.get(id))
+        {
+            return (false, job.clone());
+        }
+        if self.order.len() >= CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+            && let Some(job) = self.jobs.remove(&oldest)
+            && let (owner, Some(key)) = job.owner
+        {
+            self.idempotent.remove(&(owner, key));
+        }
+        self.started += 1;
+        let id = format!("{base}_job_{:x}", self.started);
+        let job = Job {
+            id: id.clone(),
+            model: model.to_owned(),
+            completion,
+            reads: 0,
+            owner: (key_index, idempotency_key.map(str::to_owned)),
+        };
+        if let Some(key) = idempotency_key {
+            self.idempotent
+                .insert((key_index, key.to_owned()), id.clone());
+        }
+        self.order.push_back(id.clone());
+        self.jobs.insert(id, job.clone());
+        (true, job)
+    }
+
+    /// Job `id` as this read finds it (each read moves it on), if it is kept.
+    pub(crate) fn read(&mut self, id: &str) -> Option<Job> {
+        let job = self.jobs.get_mut(id)?;
+        job.reads = job.reads.saturating_add(1).min(2);
+        Some(job.clone())
+    }
+
+    /// The jobs kept, newest first, as a list shows them.
+    pub(crate) fn list(&self) -> Vec<serde_json::Value> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.jobs.get(id))
+            .map(Job::summary)
+            .collect()
+    }
+
+    /// Jobs started so far (a repeated idempotency key starts none).
+    pub(crate) fn started(&self) -> u64 {
+        self.started
+    }
+}
+
+/// The job id of an async job's path (`/async/chat/completions/{id}`).
+pub(crate) fn job_id(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/async/chat/completions/")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Jobs;
+
+    #[test]
+    fn a_repeated_idempotency_key_gets_the_same_job_and_only_from_the_same_key() {
+        let mut jobs = Jobs::default();
+        let completion = serde_json::json!({"id": "c"});
+        let (new, first) = jobs.create(Some(0), Some("k1"), "x", "sonar", completion.clone());
+        assert!(new);
+        let (new, again) = jobs.create(Some(0), Some("k1"), "x", "sonar", completion.clone());
+        assert!(!new);
+        assert_eq!(again.id, first.id);
+        // Another API key's job under the same idempotency key is its own.
+        let (new, other) = jobs.create(Some(1), Some("k1"), "x", "sonar", completion.clone());
+        assert!(new);
+        assert_ne!(other.id, first.id);
+        // Without a key, every create is a job.
+        assert!(
+            jobs.create(Some(0), None, "x", "sonar", completion.clone())
+                .0
+        );
+        assert_eq!(jobs.started(), 3);
+    }
+
+    #[test]
+    fn a_job_is_created_then_in_progress_then_completed_with_its_answer() {
+        let mut jobs = Jobs::default();
+        let (_, job) = jobs.create(None, None, "x", "sonar", serde_json::json!({"id": "c"}));
+        assert_eq!(job.body()["status"], "CREATED");
+        assert!(job.body().get("response").is_none());
+        assert_eq!(jobs.read(&job.id).unwrap().body()["status"], "IN_PROGRESS");
+        let done = jobs.read(&job.id).unwrap().body();
+        assert_eq!(done["status"], "COMPLETED");
+        assert_eq!(done["response"]["id"], "c");
+        assert_eq!(jobs.read(&job.id).unwrap().body()["status"], "COMPLETED");
+        assert!(jobs.list()[0].get("response").is_none());
+        assert!(jobs.read("nope").is_none());
+    }
+
+    #[test]
+    fn the_store_is_bounded_and_forgets_the_oldest_jobs_keys_with_them() {
+        let mut jobs = Jobs::default();
+        let first = jobs
+            .create(None, Some("k0"), "x", "sonar", serde_json::json!({}))
+            .1;
+        for index in 1..=super::CAPACITY {
+            let key = format!("k{index}");
+            jobs.create(None, Some(&key), "x", "sonar", serde_json::json!({}));
+        }
+        assert!(jobs.read(&first.id).is_none());
+        assert_eq!(jobs.list().len(), super::CAPACITY);
+        assert_eq!(jobs.idempotent.len(), super::CAPACITY);
+        // Its key is free again: a new job.
+        assert!(
+            jobs.create(None, Some("k0"), "x", "sonar", serde_json::json!({}))
+                .0
+        );
+    }
+}

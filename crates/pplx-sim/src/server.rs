@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) firehose: Mutex<HashMap<u64, Firehose>>,
     /// The background runs kept, for retrieving and resuming.
     pub(crate) runs: Mutex<crate::runs::Runs>,
+    /// Sonar's async jobs.
+    pub(crate) jobs: Mutex<crate::runs::Jobs>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Connections accepted so far.
     pub(crate) connections: AtomicUsize,
@@ -113,6 +115,7 @@ impl Simulator {
             in_flight: watch::channel(0).0,
             firehose: Mutex::new(HashMap::new()),
             runs: Mutex::new(crate::runs::Runs::default()),
+            jobs: Mutex::new(crate::runs::Jobs::default()),
             shutdown: shutdown.clone(),
             connections: AtomicUsize::new(0),
             tls,
@@ -235,6 +238,12 @@ impl Simulator {
     /// again is then a 404.
     pub fn expire_runs(&self) {
         self.shared.runs.lock().expire_all();
+    }
+
+    /// How many Sonar async jobs (`POST /async/chat/completions`) were started: a create
+    /// that repeats an idempotency key starts none.
+    pub fn jobs_started(&self) -> u64 {
+        self.shared.jobs.lock().started()
     }
 
     /// Stops accepting, closes every connection, and waits for the server task.

@@ -275,7 +275,9 @@ pub(crate) fn prepare(
                 _ => return invalid("input: Field required"),
             }
         }
-        Api::Cancel | Api::Retrieve => {}
+        Api::Cancel | Api::Retrieve | Api::AsyncGet | Api::AsyncList => {}
+        // Checked as the Sonar request it carries.
+        Api::AsyncCreate => {}
         Api::Search => match &body["query"] {
             Value::String(query) => conversation.push(query.clone()),
             Value::Array(queries) => conversation.extend(
