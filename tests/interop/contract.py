@@ -364,14 +364,46 @@ missing = client.get(f"/v1/responses/{run_id}x", params={"stream": "true", "star
 check("background: an unknown or expired run is a 404 with an ErrorInfo",
       missing.status_code == 404 and judge("404 body", lambda: ErrorInfo.model_validate(missing.json()["error"])), missing.text[:200])
 
+# ---- Sonar async jobs, judged by the generated schema's own models
+def job(idempotency_key):
+    reply = client.post("/async/chat/completions", json={"request": {"model": "sonar-deep-research", "messages": [{"role": "user", "content": QUESTION}]}, "idempotency_key": idempotency_key})
+    checked["responses"] += 1
+    return reply.json()
+created, again = job("contract-job-1"), job("contract-job-1")
+reads = [client.get(f"/async/chat/completions/{created.get('id')}").json() for _ in range(2)]
+checked["responses"] += 2
+listed = client.get("/async/chat/completions").json()
+checked["responses"] += 1
+check("async: a job is CREATED, IN_PROGRESS, then COMPLETED with a chat completion, each an AsyncApiChatCompletionsResponseOutput",
+      all(judge(f"async job {index}", lambda body=body: generated.AsyncApiChatCompletionsResponseOutput.model_validate(body)) for index, body in enumerate([created] + reads))
+      and [created["status"]] + [read["status"] for read in reads] == ["CREATED", "IN_PROGRESS", "COMPLETED"]
+      and judge("async job's completion", lambda: generated.CompletionResponseOutput.model_validate(reads[1]["response"])),
+      str([created.get("status")] + [read.get("status") for read in reads]))
+check("async: a repeated idempotency key gets the same job; the list is a ListAsyncApiChatCompletionsResponseOutput",
+      again.get("id") == created.get("id") and judge("async list", lambda: generated.ListAsyncApiChatCompletionsResponseOutput.model_validate(listed)),
+      f"{again.get('id')} {created.get('id')}")
+
 # ---- requests: what our client sends
 lines = [json.loads(line) for line in open(REQUESTS) if line.strip()]
 check("requests: the client's matrix was recorded", len(lines) >= 20, str(len(lines)))
 kinds = set()
 for index, line in enumerate(lines):
     endpoint, body = line["endpoint"], line["body"]
-    if endpoint.endswith("/cancel") or endpoint.startswith("/v1/responses/"):
-        continue  # a cancel's empty body; a poll of a background run (a GET, no body)
+    if endpoint.endswith("/cancel") or endpoint.startswith(("/v1/responses/", "/async/chat/completions/")):
+        continue  # a cancel's empty body; a poll of a background run or an async job (a GET, no body)
+    if endpoint == "/async/chat/completions":
+        # An async job: the envelope by the generated schema (strict), the Sonar request it
+        # carries as any chat completion request.
+        inner = body.get("request") or {}
+        label = f"request {index} {endpoint} {inner.get('model')}"
+        ok = judge(f"{label} (generated schema)", lambda: generated.AsyncApiChatCompletionsRequestInput.model_validate(body))
+        ok &= judge(label, lambda: materialize(ADAPTERS["/chat/completions"].validate_python(inner)))
+        extra = set(inner) - known_keys(PARAMS["/chat/completions"])
+        ok &= not extra and isinstance(body.get("idempotency_key"), str) and inner.get("stream") is not True
+        check(label, ok and line["status"] == 200, f"unknown keys {sorted(extra)}" if extra else f"status {line['status']}")
+        checked["requests"] += 1
+        kinds.add("async job")
+        continue
     adapter = ADAPTERS.get(endpoint)
     if adapter is None:
         check(f"request {index}: endpoint {endpoint} is one the SDK models", False)
@@ -396,8 +428,8 @@ for index, line in enumerate(lines):
     check(label, ok and line["status"] == 200, f"unknown keys {sorted(extra)}" if extra else f"status {line['status']}")
     checked["requests"] += 1
     kinds.add(endpoint)
-check("requests: both APIs, search, tools on both, files and the compatible endpoint were judged",
-      kinds >= set(PARAMS) | {"/v1/agent tools", "/chat/completions tools", "agent input_file", "compatible"}, str(kinds))
+check("requests: both APIs, search, async jobs, tools on both, files and the compatible endpoint were judged",
+      kinds >= set(PARAMS) | {"async job", "/v1/agent tools", "/chat/completions tools", "agent input_file", "compatible"}, str(kinds))
 
 print(f"contract: {checked['responses']} responses and {checked['requests']} requests judged by the SDK's types; {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -1,7 +1,8 @@
 //! Resumable Agent API streams against the simulator's background runs: a stream cut any
 //! number of times mid-answer completes with the exact text, from one run, with no restart;
 //! a resumed stream that leaves a gap, or a run that expired, is never passed off as whole;
-//! a server that refuses `background` gets plain streams.
+//! a server that refuses `background` gets plain streams; Sonar deep research without
+//! streaming is an async job, created once however often its create is tried.
 
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, ErrorKind};
 
@@ -303,4 +304,125 @@ async fn a_whole_answer_refused_in_the_background_is_asked_plainly() {
         })
         .collect();
     assert_eq!(backgrounds, [Value::Bool(true), Value::Null]);
+}
+
+fn provider_research(sim: &Simulator) -> PerplexityProvider {
+    provider(sim, |config| {
+        config.api = None;
+        config.agent_endpoint = Some(true);
+    })
+}
+
+const RESEARCH: &str = "sonar-deep-research";
+
+/// The endpoints asked, with their methods told apart by the log's status-free path.
+fn endpoints(sim: &Simulator) -> Vec<String> {
+    sim.log()
+        .iter()
+        .map(|entry| entry.endpoint.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn deep_research_without_streaming_is_an_async_job_polled_to_its_answer() {
+    let sim = simulator().await;
+    let response = provider_research(&sim)
+        .chat(ChatRequest::new(RESEARCH, QUESTION))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.text,
+        sim.expected_text(RESEARCH, &[QUESTION], None)
+    );
+    assert!(!response.sources.is_empty());
+    sim.wait_idle().await;
+    let asked = endpoints(&sim);
+    assert_eq!(asked[0], "/async/chat/completions", "{}", sim.log_text());
+    // Created, then read while in progress, then read done.
+    assert_eq!(asked.len(), 3, "{}", sim.log_text());
+    assert!(
+        asked[1..]
+            .iter()
+            .all(|path| path.starts_with("/async/chat/completions/"))
+    );
+    let created: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(created["request"]["model"], RESEARCH);
+    assert_eq!(created["request"]["stream"], false);
+    assert!(
+        created["idempotency_key"]
+            .as_str()
+            .is_some_and(|key| key.len() > 20)
+    );
+    assert_eq!(sim.jobs_started(), 1);
+    // Other Sonar models, and streams, are asked as before.
+    let quick = provider_research(&sim)
+        .chat(ChatRequest::new("sonar", QUESTION))
+        .await
+        .unwrap();
+    assert_eq!(quick.text, sim.expected_text("sonar", &[QUESTION], None));
+    sim.wait_idle().await;
+    assert_eq!(
+        endpoints(&sim).last().map(String::as_str),
+        Some("/chat/completions")
+    );
+}
+
+#[tokio::test]
+async fn a_create_whose_reply_was_lost_is_tried_again_without_a_second_job() {
+    let sim = simulator().await;
+    sim.script(Target::Any, Fault::lost_reply(), 1);
+    let response = provider_research(&sim)
+        .chat(ChatRequest::new(RESEARCH, QUESTION))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.text,
+        sim.expected_text(RESEARCH, &[QUESTION], None)
+    );
+    assert_eq!(response.attempts, 2);
+    sim.wait_idle().await;
+    let log = sim.log();
+    let keys: Vec<Value> = log
+        .iter()
+        .filter(|entry| entry.endpoint == "/async/chat/completions")
+        .map(|entry| {
+            serde_json::from_str::<Value>(entry.body.as_deref().unwrap()).unwrap()["idempotency_key"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2, "{}", sim.log_text());
+    assert_eq!(keys[0], keys[1], "one key for every try of one create");
+    assert_eq!(
+        sim.jobs_started(),
+        1,
+        "the retried create got the first job"
+    );
+    // The next question is a job of its own, under a new key.
+    provider_research(&sim)
+        .chat(ChatRequest::new(RESEARCH, "Explain photosynthesis"))
+        .await
+        .unwrap();
+    assert_eq!(sim.jobs_started(), 2);
+}
+
+#[tokio::test]
+async fn an_endpoint_without_async_jobs_is_asked_plainly() {
+    let mut config = SimConfig::default();
+    config.pace = Pace::instant();
+    config.compatible = true;
+    let sim = Simulator::start(config).await.unwrap();
+    let provider = provider_research(&sim);
+    for _ in 0..2 {
+        let response = provider
+            .chat(ChatRequest::new(RESEARCH, QUESTION))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.text,
+            sim.expected_text(RESEARCH, &[QUESTION], None)
+        );
+    }
+    sim.wait_idle().await;
+    // (The simulator's 404 for a path it does not serve is not logged.)
+    assert_eq!(endpoints(&sim), ["/chat/completions", "/chat/completions"]);
 }

@@ -282,8 +282,10 @@ pub struct PerplexityConfig {
     pub max_request_bytes: usize,
     /// Agent API streams run as background runs (`background: true`), and a stream that
     /// breaks is read again from after its last delivered event (`GET
-    /// /v1/responses/{id}?stream=true&starting_after=N`) instead of failing or restarting.
-    /// On by default.
+    /// /v1/responses/{id}?stream=true&starting_after=N`) instead of failing or restarting;
+    /// whole Agent answers are background runs polled to their end, and whole Sonar deep
+    /// research answers async jobs (`POST /async/chat/completions`, one idempotency key for
+    /// every try). On by default.
     pub resume: bool,
     /// How long a non-streaming Agent API request (run in the background when
     /// [`resume`](PerplexityConfig::resume) is on) waits before its first poll; each wait

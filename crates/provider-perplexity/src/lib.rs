@@ -217,6 +217,9 @@ struct Shared {
     /// The server refused `background` once (a 400 naming it): Agent streams are plain
     /// from then on, as with the `stream` fallback.
     background_refused: std::sync::atomic::AtomicBool,
+    /// The endpoint has no async jobs (a 404 or 405 to a create): deep research is asked
+    /// plainly from then on.
+    jobs_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Where one request goes and under which rules.
@@ -273,6 +276,7 @@ impl PerplexityProvider {
                 config,
                 retriers,
                 background_refused: std::sync::atomic::AtomicBool::new(false),
+                jobs_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -877,13 +881,42 @@ async fn poll_run(
         }
         Err(error) => return Err(error),
     };
-    let (id, mut going) = api::agent::run_state(&bytes);
+    let (id, going) = api::agent::run_state(&bytes);
     let cancel = CancelOnDrop::new(shared.clone());
     if going && !id.is_empty() {
         *cancel.run.lock() = Some((id.clone(), key.clone()));
     }
+    if going && !id.is_empty() {
+        bytes = poll(
+            shared,
+            route,
+            &api::agent::run_path(&id),
+            &key,
+            |bytes| api::agent::run_state(bytes).1,
+            deadline,
+        )
+        .await?;
+    }
+    cancel.disarm();
+    let mut response = api::full_response(Api::Agent, &bytes)?;
+    tally.stamp(&mut response);
+    Ok(response)
+}
+
+/// Reads `path` (a background run or an async job) with `key` until `going` says it ended,
+/// waiting from `poll_first_delay`, doubling to `poll_max_delay`, within `deadline`; its
+/// last body. A poll that fails on the way is tried again at the next wait; a refusal (the
+/// run or job is gone) ends it.
+async fn poll(
+    shared: &Arc<Shared>,
+    route: &Route,
+    path: &str,
+    key: &ApiKey,
+    going: impl Fn(&[u8]) -> bool,
+    deadline: Instant,
+) -> Result<Bytes, Error> {
     let mut delay = shared.config.poll_first_delay;
-    while going && !id.is_empty() {
+    loop {
         let until = resilience::backoff::later(Instant::now(), delay);
         if until >= deadline {
             return Err(Error::timeout(TimeoutPhase::Total));
@@ -893,25 +926,82 @@ async fn poll_run(
         let polled = client::get(
             &shared.client,
             &shared.base_url,
-            &api::agent::run_path(&id),
-            &key,
+            path,
+            key,
             false,
             &route.timeouts,
         )
         .await;
-        match polled {
-            Ok(response) => bytes = shared.read_body(&route.timeouts, response).await?,
-            // A poll that fails on the way is tried again at the next wait; a refusal (the
-            // run is gone) ends it.
+        let bytes = match polled {
+            Ok(response) => shared.read_body(&route.timeouts, response).await?,
             Err(error) if error.is_retryable() => continue,
             Err(error) => return Err(shared.redact(error)),
+        };
+        if !going(&bytes) {
+            return Ok(bytes);
         }
-        going = api::agent::run_state(&bytes).1;
     }
-    cancel.disarm();
-    let mut response = api::full_response(Api::Agent, &bytes)?;
+}
+
+/// A non-streaming Sonar deep research as an async job (`POST /async/chat/completions`),
+/// polled until it ends, so that a minutes-long job survives proxies that cut held
+/// requests. Every try of the create carries one idempotency key: a create whose reply was
+/// lost and is tried again gets the job the first try started, never a second one. An
+/// endpoint without async jobs (a 404 or 405) gets plain requests from then on.
+///
+/// Perplexity offers no way to cancel a job: one whose caller leaves runs to its end.
+async fn async_job(
+    shared: &Arc<Shared>,
+    route: &Route,
+    request: &ChatRequest,
+    deadline: Instant,
+) -> Result<ChatResponse, Error> {
+    let tally = Tally::default();
+    let plain = api::request_body(Api::Sonar, request, &route.model, false);
+    let body = Bytes::from(api::sonar::job_body(&plain, &idempotency_key()));
+    let created = shared
+        .post_keyed(
+            route,
+            api::sonar::ASYNC_PATH,
+            body,
+            deadline,
+            &tally,
+            |bytes| Ok(Bytes::copy_from_slice(bytes)),
+        )
+        .await;
+    let (mut bytes, key) = match created {
+        Ok(created) => created,
+        Err(error) if matches!(error.status_code(), Some(404 | 405)) => {
+            shared
+                .jobs_refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return shared
+                .complete(route, Bytes::from(plain), deadline, &tally)
+                .await;
+        }
+        Err(error) => return Err(error),
+    };
+    let (id, going) = api::sonar::job_state(&bytes);
+    if going && !id.is_empty() {
+        bytes = poll(
+            shared,
+            route,
+            &api::sonar::job_path(&id),
+            &key,
+            |bytes| api::sonar::job_state(bytes).1,
+            deadline,
+        )
+        .await?;
+    }
+    let mut response = api::sonar::job_answer(&bytes)?;
     tally.stamp(&mut response);
     Ok(response)
+}
+
+/// A fresh idempotency key: 128 bits, different in every call and process.
+fn idempotency_key() -> String {
+    let mut rng = resilience::backoff::SmallRng::from_entropy();
+    format!("pplx-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
 /// What would be refused anyway, said before anything is sent (and paid for): a request over
@@ -964,6 +1054,19 @@ impl ChatProvider for PerplexityProvider {
                 .load(std::sync::atomic::Ordering::Relaxed);
         if polled {
             return poll_run(&self.shared, &route, &request, deadline)
+                .instrument(span)
+                .await;
+        }
+        let as_job = route.api == Api::Sonar
+            && api::sonar::runs_as_job(&route.model)
+            && self.shared.config.resume
+            && self.shared.config.serves_agent_api()
+            && !self
+                .shared
+                .jobs_refused
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if as_job {
+            return async_job(&self.shared, &route, &request, deadline)
                 .instrument(span)
                 .await;
         }

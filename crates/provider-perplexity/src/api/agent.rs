@@ -77,7 +77,7 @@ pub(crate) fn names_model(model: &str) -> bool {
 }
 
 /// What of a server's run id a path segment may hold (the rest is dropped).
-fn path_safe(id: &str) -> String {
+pub(crate) fn path_safe(id: &str) -> String {
     id.chars()
         .filter(|character| character.is_ascii_alphanumeric() || "-_.".contains(*character))
         .take(128)

@@ -30,6 +30,81 @@ pub(crate) fn names_model(model: &str) -> bool {
     model.starts_with("sonar")
 }
 
+/// Where Sonar's async jobs are created (`POST`, the SDK's
+/// `AsyncApiChatCompletionsRequestInput`: `{"request": {...}, "idempotency_key"}`).
+pub(crate) const ASYNC_PATH: &str = "/async/chat/completions";
+
+/// Whether a non-streaming request for `model` goes as an async job: deep research, which
+/// runs for minutes (Perplexity's async API is for it).
+pub(crate) fn runs_as_job(model: &str) -> bool {
+    model.starts_with("sonar-deep-research")
+}
+
+/// An async create's body: the Sonar request `body` (never streamed) and the key that makes
+/// a retried create return the job the first one started.
+pub(crate) fn job_body(body: &[u8], idempotency_key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + idempotency_key.len() + 40);
+    out.extend_from_slice(b"{\"request\":");
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\"idempotency_key\":");
+    out.extend_from_slice(Value::from(idempotency_key).to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// Where an async job is read (`GET /async/chat/completions/{id}`); only what a path segment
+/// may hold of the server's id is kept.
+pub(crate) fn job_path(id: &str) -> String {
+    format!("{ASYNC_PATH}/{}", super::agent::path_safe(id))
+}
+
+#[derive(Deserialize)]
+struct Job<'a> {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
+    #[serde(default)]
+    error_message: Option<String>,
+}
+
+/// A job body's id and whether it is still going (`CREATED` or `IN_PROGRESS`); an unreadable
+/// body is not going (its reader says why).
+pub(crate) fn job_state(body: &[u8]) -> (String, bool) {
+    match serde_json::from_slice::<Job<'_>>(body) {
+        Ok(job) => {
+            let going = matches!(job.status.as_str(), "CREATED" | "IN_PROGRESS");
+            (job.id, going)
+        }
+        Err(_) => (String::new(), false),
+    }
+}
+
+/// The answer of a finished job: its completion when `COMPLETED`, the server's message (a
+/// `Server` error, not retried: the job ran) when `FAILED`.
+pub(crate) fn job_answer(body: &[u8]) -> Result<ChatResponse, Error> {
+    let job: Job<'_> = serde_json::from_slice(body)
+        .map_err(|error| Error::protocol(format!("bad async job body: {error}")))?;
+    match (job.status.as_str(), job.response) {
+        ("COMPLETED", Some(response)) if response.get() != "null" => Sonar.response(response.get()),
+        ("FAILED", _) => {
+            let message = job.error_message.unwrap_or_default();
+            let message = wire::short(&message);
+            Err(Error::reported(
+                chat_core::ErrorKind::Server,
+                format!("the async job {} failed: {message}", wire::short(&job.id)),
+            )
+            .with_should_retry(Some(false)))
+        }
+        (status, _) => Err(Error::protocol(format!(
+            "the async job ended as {:?} without an answer",
+            wire::short(status)
+        ))),
+    }
+}
+
 /// Sonar on the wire.
 pub(crate) struct Sonar;
 
@@ -563,6 +638,39 @@ mod tests {
             Some(ChatEvent::Done(response)) => response,
             other => panic!("no Done: {other:?}"),
         }
+    }
+
+    #[test]
+    fn async_jobs_go_out_wrapped_and_end_in_their_answer_or_the_servers_message() {
+        let body = super::job_body(br#"{"model":"sonar-deep-research","stream":false}"#, "k\"1");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["request"]["model"], "sonar-deep-research");
+        assert_eq!(body["idempotency_key"], "k\"1");
+        assert_eq!(
+            super::job_path("job_1/../x?y"),
+            "/async/chat/completions/job_1..xy"
+        );
+        assert_eq!(
+            super::job_state(br#"{"id": "j", "status": "IN_PROGRESS"}"#),
+            ("j".to_owned(), true)
+        );
+        assert!(!super::job_state(br#"{"id": "j", "status": "COMPLETED"}"#).1);
+        assert!(!super::job_state(b"not json").1);
+        let done = serde_json::json!({"id": "j", "status": "COMPLETED", "response": {
+            "id": "c", "model": "sonar-deep-research", "created": 1, "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Found."}}]}});
+        let answer = super::job_answer(done.to_string().as_bytes()).unwrap();
+        assert_eq!(answer.text, "Found.");
+        let failed = br#"{"id": "j", "status": "FAILED", "error_message": "research failed"}"#;
+        let error = super::job_answer(failed).unwrap_err();
+        assert_eq!(error.kind(), chat_core::ErrorKind::Server);
+        assert!(!error.is_retryable(), "the job ran: not retried");
+        assert!(error.to_string().contains("research failed"), "{error}");
+        let empty = br#"{"id": "j", "status": "COMPLETED", "response": null}"#;
+        assert_eq!(
+            super::job_answer(empty).unwrap_err().kind(),
+            chat_core::ErrorKind::Protocol
+        );
     }
 
     #[test]
