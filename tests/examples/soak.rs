@@ -306,9 +306,15 @@ async fn main() {
     if grew {
         eprintln!("soak: memory grew between rounds: {rss:?} MiB");
     }
+    // Runs the simulator started (creates that reached it as 200s): beyond one per Agent
+    // answer only when an attempt broke before its first word and was tried again.
     println!(
-        "soak: agent answers {}, resumed after a cut {} ({} resumes), restarted {}",
-        tally.agent, tally.resumed_answers, tally.resumes, tally.agent_restarts
+        "soak: agent answers {}, resumed after a cut {} ({} resumes), restarted {}, runs started {}",
+        tally.agent,
+        tally.resumed_answers,
+        tally.resumes,
+        tally.agent_restarts,
+        sim.runs_started()
     );
     if tally.lost + tally.duplicated + tally.hung > 0 || grew {
         std::process::exit(1);

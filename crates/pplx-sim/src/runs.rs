@@ -58,6 +58,11 @@ impl Runs {
         self.runs.remove(id).is_some()
     }
 
+    /// Runs started so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started
+    }
+
     /// Forgets every run, as if they had all expired.
     pub(crate) fn expire_all(&mut self) {
         self.order.clear();

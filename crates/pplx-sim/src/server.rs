@@ -240,6 +240,12 @@ impl Simulator {
         self.shared.runs.lock().expire_all();
     }
 
+    /// How many background runs were started (a stream with `background: true`, or a
+    /// whole answer created in the background).
+    pub fn runs_started(&self) -> u64 {
+        self.shared.runs.lock().started()
+    }
+
     /// How many Sonar async jobs (`POST /async/chat/completions`) were started: a create
     /// that repeats an idempotency key starts none.
     pub fn jobs_started(&self) -> u64 {
