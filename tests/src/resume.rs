@@ -315,28 +315,43 @@ fn provider_research(sim: &Simulator) -> PerplexityProvider {
 
 const RESEARCH: &str = "sonar-deep-research";
 
-/// The endpoints asked, with their methods told apart by the log's status-free path.
-fn endpoints(sim: &Simulator) -> Vec<String> {
+/// A whole answer from `model` to `question`, checked to be the exact expected text.
+async fn whole(
+    provider: &PerplexityProvider,
+    sim: &Simulator,
+    model: &str,
+    question: &str,
+) -> chat_core::ChatResponse {
+    let response = provider
+        .chat(ChatRequest::new(model, question))
+        .await
+        .unwrap();
+    assert_eq!(response.text, sim.expected_text(model, &[question], None));
+    response
+}
+
+/// Every logged request's endpoint, and its body (`null` for a GET's empty one).
+async fn logged(sim: &Simulator) -> (Vec<String>, Vec<Value>) {
+    sim.wait_idle().await;
     sim.log()
         .iter()
-        .map(|entry| entry.endpoint.clone())
-        .collect()
+        .map(|entry| {
+            let body = entry.body.as_deref().unwrap_or_default();
+            (
+                entry.endpoint.clone(),
+                serde_json::from_str(body).unwrap_or(Value::Null),
+            )
+        })
+        .unzip()
 }
 
 #[tokio::test]
 async fn deep_research_without_streaming_is_an_async_job_polled_to_its_answer() {
     let sim = simulator().await;
-    let response = provider_research(&sim)
-        .chat(ChatRequest::new(RESEARCH, QUESTION))
-        .await
-        .unwrap();
-    assert_eq!(
-        response.text,
-        sim.expected_text(RESEARCH, &[QUESTION], None)
-    );
+    let provider = provider_research(&sim);
+    let response = whole(&provider, &sim, RESEARCH, QUESTION).await;
     assert!(!response.sources.is_empty());
-    sim.wait_idle().await;
-    let asked = endpoints(&sim);
+    let (asked, bodies) = logged(&sim).await;
     assert_eq!(asked[0], "/async/chat/completions", "{}", sim.log_text());
     // Created, then read while in progress, then read done.
     assert_eq!(asked.len(), 3, "{}", sim.log_text());
@@ -345,50 +360,33 @@ async fn deep_research_without_streaming_is_an_async_job_polled_to_its_answer() 
             .iter()
             .all(|path| path.starts_with("/async/chat/completions/"))
     );
-    let created: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(created["request"]["model"], RESEARCH);
-    assert_eq!(created["request"]["stream"], false);
+    assert_eq!(bodies[0]["request"]["model"], RESEARCH);
+    assert_eq!(bodies[0]["request"]["stream"], false);
     assert!(
-        created["idempotency_key"]
+        bodies[0]["idempotency_key"]
             .as_str()
             .is_some_and(|key| key.len() > 20)
     );
     assert_eq!(sim.jobs_started(), 1);
-    // Other Sonar models, and streams, are asked as before.
-    let quick = provider_research(&sim)
-        .chat(ChatRequest::new("sonar", QUESTION))
-        .await
-        .unwrap();
-    assert_eq!(quick.text, sim.expected_text("sonar", &[QUESTION], None));
-    sim.wait_idle().await;
-    assert_eq!(
-        endpoints(&sim).last().map(String::as_str),
-        Some("/chat/completions")
-    );
+    // Other Sonar models are asked as before.
+    whole(&provider, &sim, "sonar", QUESTION).await;
+    let (asked, _) = logged(&sim).await;
+    assert_eq!(asked.last().map(String::as_str), Some("/chat/completions"));
 }
 
 #[tokio::test]
 async fn a_create_whose_reply_was_lost_is_tried_again_without_a_second_job() {
     let sim = simulator().await;
     sim.script(Target::Any, Fault::lost_reply(), 1);
-    let response = provider_research(&sim)
-        .chat(ChatRequest::new(RESEARCH, QUESTION))
-        .await
-        .unwrap();
-    assert_eq!(
-        response.text,
-        sim.expected_text(RESEARCH, &[QUESTION], None)
-    );
+    let provider = provider_research(&sim);
+    let response = whole(&provider, &sim, RESEARCH, QUESTION).await;
     assert_eq!(response.attempts, 2);
-    sim.wait_idle().await;
-    let log = sim.log();
-    let keys: Vec<Value> = log
+    let (asked, bodies) = logged(&sim).await;
+    let keys: Vec<&Value> = asked
         .iter()
-        .filter(|entry| entry.endpoint == "/async/chat/completions")
-        .map(|entry| {
-            serde_json::from_str::<Value>(entry.body.as_deref().unwrap()).unwrap()["idempotency_key"]
-                .clone()
-        })
+        .zip(&bodies)
+        .filter(|(endpoint, _)| *endpoint == "/async/chat/completions")
+        .map(|(_, body)| &body["idempotency_key"])
         .collect();
     assert_eq!(keys.len(), 2, "{}", sim.log_text());
     assert_eq!(keys[0], keys[1], "one key for every try of one create");
@@ -398,10 +396,7 @@ async fn a_create_whose_reply_was_lost_is_tried_again_without_a_second_job() {
         "the retried create got the first job"
     );
     // The next question is a job of its own, under a new key.
-    provider_research(&sim)
-        .chat(ChatRequest::new(RESEARCH, "Explain photosynthesis"))
-        .await
-        .unwrap();
+    whole(&provider, &sim, RESEARCH, "Explain photosynthesis").await;
     assert_eq!(sim.jobs_started(), 2);
 }
 
@@ -413,16 +408,9 @@ async fn an_endpoint_without_async_jobs_is_asked_plainly() {
     let sim = Simulator::start(config).await.unwrap();
     let provider = provider_research(&sim);
     for _ in 0..2 {
-        let response = provider
-            .chat(ChatRequest::new(RESEARCH, QUESTION))
-            .await
-            .unwrap();
-        assert_eq!(
-            response.text,
-            sim.expected_text(RESEARCH, &[QUESTION], None)
-        );
+        whole(&provider, &sim, RESEARCH, QUESTION).await;
     }
-    sim.wait_idle().await;
     // (The simulator's 404 for a path it does not serve is not logged.)
-    assert_eq!(endpoints(&sim), ["/chat/completions", "/chat/completions"]);
+    let (asked, _) = logged(&sim).await;
+    assert_eq!(asked, ["/chat/completions", "/chat/completions"]);
 }

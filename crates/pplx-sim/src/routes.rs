@@ -241,6 +241,14 @@ pub(crate) async fn handle(
             entry.ending = ending;
         }
     };
+    // `Fault::lost_reply`: what was asked for was started; the reply is dropped.
+    let lose_reply = |started: &str| {
+        finish(0, 0, Ending::DroppedBeforeHeaders);
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("scripted lost reply: {started} was started"),
+        )
+    };
 
     if !shared.keys.is_empty() && key_index.is_none() {
         finish(401, 0, Ending::ErrorStatus);
@@ -392,11 +400,7 @@ pub(crate) async fn handle(
             completion,
         );
         if fault.lost_reply {
-            finish(0, 0, Ending::DroppedBeforeHeaders);
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "scripted lost reply: the job was started",
-            ));
+            return Err(lose_reply("the job"));
         }
         finish(200, 0, Ending::Complete);
         return Ok(json_response(200, &job.body(), &fault.headers));
@@ -420,11 +424,7 @@ pub(crate) async fn handle(
         // GET /v1/responses/{id}).
         let (id, _) = keep_run(&asked);
         if fault.lost_reply {
-            finish(0, 0, Ending::DroppedBeforeHeaders);
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "scripted lost reply: the run was started",
-            ));
+            return Err(lose_reply("the run"));
         }
         finish(200, 0, Ending::Complete);
         let value = wire::agent_response(&id, &answer, &asked, "in_progress");

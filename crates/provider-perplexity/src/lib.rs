@@ -885,8 +885,6 @@ async fn poll_run(
     let cancel = CancelOnDrop::new(shared.clone());
     if going && !id.is_empty() {
         *cancel.run.lock() = Some((id.clone(), key.clone()));
-    }
-    if going && !id.is_empty() {
         bytes = poll(
             shared,
             route,
