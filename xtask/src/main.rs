@@ -22,6 +22,7 @@ mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -83,9 +84,82 @@ fn has_nextest() -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
+/// The time each step of `ci` took, printed as a table at the end (and when a step fails), so
+/// every run's log shows where its minutes went.
+struct Steps {
+    started: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Runs one named step, timing it; on failure the table so far is printed first.
+    fn run(&mut self, name: &'static str, step: impl FnOnce() -> Result) -> Result {
+        eprintln!("ci: step {name}");
+        let started = Instant::now();
+        let result = step();
+        let took = started.elapsed();
+        eprintln!("ci: step {name} took {:.1}s", took.as_secs_f64());
+        self.done.push((name, took));
+        if result.is_err() {
+            self.table();
+        }
+        result
+    }
+
+    fn table(&self) {
+        eprintln!("ci: step seconds");
+        for (name, took) in &self.done {
+            eprintln!("ci: {name:<10} {:>7.1}", took.as_secs_f64());
+        }
+    }
+}
+
 fn ci() -> Result {
-    let started = std::time::Instant::now();
-    run("cargo", &["fmt", "--all", "--check"], &[])?;
+    let mut steps = Steps::new();
+    steps.run("fmt", || run("cargo", &["fmt", "--all", "--check"], &[]))?;
+    steps.run("clippy", clippy)?;
+    steps.run("test", test)?;
+    steps.run("doc", || {
+        run(
+            "cargo",
+            &[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--all-features",
+                "--locked",
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )
+    })?;
+    steps.run("tidy", || tidy::check(&root()))?;
+    steps.run("features", || package::features(&root()))?;
+    steps.run("package", || package::package(&root()))?;
+    steps.run("deny", deny)?;
+    steps.run("examples", examples)?;
+    steps.run("soak", || soak(true))?;
+    // The fuzz smoke: every target briefly, so a target that no longer builds or crashes at
+    // once is caught (the long runs are in docs/RELIABILITY.md).
+    steps.run("fuzz", || fuzz("all", &["--seconds", "10"]))?;
+    steps.run("interop", || interop::run(&root()))?;
+    steps.table();
+    eprintln!(
+        "ci: all checks passed in {:.0}s",
+        steps.started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Clippy over everything with every feature, then the crates with optional features without
+/// them (they must be clean both ways).
+fn clippy() -> Result {
     run(
         "cargo",
         &[
@@ -100,7 +174,6 @@ fn ci() -> Result {
         ],
         &[],
     )?;
-    // The crates with optional features must also be clean without them.
     run(
         "cargo",
         &[
@@ -115,49 +188,40 @@ fn ci() -> Result {
             "warnings",
         ],
         &[],
-    )?;
-    if has_nextest() {
-        run(
-            "cargo",
-            &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--all-features",
-                "--locked",
-                "--no-fail-fast",
-            ],
-            &[],
-        )?;
-        // nextest does not run doctests.
-        run(
-            "cargo",
-            &["test", "--workspace", "--all-features", "--locked", "--doc"],
-            &[],
-        )?;
-    } else {
-        run(
+    )
+}
+
+/// Every test: nextest when the machine has it (then the doctests, which it does not run),
+/// else `cargo test`.
+fn test() -> Result {
+    if !has_nextest() {
+        return run(
             "cargo",
             &["test", "--workspace", "--all-features", "--locked"],
             &[],
-        )?;
+        );
     }
     run(
         "cargo",
         &[
-            "doc",
+            "nextest",
+            "run",
             "--workspace",
-            "--no-deps",
             "--all-features",
             "--locked",
+            "--no-fail-fast",
         ],
-        &[("RUSTDOCFLAGS", "-D warnings")],
+        &[],
     )?;
-    tidy::check(&root())?;
-    package::features(&root())?;
-    package::package(&root())?;
-    deny()?;
-    // The offline examples run (all of them build with clippy --all-targets).
+    run(
+        "cargo",
+        &["test", "--workspace", "--all-features", "--locked", "--doc"],
+        &[],
+    )
+}
+
+/// The offline examples run (all of them build with clippy --all-targets).
+fn examples() -> Result {
     for (package, example) in [
         ("pplx-chat-core", "canned"),
         ("pplx-provider-perplexity", "stream"),
@@ -181,12 +245,6 @@ fn ci() -> Result {
             &[],
         )?;
     }
-    soak(true)?;
-    // The fuzz smoke: every target briefly, so a target that no longer builds or crashes at
-    // once is caught (the long runs are in docs/RELIABILITY.md).
-    fuzz("all", &["--seconds", "10"])?;
-    interop::run(&root())?;
-    eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
 
