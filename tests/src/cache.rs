@@ -271,3 +271,59 @@ async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
         "one asked nothing while Redis was down"
     );
 }
+
+#[tokio::test]
+async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_either_api() {
+    use provider_perplexity::{AgentOptions, SonarOptions, WebSearch};
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    // The Agent API keeps the filter inside its web_search tool (as pplx-mcp writes it).
+    let mut agent = AgentOptions::default();
+    let mut search = WebSearch::default();
+    search.filters.search_recency_filter = Some("hour".into());
+    agent.web_search = Some(search);
+    let on_agent = agent.apply(ChatRequest::new("medium", QUESTION)).unwrap();
+    let mut sonar = SonarOptions::default();
+    sonar.search_recency_filter = Some("hour".into());
+    let on_sonar = sonar.apply(ChatRequest::new("sonar", QUESTION));
+    for request in [on_agent, on_sonar] {
+        let before = upstream_calls(&sim).await;
+        for _ in 0..2 {
+            let (events, error) = collect(provider.as_ref(), request.clone()).await;
+            assert!(error.is_none(), "{error:?}");
+            assert!(!done(&events).cached, "{}", request.model);
+        }
+        assert_eq!(upstream_calls(&sim).await, before + 2, "{}", request.model);
+    }
+    assert_eq!(provider.stats().stores, 0);
+    // A week-old filter is cached as before.
+    let mut week = SonarOptions::default();
+    week.search_recency_filter = Some("week".into());
+    let request = week.apply(ChatRequest::new("sonar", QUESTION));
+    collect(provider.as_ref(), request.clone()).await;
+    let (events, _) = collect(provider.as_ref(), request).await;
+    assert!(done(&events).cached);
+}
+
+#[tokio::test]
+async fn an_answer_is_stored_when_its_only_caller_leaves_right_after_done() {
+    // As pplx-mcp's tools do: read to `Done`, then drop the stream at once.
+    let sim = simulator(Duration::ZERO).await;
+    let provider = cached(&sim, CacheConfig::default());
+    for round in 0..20 {
+        let question = format!("{QUESTION} ({round})");
+        let mut stream = provider.chat_stream(ChatRequest::new("sonar", &question));
+        while let Some(event) = stream.next().await {
+            if matches!(event.unwrap(), ChatEvent::Done(_)) {
+                break;
+            }
+        }
+        drop(stream);
+        let response = provider
+            .chat(ChatRequest::new("sonar", &question))
+            .await
+            .unwrap();
+        assert!(response.cached, "round {round}: the answer was not kept");
+    }
+    assert_eq!(provider.stats().stores, 20);
+}

@@ -322,3 +322,49 @@ async fn absurd_retry_after_values_are_clamped_and_reported_not_slept_on() {
         assert!(started.elapsed() < Duration::from_secs(5), "not slept on");
     }
 }
+
+#[tokio::test]
+async fn a_failed_run_or_job_read_by_polling_never_puts_the_key_in_its_error() {
+    let cases = [
+        (
+            "medium",
+            r#"{"id":"resp_1","status":"in_progress","output":[]}"#,
+            r#"{"id":"resp_1","status":"failed","output":[],"error":{"code":"invalid_request","message":"the key hostile-test-key is not allowed"}}"#,
+        ),
+        (
+            "sonar-deep-research",
+            r#"{"id":"job_1","model":"sonar-deep-research","status":"CREATED","created_at":1}"#,
+            r#"{"id":"job_1","model":"sonar-deep-research","status":"FAILED","created_at":1,"error_message":"the key hostile-test-key is not allowed"}"#,
+        ),
+    ];
+    for (model, created, failed) in cases {
+        let served = Arc::new(AtomicUsize::new(0));
+        let (url, _) = hostile(script(move |mut writer| {
+            let body = if served.fetch_add(1, Ordering::Relaxed) == 0 {
+                created
+            } else {
+                failed
+            };
+            async move {
+                let length = format!("content-length: {}", body.len());
+                writer
+                    .head("200 OK", &["content-type: application/json", &length])
+                    .await;
+                writer.write(body.as_bytes()).await;
+            }
+        }))
+        .await;
+        let mut config = provider(&url).config().clone();
+        config.poll_first_delay = Duration::from_millis(1);
+        // Sonar's async jobs are asked only where the Agent API is served.
+        config.agent_endpoint = Some(true);
+        let provider = PerplexityProvider::new(config).unwrap();
+        let error = provider
+            .chat(ChatRequest::new(model, "Explain quantum computing"))
+            .await
+            .unwrap_err();
+        let shown = format!("{error} {error:?} {}", error.report());
+        assert!(shown.contains("is not allowed"), "{model}: {shown}");
+        assert!(!shown.contains("hostile-test-key"), "{model}: {shown}");
+    }
+}

@@ -414,3 +414,30 @@ async fn an_endpoint_without_async_jobs_is_asked_plainly() {
     let (asked, _) = logged(&sim).await;
     assert_eq!(asked, ["/chat/completions", "/chat/completions"]);
 }
+
+#[tokio::test]
+async fn a_whole_answer_asked_in_the_background_is_polled_to_its_text_and_false_asks_plainly() {
+    use provider_perplexity::AgentOptions;
+    let sim = simulator().await;
+    let provider = provider(&sim, |_| {});
+    let asked = |background: Option<bool>| {
+        let mut options = AgentOptions::default();
+        options.background = background;
+        options.apply(ChatRequest::new("fast", QUESTION)).unwrap()
+    };
+    let expected = sim.expected_text("fast", &[QUESTION], None);
+    // The caller's own `true`: one rule with the stream's, so the run is polled to its
+    // answer rather than handed back queued and empty.
+    let response = provider.chat(asked(Some(true))).await.unwrap();
+    assert_eq!(response.text, expected);
+    let (endpoints, body) = requests(&sim).await;
+    assert_eq!(body["background"], true, "{body}");
+    assert!(endpoints.len() >= 2, "created, then read: {endpoints:?}");
+    assert_eq!(sim.runs_started(), 1);
+    // `false`: one plain request, no run kept.
+    let response = provider.chat(asked(Some(false))).await.unwrap();
+    assert_eq!(response.text, expected);
+    let (_, streamed) = collect(&provider, asked(Some(false))).await;
+    assert!(streamed.is_none(), "{streamed:?}");
+    assert_eq!(sim.runs_started(), 1, "{}", sim.log_text());
+}

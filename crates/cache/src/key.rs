@@ -7,21 +7,10 @@ use sha2::{Digest, Sha256};
 /// Options that say nothing about the answer, left out of the key.
 const NOT_ANSWER_CHANGING: &[&str] = &["stream", "user", "request_id", "metadata"];
 
-/// The key for `request` answered by `answerer` (provider, API and resolved model), or `None`
-/// when the request must not be cached: its answer goes stale in minutes (a recency filter of
-/// an hour or a day), unless `cache_recent`.
-pub(crate) fn cache_key(
-    answerer: &str,
-    request: &ChatRequest,
-    cache_recent: bool,
-) -> Option<String> {
-    let recency = request
-        .options
-        .get("search_recency_filter")
-        .and_then(Value::as_str);
-    if !cache_recent && matches!(recency, Some("hour" | "day")) {
-        return None;
-    }
+/// The key for `request` answered by `answerer` (provider, API and resolved model). Whether
+/// it may be cached at all is the provider's to say (`ChatProvider::cacheable`): this crate
+/// reads no vendor's option names.
+pub(crate) fn cache_key(answerer: &str, request: &ChatRequest) -> String {
     let options: Map<String, Value> = request
         .options
         .iter()
@@ -41,7 +30,7 @@ pub(crate) fn cache_key(
     }
     let digest = Sha256::digest(canonical(normalised).to_string().as_bytes());
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    Some(format!("pplx:v1:{hex}"))
+    format!("pplx:v1:{hex}")
 }
 
 /// The value with every object's keys sorted, whatever order it was built in.
@@ -80,22 +69,19 @@ mod tests {
 
     #[test]
     fn offered_tools_change_the_key_and_no_tools_keep_the_old_one() {
-        let plain = cache_key("a", &request(), false).unwrap();
+        let plain = cache_key("a", &request());
         let mut with_tools = request();
         with_tools.tools.push(chat_core::Tool::function(
             "get_weather",
             "",
             json!({"type": "object"}),
         ));
-        let offered = cache_key("a", &with_tools, false).unwrap();
+        let offered = cache_key("a", &with_tools);
         assert_ne!(plain, offered);
         with_tools.tools[0].description = "the weather".into();
-        assert_ne!(offered, cache_key("a", &with_tools, false).unwrap());
+        assert_ne!(offered, cache_key("a", &with_tools));
         // A key from before tools existed (pinned): unchanged without tools.
-        assert_eq!(
-            cache_key("a", &ChatRequest::new("sonar", "hi"), false).unwrap(),
-            PINNED
-        );
+        assert_eq!(cache_key("a", &ChatRequest::new("sonar", "hi")), PINNED);
     }
 
     #[test]
@@ -105,9 +91,9 @@ mod tests {
             let mut request = request();
             request.messages[0] = Message::user("What is new in Rust?")
                 .with_attachment(Attachment::from_bytes("image/png", bytes));
-            cache_key("a", &request, false).unwrap()
+            cache_key("a", &request)
         };
-        let plain = cache_key("a", &request(), false).unwrap();
+        let plain = cache_key("a", &request());
         assert_ne!(with(b"one"), plain);
         assert_ne!(with(b"one"), with(b"two"), "the bytes, not only the count");
         assert_eq!(with(b"one"), with(b"one"));
@@ -115,7 +101,7 @@ mod tests {
 
     #[test]
     fn the_same_request_gives_the_same_key_whatever_the_option_order() {
-        let key = cache_key("perplexity/sonar/sonar-pro", &request(), false).unwrap();
+        let key = cache_key("perplexity/sonar/sonar-pro", &request());
         let mut reordered = ChatRequest::new("pro", "What is new in Rust?");
         reordered.options.insert(
             "web_search_options".into(),
@@ -125,49 +111,22 @@ mod tests {
             .options
             .insert("search_domain_filter".into(), json!(["rust-lang.org"]));
         reordered.options.insert("stream".into(), json!(true));
-        assert_eq!(
-            cache_key("perplexity/sonar/sonar-pro", &reordered, false).unwrap(),
-            key
-        );
+        assert_eq!(cache_key("perplexity/sonar/sonar-pro", &reordered), key);
         assert!(key.starts_with("pplx:v1:") && key.len() == 8 + 64);
     }
 
     #[test]
     fn everything_that_changes_the_answer_changes_the_key() {
-        let base = cache_key("perplexity/sonar/sonar-pro", &request(), false).unwrap();
-        assert_ne!(
-            cache_key("perplexity/sonar/sonar", &request(), false).unwrap(),
-            base
-        );
-        assert_ne!(
-            cache_key("perplexity/agent/sonar-pro", &request(), false).unwrap(),
-            base
-        );
+        let base = cache_key("perplexity/sonar/sonar-pro", &request());
+        assert_ne!(cache_key("perplexity/sonar/sonar", &request()), base);
+        assert_ne!(cache_key("perplexity/agent/sonar-pro", &request()), base);
         let mut sampled = request();
         sampled.sampling.temperature = Some(0.2);
-        assert_ne!(
-            cache_key("perplexity/sonar/sonar-pro", &sampled, false).unwrap(),
-            base
-        );
+        assert_ne!(cache_key("perplexity/sonar/sonar-pro", &sampled), base);
         let mut followed = request();
         followed.messages.push(Message::assistant("x"));
-        assert_ne!(
-            cache_key("perplexity/sonar/sonar-pro", &followed, false).unwrap(),
-            base
-        );
+        assert_ne!(cache_key("perplexity/sonar/sonar-pro", &followed), base);
         let filtered = request().with_option("search_recency_filter", "week");
-        assert_ne!(
-            cache_key("perplexity/sonar/sonar-pro", &filtered, false).unwrap(),
-            base
-        );
-    }
-
-    #[test]
-    fn answers_that_go_stale_in_minutes_are_not_cached_unless_asked() {
-        let recent = request().with_option("search_recency_filter", "hour");
-        assert_eq!(cache_key("a", &recent, false), None);
-        assert!(cache_key("a", &recent, true).is_some());
-        let today = request().with_option("search_recency_filter", "day");
-        assert_eq!(cache_key("a", &today, false), None);
+        assert_ne!(cache_key("perplexity/sonar/sonar-pro", &filtered), base);
     }
 }

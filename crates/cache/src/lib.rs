@@ -15,8 +15,8 @@
 //! - The **key** is a SHA-256 of the normalised request: who answers (provider, API, model
 //!   after alias mapping, from `ChatProvider::answerer`), the messages, sampling and every
 //!   option, with object keys sorted. Never the API key, the stream flag or request ids.
-//!   Requests filtered to the last hour or day are not cached unless
-//!   [`CacheConfig::cache_recent`].
+//!   A request whose provider says its answer goes stale in minutes
+//!   (`ChatProvider::cacheable`) is not cached unless [`CacheConfig::cache_recent`].
 //! - Per request, `ChatRequest::cache` bypasses or refreshes; [`CachedProvider::stats`]
 //!   counts hits, misses, coalesced requests and stores.
 //! - With Redis slow or down, the cache is a miss with a warning: a request never fails

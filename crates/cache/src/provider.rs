@@ -24,7 +24,8 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// An answer not asked for this long is dropped (in memory; Redis uses `ttl` only).
     pub idle: Duration,
-    /// Cache answers to requests filtered to the last hour or day too.
+    /// Cache answers the provider says go stale in minutes too
+    /// (`ChatProvider::cacheable`: for Perplexity, searches limited to the last hour or day).
     pub cache_recent: bool,
     /// The longest a Redis operation may take before it counts as a miss.
     pub timeout: Duration,
@@ -162,14 +163,12 @@ impl<P> CachedProvider<P> {
 
 impl<P: ChatProvider + 'static> Shared<P> {
     fn key(&self, request: &ChatRequest) -> Option<String> {
-        if request.cache == CacheMode::Bypass {
+        if request.cache == CacheMode::Bypass
+            || !(self.config.cache_recent || self.inner.cacheable(request))
+        {
             return None;
         }
-        cache_key(
-            &self.inner.answerer(request),
-            request,
-            self.config.cache_recent,
-        )
+        Some(cache_key(&self.inner.answerer(request), request))
     }
 
     /// A hit, when reading is allowed and the answer is there.
@@ -234,7 +233,14 @@ impl<P: ChatProvider + 'static> Shared<P> {
             tokio::select! {
                 item = upstream.next() => match item {
                     Some(Ok(event)) => {
+                        // `Done` completes the answer: it is kept whoever still listens
+                        // (a caller that stops at `Done` and leaves would otherwise close
+                        // the flight before upstream's stream ends).
+                        let done = matches!(event, ChatEvent::Done(_));
                         flight.state.lock().events.push(event);
+                        if done {
+                            break Ok(());
+                        }
                         flight.version.send_modify(|version| *version += 1);
                     }
                     Some(Err(error)) => break Err(error),
@@ -386,5 +392,9 @@ impl<P: ChatProvider + 'static> ChatProvider for CachedProvider<P> {
 
     fn answerer(&self, request: &ChatRequest) -> String {
         self.shared.inner.answerer(request)
+    }
+
+    fn cacheable(&self, request: &ChatRequest) -> bool {
+        self.shared.inner.cacheable(request)
     }
 }

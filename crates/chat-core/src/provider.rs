@@ -28,6 +28,14 @@ pub trait ChatProvider: Send + Sync {
     fn answerer(&self, request: &ChatRequest) -> String {
         format!("unknown/{}", request.model)
     }
+
+    /// Whether an answer to `request` may be kept and served again. `false` when it goes
+    /// stale in minutes (a search limited to the last hour, say): only the provider knows
+    /// which of its options mean that, so a cache asks it rather than reading them.
+    fn cacheable(&self, request: &ChatRequest) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 #[async_trait]
@@ -43,6 +51,10 @@ impl<P: ChatProvider + ?Sized> ChatProvider for Arc<P> {
     fn answerer(&self, request: &ChatRequest) -> String {
         (**self).answerer(request)
     }
+
+    fn cacheable(&self, request: &ChatRequest) -> bool {
+        (**self).cacheable(request)
+    }
 }
 
 #[async_trait]
@@ -57,5 +69,9 @@ impl<P: ChatProvider + ?Sized> ChatProvider for Box<P> {
 
     fn answerer(&self, request: &ChatRequest) -> String {
         (**self).answerer(request)
+    }
+
+    fn cacheable(&self, request: &ChatRequest) -> bool {
+        (**self).cacheable(request)
     }
 }

@@ -22,8 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use resilience::ApiKey;
 use sse_parse::{EventStream, Item, Limits};
 
-use crate::api::Api;
-use crate::decode::Decoder;
+use crate::decode::{Decoder, Feed};
+use crate::endpoint::Redactor;
 use crate::{Proxy, Timeouts, wire};
 
 pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
@@ -205,53 +205,10 @@ pub(crate) fn check_base_url(base_url: &str, allow_insecure_http: bool) -> Resul
     Ok(trimmed.to_owned())
 }
 
-/// Sends one request to `path` and returns the response once its headers arrive with a 2xx
-/// status.
-pub(crate) async fn send_to(
-    client: &HttpClient,
-    base_url: &str,
-    path: &str,
-    body: Bytes,
-    key: &ApiKey,
-    stream: bool,
-    timeouts: &Timeouts,
-) -> Result<Response<Incoming>, Error> {
-    let request = request(hyper::Method::POST, base_url, path, body, key, stream)?;
-    send(client, request, stream, timeouts).await
-}
-
-/// A GET of `path` (with its query): a background run's events read again after a broken
-/// connection (`stream`), or the run polled for its JSON.
-pub(crate) async fn get(
-    client: &HttpClient,
-    base_url: &str,
-    path: &str,
-    key: &ApiKey,
-    stream: bool,
-    timeouts: &Timeouts,
-) -> Result<Response<Incoming>, Error> {
-    let request = request(
-        hyper::Method::GET,
-        base_url,
-        path,
-        Bytes::new(),
-        key,
-        stream,
-    )?;
-    send(client, request, stream, timeouts).await
-}
-
-/// Whether `response` is an event stream (by its content type).
-pub(crate) fn is_event_stream(response: &Response<Incoming>) -> bool {
-    response
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"))
-}
-
-/// Sends `request` within the headers deadline; a non-2xx answer is its error.
-async fn send(
+/// Sends `request` and returns the response once its headers arrive with a 2xx status; any
+/// other answer is its error. Called only through `Endpoint::send`, which redacts what comes
+/// back.
+pub(crate) async fn send(
     client: &HttpClient,
     request: Request<Full<Bytes>>,
     stream: bool,
@@ -274,8 +231,17 @@ async fn send(
     Err(refusal(response, stream, timeouts).await)
 }
 
+/// Whether `response` is an event stream (by its content type).
+pub(crate) fn is_event_stream(response: &Response<Incoming>) -> bool {
+    response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
 /// The request (a POST of a JSON body, or a GET) to `path`, its key in a sensitive header.
-fn request(
+pub(crate) fn request(
     method: hyper::Method,
     base_url: &str,
     path: &str,
@@ -396,21 +362,26 @@ pub(crate) struct Live {
     /// The whole call's deadline, checked by the same timer as the event deadlines (one
     /// timer per event, not two).
     total: Option<tokio::time::Instant>,
+    /// The server's words reach the caller without a key in them.
+    redactor: Redactor,
 }
 
 impl Live {
+    /// The events of `response`, read by `feed`; `bounds` are the largest event and the
+    /// largest answer, in bytes.
     pub(crate) fn new(
         response: Response<Incoming>,
-        api: Api,
+        feed: Box<dyn Feed>,
         timeouts: Timeouts,
-        max_event_bytes: usize,
-        max_answer_bytes: usize,
+        bounds: (usize, usize),
         run: Option<(RunSlot, ApiKey)>,
+        redactor: Redactor,
     ) -> Self {
+        let (max_event_bytes, max_answer_bytes) = bounds;
         let limits = Limits::new(max_event_bytes, max_event_bytes);
         Live {
             events: EventStream::with_limits(BodyDataStream::new(response.into_body()), limits),
-            decoder: Decoder::bounded(api, max_answer_bytes),
+            decoder: Decoder::bounded(feed, max_answer_bytes),
             pending: VecDeque::new(),
             seen_event: false,
             timeouts,
@@ -418,6 +389,7 @@ impl Live {
             events_seen: 0,
             run,
             total: None,
+            redactor,
         }
     }
 
@@ -487,8 +459,14 @@ impl Live {
         }))
     }
 
-    /// The next event; `None` after `Done`.
+    /// The next event; `None` after `Done`. Its error is redacted: a server's message may
+    /// echo the key.
     pub(crate) async fn next(&mut self) -> Result<Option<ChatEvent>, Error> {
+        let next = self.read().await;
+        next.map_err(|error| self.redactor.apply(error))
+    }
+
+    async fn read(&mut self) -> Result<Option<ChatEvent>, Error> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));

@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 
 use chat_core::{ChatEvent, ChatResponse, Error, FinishReason, Sources, Usage};
 
-use crate::api::{Api, agent};
 use crate::think::Split;
 
 /// One API's reader of its stream's events.
@@ -47,6 +46,9 @@ pub(crate) trait Feed: std::fmt::Debug + Send {
         false
     }
 
+    /// The error an `event: error` frame's `data` stands for.
+    fn error(&self, data: &str) -> Error;
+
     /// Turns a fast path off (for the benches' comparison).
     #[cfg(feature = "bench-internals")]
     fn set_scan(&mut self, _scan: bool) {}
@@ -73,8 +75,8 @@ pub(crate) struct Assembly {
 
 impl Decoder {
     #[cfg(test)]
-    pub(crate) fn new(api: Api) -> Self {
-        Decoder::bounded(api, usize::MAX)
+    pub(crate) fn new(api: crate::api::Api) -> Self {
+        Decoder::bounded(api.protocol().decoder(), usize::MAX)
     }
 
     /// Turns the targeted scanner off (for the benches' comparison).
@@ -83,10 +85,11 @@ impl Decoder {
         self.feed.set_scan(scan);
     }
 
-    /// A decoder of `api`'s events that fails once the answer outgrows `max_answer_bytes`.
-    pub(crate) fn bounded(api: Api, max_answer_bytes: usize) -> Self {
+    /// A decoder of the events `feed` reads that fails once the answer outgrows
+    /// `max_answer_bytes`.
+    pub(crate) fn bounded(feed: Box<dyn Feed>, max_answer_bytes: usize) -> Self {
         Decoder {
-            feed: api.protocol().decoder(),
+            feed,
             answer: Assembly {
                 response: ChatResponse::default(),
                 usage: None,
@@ -166,7 +169,7 @@ impl Decoder {
             return Ok(()); // Anything after the end (a `[DONE]` after the done chunk) is ignored.
         }
         if event_type == b"error" {
-            return Err(stream_error(&String::from_utf8_lossy(data)));
+            return Err(self.feed.error(&String::from_utf8_lossy(data)));
         }
         if is_keep_alive(data) {
             return Ok(()); // A keep-alive ping, as the official consumers treat them.
@@ -267,29 +270,10 @@ fn is_keep_alive(data: &[u8]) -> bool {
     !(data.starts_with(b"{") || data.starts_with(b"[") || data.is_empty())
 }
 
-/// An `event: error` frame's error: the Agent API's `ErrorInfo` (by its code table), or an
-/// OpenAI-style error with a numeric code.
-fn stream_error(data: &str) -> Error {
-    let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
-    if value["type"] == "error" || value["error"]["code"].is_string() {
-        let error = serde_json::from_value::<agent::ErrorInfo>(value["error"].clone()).ok();
-        return agent::failure(error, value["message"].as_str());
-    }
-    let message = value["error"]["message"]
-        .as_str()
-        .unwrap_or("the server reported an error mid-stream")
-        .to_owned();
-    let status = value["error"]["code"]
-        .as_u64()
-        .and_then(|code| u16::try_from(code).ok())
-        .filter(|code| *code >= 400)
-        .unwrap_or(500);
-    Error::status(status, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
 
     #[test]
     fn keep_alive_pings_are_skipped_but_a_cut_message_is_an_error() {
@@ -304,5 +288,27 @@ mod tests {
         let mut decoder = Decoder::new(Api::Agent);
         decoder.feed(b"", "ping", &mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_mid_stream_error_without_a_code_is_classified_by_its_kind_with_no_status() {
+        use chat_core::ErrorKind;
+        let failed = |data: &str| {
+            let mut decoder = Decoder::new(Api::Sonar);
+            decoder
+                .feed(b"error", data, &mut VecDeque::new())
+                .unwrap_err()
+        };
+        let bare = failed(r#"{"error": {"message": "the model broke"}}"#);
+        assert_eq!(bare.kind(), ErrorKind::Server, "{bare}");
+        assert_eq!(bare.status_code(), None, "{bare}");
+        assert!(!bare.to_string().contains("500"), "{bare}");
+        assert!(bare.is_retryable(), "a server's failure is retried: {bare}");
+        let limited = failed(r#"{"error": {"message": "slow down", "type": "rate_limit_error"}}"#);
+        assert_eq!(limited.kind(), ErrorKind::RateLimited, "{limited}");
+        assert_eq!(limited.status_code(), None);
+        // A numeric code is the server's own status.
+        let coded = failed(r#"{"error": {"message": "overloaded", "code": 503}}"#);
+        assert_eq!(coded.status_code(), Some(503), "{coded}");
     }
 }

@@ -298,6 +298,31 @@ pub enum ReasoningEffort {
     Xhigh,
 }
 
+/// Whether `request` limits its search to the last hour or day, where the options put the
+/// recency filter on either API: at the top level (Sonar), or inside a `web_search` tool's
+/// `filters` (the Agent API). Such an answer goes stale in minutes: it is not cached.
+pub(crate) fn searches_recent(request: &ChatRequest) -> bool {
+    let recent = |value: Option<&Value>| {
+        matches!(
+            value.and_then(Value::as_str).map(str::trim),
+            Some("hour" | "day")
+        )
+    };
+    let in_tools = request
+        .options
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|tools| {
+            tools.iter().any(|tool| {
+                recent(
+                    tool.get("filters")
+                        .and_then(|filters| filters.get("search_recency_filter")),
+                )
+            })
+        });
+    in_tools || recent(request.options.get("search_recency_filter"))
+}
+
 /// The Agent API's search filters, inside its `web_search` tool (where the official MCP
 /// server's `buildWebSearchTool` puts them; they are not top-level Agent API fields).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -397,6 +422,10 @@ pub struct AgentOptions {
     /// The `fetch_url` tool, with the most URLs it may read (1 to 10); `Some(None)` offers it
     /// with the service's default.
     pub fetch_url: Option<Option<u32>>,
+    /// `background`: whether the answer runs as a background run. Unset, the provider decides
+    /// (a background run whenever resuming is on); `Some(false)` asks plainly, `Some(true)`
+    /// always in the background. Streamed or whole, the caller gets the answer either way.
+    pub background: Option<bool>,
 }
 
 /// The most models a fallback chain takes (the SDK's `models`).
@@ -458,6 +487,9 @@ impl AgentOptions {
         }
         if let Some(steps) = self.max_steps {
             set("max_steps", json!(steps));
+        }
+        if let Some(background) = self.background {
+            set("background", json!(background));
         }
         if let Some(effort) = self.reasoning_effort {
             set("reasoning", json!({ "effort": effort }));
@@ -738,5 +770,24 @@ mod tests {
                 "search_domain_filter": ["nasa.gov"], "search_mode": "academic",
                 "search_type": "people"})
         );
+    }
+
+    #[test]
+    fn a_search_of_the_last_hour_or_day_is_recent_on_either_api() {
+        let asked = |options: &AgentOptions| {
+            searches_recent(&options.apply(ChatRequest::new("medium", "news")).unwrap())
+        };
+        let mut agent = AgentOptions::default();
+        assert!(!asked(&agent));
+        for (recency, recent) in [("hour", true), ("day", true), ("week", false)] {
+            let mut search = WebSearch::default();
+            search.filters.search_recency_filter = Some(recency.into());
+            agent.web_search = Some(search);
+            assert_eq!(asked(&agent), recent, "{recency}");
+            let mut sonar = SonarOptions::default();
+            sonar.search_recency_filter = Some(recency.into());
+            let request = sonar.apply(ChatRequest::new("sonar", "news"));
+            assert_eq!(searches_recent(&request), recent, "{recency}");
+        }
     }
 }

@@ -257,6 +257,14 @@ impl KeyPool {
         }
     }
 
+    /// The index of `key` in the pool, if it is one of its keys.
+    pub fn index_of(&self, key: &ApiKey) -> Option<usize> {
+        self.shared
+            .keys
+            .iter()
+            .position(|known| known.expose() == key.expose())
+    }
+
     /// Keys in the pool.
     pub fn len(&self) -> usize {
         self.shared.keys.len()

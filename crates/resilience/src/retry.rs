@@ -152,12 +152,7 @@ impl Retrier {
         let mut backoff = Backoff::new(self.policy);
         let mut number = 0;
         loop {
-            let permit = self
-                .breaker
-                .try_acquire()
-                .map_err(|rejected| Error::CircuitOpen {
-                    until: rejected.until,
-                })?;
+            let permit = self.permit()?;
             let lease = match self.keys.acquire().await {
                 Ok(lease) => lease,
                 Err(unavailable) => {
@@ -222,31 +217,129 @@ impl Retrier {
                     "attempt failed"
                 );
             });
-            if class == FailureClass::Permanent || number >= self.policy.max_attempts {
-                return Err(error);
-            }
-            let wait = match class {
-                // The next key is fresh; waiting for a free key happens at the next pick.
+            // A key failure tries the next key at once (waiting for a free key happens at
+            // the next pick).
+            let rotates = matches!(
+                class,
                 FailureClass::RateLimited
-                | FailureClass::KeyRejected
-                | FailureClass::QuotaExhausted => None,
-                _ => match backoff.next_delay(hint) {
-                    Delay::Retry(wait) => Some(wait),
-                    Delay::HintTooLong(_) | Delay::Exhausted => return Err(error),
-                },
-            };
-            if wait.is_some_and(|wait| crate::backoff::later(Instant::now(), wait) > deadline) {
-                return Err(error);
-            }
-            if !self.budget.try_withdraw() {
-                tracing::warn!("retry budget spent");
-                return Err(error);
-            }
-            if let Some(wait) = wait {
-                tracing::info!(wait_ms = wait.as_millis() as u64, "backing off");
-                tokio::time::sleep(wait).await;
+                    | FailureClass::KeyRejected
+                    | FailureClass::QuotaExhausted
+            );
+            match self.next_wait(class, hint, rotates, number, &mut backoff, deadline) {
+                Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                Some(_) => {}
+                None => return Err(error),
             }
         }
+    }
+
+    /// Runs `operation` with one given `key` until it succeeds, within `deadline`: for the
+    /// reads that must use the key that started something on the server (a background run
+    /// read again after a break, a job polled). The same rules as [`run`](Retrier::run)
+    /// except that the key never changes: a key failure (rate limited, refused, out of
+    /// quota) ends it, and the pool is not asked. The breaker is asked before every try and
+    /// hears of each outcome; retries back off and take from the retry budget.
+    ///
+    /// # Errors
+    /// The operation's last error, or an [`Error`] of this crate converted into `E`.
+    pub async fn run_with_key<T, E, F, Fut>(
+        &self,
+        key: &ApiKey,
+        deadline: Instant,
+        mut operation: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + From<Error>,
+    {
+        self.budget.record_request();
+        let mut backoff = Backoff::new(self.policy);
+        let mut number = 0;
+        loop {
+            let permit = self.permit()?;
+            number += 1;
+            let attempt = Attempt {
+                number,
+                key: key.clone(),
+                key_index: self.keys.index_of(key).unwrap_or(usize::MAX),
+            };
+            let span = tracing::info_span!("attempt", number, same_key = true);
+            let result =
+                tokio::time::timeout_at(deadline, operation(attempt).instrument(span.clone()))
+                    .await;
+            let error = match result {
+                Ok(Ok(value)) => {
+                    permit.record(CallOutcome::Success);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    permit.record(CallOutcome::Failure);
+                    return Err(Error::DeadlineExceeded.into());
+                }
+            };
+            let class = error.failure_class();
+            permit.record(if class == FailureClass::Transient {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Ignored
+            });
+            span.in_scope(|| tracing::warn!(?class, "attempt with the same key failed"));
+            if class != FailureClass::Transient {
+                return Err(error);
+            }
+            let hint = error.retry_after();
+            match self.next_wait(class, hint, false, number, &mut backoff, deadline) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(error),
+            }
+        }
+    }
+
+    /// The breaker's permission for one more call, or the error of an open breaker.
+    fn permit(&self) -> Result<crate::breaker::Permit<'_>, Error> {
+        self.breaker
+            .try_acquire()
+            .map_err(|rejected| Error::CircuitOpen {
+                until: rejected.until,
+            })
+    }
+
+    /// The wait before the next try after a failure of `class` on try `number`, or `None`
+    /// when there is none: a permanent failure, the attempts or the backoff spent, a wait
+    /// past `deadline`, or the retry budget empty. `at_once` skips the backoff (a fresh key).
+    fn next_wait(
+        &self,
+        class: FailureClass,
+        hint: Option<std::time::Duration>,
+        at_once: bool,
+        number: u32,
+        backoff: &mut Backoff,
+        deadline: Instant,
+    ) -> Option<std::time::Duration> {
+        if class == FailureClass::Permanent || number >= self.policy.max_attempts {
+            return None;
+        }
+        let wait = if at_once {
+            std::time::Duration::ZERO
+        } else {
+            match backoff.next_delay(hint) {
+                Delay::Retry(wait) => wait,
+                Delay::HintTooLong(_) | Delay::Exhausted => return None,
+            }
+        };
+        if crate::backoff::later(Instant::now(), wait) > deadline {
+            return None;
+        }
+        if !self.budget.try_withdraw() {
+            tracing::warn!("retry budget spent");
+            return None;
+        }
+        if !wait.is_zero() {
+            tracing::info!(wait_ms = wait.as_millis() as u64, "backing off");
+        }
+        Some(wait)
     }
 }
 

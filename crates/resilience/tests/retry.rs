@@ -321,3 +321,92 @@ async fn the_lease_holds_the_key_while_the_result_is_in_use() {
         (0, 1, 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_same_key_retry_backs_off_takes_from_the_budget_and_never_changes_key() {
+    let retrier = retrier(3, no_jitter());
+    let key = ApiKey::new("secret-2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = |script: Vec<Result<&'static str, TestError>>| {
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let keys_used = Arc::new(Mutex::new(Vec::new()));
+        let (retrier, key) = (&retrier, &key);
+        let used = keys_used.clone();
+        async move {
+            let started = Instant::now();
+            let result = retrier
+                .run_with_key(key, deadline, |attempt| {
+                    let script = script.clone();
+                    let keys_used = keys_used.clone();
+                    async move {
+                        keys_used
+                            .lock()
+                            .unwrap()
+                            .push((attempt.key_index, attempt.key.expose().to_owned()));
+                        script.lock().unwrap().next().unwrap()
+                    }
+                })
+                .await;
+            let used = used.lock().unwrap().clone();
+            (result, used, started.elapsed())
+        }
+    };
+    // Two transient failures, then the answer: backed off twice, always the given key.
+    let (result, used, took) = run(vec![
+        Err(TestError::Transient(None)),
+        Err(TestError::Transient(None)),
+        Ok("read"),
+    ])
+    .await;
+    assert_eq!(result, Ok("read"));
+    assert_eq!(used, vec![(2, "secret-2".to_owned()); 3]);
+    let policy = no_jitter();
+    assert!(took >= policy.base, "{took:?}");
+    // A key failure ends it at once: no other key may read what this one started.
+    let (result, used, took) = run(vec![Err(TestError::RateLimited(None)), Ok("never")]).await;
+    assert_eq!(result, Err(TestError::RateLimited(None)));
+    assert_eq!((used.len(), took), (1, Duration::ZERO));
+    // Attempts are capped by the policy.
+    let failures = vec![Err(TestError::Transient(None)); policy.max_attempts as usize + 1];
+    let (result, used, _) = run(failures).await;
+    assert_eq!(result, Err(TestError::Transient(None)));
+    assert_eq!(used.len(), policy.max_attempts as usize);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_same_key_retry_is_refused_by_an_open_breaker_and_opens_it_when_it_keeps_failing() {
+    let mut config = BreakerConfig::default();
+    config.minimum_calls = 2;
+    config.window = SlidingWindow::Count(2);
+    config.failure_rate = 0.5;
+    let breaker = Arc::new(CircuitBreaker::new(config));
+    let retrier = Retrier::new(
+        BackoffPolicy {
+            max_attempts: 1,
+            ..no_jitter()
+        },
+        Arc::new(RetryBudget::new(BudgetConfig::default())),
+        breaker.clone(),
+        KeyPool::new(vec![ApiKey::new("secret-0")], KeyPoolConfig::default()),
+    );
+    let key = ApiKey::new("secret-0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..2 {
+        let result: Result<(), TestError> = retrier
+            .run_with_key(&key, deadline, |_| async {
+                Err(TestError::Transient(None))
+            })
+            .await;
+        assert_eq!(result, Err(TestError::Transient(None)));
+    }
+    let result: Result<(), TestError> = retrier
+        .run_with_key(&key, deadline, |_| async { Ok(()) })
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(TestError::Resilience(resilience::Error::CircuitOpen { .. }))
+        ),
+        "{result:?}"
+    );
+}

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::Protocol;
+use super::{Api, LongRunning, Protocol};
+use crate::PerplexityConfig;
 use crate::decode::{Assembly, Feed};
 use crate::wire::{self, UsageWire};
 
@@ -86,18 +87,18 @@ pub(crate) fn path_safe(id: &str) -> String {
 
 /// Where a run is cancelled (`POST /v1/agent/{id}/cancel`, as the official server does); the
 /// id comes from the server, so only what a path segment may hold is kept.
-pub(crate) fn cancel_path(id: &str) -> String {
+fn cancel_path(id: &str) -> String {
     format!("{PATH}/{}/cancel", path_safe(id))
 }
 
 /// Where a background run is polled (`GET /v1/responses/{id}`, the SDK's `retrieve`).
-pub(crate) fn run_path(id: &str) -> String {
+fn run_path(id: &str) -> String {
     format!("/v1/responses/{}", path_safe(id))
 }
 
 /// A response body's run id and whether the run is still going (`queued` or `in_progress`:
 /// poll again); an unreadable body is not going (its reader reports why).
-pub(crate) fn run_state(body: &[u8]) -> (String, bool) {
+fn run_state(body: &[u8]) -> (String, bool) {
     #[derive(Deserialize)]
     struct State {
         #[serde(default)]
@@ -116,7 +117,7 @@ pub(crate) fn run_state(body: &[u8]) -> (String, bool) {
 
 /// Where a background run's events are read again after event `cursor` (docs, "Background
 /// mode"; the SDK's `responses.retrieve(id, stream=True, starting_after=N)`).
-pub(crate) fn resume_path(id: &str, cursor: u64) -> String {
+fn resume_path(id: &str, cursor: u64) -> String {
     format!(
         "/v1/responses/{}?stream=true&starting_after={cursor}",
         path_safe(id)
@@ -193,8 +194,54 @@ impl Protocol for Agent {
         Ok(response)
     }
 
-    fn has_runs(&self) -> bool {
-        true
+    /// Every Agent API request can run in the background.
+    fn long_running(
+        &self,
+        _model: &str,
+        _streaming: bool,
+        _config: &PerplexityConfig,
+    ) -> Option<&'static dyn LongRunning> {
+        Some(&Runs)
+    }
+}
+
+/// The Agent API's background runs (docs, "Background mode"): created with
+/// `background: true`, polled at `GET /v1/responses/{id}`, their events read again after a
+/// sequence number, cancelled with `POST /v1/agent/{id}/cancel`.
+pub(crate) struct Runs;
+
+impl LongRunning for Runs {
+    fn create(&self, request: &ChatRequest, model: &str, stream: bool) -> (&'static str, Vec<u8>) {
+        let request = request.clone().with_option("background", true);
+        (
+            PATH,
+            super::request_body(Api::Agent, &request, model, stream),
+        )
+    }
+
+    /// A 400 naming `background`.
+    fn refused_by(&self, error: &Error) -> bool {
+        error.param() == Some("background")
+    }
+
+    fn state(&self, body: &[u8]) -> (String, bool) {
+        run_state(body)
+    }
+
+    fn read_path(&self, id: &str) -> String {
+        run_path(id)
+    }
+
+    fn resume_path(&self, id: &str, cursor: u64) -> Option<String> {
+        Some(resume_path(id, cursor))
+    }
+
+    fn cancel_path(&self, id: &str) -> Option<String> {
+        Some(cancel_path(id))
+    }
+
+    fn answer(&self, body: &[u8]) -> Result<ChatResponse, Error> {
+        super::full_response(Api::Agent, body)
     }
 }
 
@@ -269,6 +316,10 @@ struct AgentFeed {
 pub(crate) const NOT_RESUMABLE: &str = "the resumed stream does not continue the run";
 
 impl Feed for AgentFeed {
+    fn error(&self, data: &str) -> Error {
+        super::stream_error(data)
+    }
+
     fn cursor(&self) -> Option<u64> {
         self.cursor
     }
@@ -540,7 +591,7 @@ const CODES: &[(&str, ErrorKind)] = &[
 ];
 
 /// The kind a code (or type) names in [`CODES`].
-fn code_kind(code: Option<&str>) -> Option<ErrorKind> {
+pub(crate) fn code_kind(code: Option<&str>) -> Option<ErrorKind> {
     let code = code?.trim();
     CODES
         .iter()

@@ -6,6 +6,7 @@
 use chat_core::{ChatRequest, ChatResponse, Error, Role};
 use serde_json::{Map, Value};
 
+use crate::PerplexityConfig;
 use crate::decode::Feed;
 
 pub(crate) mod agent;
@@ -36,11 +37,54 @@ pub(crate) trait Protocol: Sync {
     fn decoder(&self) -> Box<dyn Feed>;
     /// A whole (non-streaming) response body, read.
     fn response(&self, body: &str) -> Result<ChatResponse, Error>;
-    /// Whether a stream names a run the server keeps going on its own (which a caller who
-    /// leaves should cancel).
-    fn has_runs(&self) -> bool {
-        false
+    /// What would be refused anyway, said before anything is sent (and paid for).
+    fn refuses(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+        config: &PerplexityConfig,
+    ) -> Option<Error> {
+        let _ = (request, model, config);
+        None
     }
+    /// Its long-running work for `model`, if it has any there: for a stream (`streaming`),
+    /// a run whose events can be read again after a break; for a whole answer, work created
+    /// and polled to its end.
+    fn long_running(
+        &self,
+        model: &str,
+        streaming: bool,
+        config: &PerplexityConfig,
+    ) -> Option<&'static dyn LongRunning> {
+        let _ = (model, streaming, config);
+        None
+    }
+}
+
+/// Work the server keeps going on its own (the Agent API's background runs, Sonar's async
+/// jobs): created, then read until it ends, so that a minutes-long answer survives proxies
+/// that cut held requests. Reached through [`Protocol::long_running`].
+pub(crate) trait LongRunning: Sync {
+    /// The create's path and body for `request` to `model`, not streamed (`stream`: a stream
+    /// that can be read again).
+    fn create(&self, request: &ChatRequest, model: &str, stream: bool) -> (&'static str, Vec<u8>);
+    /// Whether the create's `error` says the endpoint does not do this work: it is asked
+    /// plainly from then on.
+    fn refused_by(&self, error: &Error) -> bool;
+    /// A body's id for the work and whether it is still going; an unreadable body is not
+    /// going (its reader says why).
+    fn state(&self, body: &[u8]) -> (String, bool);
+    /// Where the work is read (its state, or its answer once ended).
+    fn read_path(&self, id: &str) -> String;
+    /// Where its events are read again after event `cursor`, for work that streams.
+    fn resume_path(&self, id: &str, cursor: u64) -> Option<String> {
+        let _ = (id, cursor);
+        None
+    }
+    /// Where it is cancelled, if it can be.
+    fn cancel_path(&self, id: &str) -> Option<String>;
+    /// The answer of a body whose work has ended.
+    fn answer(&self, body: &[u8]) -> Result<ChatResponse, Error>;
 }
 
 impl Api {
@@ -122,6 +166,34 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
     let text =
         std::str::from_utf8(body).map_err(|_| Error::protocol("the response is not UTF-8"))?;
     api.protocol().response(text)
+}
+
+/// An `event: error` frame's error: the Agent API's `ErrorInfo` (by its code table), or an
+/// OpenAI-style error: with a numeric HTTP code, that status; without one, the kind its code
+/// or type names (a server failure when neither is known), reported in band with no status
+/// made up for it.
+pub(crate) fn stream_error(data: &str) -> Error {
+    let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    if value["type"] == "error" || value["error"]["code"].is_string() {
+        let error = serde_json::from_value::<agent::ErrorInfo>(value["error"].clone()).ok();
+        return agent::failure(error, value["message"].as_str());
+    }
+    let message = value["error"]["message"]
+        .as_str()
+        .unwrap_or("the server reported an error mid-stream")
+        .to_owned();
+    let status = value["error"]["code"]
+        .as_u64()
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| *code >= 400);
+    match status {
+        Some(status) => Error::status(status, message),
+        None => {
+            let kind = agent::code_kind(value["error"]["type"].as_str())
+                .unwrap_or(chat_core::ErrorKind::Server);
+            Error::reported(kind, message)
+        }
+    }
 }
 
 /// A message role as both APIs write it.

@@ -11,7 +11,8 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::Protocol;
+use super::{LongRunning, Protocol};
+use crate::PerplexityConfig;
 use crate::decode::{Assembly, Feed};
 use crate::scan;
 use crate::think::ThinkSplitter;
@@ -32,17 +33,17 @@ pub(crate) fn names_model(model: &str) -> bool {
 
 /// Where Sonar's async jobs are created (`POST`, the SDK's
 /// `AsyncApiChatCompletionsRequestInput`: `{"request": {...}, "idempotency_key"}`).
-pub(crate) const ASYNC_PATH: &str = "/async/chat/completions";
+const ASYNC_PATH: &str = "/async/chat/completions";
 
 /// Whether a non-streaming request for `model` goes as an async job: deep research, which
 /// runs for minutes (Perplexity's async API is for it).
-pub(crate) fn runs_as_job(model: &str) -> bool {
+fn runs_as_job(model: &str) -> bool {
     model.starts_with("sonar-deep-research")
 }
 
 /// An async create's body: the Sonar request `body` (never streamed) and the key that makes
 /// a retried create return the job the first one started.
-pub(crate) fn job_body(body: &[u8], idempotency_key: &str) -> Vec<u8> {
+fn job_body(body: &[u8], idempotency_key: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + idempotency_key.len() + 40);
     out.extend_from_slice(b"{\"request\":");
     out.extend_from_slice(body);
@@ -54,7 +55,7 @@ pub(crate) fn job_body(body: &[u8], idempotency_key: &str) -> Vec<u8> {
 
 /// Where an async job is read (`GET /async/chat/completions/{id}`); only what a path segment
 /// may hold of the server's id is kept.
-pub(crate) fn job_path(id: &str) -> String {
+fn job_path(id: &str) -> String {
     format!("{ASYNC_PATH}/{}", super::agent::path_safe(id))
 }
 
@@ -72,7 +73,7 @@ struct Job<'a> {
 
 /// A job body's id and whether it is still going (`CREATED` or `IN_PROGRESS`); an unreadable
 /// body is not going (its reader says why).
-pub(crate) fn job_state(body: &[u8]) -> (String, bool) {
+fn job_state(body: &[u8]) -> (String, bool) {
     match serde_json::from_slice::<Job<'_>>(body) {
         Ok(job) => {
             let going = matches!(job.status.as_str(), "CREATED" | "IN_PROGRESS");
@@ -84,7 +85,7 @@ pub(crate) fn job_state(body: &[u8]) -> (String, bool) {
 
 /// The answer of a finished job: its completion when `COMPLETED`, the server's message (a
 /// `Server` error, not retried: the job ran) when `FAILED`.
-pub(crate) fn job_answer(body: &[u8]) -> Result<ChatResponse, Error> {
+fn job_answer(body: &[u8]) -> Result<ChatResponse, Error> {
     let job: Job<'_> = serde_json::from_slice(body)
         .map_err(|error| Error::protocol(format!("bad async job body: {error}")))?;
     match (job.status.as_str(), job.response) {
@@ -105,10 +106,80 @@ pub(crate) fn job_answer(body: &[u8]) -> Result<ChatResponse, Error> {
     }
 }
 
+/// Sonar's async jobs (`POST /async/chat/completions`, read at
+/// `GET /async/chat/completions/{id}`): deep research without streaming, at Perplexity's
+/// host. Every try of one create carries one idempotency key, so a create whose reply was
+/// lost and is tried again gets the job the first try started. Perplexity offers no way to
+/// cancel a job: one whose caller leaves runs to its end.
+pub(crate) struct Jobs;
+
+impl LongRunning for Jobs {
+    fn create(&self, request: &ChatRequest, model: &str, _stream: bool) -> (&'static str, Vec<u8>) {
+        let plain = super::request_body(super::Api::Sonar, request, model, false);
+        (ASYNC_PATH, job_body(&plain, &idempotency_key()))
+    }
+
+    /// A 404 or 405: the endpoint has no async jobs.
+    fn refused_by(&self, error: &Error) -> bool {
+        matches!(error.status_code(), Some(404 | 405))
+    }
+
+    fn state(&self, body: &[u8]) -> (String, bool) {
+        job_state(body)
+    }
+
+    fn read_path(&self, id: &str) -> String {
+        job_path(id)
+    }
+
+    fn cancel_path(&self, _id: &str) -> Option<String> {
+        None
+    }
+
+    fn answer(&self, body: &[u8]) -> Result<ChatResponse, Error> {
+        job_answer(body)
+    }
+}
+
+/// A fresh idempotency key: 128 bits, different in every call and process.
+fn idempotency_key() -> String {
+    let mut rng = resilience::backoff::SmallRng::from_entropy();
+    format!("pplx-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
 /// Sonar on the wire.
 pub(crate) struct Sonar;
 
 impl Protocol for Sonar {
+    /// At Perplexity's host, tools: it answers them with a 400 ("Tool calling is not
+    /// supported for this model"). Another OpenAI-compatible endpoint gets the tools, in its
+    /// own format.
+    fn refuses(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+        config: &PerplexityConfig,
+    ) -> Option<Error> {
+        (!request.tools.is_empty() && config.serves_agent_api()).then(|| {
+            Error::reported(
+                chat_core::ErrorKind::BadRequest,
+                format!(
+                    "tool calling is not supported for the Sonar model {model:?}: ask the Agent API (a provider/model name, an effort preset, or api = agent)"
+                ),
+            )
+        })
+    }
+
+    /// Deep research without streaming, at Perplexity's host, runs as an async job.
+    fn long_running(
+        &self,
+        model: &str,
+        streaming: bool,
+        config: &PerplexityConfig,
+    ) -> Option<&'static dyn LongRunning> {
+        (!streaming && runs_as_job(model) && config.serves_agent_api()).then_some(&Jobs as _)
+    }
+
     fn path(&self) -> &'static str {
         "/chat/completions"
     }
@@ -252,6 +323,10 @@ struct SonarFeed {
 }
 
 impl Feed for SonarFeed {
+    fn error(&self, data: &str) -> Error {
+        super::stream_error(data)
+    }
+
     fn feed(
         &mut self,
         answer: &mut Assembly,
@@ -816,7 +891,7 @@ mod tests {
 
     #[test]
     fn tool_call_arguments_count_toward_the_answer_bound() {
-        let mut decoder = Decoder::bounded(Api::Sonar, 64);
+        let mut decoder = Decoder::bounded(Api::Sonar.protocol().decoder(), 64);
         let mut out = VecDeque::new();
         let long = "x".repeat(80);
         let chunk = fragment(

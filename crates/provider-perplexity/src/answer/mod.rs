@@ -29,23 +29,30 @@ use resilience::keys::KeyLease;
 use resilience::{CallOutcome, Classify, FailureClass, KeyOutcome};
 use tokio::time::Instant;
 
-use crate::client::{self, Live};
+use crate::AfterCommit;
+use crate::api::LongRunning;
+use crate::client::Live;
 use crate::delivery::Ledger;
-use crate::{AfterCommit, CancelOnDrop, Route, Shared, Tally, falls_back};
+use crate::endpoint::{Endpoint, Method, Route, Tally};
+use crate::runs::CancelOnDrop;
+
+mod attempt;
+
+use attempt::{Opening, falls_back};
 
 /// The answer to `request` on `route`, as a stream that ends with `Done` or one error.
 pub(crate) fn stream(
-    shared: Arc<Shared>,
+    endpoint: Arc<Endpoint>,
     route: Route,
     request: ChatRequest,
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
-    let background = runs_in_background(&shared, &route, &request);
-    let body = stream_body(&route, &request, background);
-    let cancel = CancelOnDrop::new(shared.clone());
+    let work = crate::runs::long_running(&endpoint, &route, &request, true);
+    let body = stream_body(&route, &request, work);
+    let cancel = CancelOnDrop::new(endpoint.clone(), work);
     run(Box::new(Answer {
         deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
         cancel,
-        shared,
+        endpoint,
         route,
         request,
         body,
@@ -55,25 +62,26 @@ pub(crate) fn stream(
         resumed: 0,
         stalled_resumes: 0,
         resumed_from: None,
-        background,
+        work,
         ledger: Ledger::default(),
         phase: Phase::Connecting,
     }))
 }
 
-/// The answer of the existing background run `id`, read from its first event: no request
-/// is sent to start one, nothing falls back or restarts (either would start another run),
-/// and a reader who leaves does not cancel it.
+/// The answer of the existing work `id` (a background run), read from its first event: no
+/// request is sent to start one, nothing falls back or restarts (either would start another
+/// run), and a reader who leaves does not cancel it.
 pub(crate) fn attach(
-    shared: Arc<Shared>,
+    endpoint: Arc<Endpoint>,
     route: Route,
+    work: &'static dyn LongRunning,
     id: String,
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
-    let cancel = CancelOnDrop::keeping(shared.clone());
+    let cancel = CancelOnDrop::keeping(endpoint.clone(), work);
     run(Box::new(Answer {
         deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
         cancel,
-        shared,
+        endpoint,
         route,
         request: ChatRequest::default(),
         body: Bytes::new(),
@@ -83,7 +91,7 @@ pub(crate) fn attach(
         resumed: 0,
         stalled_resumes: 0,
         resumed_from: None,
-        background: true,
+        work: Some(work),
         ledger: Ledger::default(),
         phase: Phase::Connecting,
     }))
@@ -96,39 +104,13 @@ fn run(answer: Box<Answer>) -> impl Stream<Item = Result<ChatEvent, Error>> + Se
     })
 }
 
-/// Whether an Agent API stream runs as a background run, which can be read again after a
-/// break: resuming is on and the server has not refused `background`, unless the caller set
-/// `background` itself (then its value decides).
-fn runs_in_background(shared: &Shared, route: &Route, request: &ChatRequest) -> bool {
-    if route.api != crate::Api::Agent || !shared.config.resume {
-        return false;
-    }
-    match request.options.get("background") {
-        Some(asked) => *asked == serde_json::Value::Bool(true),
-        None => !shared
-            .background_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-    }
-}
-
-/// The streaming body, with `background: true` for a background run.
-fn stream_body(route: &Route, request: &ChatRequest, background: bool) -> Bytes {
-    if !background {
-        return Bytes::from(crate::api::request_body(
-            route.api,
-            request,
-            &route.model,
-            true,
-        ));
-    }
-    let mut request = request.clone();
-    request.options.insert("background".into(), true.into());
-    Bytes::from(crate::api::request_body(
-        route.api,
-        &request,
-        &route.model,
-        true,
-    ))
+/// The streaming body: as `work` creates it (a run that can be read again), or plain.
+fn stream_body(route: &Route, request: &ChatRequest, work: Option<&dyn LongRunning>) -> Bytes {
+    let body = match work {
+        Some(work) => work.create(request, &route.model, true).1,
+        None => crate::api::request_body(route.api, request, &route.model, true),
+    };
+    Bytes::from(body)
 }
 
 /// Whether a break is one a background run can be read again after: the connection broke,
@@ -174,7 +156,7 @@ struct Streaming {
 type Transition = (Phase, Option<Result<ChatEvent, Error>>);
 
 struct Answer {
-    shared: Arc<Shared>,
+    endpoint: Arc<Endpoint>,
     route: Route,
     /// Kept for the fallback, which sends it again without streaming.
     request: ChatRequest,
@@ -193,8 +175,9 @@ struct Answer {
     stalled_resumes: u32,
     /// The cursor the last resume started from.
     resumed_from: Option<u64>,
-    /// The stream runs as a background run (see [`runs_in_background`]).
-    background: bool,
+    /// The long-running work the stream runs as, if any (see `runs::long_running`): a
+    /// break is read again from it.
+    work: Option<&'static dyn LongRunning>,
     ledger: Ledger,
     phase: Phase,
 }
@@ -230,18 +213,17 @@ impl Answer {
     /// Opens a stream and reads it to the commit point; falls back, or fails, when that
     /// cannot be had.
     async fn connect(&mut self) -> Transition {
-        let (shared, route, tally, cancel) = (&self.shared, &self.route, &self.tally, &self.cancel);
+        let (endpoint, route, tally, cancel) =
+            (&self.endpoint, &self.route, &self.tally, &self.cancel);
         let opened = route
             .retrier
             .run_until_settled(self.deadline, |attempt| {
                 tally.note(&attempt);
-                shared.open(
-                    route,
-                    self.body.clone(),
-                    self.existing.as_deref(),
-                    attempt,
-                    cancel,
-                )
+                let opening = match (self.work, self.existing.as_deref()) {
+                    (Some(work), Some(id)) => Opening::Run(work, id),
+                    _ => Opening::Request(self.body.clone()),
+                };
+                async move { attempt::open(endpoint, route, opening, &attempt.key, cancel).await }
             })
             .await;
         match opened {
@@ -255,18 +237,19 @@ impl Answer {
                 };
                 (Phase::Streaming(Box::new(streaming)), None)
             }
-            Err(error) if self.background && error.param() == Some("background") => {
-                // The server does not take background runs: plain streams from now on.
+            Err(error)
+                if self.existing.is_none()
+                    && self.work.is_some_and(|work| work.refused_by(&error)) =>
+            {
+                // The server does not take this work: plain streams from now on.
                 tracing::warn!(error = %error.report(), "background runs refused; streaming without them");
-                self.shared
-                    .background_refused
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                self.background = false;
-                self.body = stream_body(&self.route, &self.request, false);
+                self.endpoint.refuse(self.route.api);
+                self.work = None;
+                self.body = stream_body(&self.route, &self.request, None);
                 (Phase::Connecting, None)
             }
             Err(error)
-                if self.shared.config.fallback
+                if self.endpoint.config.fallback
                     && self.existing.is_none()
                     && self.restarts == 0
                     && falls_back(&error) =>
@@ -295,7 +278,7 @@ impl Answer {
             false,
         ));
         let completed = self
-            .shared
+            .endpoint
             .complete(&self.route, body, self.deadline, &self.tally)
             .await;
         match completed {
@@ -314,14 +297,14 @@ impl Answer {
             None => match streaming.live.next().await {
                 Ok(Some(event)) => Ok(event),
                 Ok(None) => Err(Error::incomplete("the stream ended before its final event")),
-                Err(error) => Err(self.shared.redact(error)),
+                Err(error) => Err(error),
             },
         };
         match event {
             Ok(ChatEvent::Done(response)) => self.done(streaming, response),
             Ok(event) => (Phase::Streaming(streaming), Some(Ok(event))),
             Err(cause) => {
-                if self.background && resumable(&cause) {
+                if self.work.is_some() && resumable(&cause) {
                     match self.resume(&mut streaming, &cause).await {
                         Ok(()) => return (Phase::Streaming(streaming), None),
                         Err(why) => {
@@ -334,9 +317,10 @@ impl Answer {
         }
     }
 
-    /// Reads the background run again from after the last event applied, with the key that
-    /// started it, backing off between tries, within the total deadline. A run that expired
-    /// (404), a refusal, or a stream that cannot continue the run is the error.
+    /// Reads the run again from after the last event applied, with the key that started it,
+    /// retried with that key under the route's retrier (breaker, backoff, retry budget),
+    /// within the total deadline. A run that expired (404), a refusal, or a stream that
+    /// cannot continue the run is the error.
     async fn resume(&mut self, streaming: &mut Streaming, cause: &Error) -> Result<(), Error> {
         let Some((id, cursor)) = streaming.live.resume_point() else {
             return Err(Error::incomplete(
@@ -345,7 +329,7 @@ impl Answer {
         };
         if self.resumed_from == Some(cursor) {
             self.stalled_resumes += 1;
-            if self.stalled_resumes >= self.shared.config.backoff.max_attempts {
+            if self.stalled_resumes >= self.endpoint.config.backoff.max_attempts {
                 return Err(Error::incomplete(
                     "the run read again kept breaking before its next event",
                 ));
@@ -354,56 +338,30 @@ impl Answer {
             self.stalled_resumes = 0;
         }
         self.resumed_from = Some(cursor);
-        let Some(key) = self.cancel.key() else {
+        let (Some(key), Some(path)) = (
+            self.cancel.key(),
+            self.work.and_then(|work| work.resume_path(&id, cursor)),
+        ) else {
             return Err(Error::incomplete("the run is not known"));
         };
-        let path = crate::api::agent::resume_path(&id, cursor);
-        let mut backoff = resilience::Backoff::new(self.shared.config.backoff);
-        loop {
-            if Instant::now() >= self.deadline {
-                return Err(Error::timeout(chat_core::TimeoutPhase::Total));
-            }
-            tracing::warn!(%cause, cursor, "stream broke; reading the run again after its last event");
-            let fetched = tokio::time::timeout_at(
-                self.deadline,
-                client::get(
-                    &self.shared.client,
-                    &self.shared.base_url,
-                    &path,
-                    &key,
-                    true,
-                    &self.route.timeouts,
-                ),
-            )
-            .await
-            .unwrap_or_else(|_| Err(Error::timeout(chat_core::TimeoutPhase::Total)));
-            let failure = match fetched {
-                Ok(response) => {
-                    if !client::is_event_stream(&response) {
-                        return Err(Error::protocol("the run was read again without a stream"));
-                    }
-                    streaming
-                        .live
-                        .resume(response, self.shared.config.max_event_bytes);
-                    self.resumed += 1;
-                    return Ok(());
-                }
-                Err(error) => self.shared.redact(error),
-            };
-            if failure.status_code() == Some(404) || !failure.is_retryable() {
-                return Err(failure);
-            }
-            match backoff.next_delay(failure.retry_after()) {
-                resilience::Delay::Retry(delay) => {
-                    let until = resilience::backoff::later(Instant::now(), delay);
-                    if until >= self.deadline {
-                        return Err(failure);
-                    }
-                    tokio::time::sleep_until(until).await;
-                }
-                _ => return Err(failure),
-            }
+        tracing::warn!(%cause, cursor, "stream broke; reading the run again after its last event");
+        let (endpoint, timeouts) = (&self.endpoint, &self.route.timeouts);
+        let response = self
+            .route
+            .retrier
+            .run_with_key(&key, self.deadline, |_| {
+                // A run the service no longer has (404) is final, as every refusal is.
+                endpoint.send(Method::Get, &path, &key, true, timeouts)
+            })
+            .await?;
+        if !crate::client::is_event_stream(&response) {
+            return Err(Error::protocol("the run was read again without a stream"));
         }
+        streaming
+            .live
+            .resume(response, self.endpoint.config.max_event_bytes);
+        self.resumed += 1;
+        Ok(())
     }
 
     /// The answer is complete: the run needs no cancelling, the breaker hears of a success,
@@ -446,7 +404,7 @@ impl Answer {
             });
         }
         self.cancel.fire();
-        if let AfterCommit::Restart { max_restarts } = self.shared.config.after_commit
+        if let AfterCommit::Restart { max_restarts } = self.endpoint.config.after_commit
             && self.existing.is_none()
             && self.restarts < max_restarts
             && Instant::now() < self.deadline
