@@ -368,3 +368,38 @@ async fn a_failed_run_or_job_read_by_polling_never_puts_the_key_in_its_error() {
         assert!(!shown.contains("hostile-test-key"), "{model}: {shown}");
     }
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_kept_when_its_only_caller_leaves_at_done_before_the_body_ends() {
+    use cache::{CacheConfig, CachedProvider};
+    // The answer's end arrives, then the rest of the body (`[DONE]`) only seconds later: a
+    // caller that stops at `Done` and drops its stream (as pplx-mcp's tools do) has left
+    // long before the upstream stream ends.
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    let (url, _) = hostile(script(move |mut writer| {
+        count.fetch_add(1, Ordering::Relaxed);
+        async move {
+            writer.head("200 OK", SSE).await;
+            writer.write(chunk("Olympus Mons").as_bytes()).await;
+            let done = r#"data: {"id":"x","object":"chat.completion.done","choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}"#;
+            writer.write(format!("{done}\n\n").as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            writer.write(b"data: [DONE]\n\n").await;
+        }
+    }))
+    .await;
+    let cached = CachedProvider::new(provider(&url), CacheConfig::default()).unwrap();
+    let request = ChatRequest::new("sonar", "What is the tallest volcano?");
+    let mut stream = cached.chat_stream(request.clone());
+    while let Some(event) = stream.next().await {
+        if matches!(event.unwrap(), ChatEvent::Done(_)) {
+            break;
+        }
+    }
+    drop(stream);
+    let again = cached.chat(request).await.unwrap();
+    assert!(again.cached, "the complete answer was not kept");
+    assert_eq!(again.text, "Olympus Mons");
+    assert_eq!(served.load(Ordering::Relaxed), 1);
+}

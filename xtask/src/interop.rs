@@ -18,24 +18,8 @@ use crate::Result;
 use crate::child::Running;
 
 pub(crate) fn run(root: &Path) -> Result {
-    crate::run(
-        "cargo",
-        &[
-            "build",
-            "--locked",
-            "-p",
-            "pplx-sim",
-            "-p",
-            "pplx-mcp",
-            "-p",
-            "tests",
-            // Naming a target builds only that target: ask for the binaries too.
-            "--bins",
-            "--example",
-            "contract-requests",
-        ],
-        &[],
-    )?;
+    // The simulator, pplx-mcp and the contract recorder, as `ci` builds them (a no-op there).
+    crate::build_programs()?;
     let python = venv(root)?;
     let (_sim, url) = simulator(root)?;
     let (_compatible_sim, compatible_url) = compatible_simulator(root)?;

@@ -141,14 +141,16 @@ fn ci() -> Result {
     })?;
     steps.run("tidy", || tidy::check(&root()))?;
     steps.run("features", || package::features(&root()))?;
-    steps.run("package", || package::package(&root()))?;
     steps.run("deny", deny)?;
+    steps.run("programs", build_programs)?;
     steps.run("examples", examples)?;
     steps.run("soak", || soak(true))?;
     // The fuzz smoke: every target briefly, so a target that no longer builds or crashes at
     // once is caught (the long runs are in docs/RELIABILITY.md).
     steps.run("fuzz", || fuzz("all", &["--seconds", "10"]))?;
     steps.run("interop", || interop::run(&root()))?;
+    // Last: it removes the workspace's builds of our libraries (see `package::package`).
+    steps.run("package", || package::package(&root()))?;
     steps.table();
     eprintln!(
         "ci: all checks passed in {:.0}s",
@@ -220,30 +222,45 @@ fn test() -> Result {
     )
 }
 
+/// The offline examples CI runs, by package.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("pplx-chat-core", "canned"),
+    ("pplx-provider-perplexity", "stream"),
+    ("pplx-resilience", "flaky"),
+    ("pplx-cache", "cached"),
+    ("pplx-sim", "faults"),
+    ("pplx-setup", "ask"),
+];
+
+/// The programs CI runs (every binary, the offline examples, the soak and the contract
+/// recorder), in one build with the tests' features and profile: the libraries the tests
+/// built are reused, and every later step (examples, soak, interop) finds its program built.
+/// A second call is a no-op.
+fn build_programs() -> Result {
+    let mut args = vec![
+        "build",
+        "--workspace",
+        "--all-features",
+        "--locked",
+        "--bins",
+        "--example",
+        "soak",
+        "--example",
+        "contract-requests",
+    ];
+    for (_, example) in EXAMPLES {
+        args.extend(["--example", example]);
+    }
+    run("cargo", &args, &[])
+}
+
 /// The offline examples run (all of them build with clippy --all-targets).
 fn examples() -> Result {
-    for (package, example) in [
-        ("pplx-chat-core", "canned"),
-        ("pplx-provider-perplexity", "stream"),
-        ("pplx-resilience", "flaky"),
-        ("pplx-cache", "cached"),
-        ("pplx-sim", "faults"),
-        ("pplx-setup", "ask"),
-    ] {
-        run(
-            "cargo",
-            &[
-                "run",
-                "--locked",
-                "-q",
-                "-p",
-                package,
-                "--all-features",
-                "--example",
-                example,
-            ],
-            &[],
-        )?;
+    build_programs()?;
+    for (_, example) in EXAMPLES {
+        let binary = root().join("target/debug/examples").join(example);
+        let binary = binary.to_str().ok_or("non-UTF-8 path")?;
+        run(binary, &[], &[])?;
     }
     Ok(())
 }
@@ -294,9 +311,13 @@ fn soak(quick: bool) -> Result {
     } else {
         (&["--release"], "2000", "3")
     };
-    let mut build = vec!["build", "--locked", "-p", "tests", "--example", "soak"];
-    build.extend_from_slice(profile);
-    run("cargo", &build, &[])?;
+    if quick {
+        build_programs()?;
+    } else {
+        let mut build = vec!["build", "--locked", "-p", "tests", "--example", "soak"];
+        build.extend_from_slice(profile);
+        run("cargo", &build, &[])?;
+    }
     let binary = root().join(if quick {
         "target/debug/examples/soak"
     } else {

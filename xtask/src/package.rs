@@ -1,8 +1,7 @@
 //! Publish-readiness: every library crate builds, clippy-clean, with each of its features
 //! alone and with none (the check `cargo hack --each-feature --no-dev-deps` makes), and `cargo package`
-//! packages and verifies them: in the real workspace those outside the workspace-hack's
-//! reach, then all of them together in a copy without the workspace-hack (as `cargo hakari
-//! publish` would publish them).
+//! packages and verifies all of them together in a copy without the workspace-hack (as
+//! `cargo hakari publish` would publish them), building into the workspace's own target.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,10 +20,6 @@ pub(crate) const LIBRARIES: &[&str] = &[
     "pplx-sim",
     "pplx-setup",
 ];
-
-/// The libraries that reach the workspace-hack (`pplx-sim` depends on it, `pplx-setup` on
-/// `pplx-sim`): packaged only in the copy without it.
-const REACH_THE_HACK: &[&str] = &["pplx-sim", "pplx-setup"];
 
 /// `cargo clippy` of each library crate with no features, then with each feature alone.
 pub(crate) fn features(root: &Path) -> Result {
@@ -75,32 +70,11 @@ pub(crate) fn features(root: &Path) -> Result {
     Ok(())
 }
 
-/// `cargo package` (with verification) of the library crates: first in the real workspace,
-/// every library the workspace-hack does not reach (each verified against the others'
-/// packages, not their sources: no dependency is left for crates.io to answer with a
-/// stranger's crate); then all of them in a scratch copy of the workspace without the
-/// workspace-hack, which only unifies features here and is never published.
+/// `cargo package` (with verification) of every library crate, in a scratch copy of the
+/// workspace without the workspace-hack (which only unifies features here and is never
+/// published): each verified against the others' packages, not their sources, so no
+/// dependency is left for crates.io to answer with a stranger's crate.
 pub(crate) fn package(root: &Path) -> Result {
-    forget_earlier_packages()?;
-    // `--allow-dirty`: a check of the tree as it is, committed or not.
-    let mut args = vec!["package", "--locked", "--allow-dirty", "--quiet"];
-    for library in LIBRARIES
-        .iter()
-        .filter(|name| !REACH_THE_HACK.contains(name))
-    {
-        args.extend(["-p", library]);
-    }
-    let status = Command::new("cargo")
-        .args(&args)
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        return Err(format!("cargo package in the workspace failed: {status}").into());
-    }
-    eprintln!(
-        "package: {} library crates packaged and verified in the workspace itself",
-        LIBRARIES.len() - REACH_THE_HACK.len()
-    );
     package_without_hack(root)
 }
 
@@ -143,28 +117,36 @@ fn package_without_hack(root: &Path) -> Result {
         }
     }
     forget_earlier_packages()?;
+    // The workspace's own target directory, so that every dependency the tests built is
+    // reused (only those whose features differ without the workspace-hack are built again).
+    // Cargo takes registry sources as immutable, so builds of our crates' earlier packages
+    // (same name and version) would be reused as they are: they are removed first. That
+    // removes the workspace's builds of them too, which is why `ci` packages last.
+    let target = root.join("target");
+    let cargo = |args: &[&str]| {
+        Command::new("cargo")
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&scratch)
+            .status()
+    };
+    let mut clean = vec!["clean", "--quiet"];
+    for library in LIBRARIES {
+        clean.extend(["-p", library]);
+    }
+    if !cargo(&clean)?.success() {
+        return Err("cargo clean of the earlier packages failed".into());
+    }
     // Not `--locked`: without the workspace-hack edges the scratch lock file changes (only
     // edges go; every version stays as locked).
     let mut args = vec!["package", "--allow-dirty", "--quiet"];
     for library in LIBRARIES {
         args.extend(["-p", library]);
     }
-    // A target directory of its own, made afresh: cargo takes registry sources as
-    // immutable, so builds of our crates' earlier packages (same name and version) would
-    // otherwise be reused as they are.
-    let status = Command::new("cargo")
-        .args(&args)
-        .env("CARGO_TARGET_DIR", scratch.join("target"))
-        .env("CARGO_INCREMENTAL", "0")
-        // Verification only compiles: no debug info, so this second tree of builds stays
-        // small (a CI run once ran out of disk here).
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .current_dir(&scratch)
-        .status()?;
+    let status = cargo(&args)?;
     if !status.success() {
         return Err(format!("cargo package failed: {status}").into());
     }
-    // Its builds are of no use later, and take gigabytes.
     std::fs::remove_dir_all(&scratch)?;
     eprintln!(
         "package: {} library crates packaged and verified",
