@@ -373,6 +373,13 @@ fn fuzz(target: &str, args: &[&str]) -> Result {
     if !installed {
         run("cargo", &["install", "cargo-fuzz", "--locked"], &[])?;
     }
+    // Every target in one build first, so the shared dependencies build in parallel once
+    // (`cargo fuzz run` then finds its target built).
+    let mut build = vec!["fuzz", "build", "--fuzz-dir", "fuzz", "--sanitizer", "none"];
+    if targets.len() == 1 {
+        build.extend(&targets);
+    }
+    run("cargo", &build, &[("RUSTC_BOOTSTRAP", "1")])?;
     let max_time = format!("-max_total_time={seconds}");
     for target in targets {
         // cargo-fuzz passes nightly-only flags; the machine has one stable toolchain.
