@@ -15,7 +15,7 @@
 //!   stream ends, for a caller that reads on.
 //! - [`Phase::Finished`]: nothing more.
 //!
-//! [`Answer::failure`] is the one place a stream's error is made, from the text the caller
+//! [`Answer::fail`] is the one place a stream's error is made, from the text the caller
 //! holds ([`Ledger`]), so every interruption carries exactly that text.
 
 use std::collections::VecDeque;
