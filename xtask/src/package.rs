@@ -75,11 +75,6 @@ pub(crate) fn features(root: &Path) -> Result {
 /// published): each verified against the others' packages, not their sources, so no
 /// dependency is left for crates.io to answer with a stranger's crate.
 pub(crate) fn package(root: &Path) -> Result {
-    package_without_hack(root)
-}
-
-/// `cargo package` of every library crate in a scratch copy without the workspace-hack.
-fn package_without_hack(root: &Path) -> Result {
     let scratch = root.join("target/package-check");
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch)?;

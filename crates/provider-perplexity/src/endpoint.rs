@@ -102,9 +102,15 @@ impl Endpoint {
 
     /// The model (alias resolved), its API, deadlines and retrier.
     pub(crate) fn route(&self, model: &str) -> Route {
+        let (model, api) = self.resolve(model);
+        self.route_on(model, api)
+    }
+
+    /// The model an alias stands for, and the API that answers it.
+    pub(crate) fn resolve(&self, model: &str) -> (String, Api) {
         let model = self.config.aliases.resolve(model).to_owned();
         let api = self.config.api_for(&model);
-        self.route_on(model, api)
+        (model, api)
     }
 
     /// `model` (already resolved) on `api`, whatever the name implies.

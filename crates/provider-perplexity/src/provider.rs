@@ -134,8 +134,7 @@ impl PerplexityProvider {
     /// The model an alias stands for, and the API that will answer it (an explicit
     /// [`PerplexityConfig::api`] wins over what the name implies).
     pub fn resolve(&self, model: &str) -> (String, Api) {
-        let route = self.endpoint.route(model);
-        (route.model, route.api)
+        self.endpoint.resolve(model)
     }
 
     /// Per-key figures (never the keys).

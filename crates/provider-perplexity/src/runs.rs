@@ -53,9 +53,8 @@ pub(crate) async fn whole(
 ) -> Result<ChatResponse, Error> {
     let tally = Tally::default();
     let (path, body) = work.create(request, &route.model, false);
-    let keep = |bytes: &[u8]| Ok(Bytes::copy_from_slice(bytes));
     let created = endpoint
-        .post(route, path, Bytes::from(body), deadline, &tally, keep)
+        .post(route, path, Bytes::from(body), deadline, &tally, kept)
         .await;
     let (mut bytes, key) = match created {
         Ok(created) => created,
@@ -101,12 +100,16 @@ async fn poll(
         }
         tokio::time::sleep_until(until).await;
         delay = delay.saturating_mul(2).min(endpoint.config.poll_max_delay);
-        let keep = |bytes: &[u8]| Ok(Bytes::copy_from_slice(bytes));
-        let bytes = endpoint.get(route, &path, key, deadline, keep).await?;
+        let bytes = endpoint.get(route, &path, key, deadline, kept).await?;
         if !work.state(&bytes).1 {
             return Ok(bytes);
         }
     }
+}
+
+/// A body kept as it is: its state is read from it, and its answer once the work ended.
+fn kept(body: &[u8]) -> Result<Bytes, Error> {
+    Ok(Bytes::copy_from_slice(body))
 }
 
 /// Starts `request` as long-running work that streams (an Agent API background run) and
@@ -128,7 +131,6 @@ pub(crate) async fn start(
     };
     let (path, body) = work.create(request, &route.model, false);
     let deadline = resilience::backoff::later(Instant::now(), route.timeouts.headers);
-    let keep = |bytes: &[u8]| Ok(Bytes::copy_from_slice(bytes));
     let (bytes, _key) = endpoint
         .post(
             route,
@@ -136,7 +138,7 @@ pub(crate) async fn start(
             Bytes::from(body),
             deadline,
             &Tally::default(),
-            keep,
+            kept,
         )
         .await?;
     let (id, _) = work.state(&bytes);

@@ -202,11 +202,7 @@ impl Retrier {
             };
             let class = error.failure_class();
             let hint = error.retry_after();
-            permit.record(if class == FailureClass::Transient {
-                CallOutcome::Failure
-            } else {
-                CallOutcome::Ignored
-            });
+            permit.record(failure_outcome(class));
             lease.report(key_outcome(class, hint));
             drop(lease);
             span.in_scope(|| {
@@ -280,11 +276,7 @@ impl Retrier {
                 }
             };
             let class = error.failure_class();
-            permit.record(if class == FailureClass::Transient {
-                CallOutcome::Failure
-            } else {
-                CallOutcome::Ignored
-            });
+            permit.record(failure_outcome(class));
             span.in_scope(|| tracing::warn!(?class, "attempt with the same key failed"));
             if class != FailureClass::Transient {
                 return Err(error);
@@ -340,6 +332,15 @@ impl Retrier {
             tracing::info!(wait_ms = wait.as_millis() as u64, "backing off");
         }
         Some(wait)
+    }
+}
+
+/// What a failure of `class` is to the breaker: only transient failures count against it.
+fn failure_outcome(class: FailureClass) -> CallOutcome {
+    if class == FailureClass::Transient {
+        CallOutcome::Failure
+    } else {
+        CallOutcome::Ignored
     }
 }
 

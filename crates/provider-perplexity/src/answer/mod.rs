@@ -49,23 +49,14 @@ pub(crate) fn stream(
     let work = crate::runs::long_running(&endpoint, &route, &request, true);
     let body = stream_body(&route, &request, work);
     let cancel = CancelOnDrop::new(endpoint.clone(), work);
-    run(Box::new(Answer {
-        deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
-        cancel,
+    run(Answer::new(
         endpoint,
         route,
-        request,
-        body,
-        existing: None,
-        tally: Tally::default(),
-        restarts: 0,
-        resumed: 0,
-        stalled_resumes: 0,
-        resumed_from: None,
+        cancel,
         work,
-        ledger: Ledger::default(),
-        phase: Phase::Connecting,
-    }))
+        (request, body),
+        None,
+    ))
 }
 
 /// The answer of the existing work `id` (a background run), read from its first event: no
@@ -78,23 +69,15 @@ pub(crate) fn attach(
     id: String,
 ) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
     let cancel = CancelOnDrop::keeping(endpoint.clone(), work);
-    run(Box::new(Answer {
-        deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
-        cancel,
+    let nothing_sent = (ChatRequest::default(), Bytes::new());
+    run(Answer::new(
         endpoint,
         route,
-        request: ChatRequest::default(),
-        body: Bytes::new(),
-        existing: Some(id),
-        tally: Tally::default(),
-        restarts: 0,
-        resumed: 0,
-        stalled_resumes: 0,
-        resumed_from: None,
-        work: Some(work),
-        ledger: Ledger::default(),
-        phase: Phase::Connecting,
-    }))
+        cancel,
+        Some(work),
+        nothing_sent,
+        Some(id),
+    ))
 }
 
 fn run(answer: Box<Answer>) -> impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static {
@@ -183,6 +166,36 @@ struct Answer {
 }
 
 impl Answer {
+    /// An answer about to connect: sending `sent` (the request and its body), or reading the
+    /// existing run `existing` of `work`.
+    fn new(
+        endpoint: Arc<Endpoint>,
+        route: Route,
+        cancel: CancelOnDrop,
+        work: Option<&'static dyn LongRunning>,
+        sent: (ChatRequest, Bytes),
+        existing: Option<String>,
+    ) -> Box<Answer> {
+        let (request, body) = sent;
+        Box::new(Answer {
+            deadline: resilience::backoff::later(Instant::now(), route.timeouts.total),
+            cancel,
+            endpoint,
+            route,
+            request,
+            body,
+            existing,
+            tally: Tally::default(),
+            restarts: 0,
+            resumed: 0,
+            stalled_resumes: 0,
+            resumed_from: None,
+            work,
+            ledger: Ledger::default(),
+            phase: Phase::Connecting,
+        })
+    }
+
     /// The caller's next item; `None` once the stream has ended.
     async fn next(&mut self) -> Option<Result<ChatEvent, Error>> {
         loop {
