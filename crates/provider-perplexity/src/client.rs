@@ -459,14 +459,9 @@ impl Live {
         }))
     }
 
-    /// The next event; `None` after `Done`. Its error is redacted: a server's message may
-    /// echo the key.
+    /// The next event; `None` after `Done`. An error the server's events report is
+    /// redacted: a server's message may echo the key.
     pub(crate) async fn next(&mut self) -> Result<Option<ChatEvent>, Error> {
-        let next = self.read().await;
-        next.map_err(|error| self.redactor.apply(error))
-    }
-
-    async fn read(&mut self) -> Result<Option<ChatEvent>, Error> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));
@@ -511,8 +506,10 @@ impl Live {
                 );
             }
             self.events_seen += 1;
+            // Where the server's text enters the stream (every other error here is ours).
             self.decoder
-                .feed_bytes(event.event_type(), event.data(), &mut self.pending)?;
+                .feed_bytes(event.event_type(), event.data(), &mut self.pending)
+                .map_err(|error| self.redactor.apply(error))?;
             if let (Some((slot, key)), Some(id)) = (&self.run, self.decoder.response_id()) {
                 let mut run = slot.lock();
                 if run.as_ref().is_none_or(|(known, _)| known != id) {
