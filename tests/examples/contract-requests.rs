@@ -13,7 +13,7 @@ use chat_core::{Attachment, ChatProvider, ChatRequest, Message, Tool};
 use futures_util::StreamExt;
 use pplx_sim::{Pace, SimConfig, Simulator};
 use provider_perplexity::{
-    AgentOptions, Api, JsonSchema, PerplexityConfig, PerplexityProvider, ReasoningEffort,
+    AgentOptions, Api, JsonSchema, PerplexityConfig, PerplexityProvider, ReasoningEffort, Recency,
     SearchContextSize, SearchMode, SonarOptions, SonarSearchType, UserLocation, WebSearch,
 };
 use resilience::ApiKey;
@@ -53,8 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut options = SonarOptions::default();
     options.search_mode = Some(SearchMode::Academic);
-    options.search_domain_filter = vec!["example.org".into(), "-example.com".into()];
-    options.search_recency_filter = Some("week".into());
+    options.filters.search_domain_filter = vec!["example.org".into(), "-example.com".into()];
+    options.filters.search_recency_filter = Some(Recency::Week);
     options.return_related_questions = Some(true);
     options.return_images = Some(true);
     options.reasoning_effort = Some("low".into());
@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     agent_options.prompt_cache_key = Some("contract".into());
     agent_options.tool_choice = Some("auto".into());
     let mut web = WebSearch::default();
-    web.filters.search_recency_filter = Some("week".into());
+    web.filters.search_recency_filter = Some(Recency::Week);
     web.filters.search_domain_filter = vec!["example.org".into()];
     web.filters.search_after_date_filter = Some("1/1/2026".into());
     web.filters.last_updated_before_filter = Some("12/1/2026".into());
@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // What pplx-mcp's ask and reason send with filters: the web_search tool alone.
     let mut mcp_like = AgentOptions::default();
     let mut filters_only = WebSearch::default();
-    filters_only.filters.search_recency_filter = Some("week".into());
+    filters_only.filters.search_recency_filter = Some(Recency::Week);
     filters_only.filters.search_domain_filter = vec!["example.org".into()];
     filters_only.search_context_size = Some(SearchContextSize::High);
     mcp_like.web_search = Some(filters_only);
@@ -167,8 +167,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut search = provider_perplexity::SearchRequest::new("quantum computing");
     search.max_results = Some(5);
     search.max_tokens_per_page = Some(1024);
-    search.search_recency_filter = Some("month".into());
-    search.search_domain_filter = vec!["example.org".into()];
+    search.filters.search_recency_filter = Some(Recency::Month);
+    search.filters.search_domain_filter = vec!["example.org".into()];
     search.country = Some("US".into());
     search.search_type = Some(provider_perplexity::SearchType::Web);
     provider.search(&search).await?;

@@ -274,17 +274,17 @@ async fn redis_shares_answers_and_degrades_to_misses_when_it_dies() {
 
 #[tokio::test]
 async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_either_api() {
-    use provider_perplexity::{AgentOptions, SonarOptions, WebSearch};
+    use provider_perplexity::{AgentOptions, Recency, SonarOptions, WebSearch};
     let sim = simulator(Duration::ZERO).await;
     let provider = cached(&sim, CacheConfig::default());
     // The Agent API keeps the filter inside its web_search tool (as pplx-mcp writes it).
     let mut agent = AgentOptions::default();
     let mut search = WebSearch::default();
-    search.filters.search_recency_filter = Some("hour".into());
+    search.filters.search_recency_filter = Some(Recency::Hour);
     agent.web_search = Some(search);
     let on_agent = agent.apply(ChatRequest::new("medium", QUESTION)).unwrap();
     let mut sonar = SonarOptions::default();
-    sonar.search_recency_filter = Some("hour".into());
+    sonar.filters.search_recency_filter = Some(Recency::Hour);
     let on_sonar = sonar.apply(ChatRequest::new("sonar", QUESTION));
     for request in [on_agent, on_sonar] {
         let before = upstream_calls(&sim).await;
@@ -298,7 +298,7 @@ async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_e
     assert_eq!(provider.stats().stores, 0);
     // A week-old filter is cached as before.
     let mut week = SonarOptions::default();
-    week.search_recency_filter = Some("week".into());
+    week.filters.search_recency_filter = Some(Recency::Week);
     let request = week.apply(ChatRequest::new("sonar", QUESTION));
     collect(provider.as_ref(), request.clone()).await;
     let (events, _) = collect(provider.as_ref(), request).await;

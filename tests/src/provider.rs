@@ -576,8 +576,8 @@ async fn a_request_with_options_sends_them() {
     let sim = simulator(1).await;
     let provider = provider(config(&sim, 1));
     let mut options = provider_perplexity::SonarOptions::default();
-    options.search_domain_filter = vec!["nasa.gov".into()];
-    options.search_recency_filter = Some("week".into());
+    options.filters.search_domain_filter = vec!["nasa.gov".into()];
+    options.filters.search_recency_filter = Some(provider_perplexity::Recency::Week);
     options.return_related_questions = Some(true);
     let request = options.apply(sonar());
     let response = provider.chat(request).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatEvent, ChatProvider, ChatRequest, Error, Message, Role};
 use futures_util::StreamExt;
 use provider_perplexity::{
-    AgentOptions, Api, PerplexityProvider, SearchContextSize, SearchRequest, SearchType,
+    AgentOptions, Api, PerplexityProvider, Recency, SearchContextSize, SearchRequest, SearchType,
     SonarOptions, WebSearch,
 };
 use rmcp::model::{
@@ -304,6 +304,19 @@ fn messages(arguments: &Map<String, Value>) -> Result<Vec<Message>, ErrorData> {
         .collect()
 }
 
+/// A `search_recency_filter` argument, checked.
+fn recency(value: &Value) -> Result<Recency, ErrorData> {
+    value
+        .as_str()
+        .and_then(|name| Recency::parse(name).ok())
+        .ok_or_else(|| {
+            invalid(
+                "search_recency_filter",
+                "must be hour, day, week, month or year",
+            )
+        })
+}
+
 /// The optional search filters, checked, as the provider's typed options on the request (an
 /// empty domain list is no filter): on the Agent API inside a `web_search` tool, as the
 /// official server's `buildWebSearchTool` sends them (they are not top-level Agent API
@@ -315,17 +328,7 @@ fn apply_filters(
 ) -> Result<ChatRequest, ErrorData> {
     let mut options = SonarOptions::default();
     if let Some(value) = arguments.get("search_recency_filter") {
-        match value.as_str() {
-            Some(recency @ ("hour" | "day" | "week" | "month" | "year")) => {
-                options.search_recency_filter = Some(recency.to_owned());
-            }
-            _ => {
-                return Err(invalid(
-                    "search_recency_filter",
-                    "must be hour, day, week, month or year",
-                ));
-            }
-        }
+        options.filters.search_recency_filter = Some(recency(value)?);
     }
     if let Some(value) = arguments.get("search_domain_filter") {
         let domains = value
@@ -337,7 +340,7 @@ fn apply_filters(
                     .collect::<Option<Vec<String>>>()
             })
             .ok_or_else(|| invalid("search_domain_filter", "must be an array of domain names"))?;
-        options.search_domain_filter = domains;
+        options.filters.search_domain_filter = domains;
     }
     if let Some(value) = arguments.get("search_context_size") {
         options.search_context_size = Some(match value.as_str() {
@@ -356,8 +359,7 @@ fn apply_filters(
         return Ok(options.apply(request));
     }
     let mut search = WebSearch::default();
-    search.filters.search_recency_filter = options.search_recency_filter;
-    search.filters.search_domain_filter = options.search_domain_filter;
+    search.filters = options.filters;
     search.search_context_size = options.search_context_size;
     if search == WebSearch::default() {
         // No override: the effort level's own web_search settings stay in effect.
@@ -660,7 +662,9 @@ fn search_request(arguments: &Map<String, Value>) -> Result<SearchRequest, Error
     let pages = integer("max_tokens_per_page", 256, 2048)?;
     request.max_tokens_per_page = Some(pages.unwrap_or(1024));
     request.country = text("country")?;
-    request.search_recency_filter = text("search_recency_filter")?;
+    if let Some(value) = arguments.get("search_recency_filter") {
+        request.filters.search_recency_filter = Some(recency(value)?);
+    }
     match text("search_type")?.as_deref() {
         None => {}
         Some("web") => request.search_type = Some(SearchType::Web),
@@ -674,7 +678,7 @@ fn search_request(arguments: &Map<String, Value>) -> Result<SearchRequest, Error
                 .map(|domain| domain.as_str().map(str::to_owned))
                 .collect()
         });
-        request.search_domain_filter = domains
+        request.filters.search_domain_filter = domains
             .ok_or_else(|| invalid("search_domain_filter", "must be an array of domain names"))?;
     }
     Ok(request)

@@ -111,7 +111,7 @@ pub use config::{
     Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
 };
 pub use options::{
-    AgentOptions, JsonSchema, MAX_FALLBACK_MODELS, ReasoningEffort, SearchContextSize,
+    AgentOptions, JsonSchema, MAX_FALLBACK_MODELS, ReasoningEffort, Recency, SearchContextSize,
     SearchFilters, SearchMode, SearchRequest, SearchType, SonarOptions, SonarSearchType,
     UserLocation, WebSearch, parse_answer,
 };

@@ -148,114 +148,70 @@ pub fn parse_answer<T: serde::de::DeserializeOwned>(
 }
 
 /// Perplexity's request options, typed. [`apply`](SonarOptions::apply) writes them into a
-/// request's options; fields left `None` are not sent. For a field not modelled here, use
-/// `ChatRequest::with_option` with raw JSON. The `web_search_options` fields
+/// request's options; fields left `None` (or empty) are not sent. For a field not modelled
+/// here, use `ChatRequest::with_option` with raw JSON. The `web_search_options` fields
 /// (`search_context_size`, `search_type`, `user_location`) are written into one object,
 /// merged with any raw `web_search_options` already on the request.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SonarOptions {
     /// `search_mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub search_mode: Option<SearchMode>,
-    /// `search_domain_filter`: domains to use, or exclude with a leading `-`.
-    pub search_domain_filter: Vec<String>,
-    /// `search_recency_filter`: hour, day, week, month or year.
-    pub search_recency_filter: Option<String>,
-    /// `search_after_date_filter` (m/d/yyyy).
-    pub search_after_date_filter: Option<String>,
-    /// `search_before_date_filter` (m/d/yyyy).
-    pub search_before_date_filter: Option<String>,
-    /// `last_updated_after_filter` (m/d/yyyy).
-    pub last_updated_after_filter: Option<String>,
-    /// `last_updated_before_filter` (m/d/yyyy).
-    pub last_updated_before_filter: Option<String>,
+    /// The search filters (recency, domains, dates), sent as top-level fields.
+    #[serde(flatten)]
+    pub filters: SearchFilters,
     /// `return_images`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_images: Option<bool>,
     /// `return_related_questions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_related_questions: Option<bool>,
     /// `web_search_options.search_context_size`.
+    #[serde(skip)]
     pub search_context_size: Option<SearchContextSize>,
     /// `web_search_options.search_type`: fast, pro or auto.
+    #[serde(skip)]
     pub search_type: Option<SonarSearchType>,
     /// `web_search_options.user_location`.
+    #[serde(skip)]
     pub user_location: Option<UserLocation>,
     /// `reasoning_effort` (low, medium, high), for reasoning models.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
     /// `response_format`: structured output following a JSON Schema.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "response_format"
+    )]
     pub response_format: Option<JsonSchema>,
     /// `disable_search`: answer from the model alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_search: Option<bool>,
     /// `enable_search_classifier`: let the service decide whether to search.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_search_classifier: Option<bool>,
     /// `search_language_filter`: ISO 639-1 codes of the languages to keep.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub search_language_filter: Vec<String>,
     /// `language_preference`: the language to answer in.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language_preference: Option<String>,
     /// `num_search_results`: how many results to read.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num_search_results: Option<u32>,
     /// `safe_search`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub safe_search: Option<bool>,
     /// `country`: results from this country first (ISO 3166-1 alpha-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
 }
 
 impl SonarOptions {
     /// Writes the options that are set into `request`.
     pub fn apply(&self, mut request: ChatRequest) -> ChatRequest {
-        let mut set = |name: &str, value: Value| {
-            request.options.insert(name.to_owned(), value);
-        };
-        if let Some(mode) = self.search_mode {
-            set("search_mode", json!(mode));
-        }
-        if !self.search_domain_filter.is_empty() {
-            set("search_domain_filter", json!(self.search_domain_filter));
-        }
-        for (name, value) in [
-            ("search_recency_filter", &self.search_recency_filter),
-            ("search_after_date_filter", &self.search_after_date_filter),
-            ("search_before_date_filter", &self.search_before_date_filter),
-            ("last_updated_after_filter", &self.last_updated_after_filter),
-            (
-                "last_updated_before_filter",
-                &self.last_updated_before_filter,
-            ),
-            ("reasoning_effort", &self.reasoning_effort),
-        ] {
-            if let Some(value) = value {
-                set(name, json!(value));
-            }
-        }
-        if let Some(images) = self.return_images {
-            set("return_images", json!(images));
-        }
-        if let Some(related) = self.return_related_questions {
-            set("return_related_questions", json!(related));
-        }
-        if let Some(format) = &self.response_format {
-            set("response_format", format.response_format());
-        }
-        for (name, value) in [
-            ("disable_search", self.disable_search),
-            ("enable_search_classifier", self.enable_search_classifier),
-            ("safe_search", self.safe_search),
-        ] {
-            if let Some(value) = value {
-                set(name, json!(value));
-            }
-        }
-        if !self.search_language_filter.is_empty() {
-            set("search_language_filter", json!(self.search_language_filter));
-        }
-        if let Some(language) = &self.language_preference {
-            set("language_preference", json!(language));
-        }
-        if let Some(count) = self.num_search_results {
-            set("num_search_results", json!(count));
-        }
-        if let Some(country) = &self.country {
-            set("country", json!(country));
-        }
+        write_fields(&mut request, self);
         // One object, so its fields combine (with each other and with raw ones).
         let mut web = Map::new();
         if let Some(size) = self.search_context_size {
@@ -281,6 +237,85 @@ impl SonarOptions {
     }
 }
 
+/// Writes every field `options` serializes (those set) into `request`'s options.
+fn write_fields(request: &mut ChatRequest, options: &impl Serialize) {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(options) {
+        request.options.extend(fields);
+    }
+}
+
+/// A `response_format` as both APIs take it (see [`JsonSchema::response_format`]).
+fn response_format<S: serde::Serializer>(
+    format: &Option<JsonSchema>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    format
+        .as_ref()
+        .map(JsonSchema::response_format)
+        .serialize(serializer)
+}
+
+/// How recent the pages a search reads must be (`search_recency_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Recency {
+    /// The last hour.
+    Hour,
+    /// The last day.
+    Day,
+    /// The last week.
+    Week,
+    /// The last month.
+    Month,
+    /// The last year.
+    Year,
+}
+
+impl Recency {
+    /// Every recency, shortest first.
+    pub const ALL: [Recency; 5] = [
+        Recency::Hour,
+        Recency::Day,
+        Recency::Week,
+        Recency::Month,
+        Recency::Year,
+    ];
+
+    /// `hour`, `day`, `week`, `month` or `year`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recency::Hour => "hour",
+            Recency::Day => "day",
+            Recency::Week => "week",
+            Recency::Month => "month",
+            Recency::Year => "year",
+        }
+    }
+
+    /// The recency `name` says (`hour`, `day`, `week`, `month` or `year`; surrounding
+    /// spaces ignored).
+    ///
+    /// # Errors
+    /// A config error naming the choices.
+    pub fn parse(name: &str) -> Result<Recency, Error> {
+        let name = name.trim();
+        Recency::ALL
+            .into_iter()
+            .find(|recency| recency.as_str() == name)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown recency {name:?}: use hour, day, week, month or year"
+                ))
+            })
+    }
+
+    /// Whether an answer searched this recently goes stale in minutes (an hour or a day).
+    fn goes_stale(self) -> bool {
+        matches!(self, Recency::Hour | Recency::Day)
+    }
+}
+
 /// How much the model reasons on the Agent API (`reasoning.effort`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -303,10 +338,10 @@ pub enum ReasoningEffort {
 /// `filters` (the Agent API). Such an answer goes stale in minutes: it is not cached.
 pub(crate) fn searches_recent(request: &ChatRequest) -> bool {
     let recent = |value: Option<&Value>| {
-        matches!(
-            value.and_then(Value::as_str).map(str::trim),
-            Some("hour" | "day")
-        )
+        value
+            .and_then(Value::as_str)
+            .and_then(|name| Recency::parse(name).ok())
+            .is_some_and(Recency::goes_stale)
     };
     let in_tools = request
         .options
@@ -323,14 +358,16 @@ pub(crate) fn searches_recent(request: &ChatRequest) -> bool {
     in_tools || recent(request.options.get("search_recency_filter"))
 }
 
-/// The Agent API's search filters, inside its `web_search` tool (where the official MCP
-/// server's `buildWebSearchTool` puts them; they are not top-level Agent API fields).
+/// The search filters, declared once for every API that takes them: inside the Agent API's
+/// `web_search` tool (where the official MCP server's `buildWebSearchTool` puts them; they
+/// are not top-level Agent API fields), and as top-level fields of a Sonar request
+/// ([`SonarOptions::filters`]) and a Search API request ([`SearchRequest::filters`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SearchFilters {
-    /// `hour`, `day`, `week`, `month` or `year`.
+    /// How recent the pages must be.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub search_recency_filter: Option<String>,
+    pub search_recency_filter: Option<Recency>,
     /// Domains to use, or to exclude with a leading `-`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub search_domain_filter: Vec<String>,
@@ -383,11 +420,11 @@ pub struct WebSearch {
 /// and `fetch_url` tools written here are sent beside them.
 ///
 /// ```
-/// use provider_perplexity::{AgentOptions, ChatRequest, WebSearch};
+/// use provider_perplexity::{AgentOptions, ChatRequest, Recency, WebSearch};
 ///
 /// let mut options = AgentOptions::default();
 /// let mut search = WebSearch::default();
-/// search.filters.search_recency_filter = Some("week".into());
+/// search.filters.search_recency_filter = Some(Recency::Week);
 /// search.filters.search_domain_filter = vec!["nasa.gov".into()];
 /// options.web_search = Some(search);
 /// options.max_steps = Some(3);
@@ -397,39 +434,67 @@ pub struct WebSearch {
 ///     serde_json::json!([{"type": "web_search", "filters": {"search_recency_filter": "week", "search_domain_filter": ["nasa.gov"]}}])
 /// );
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct AgentOptions {
     /// `instructions`: replaces the effort level's own tuned system prompt (a system message
     /// does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     /// `models`: a fallback chain of `provider/model` names, tried in order (at most 5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
     /// `max_steps`: research steps, 1 to 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
     /// `reasoning.effort`: minimal to xhigh.
+    #[serde(
+        rename = "reasoning",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reasoning"
+    )]
     pub reasoning_effort: Option<ReasoningEffort>,
     /// `language_preference`: the language to answer in.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language_preference: Option<String>,
     /// `response_format`: structured output following a JSON Schema.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "response_format"
+    )]
     pub response_format: Option<JsonSchema>,
     /// `prompt_cache_key`: requests sharing it share the provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_cache_key: Option<String>,
     /// `tool_choice`: `"auto"`, `"none"`, `"required"`, or an object naming a tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
     /// The `web_search` tool's settings (filters, context size, location).
+    #[serde(skip)]
     pub web_search: Option<WebSearch>,
     /// The `fetch_url` tool, with the most URLs it may read (1 to 10); `Some(None)` offers it
     /// with the service's default.
+    #[serde(skip)]
     pub fetch_url: Option<Option<u32>>,
     /// `background`: whether the answer runs as a background run. Unset, the provider decides
     /// (a background run whenever resuming is on); `Some(false)` asks plainly, `Some(true)`
     /// always in the background. Streamed or whole, the caller gets the answer either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub background: Option<bool>,
 }
 
 /// The most models a fallback chain takes (the SDK's `models`).
 pub const MAX_FALLBACK_MODELS: usize = 5;
+
+/// `reasoning_effort` as the Agent API takes it: `{"effort": ...}`.
+fn reasoning<S: serde::Serializer>(
+    effort: &Option<ReasoningEffort>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    effort
+        .map(|effort| json!({ "effort": effort }))
+        .serialize(serializer)
+}
 
 impl AgentOptions {
     /// Checks the options and writes those that are set into `request`.
@@ -439,67 +504,8 @@ impl AgentOptions {
     /// `max_steps` outside 1 to 10, `fetch_url` outside 1 to 10 URLs, a latitude or longitude
     /// off the globe, a `tool_choice` that is neither a known word nor an object).
     pub fn apply(&self, mut request: ChatRequest) -> Result<ChatRequest, Error> {
-        if self.models.len() > MAX_FALLBACK_MODELS {
-            return Err(Error::config(format!(
-                "models: at most {MAX_FALLBACK_MODELS} in a fallback chain, not {}",
-                self.models.len()
-            )));
-        }
-        let in_range = |name: &str, value: Option<u32>| match value {
-            Some(value) if !(1..=10).contains(&value) => Err(Error::config(format!(
-                "{name} must be between 1 and 10, not {value}"
-            ))),
-            _ => Ok(()),
-        };
-        in_range("max_steps", self.max_steps)?;
-        in_range("fetch_url.max_urls", self.fetch_url.flatten())?;
-        if let Some(location) = self
-            .web_search
-            .as_ref()
-            .and_then(|web| web.user_location.as_ref())
-        {
-            location.check()?;
-        }
-        match &self.tool_choice {
-            None | Some(Value::Object(_)) => {}
-            Some(Value::String(choice))
-                if ["auto", "none", "required"].contains(&choice.as_str()) => {}
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "tool_choice must be auto, none, required or an object, not {other}"
-                )));
-            }
-        }
-        let mut set = |name: &str, value: Value| {
-            request.options.insert(name.to_owned(), value);
-        };
-        for (name, value) in [
-            ("instructions", &self.instructions),
-            ("language_preference", &self.language_preference),
-            ("prompt_cache_key", &self.prompt_cache_key),
-        ] {
-            if let Some(value) = value {
-                set(name, json!(value));
-            }
-        }
-        if !self.models.is_empty() {
-            set("models", json!(self.models));
-        }
-        if let Some(steps) = self.max_steps {
-            set("max_steps", json!(steps));
-        }
-        if let Some(background) = self.background {
-            set("background", json!(background));
-        }
-        if let Some(effort) = self.reasoning_effort {
-            set("reasoning", json!({ "effort": effort }));
-        }
-        if let Some(format) = &self.response_format {
-            set("response_format", format.response_format());
-        }
-        if let Some(choice) = &self.tool_choice {
-            set("tool_choice", choice.clone());
-        }
+        self.check()?;
+        write_fields(&mut request, self);
         let mut tools = Vec::new();
         if let Some(web) = &self.web_search {
             let mut tool = json!(web);
@@ -523,6 +529,42 @@ impl AgentOptions {
         }
         Ok(request)
     }
+
+    /// The ranges [`apply`](AgentOptions::apply) checks.
+    fn check(&self) -> Result<(), Error> {
+        if self.models.len() > MAX_FALLBACK_MODELS {
+            return Err(Error::config(format!(
+                "models: at most {MAX_FALLBACK_MODELS} in a fallback chain, not {}",
+                self.models.len()
+            )));
+        }
+        let in_range = |name: &str, value: Option<u32>| match value {
+            Some(value) if !(1..=10).contains(&value) => Err(Error::config(format!(
+                "{name} must be between 1 and 10, not {value}"
+            ))),
+            _ => Ok(()),
+        };
+        in_range("max_steps", self.max_steps)?;
+        in_range("fetch_url.max_urls", self.fetch_url.flatten())?;
+        if let Some(location) = self
+            .web_search
+            .as_ref()
+            .and_then(|web| web.user_location.as_ref())
+        {
+            location.check()?;
+        }
+        match &self.tool_choice {
+            None | Some(Value::Object(_)) => Ok(()),
+            Some(Value::String(choice))
+                if ["auto", "none", "required"].contains(&choice.as_str()) =>
+            {
+                Ok(())
+            }
+            Some(other) => Err(Error::config(format!(
+                "tool_choice must be auto, none, required or an object, not {other}"
+            ))),
+        }
+    }
 }
 
 /// Which backend the Search API searches (its own `search_type`, not Sonar's).
@@ -543,7 +585,7 @@ pub enum SearchType {
 /// ```
 /// let mut request = provider_perplexity::SearchRequest::new("tallest volcano");
 /// request.max_results = Some(5);
-/// request.search_domain_filter = vec!["nasa.gov".into()];
+/// request.filters.search_domain_filter = vec!["nasa.gov".into()];
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -562,27 +604,12 @@ pub struct SearchRequest {
     /// Results from this country first: an ISO 3166-1 alpha-2 code (`US`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    /// `hour`, `day`, `week`, `month` or `year`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search_recency_filter: Option<String>,
-    /// Domains to use, or to exclude with a leading `-` (20 at most).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub search_domain_filter: Vec<String>,
+    /// The search filters (recency, domains, dates; 20 domains at most).
+    #[serde(flatten)]
+    pub filters: SearchFilters,
     /// Languages to keep (ISO 639-1 codes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub search_language_filter: Vec<String>,
-    /// Pages published after this date (m/d/yyyy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search_after_date_filter: Option<String>,
-    /// Pages published before this date (m/d/yyyy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search_before_date_filter: Option<String>,
-    /// Pages updated after this date (m/d/yyyy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_updated_after_filter: Option<String>,
-    /// Pages updated before this date (m/d/yyyy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_updated_before_filter: Option<String>,
     /// The web, scholarly sources or SEC filings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_mode: Option<SearchMode>,
@@ -761,7 +788,7 @@ mod tests {
         );
         let mut request = SearchRequest::new("tallest volcano");
         request.max_results = Some(5);
-        request.search_domain_filter = vec!["nasa.gov".into()];
+        request.filters.search_domain_filter = vec!["nasa.gov".into()];
         request.search_mode = Some(SearchMode::Academic);
         request.search_type = Some(SearchType::People);
         assert_eq!(
@@ -779,15 +806,29 @@ mod tests {
         };
         let mut agent = AgentOptions::default();
         assert!(!asked(&agent));
-        for (recency, recent) in [("hour", true), ("day", true), ("week", false)] {
+        for recency in Recency::ALL {
+            let recent = matches!(recency, Recency::Hour | Recency::Day);
             let mut search = WebSearch::default();
-            search.filters.search_recency_filter = Some(recency.into());
+            search.filters.search_recency_filter = Some(recency);
             agent.web_search = Some(search);
-            assert_eq!(asked(&agent), recent, "{recency}");
+            assert_eq!(asked(&agent), recent, "{recency:?}");
             let mut sonar = SonarOptions::default();
-            sonar.search_recency_filter = Some(recency.into());
+            sonar.filters.search_recency_filter = Some(recency);
             let request = sonar.apply(ChatRequest::new("sonar", "news"));
-            assert_eq!(searches_recent(&request), recent, "{recency}");
+            assert_eq!(searches_recent(&request), recent, "{recency:?}");
+        }
+    }
+
+    #[test]
+    fn a_recency_reads_back_as_it_is_written_and_anything_else_is_refused() {
+        for recency in Recency::ALL {
+            assert_eq!(Recency::parse(recency.as_str()).unwrap(), recency);
+            assert_eq!(json!(recency), json!(recency.as_str()));
+        }
+        assert_eq!(Recency::parse(" week ").unwrap(), Recency::Week);
+        for bad in ["fortnight", "Hour", ""] {
+            let error = Recency::parse(bad).unwrap_err();
+            assert!(error.to_string().contains("hour, day, week"), "{error}");
         }
     }
 }

@@ -1173,7 +1173,7 @@ mod tests {
     fn option_tools_and_function_tools_are_sent_together() {
         let mut options = crate::AgentOptions::default();
         let mut web = crate::WebSearch::default();
-        web.filters.search_recency_filter = Some("day".into());
+        web.filters.search_recency_filter = Some(crate::Recency::Day);
         options.web_search = Some(web);
         let request = options
             .apply(crate::api::tool_loop_request("openai/gpt-5-mini"))
