@@ -346,20 +346,8 @@ impl Feed for AgentFeed {
         }
         let event: Event<'_> = serde_json::from_slice(data)
             .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
-        if let Some(number) = event.sequence_number {
-            match self.cursor {
-                // Already applied: a resumed stream repeats nothing to the caller.
-                Some(cursor) if number <= cursor => return Ok(()),
-                Some(cursor) if self.resuming && number != cursor.saturating_add(1) => {
-                    self.lost = true;
-                    return Err(Error::incomplete(format!(
-                        "{NOT_RESUMABLE}: it skips from event {cursor} to {number}"
-                    )));
-                }
-                _ => {}
-            }
-            self.cursor = Some(number);
-            self.resuming = false;
+        if !self.in_sequence(event.sequence_number)? {
+            return Ok(());
         }
         match event.kind.as_deref().unwrap_or_default() {
             "response.reasoning.started"
@@ -376,19 +364,7 @@ impl Feed for AgentFeed {
                     answer.text(delta.to_owned(), out);
                 }
             }
-            "response.output_item.done" => {
-                // Only a function call is read here: the other items (messages, searches,
-                // sandbox and MCP records) come whole in the final response, and an item
-                // this client does not know must not break the stream.
-                if let Some(item) = event.item
-                    && serde_json::from_str::<ItemKind<'_>>(item.get())
-                        .is_ok_and(|item| item.kind == "function_call")
-                {
-                    let item: OutputItem = serde_json::from_str(item.get())
-                        .map_err(|error| Error::protocol(format!("bad output item: {error}")))?;
-                    self.call(answer, &item, out)?;
-                }
-            }
+            "response.output_item.done" => self.item_done(answer, event.item, out)?,
             "response.created" | "response.in_progress" => {
                 if let Some(response) = event.response
                     && let Ok(response) = serde_json::from_str::<AgentResponse>(response.get())
@@ -413,6 +389,48 @@ impl Feed for AgentFeed {
 }
 
 impl AgentFeed {
+    /// Whether the event numbered `number` is the next to apply: `false` for one already
+    /// applied (a resumed stream repeats nothing to the caller); a gap in a resumed stream is
+    /// an error (the events in it are lost). The cursor moves to it.
+    fn in_sequence(&mut self, number: Option<u64>) -> Result<bool, Error> {
+        let Some(number) = number else {
+            return Ok(true);
+        };
+        match self.cursor {
+            Some(cursor) if number <= cursor => return Ok(false),
+            Some(cursor) if self.resuming && number != cursor.saturating_add(1) => {
+                self.lost = true;
+                return Err(Error::incomplete(format!(
+                    "{NOT_RESUMABLE}: it skips from event {cursor} to {number}"
+                )));
+            }
+            _ => {}
+        }
+        self.cursor = Some(number);
+        self.resuming = false;
+        Ok(true)
+    }
+
+    /// `response.output_item.done`: only a function call is read here: the other items
+    /// (messages, searches, sandbox and MCP records) come whole in the final response, and an
+    /// item this client does not know must not break the stream.
+    fn item_done(
+        &mut self,
+        answer: &mut Assembly,
+        item: Option<&RawValue>,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), Error> {
+        let Some(item) = item.filter(|item| {
+            serde_json::from_str::<ItemKind<'_>>(item.get())
+                .is_ok_and(|item| item.kind == "function_call")
+        }) else {
+            return Ok(());
+        };
+        let item: OutputItem = serde_json::from_str(item.get())
+            .map_err(|error| Error::protocol(format!("bad output item: {error}")))?;
+        self.call(answer, &item, out)
+    }
+
     /// A `response.reasoning.*` event: its thought, and what it searched, read or found.
     fn reasoning(
         &mut self,

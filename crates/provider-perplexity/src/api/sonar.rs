@@ -393,38 +393,10 @@ impl SonarFeed {
             self.usage_raw.clear();
             self.usage_raw.push_str(usage.get());
         }
-        let mut finish = None;
-        if let Some(mut choice) = chunk.choices {
-            if let Some(content) = choice
-                .delta
-                .as_ref()
-                .and_then(|delta| delta.content.as_deref())
-            {
-                let split = self.splitter.push(content);
-                answer.split(split, out);
-            }
-            if let Some(steps) = choice
-                .delta
-                .as_mut()
-                .and_then(|delta| delta.reasoning_steps.take())
-            {
-                for step in steps {
-                    if let Some(thought) = &step.thought {
-                        answer.thought(thought, out);
-                    }
-                    let keywords = step.web_search.map(|search| search.search_keywords);
-                    if let Some(keywords) = keywords.filter(|keywords| !keywords.is_empty()) {
-                        answer.reasoning(format!("Searching: {}\n", keywords.join("; ")), out);
-                    }
-                }
-            }
-            if let Some(fragments) = choice.delta.and_then(|delta| delta.tool_calls) {
-                for fragment in fragments {
-                    self.tool_calls.add(fragment)?;
-                }
-            }
-            finish = choice.finish_reason.as_deref().map(FinishReason::parse);
-        }
+        let finish = match chunk.choices {
+            Some(choice) => self.choice(answer, choice, out)?,
+            None => None,
+        };
         let done_object = chunk.object.as_deref() == Some("chat.completion.done");
         if finish.is_some() || done_object {
             answer.response.related_questions = wire::related_questions(chunk.related_questions);
@@ -432,6 +404,45 @@ impl SonarFeed {
             self.finish(answer, finish.unwrap_or_default(), out)?;
         }
         Ok(())
+    }
+
+    /// A chunk's choice: its text (split at `<think>` tags), its reasoning steps, its tool
+    /// call fragments; and its finish reason.
+    fn choice(
+        &mut self,
+        answer: &mut Assembly,
+        mut choice: ChoiceWire<'_>,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<Option<FinishReason>, Error> {
+        if let Some(content) = choice
+            .delta
+            .as_ref()
+            .and_then(|delta| delta.content.as_deref())
+        {
+            let split = self.splitter.push(content);
+            answer.split(split, out);
+        }
+        if let Some(steps) = choice
+            .delta
+            .as_mut()
+            .and_then(|delta| delta.reasoning_steps.take())
+        {
+            for step in steps {
+                if let Some(thought) = &step.thought {
+                    answer.thought(thought, out);
+                }
+                let keywords = step.web_search.map(|search| search.search_keywords);
+                if let Some(keywords) = keywords.filter(|keywords| !keywords.is_empty()) {
+                    answer.reasoning(format!("Searching: {}\n", keywords.join("; ")), out);
+                }
+            }
+        }
+        if let Some(fragments) = choice.delta.and_then(|delta| delta.tool_calls) {
+            for fragment in fragments {
+                self.tool_calls.add(fragment)?;
+            }
+        }
+        Ok(choice.finish_reason.as_deref().map(FinishReason::parse))
     }
 
     /// The fast path: the common chunk (a delta, sources as before, no finish, identity
