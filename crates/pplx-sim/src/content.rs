@@ -166,59 +166,8 @@ pub(crate) fn answer(
         format!(" [filters: {}]", filters.echo.join(", "))
     };
     let topic = topic(conversation.last().copied().unwrap_or_default());
-    let mut citations = Vec::new();
-    let mut search_results = Vec::new();
-    for index in 0..sources {
-        let domain = domains[index % domains.len()];
-        let url = format!("https://{domain}/article-{}", rng.next_u64() % 100_000);
-        citations.push(url.clone());
-        search_results.push(SearchResult {
-            title: format!("Source {} on {domain}", index + 1),
-            url,
-            date: (index % 3 != 2)
-                .then(|| format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))),
-            snippet: format!("A simulated page about {topic} on {domain}, for offline use.{echo}"),
-        });
-    }
-    let mut text = String::new();
-    let mut written = 0;
-    let mut sentences = 0;
-    let mut previous = usize::MAX;
-    while written < words {
-        let template = if sentences == 0 {
-            OPENING
-        } else {
-            // Never the same sentence twice in a row.
-            let mut pick = rng.below(TEMPLATES.len());
-            if pick == previous {
-                pick = (pick + 1) % TEMPLATES.len();
-            }
-            previous = pick;
-            TEMPLATES[pick]
-        };
-        let mut sentence = fill(template, &topic);
-        let mut length = sentence.split_whitespace().count();
-        if written + length > words {
-            // The last sentence is cut to the exact length asked for.
-            length = words - written;
-            sentence = sentence
-                .split_whitespace()
-                .take(length)
-                .collect::<Vec<_>>()
-                .join(" ");
-            sentence = sentence.trim_end_matches([',', '—']).to_owned();
-        }
-        if sentences > 0 && sentences % 3 == 0 {
-            // Paragraphs, as real answers have them.
-            text.push_str("\n\n");
-        } else if !text.is_empty() {
-            text.push(' ');
-        }
-        sentences += 1;
-        text.push_str(&sentence);
-        written += length;
-        text.push_str(&format!(".[{}]", 1 + rng.below(sources)));
-    }
+    let (citations, search_results) = sources_found(&mut rng, sources, &domains, &topic, &echo);
+    let text = answer_text(&mut rng, words, &topic, sources);
     let reasoning = if reasons(model) {
         format!(
             "Let me search for {topic}. I will compare what {} sources say, then summarise the points they agree on.",
@@ -252,6 +201,75 @@ pub(crate) fn answer(
         images,
         tool_call: None,
     }
+}
+
+/// `count` sources on `domains` in turn (their URLs and dates drawn from `rng`), each
+/// snippet about `topic` and echoing the filters.
+fn sources_found(
+    rng: &mut SmallRng,
+    count: usize,
+    domains: &[&str],
+    topic: &str,
+    echo: &str,
+) -> (Vec<String>, Vec<SearchResult>) {
+    let mut citations = Vec::new();
+    let mut search_results = Vec::new();
+    for index in 0..count {
+        let domain = domains[index % domains.len()];
+        let url = format!("https://{domain}/article-{}", rng.next_u64() % 100_000);
+        citations.push(url.clone());
+        search_results.push(SearchResult {
+            title: format!("Source {} on {domain}", index + 1),
+            url,
+            date: (index % 3 != 2)
+                .then(|| format!("2025-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))),
+            snippet: format!("A simulated page about {topic} on {domain}, for offline use.{echo}"),
+        });
+    }
+    (citations, search_results)
+}
+
+/// `words` words about `topic`: the opening, then sentences drawn from `rng` (never the same
+/// twice in a row), in paragraphs of three, each citing one of `sources`; the last cut to the
+/// exact length.
+fn answer_text(rng: &mut SmallRng, words: usize, topic: &str, sources: usize) -> String {
+    let mut text = String::new();
+    let mut written = 0;
+    let mut sentences = 0;
+    let mut previous = usize::MAX;
+    while written < words {
+        let template = if sentences == 0 {
+            OPENING
+        } else {
+            let mut pick = rng.below(TEMPLATES.len());
+            if pick == previous {
+                pick = (pick + 1) % TEMPLATES.len();
+            }
+            previous = pick;
+            TEMPLATES[pick]
+        };
+        let mut sentence = fill(template, topic);
+        let mut length = sentence.split_whitespace().count();
+        if written + length > words {
+            length = words - written;
+            sentence = sentence
+                .split_whitespace()
+                .take(length)
+                .collect::<Vec<_>>()
+                .join(" ");
+            sentence = sentence.trim_end_matches([',', '—']).to_owned();
+        }
+        if sentences > 0 && sentences % 3 == 0 {
+            text.push_str("\n\n");
+        } else if !text.is_empty() {
+            text.push(' ');
+        }
+        sentences += 1;
+        text.push_str(&sentence);
+        written += length;
+        text.push_str(&format!(".[{}]", 1 + rng.below(sources)));
+    }
+    text
 }
 
 /// The first sentence of every answer: it says plainly what it is.

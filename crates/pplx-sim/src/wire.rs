@@ -237,6 +237,34 @@ fn empty_message() -> Value {
     json!({"role": "assistant", "content": ""})
 }
 
+/// A concise stream's reasoning steps: one per sentence of the reasoning (every concise
+/// stream reasons at least once: its search), the first with the search.
+fn concise_steps(answer: &Answer) -> Vec<Value> {
+    let reasoning = if answer.reasoning.is_empty() {
+        "Searching the web."
+    } else {
+        answer.reasoning.as_str()
+    };
+    let thoughts = reasoning
+        .split_inclusive(". ")
+        .map(str::trim)
+        .filter(|thought| !thought.is_empty());
+    thoughts
+        .enumerate()
+        .map(|(index, thought)| {
+            let mut step = json!({"thought": thought, "type": "thinking"});
+            if index == 0 {
+                step["type"] = "web_search".into();
+                step["web_search"] = json!({
+                    "search_keywords": [crate::content::clip(&answer.search_results[0].title, 60)],
+                    "search_results": answer.search_results.iter().map(crate::SearchResult::to_json).collect::<Vec<_>>(),
+                });
+            }
+            step
+        })
+        .collect()
+}
+
 /// Sonar's concise stream (`stream_mode: "concise"`): `chat.reasoning` chunks whose delta
 /// carries `reasoning_steps` (one per sentence of the reasoning, the first with the search),
 /// `chat.reasoning.done` with the sources, then `chat.completion.chunk` deltas without the
@@ -257,25 +285,7 @@ fn sonar_concise_stream(
         chunk.insert("object".into(), object.into());
         chunk
     };
-    // Every concise stream reasons at least once: its search.
-    let reasoning = if answer.reasoning.is_empty() {
-        "Searching the web."
-    } else {
-        answer.reasoning.as_str()
-    };
-    let thoughts = reasoning
-        .split_inclusive(". ")
-        .map(str::trim)
-        .filter(|thought| !thought.is_empty());
-    for (index, thought) in thoughts.enumerate() {
-        let mut step = json!({"thought": thought, "type": "thinking"});
-        if index == 0 {
-            step["type"] = "web_search".into();
-            step["web_search"] = json!({
-                "search_keywords": [crate::content::clip(&answer.search_results[0].title, 60)],
-                "search_results": answer.search_results.iter().map(crate::SearchResult::to_json).collect::<Vec<_>>(),
-            });
-        }
+    for step in concise_steps(answer) {
         let mut chunk = bare("chat.reasoning");
         chunk.insert(
             "choices".into(),
@@ -494,109 +504,124 @@ pub(crate) fn agent_stream(
     chunk_chars: usize,
     queries: &[String],
 ) -> Vec<Frame> {
-    let shaped = shape(answer, asked);
-    let mut frames = Vec::new();
-    let mut push = |event: &'static str, mut data: Value| {
-        data["type"] = event.into();
-        data["sequence_number"] = (frames.len() + 1).into();
-        frames.push(Frame::named(event, data));
-    };
-    push(
+    let mut frames = AgentFrames(Vec::new());
+    frames.push(
         "response.created",
         json!({"response": agent_response(id, answer, asked, "in_progress")}),
     );
-    push(
+    frames.push(
         "response.in_progress",
         json!({"response": agent_response(id, answer, asked, "in_progress")}),
     );
-    if let Some(call) = &answer.tool_call {
-        push(
-            "response.output_item.added",
-            json!({"output_index": 0, "item": function_call_item(call, "", "in_progress")}),
-        );
-        push(
-            "response.output_item.done",
-            json!({"output_index": 0, "item": function_call_item(call, &call.arguments, "completed")}),
-        );
-        push(
-            "response.completed",
-            json!({"response": agent_response(id, answer, asked, "completed")}),
-        );
-        return frames;
+    match &answer.tool_call {
+        Some(call) => {
+            frames.push(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": function_call_item(call, "", "in_progress")}),
+            );
+            frames.push(
+                "response.output_item.done",
+                json!({"output_index": 0, "item": function_call_item(call, &call.arguments, "completed")}),
+            );
+        }
+        None => {
+            frames.reasoning(answer, asked, queries);
+            frames.message(answer, asked, chunk_chars);
+        }
     }
-    push(
-        "response.reasoning.started",
-        json!({"thought": "Planning the search."}),
-    );
-    for (step, range) in search_batches(answer, &asked.model).into_iter().enumerate() {
-        let step_queries: Vec<String> = if step == 0 {
-            queries.to_vec()
-        } else {
-            queries
-                .iter()
-                .map(|query| format!("{query} follow-up"))
-                .collect()
-        };
-        push(
-            "response.reasoning.search_queries",
-            json!({"queries": step_queries, "thought": format!("Search step {}.", step + 1)}),
-        );
-        push(
-            "response.reasoning.search_results",
-            json!({"results": agent_results(answer, range), "thought": "Reading the results."}),
-        );
-    }
-    for skill in &asked.skills {
-        push("response.skill.loaded", json!({"name": skill}));
-    }
-    if asked.image_search {
-        let query = queries.first().cloned().unwrap_or_default();
-        push(
-            "response.reasoning.image_search_queries",
-            json!({"call_id": "img_1", "queries": [query], "thought": "Looking for pictures."}),
-        );
-        push(
-            "response.reasoning.image_search_results",
-            json!({"call_id": "img_1", "results": image_results(answer)}),
-        );
-    }
-    if !answer.reasoning.is_empty() {
-        push(
-            "response.reasoning.fetch_url_queries",
-            json!({"urls": [answer.citations[0]]}),
-        );
-        push(
-            "response.reasoning.fetch_url_results",
-            json!({"contents": [{"url": answer.citations[0], "title": answer.search_results[0].title, "snippet": answer.search_results[0].snippet}]}),
-        );
-    }
-    push(
-        "response.reasoning.stopped",
-        json!({"thought": answer.reasoning}),
-    );
-    push(
-        "response.output_item.added",
-        json!({"output_index": 1, "item": agent_message("", "in_progress")}),
-    );
-    for piece in pieces(shaped.text, chunk_chars) {
-        push(
-            "response.output_text.delta",
-            json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": piece}),
-        );
-    }
-    push(
-        "response.output_text.done",
-        json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "text": shaped.text}),
-    );
-    push(
-        "response.output_item.done",
-        json!({"output_index": 1, "item": agent_message(shaped.text, "completed")}),
-    );
-    push(
+    frames.push(
         "response.completed",
         json!({"response": agent_response(id, answer, asked, "completed")}),
     );
-    frames
+    frames.0
+}
+
+/// An Agent API stream's frames as they are written, each numbered in order.
+struct AgentFrames(Vec<Frame>);
+
+impl AgentFrames {
+    fn push(&mut self, event: &'static str, mut data: Value) {
+        data["type"] = event.into();
+        data["sequence_number"] = (self.0.len() + 1).into();
+        self.0.push(Frame::named(event, data));
+    }
+
+    /// The run's reasoning: its searches in steps, skills, image searches, a page read.
+    fn reasoning(&mut self, answer: &Answer, asked: &Asked, queries: &[String]) {
+        self.push(
+            "response.reasoning.started",
+            json!({"thought": "Planning the search."}),
+        );
+        for (step, range) in search_batches(answer, &asked.model).into_iter().enumerate() {
+            let step_queries: Vec<String> = if step == 0 {
+                queries.to_vec()
+            } else {
+                queries
+                    .iter()
+                    .map(|query| format!("{query} follow-up"))
+                    .collect()
+            };
+            self.push(
+                "response.reasoning.search_queries",
+                json!({"queries": step_queries, "thought": format!("Search step {}.", step + 1)}),
+            );
+            self.push(
+                "response.reasoning.search_results",
+                json!({"results": agent_results(answer, range), "thought": "Reading the results."}),
+            );
+        }
+        for skill in &asked.skills {
+            self.push("response.skill.loaded", json!({"name": skill}));
+        }
+        if asked.image_search {
+            let query = queries.first().cloned().unwrap_or_default();
+            self.push(
+                "response.reasoning.image_search_queries",
+                json!({"call_id": "img_1", "queries": [query], "thought": "Looking for pictures."}),
+            );
+            self.push(
+                "response.reasoning.image_search_results",
+                json!({"call_id": "img_1", "results": image_results(answer)}),
+            );
+        }
+        if !answer.reasoning.is_empty() {
+            self.push(
+                "response.reasoning.fetch_url_queries",
+                json!({"urls": [answer.citations[0]]}),
+            );
+            self.push(
+                "response.reasoning.fetch_url_results",
+                json!({"contents": [{"url": answer.citations[0], "title": answer.search_results[0].title, "snippet": answer.search_results[0].snippet}]}),
+            );
+        }
+        self.push(
+            "response.reasoning.stopped",
+            json!({"thought": answer.reasoning}),
+        );
+    }
+
+    /// The answer's message: added, its text in pieces of `chunk_chars`, done.
+    fn message(&mut self, answer: &Answer, asked: &Asked, chunk_chars: usize) {
+        let shaped = shape(answer, asked);
+        self.push(
+            "response.output_item.added",
+            json!({"output_index": 1, "item": agent_message("", "in_progress")}),
+        );
+        for piece in pieces(shaped.text, chunk_chars) {
+            self.push(
+                "response.output_text.delta",
+                json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": piece}),
+            );
+        }
+        self.push(
+            "response.output_text.done",
+            json!({"item_id": "msg_1", "output_index": 1, "content_index": 0, "text": shaped.text}),
+        );
+        self.push(
+            "response.output_item.done",
+            json!({"output_index": 1, "item": agent_message(shaped.text, "completed")}),
+        );
+    }
 }
 
 /// The Agent API's `response.failed` frame: the SDK's `ErrorInfo` at the top level.

@@ -183,19 +183,7 @@ impl Writer {
                 return (0, Ending::ClientGone);
             }
         }
-        // Deep research is quiet after its first event (only comments), unless a scripted
-        // quiet stretch says otherwise.
-        let quiet = match (fault.quiet_after_events, fault.quiet) {
-            (Some(events), Some(duration)) => Some((events, duration, fault.quiet_keep_alive)),
-            _ if crate::config::is_research(&self.model) && !self.pace.research_quiet.is_zero() => {
-                Some((
-                    1,
-                    self.pace.research_quiet,
-                    crate::fault::KeepAlive::Comment,
-                ))
-            }
-            _ => None,
-        };
+        let quiet = self.quiet_stretch();
         for (index, frame) in frames.iter().enumerate() {
             if let Some((events, duration, keep_alive)) = quiet
                 && events == index
@@ -203,55 +191,11 @@ impl Writer {
             {
                 return (index, Ending::ClientGone);
             }
-            if fault.stall_after_events == Some(index) {
-                let mut shutdown = self.shared.shutdown.clone();
-                tokio::select! {
-                    _ = sender.closed() => {}
-                    _ = shutdown.wait_for(|stopped| *stopped) => {}
-                }
-                return (index, Ending::Stalled);
+            if let Some(end) = self.interrupt(index, sender).await {
+                return (index, end);
             }
-            if fault.drop_after_events == Some(index) {
-                self.drop_connection(sender).await;
-                return (index, Ending::Dropped);
-            }
-            if fault.error_event_after == Some(index) {
-                let error = match self.api {
-                    Api::Agent => wire::agent_failed_frame(index + 1),
-                    _ => wire::sonar_error_frame(),
-                };
-                self.send(sender, error.encode(fault.line_ending, false))
-                    .await;
-                return (index, Ending::ErrorEvent);
-            }
-            let encoded = frame.encode(fault.line_ending, fault.malformed_event == Some(index));
-            if fault.drop_mid_event == Some(index) {
-                self.send(sender, encoded.slice(..encoded.len() / 2)).await;
-                self.drop_connection(sender).await;
-                return (index, Ending::Dropped);
-            }
-            if index > 0 && !self.pace.chunk_delay.is_zero() {
-                tokio::time::sleep(self.pace.chunk_delay).await;
-            }
-            if index == 0 {
-                self.first_event();
-            }
-            if fault.keep_alive
-                && !self
-                    .send(sender, Bytes::from(format!(": keep-alive{ending}{ending}")))
-                    .await
-            {
-                return (index, Ending::ClientGone);
-            }
-            if fault.ping_data
-                && !self
-                    .send(sender, Bytes::from(format!("data: ping{ending}{ending}")))
-                    .await
-            {
-                return (index, Ending::ClientGone);
-            }
-            if !self.send(sender, encoded).await {
-                return (index, Ending::ClientGone);
+            if let Err(end) = self.frame(index, frame, sender).await {
+                return (index, end);
             }
         }
         if fault.done_marker && !self.pace.chunk_delay.is_zero() {
@@ -266,5 +210,82 @@ impl Writer {
             return (frames.len(), Ending::ClientGone);
         }
         (frames.len(), Ending::Complete)
+    }
+
+    /// Where the stream goes quiet (after that many events), for how long, and with what
+    /// keep-alives: a scripted quiet stretch, or deep research, which is quiet after its first
+    /// event (only comments).
+    fn quiet_stretch(&self) -> Option<(usize, Duration, crate::fault::KeepAlive)> {
+        let fault = &self.fault;
+        match (fault.quiet_after_events, fault.quiet) {
+            (Some(events), Some(duration)) => Some((events, duration, fault.quiet_keep_alive)),
+            _ if crate::config::is_research(&self.model) && !self.pace.research_quiet.is_zero() => {
+                Some((
+                    1,
+                    self.pace.research_quiet,
+                    crate::fault::KeepAlive::Comment,
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// A fault that ends the stream before event `index`: a stall, a dropped connection, or
+    /// an error event; how it ended.
+    async fn interrupt(&self, index: usize, sender: &Sender) -> Option<Ending> {
+        let fault = &self.fault;
+        if fault.stall_after_events == Some(index) {
+            let mut shutdown = self.shared.shutdown.clone();
+            tokio::select! {
+                _ = sender.closed() => {}
+                _ = shutdown.wait_for(|stopped| *stopped) => {}
+            }
+            return Some(Ending::Stalled);
+        }
+        if fault.drop_after_events == Some(index) {
+            self.drop_connection(sender).await;
+            return Some(Ending::Dropped);
+        }
+        if fault.error_event_after == Some(index) {
+            let error = match self.api {
+                Api::Agent => wire::agent_failed_frame(index + 1),
+                _ => wire::sonar_error_frame(),
+            };
+            self.send(sender, error.encode(fault.line_ending, false))
+                .await;
+            return Some(Ending::ErrorEvent);
+        }
+        None
+    }
+
+    /// Event `index`, paced, with the keep-alives the fault adds before it; a connection
+    /// dropped in its middle, or a client gone, is how the stream ended.
+    async fn frame(&self, index: usize, frame: &Frame, sender: &Sender) -> Result<(), Ending> {
+        let fault = &self.fault;
+        let ending = fault.line_ending.as_str();
+        let encoded = frame.encode(fault.line_ending, fault.malformed_event == Some(index));
+        if fault.drop_mid_event == Some(index) {
+            self.send(sender, encoded.slice(..encoded.len() / 2)).await;
+            self.drop_connection(sender).await;
+            return Err(Ending::Dropped);
+        }
+        if index > 0 && !self.pace.chunk_delay.is_zero() {
+            tokio::time::sleep(self.pace.chunk_delay).await;
+        }
+        if index == 0 {
+            self.first_event();
+        }
+        let keep_alive = fault
+            .keep_alive
+            .then(|| Bytes::from(format!(": keep-alive{ending}{ending}")));
+        let ping = fault
+            .ping_data
+            .then(|| Bytes::from(format!("data: ping{ending}{ending}")));
+        for piece in [keep_alive, ping, Some(encoded)].into_iter().flatten() {
+            if !self.send(sender, piece).await {
+                return Err(Ending::ClientGone);
+            }
+        }
+        Ok(())
     }
 }
