@@ -351,45 +351,7 @@ mod http {
             let token = token.clone();
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let mut service = service.clone();
-                    let token = token.clone();
-                    async move {
-                        if request.uri().path() == "/health"
-                            && request.method() == hyper::Method::GET
-                        {
-                            let mut response = Response::new(
-                                Full::new(Bytes::from_static(
-                                    br#"{"status":"ok","service":"perplexity-mcp-server"}"#,
-                                ))
-                                .boxed(),
-                            );
-                            response.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static("application/json"),
-                            );
-                            return Ok(response);
-                        }
-                        if request.uri().path() != "/mcp" {
-                            return Ok(plain(
-                                StatusCode::NOT_FOUND,
-                                "not found: the MCP endpoint is /mcp",
-                            ));
-                        }
-                        if let Some(expected) = &token {
-                            let given = request
-                                .headers()
-                                .get(hyper::header::AUTHORIZATION)
-                                .map(|value| value.as_bytes())
-                                .unwrap_or_default();
-                            if !token_matches(given, expected.as_bytes()) {
-                                return Ok(plain(
-                                    StatusCode::UNAUTHORIZED,
-                                    "a valid bearer token is required",
-                                ));
-                            }
-                        }
-                        service.call(request).await
-                    }
+                    answer(service.clone(), token.clone(), request)
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let _ = builder
@@ -397,6 +359,51 @@ mod http {
                     .await;
             });
         }
+    }
+
+    /// The MCP service behind `/mcp`.
+    type Mcp = StreamableHttpService<PplxMcp, LocalSessionManager>;
+
+    /// One HTTP request: `GET /health`, a 404 off `/mcp`, a 401 without the bearer token
+    /// (when one is set), else the MCP service's answer.
+    async fn answer(
+        mut service: Mcp,
+        token: Option<String>,
+        request: Request<Incoming>,
+    ) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
+        if request.uri().path() == "/health" && request.method() == hyper::Method::GET {
+            let mut response = Response::new(
+                Full::new(Bytes::from_static(
+                    br#"{"status":"ok","service":"perplexity-mcp-server"}"#,
+                ))
+                .boxed(),
+            );
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            return Ok(response);
+        }
+        if request.uri().path() != "/mcp" {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                "not found: the MCP endpoint is /mcp",
+            ));
+        }
+        if let Some(expected) = &token {
+            let given = request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|value| value.as_bytes())
+                .unwrap_or_default();
+            if !token_matches(given, expected.as_bytes()) {
+                return Ok(plain(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token is required",
+                ));
+            }
+        }
+        service.call(request).await
     }
 
     /// Compares a presented `Authorization` value with the expected one in constant time (for

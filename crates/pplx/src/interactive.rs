@@ -3,7 +3,8 @@
 
 use chat_core::Message;
 
-use crate::{EXIT_FAILURE, EXIT_INTERRUPTED, Mode, Session, ask};
+use crate::session::{Mode, Session, ask};
+use crate::{EXIT_FAILURE, EXIT_INTERRUPTED};
 
 /// What `/help` says.
 const HELP: &str = "\

@@ -10,7 +10,7 @@ use chat_core::{ChatResponse, Error, Sources, Usage};
 
 use crate::json::{JsonLine, JsonResult, json_line};
 use crate::render::Renderer;
-use crate::{Mode, advice};
+use crate::session::{Mode, advice};
 
 /// An answer's way out. A write that fails with a broken pipe tells the caller the reader
 /// has gone.

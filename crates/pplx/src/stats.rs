@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Progress, Session};
+use crate::session::{Progress, Session};
 
 pub(crate) fn print_stats(
     session: &Session,

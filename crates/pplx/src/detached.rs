@@ -1,0 +1,107 @@
+//! Background runs: `--detach` starts one and prints its id; `pplx attach [ID]` reads it into
+//! the history.
+
+use chat_core::Message;
+use pplx::history::Entry;
+
+use crate::conversation::open_history;
+use crate::session::{Session, advice, ask, request, session};
+use crate::{Args, EXIT_FAILURE, EXIT_USAGE, write_stdout};
+
+/// `--detach`: the question starts a background run; its id goes to stdout (and the
+/// history, so `pplx attach` finds it).
+pub(crate) async fn detach(session: &Session, context: &[Message], question: &str) -> u8 {
+    let request = request(session, context, question);
+    match session.perplexity.start_run(request).await {
+        Ok(id) => {
+            if let Some((history, conversation)) = &session.log {
+                let (model, api) = session.perplexity.resolve(&session.model);
+                let mut entry = Entry::default();
+                entry.conversation = conversation.get();
+                entry.question = question.to_owned();
+                entry.model = model;
+                entry.api = api.as_str().to_owned();
+                entry.simulated = session._sim.is_some();
+                entry.run_id = Some(id.clone());
+                entry.detached = true;
+                if let Err(error) = history.record(&entry) {
+                    eprintln!("pplx: history: {error}; pplx attach needs the id: {id}");
+                }
+            }
+            if session._sim.is_some() {
+                eprintln!(
+                    "pplx: the built-in simulator keeps runs only while this process lives: pplx attach cannot read this one later"
+                );
+            }
+            write_stdout(format!("{id}\n").as_bytes())
+        }
+        Err(error) => {
+            eprintln!("pplx: {}", advice(&error, session.mode));
+            if error.kind() == chat_core::ErrorKind::Config {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    }
+}
+
+/// `pplx attach [ID]`: the run (default: the last detached one), streamed and kept.
+pub(crate) async fn attach_run(
+    args: &Args,
+    file: pplx_setup::config::FileConfig,
+    id: Option<&str>,
+) -> u8 {
+    let Some(history) = open_history(true).ok().flatten() else {
+        return EXIT_FAILURE;
+    };
+    let found = match id {
+        Some(id) => history.detached_run(Some(id)),
+        None => history.detached_run(None),
+    };
+    let (run_id, question, model, conversation) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) if id.is_some() => {
+            // A run started elsewhere: read it on the default model's deadlines.
+            (
+                id.unwrap_or_default().to_owned(),
+                String::new(),
+                String::new(),
+                None,
+            )
+        }
+        Ok(None) => {
+            eprintln!("pplx: no detached run in the history: start one with pplx --detach \"...\"");
+            return EXIT_USAGE;
+        }
+        Err(error) => {
+            eprintln!("pplx: history: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut session = match session(args, file, Vec::new(), None).await {
+        Ok(session) => session,
+        Err(error) => {
+            eprintln!("pplx: {}", error.report());
+            return if error.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            };
+        }
+    };
+    if !model.is_empty() {
+        session.model = model;
+    }
+    if !args.no_log {
+        let conversation = conversation
+            .map(Ok)
+            .unwrap_or_else(|| history.new_conversation());
+        if let Ok(conversation) = conversation {
+            session.log = Some((history, std::cell::Cell::new(conversation)));
+        }
+    }
+    session.attached = Some(run_id);
+    let mut context = Vec::new();
+    ask(&session, &mut context, &question).await
+}

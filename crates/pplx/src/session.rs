@@ -1,0 +1,433 @@
+//! A session: what asking needs (the provider, the model, the output mode, the history),
+//! made once from the arguments and the config file; one question asked and streamed to its
+//! output, kept in the history; and errors as advice in the terms of where they were asked.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chat_core::{
+    ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, Message, Sources, Usage,
+};
+use futures_util::StreamExt;
+use pplx::history::{Entry, History};
+use provider_perplexity::PerplexityProvider;
+
+use crate::output::{self, Output};
+use crate::{Args, EXIT_FAILURE, EXIT_INTERRUPTED, stats, write_stdout};
+
+/// Where a question was asked, for hints in that place's own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// From the command line: hints name flags (`--model sonar`).
+    Command,
+    /// In an interactive session: hints name slash commands (`/model sonar`).
+    Interactive,
+}
+
+/// Everything a session needs.
+pub(crate) struct Session {
+    pub(crate) provider: Arc<dyn ChatProvider>,
+    /// The provider under the cache, for its key statistics.
+    pub(crate) perplexity: PerplexityProvider,
+    pub(crate) model: String,
+    pub(crate) system: Option<String>,
+    pub(crate) json: bool,
+    pub(crate) stats: bool,
+    pub(crate) show_reasoning: bool,
+    pub(crate) stream: bool,
+    /// Keeps the embedded simulator alive while the session runs.
+    pub(crate) _sim: Option<pplx_setup::Simulator>,
+    /// The response cache, for its statistics (`None` when it is off).
+    pub(crate) cache: Option<cache::CachedProvider<PerplexityProvider>>,
+    /// Whether the cache is shared (Redis), and may be unreachable.
+    pub(crate) shared_cache: bool,
+    /// Whether the unreachable shared cache was said already (once a process).
+    pub(crate) cache_warned: std::cell::Cell<bool>,
+    pub(crate) mode: Mode,
+    /// The history and the conversation being written, unless the history is off.
+    pub(crate) log: Option<(History, std::cell::Cell<i64>)>,
+    /// The `--attach` files, sent with the command line's question (and what the history
+    /// keeps of each).
+    pub(crate) attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
+    /// `--json-schema`: structured output, the answer printed as the parsed object.
+    pub(crate) json_schema: Option<provider_perplexity::JsonSchema>,
+    /// `pplx attach`: the background run to read instead of asking.
+    pub(crate) attached: Option<String>,
+}
+
+pub(crate) async fn session(
+    args: &Args,
+    file: pplx_setup::config::FileConfig,
+    attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
+    json_schema: Option<provider_perplexity::JsonSchema>,
+) -> Result<Session, pplx_setup::Error> {
+    let options = pplx_setup::SetupOptions {
+        api: args.api.clone(),
+        base_url: args.base_url.clone(),
+        sim: args.sim,
+        cache: args.cache.clone(),
+        no_cache: args.no_cache,
+        shared_state: args.shared_state.clone(),
+        model: args.model.clone(),
+        allow_insecure_http: args.allow_insecure_http,
+        no_resume: args.no_resume,
+        ..pplx_setup::SetupOptions::default()
+    };
+    let setup = pplx_setup::setup(&options, file).await?;
+    if let Some(notice) = &setup.notice {
+        eprintln!("pplx: {notice}");
+    }
+    for warning in &setup.warnings {
+        eprintln!("pplx: {warning}");
+    }
+    Ok(Session {
+        provider: setup.provider,
+        perplexity: setup.perplexity,
+        model: setup.model,
+        system: args.system.clone(),
+        json: args.json,
+        stats: args.stats,
+        show_reasoning: args.show_reasoning,
+        stream: !args.no_stream,
+        shared_cache: setup.shared_cache,
+        _sim: setup.simulator,
+        cache: setup.cache,
+        cache_warned: std::cell::Cell::new(false),
+        mode: Mode::Command,
+        log: None,
+        attachments,
+        json_schema,
+        attached: None,
+    })
+}
+
+/// What the answer so far looks like, for the stats and the error line.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub(crate) text: String,
+    pub(crate) reasoning: String,
+    pub(crate) sources: Sources,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) first_token: Option<Duration>,
+    pub(crate) done: Option<ChatResponse>,
+    pub(crate) restarts: u32,
+    /// How it failed (kind, message), for the history.
+    pub(crate) error: Option<(String, String)>,
+    /// The reader of stdout went away (`pplx … | head -1`): the answer stopped there.
+    pub(crate) stdout_closed: bool,
+    /// The shared cache could not be reached for this answer.
+    pub(crate) cache_unreachable: bool,
+}
+
+impl Session {
+    /// Where an answer is written: `--json` lines, `--json-schema`'s parsed object, or the
+    /// terminal.
+    fn output(&self) -> Box<dyn Output> {
+        if self.json {
+            Box::new(output::Json {
+                simulated: self._sim.is_some(),
+            })
+        } else if self.json_schema.is_some() {
+            Box::new(output::Structured)
+        } else {
+            Box::new(output::Terminal::new(self.show_reasoning))
+        }
+    }
+}
+
+impl Progress {
+    /// The answer's text: the whole response's once it is done, else what arrived.
+    fn answer_text(&self) -> String {
+        self.done
+            .as_ref()
+            .map_or_else(|| self.text.clone(), |done| done.text.clone())
+    }
+
+    /// Whether a write to stdout went through; a closed pipe is noted, and ends the answer.
+    fn wrote(&mut self, result: std::io::Result<()>) -> bool {
+        match result {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.stdout_closed = true;
+                false
+            }
+            // Other write errors (a full disk) are not the answer's failure; it goes on.
+            _ => true,
+        }
+    }
+}
+
+/// The request for `question`: the system prompt, the conversation so far, the question.
+pub(crate) fn request(session: &Session, history: &[Message], question: &str) -> ChatRequest {
+    let mut messages = Vec::new();
+    if let Some(system) = &session.system {
+        messages.push(Message::system(system.clone()));
+    }
+    messages.extend(history.iter().cloned());
+    let mut asked = Message::user(question);
+    asked.attachments = session
+        .attachments
+        .iter()
+        .map(|(attachment, _)| attachment.clone())
+        .collect();
+    messages.push(asked);
+    let mut request = ChatRequest {
+        model: session.model.clone(),
+        messages,
+        ..ChatRequest::default()
+    };
+    if let Some(schema) = &session.json_schema {
+        request
+            .options
+            .insert("response_format".into(), schema.response_format());
+    }
+    request
+}
+
+pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question: &str) -> u8 {
+    let request = request(session, history, question);
+    let before = session.perplexity.key_stats();
+    let cache_before = session.cache.as_ref().map(|cache| cache.stats());
+    let started = Instant::now();
+    let mut output = session.output();
+    let mut progress = Progress::default();
+    let outcome = tokio::select! {
+        outcome = answer(session, request, output.as_mut(), &mut progress, started) => Some(outcome),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let code = match outcome {
+        None => {
+            // The answer's future is dropped: the request is cancelled, the connection closed.
+            progress.error = Some(("cancelled".to_owned(), "interrupted".to_owned()));
+            output.interrupted(&progress.text);
+            EXIT_INTERRUPTED
+        }
+        // Nobody reads the rest: the stream is dropped (the request cancelled) quietly.
+        Some(Ok(())) if progress.stdout_closed => {
+            if progress.done.is_none() {
+                progress.error = Some(("cancelled".to_owned(), "stdout was closed".to_owned()));
+            }
+            0
+        }
+        Some(Ok(())) if session.json_schema.is_some() => structured(&mut progress),
+        Some(Ok(())) => {
+            output.complete(&progress.sources);
+            0
+        }
+        Some(Err(error)) => {
+            let partial = error.partial_text().unwrap_or(&progress.text).to_owned();
+            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
+            output.failed(&error, &partial, session.mode);
+            progress.text = partial;
+            EXIT_FAILURE
+        }
+    };
+    drop(output);
+    progress.cache_unreachable = cache_unreachable(session, cache_before);
+    if session.stats {
+        stats::print_stats(session, &before, &progress, started.elapsed());
+    }
+    record(session, question, &progress, code, started.elapsed());
+    if code == 0 && progress.error.is_none() {
+        history.push(Message::user(question));
+        history.push(Message::assistant(progress.answer_text()));
+    }
+    code
+}
+
+/// `--json-schema`'s answer, parsed and printed as one JSON object; an answer that is not
+/// JSON is a failure (exit 1) that shows what came.
+fn structured(progress: &mut Progress) -> u8 {
+    let mut response = progress.done.clone().unwrap_or_default();
+    if response.text.is_empty() {
+        response.text = progress.text.clone();
+    }
+    match provider_perplexity::parse_answer::<serde_json::Value>(&response) {
+        Ok(object) => {
+            let mut text = serde_json::to_string_pretty(&object).unwrap_or_default();
+            text.push('\n');
+            write_stdout(text.as_bytes())
+        }
+        Err(error) => {
+            eprintln!(
+                "pplx: {}; the answer was:\n{}",
+                error.report(),
+                response.text
+            );
+            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Whether the shared cache could not be reached since `before` (its statistics then); said
+/// once a process.
+fn cache_unreachable(session: &Session, before: Option<cache::CacheStats>) -> bool {
+    let (Some(cache), Some(before)) = (&session.cache, before) else {
+        return false;
+    };
+    let unreachable = session.shared_cache && cache.stats().unavailable > before.unavailable;
+    if unreachable && !session.cache_warned.replace(true) {
+        eprintln!("pplx: the shared cache (Redis) cannot be reached; this answer was not cached");
+    }
+    unreachable
+}
+
+/// Keeps the exchange in the history, whatever its outcome; a history that fails is said,
+/// and the answer (already printed) stands.
+fn record(session: &Session, question: &str, progress: &Progress, code: u8, elapsed: Duration) {
+    let Some((history, conversation)) = &session.log else {
+        return;
+    };
+    let done = progress.done.as_ref();
+    let (model, api) = session.perplexity.resolve(&session.model);
+    let usage = done
+        .and_then(|done| done.usage.clone())
+        .or(progress.usage.clone());
+    let mut entry = Entry::default();
+    entry.conversation = conversation.get();
+    entry.question = question.to_owned();
+    entry.answer = progress.answer_text();
+    entry.reasoning =
+        done.map_or_else(|| progress.reasoning.clone(), |done| done.reasoning.clone());
+    entry.model = model;
+    entry.api = api.as_str().to_owned();
+    entry.sources = done.map_or_else(|| progress.sources.clone(), |done| done.sources.clone());
+    entry.cost = usage
+        .as_ref()
+        .and_then(|usage| usage.cost.as_ref())
+        .map(|cost| cost.total_cost);
+    entry.usage = usage;
+    entry.first_token_ms = progress.first_token.map(|first| first.as_millis() as u64);
+    entry.total_ms = elapsed.as_millis() as u64;
+    entry.fallback = done.is_some_and(|done| done.fallback);
+    entry.cached = done.is_some_and(|done| done.cached);
+    entry.simulated = session._sim.is_some();
+    entry.run_id = session.attached.clone();
+    entry.attachments = session
+        .attachments
+        .iter()
+        .map(|(_, attached)| attached.clone())
+        .collect();
+    if code != 0 || progress.error.is_some() {
+        let (kind, message) = progress
+            .error
+            .clone()
+            .unwrap_or_else(|| ("failed".to_owned(), "the request failed".to_owned()));
+        entry.error_kind = Some(kind);
+        entry.error_message = Some(message);
+    }
+    if let Err(error) = history.record(&entry) {
+        eprintln!("pplx: history: {error}; this answer is not kept");
+    }
+}
+
+/// Streams the answer to `output`, keeping `progress`; stops early, with `Ok`, when the
+/// reader of stdout has gone.
+async fn answer(
+    session: &Session,
+    request: ChatRequest,
+    output: &mut dyn Output,
+    progress: &mut Progress,
+    started: Instant,
+) -> Result<(), Error> {
+    let mut stream = if let Some(run) = &session.attached {
+        session.perplexity.attach(run, &session.model)
+    } else if session.stream {
+        session.provider.chat_stream(request)
+    } else {
+        let provider = session.provider.clone();
+        let response = provider.chat(request).await?;
+        let events: Vec<Result<ChatEvent, Error>> =
+            response.into_events().into_iter().map(Ok).collect();
+        Box::pin(futures_util::stream::iter(events))
+    };
+    while let Some(event) = stream.next().await {
+        let written = match &event? {
+            ChatEvent::TextDelta(text) => {
+                progress
+                    .first_token
+                    .get_or_insert_with(|| started.elapsed());
+                progress.text.push_str(text);
+                output.delta(text)
+            }
+            ChatEvent::ReasoningDelta(text) => {
+                progress.reasoning.push_str(text);
+                output.reasoning(text)
+            }
+            ChatEvent::Sources(sources) => {
+                progress.sources = sources.clone();
+                output.sources(sources)
+            }
+            ChatEvent::Usage(usage) => {
+                progress.usage = Some(usage.clone());
+                output.usage(usage)
+            }
+            ChatEvent::Restart => {
+                progress.text.clear();
+                progress.restarts += 1;
+                output.restart()
+            }
+            ChatEvent::Done(response) => {
+                progress.done = Some((**response).clone());
+                output.done(response)
+            }
+            _ => Ok(()),
+        };
+        if !progress.wrote(written) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The error as advice: what happened and what to do, in the terms of the `mode` it was
+/// asked in (flags on the command line, slash commands in a session).
+pub(crate) fn advice(error: &Error, mode: Mode) -> String {
+    use chat_core::ErrorKind;
+    let report = error.report();
+    match (error.kind(), mode) {
+        (ErrorKind::BadRequest, Mode::Interactive) => {
+            format!("{report} (try /model sonar, or /help)")
+        }
+        (ErrorKind::Config, Mode::Interactive) => {
+            format!("{report}; restart with --sim to use the built-in simulator")
+        }
+        (kind, _) => advice_anywhere(error, kind),
+    }
+}
+
+fn advice_anywhere(error: &Error, kind: chat_core::ErrorKind) -> String {
+    use chat_core::ErrorKind;
+    let report = error.report();
+    match kind {
+        ErrorKind::Config => format!("{report}; or run with --sim to use the built-in simulator"),
+        ErrorKind::Auth => format!("{report}: check PERPLEXITY_API_KEY (or PERPLEXITY_API_KEYS)"),
+        ErrorKind::Quota => format!("{report}: add credits to the API account, or use another key"),
+        ErrorKind::RateLimited => report.to_string(),
+        ErrorKind::BadRequest => format!("{report} (try --model sonar)"),
+        ErrorKind::Interrupted => format!("{report}; the text above is what arrived"),
+        ErrorKind::CircuitOpen => format!("{report}: the API keeps failing; try again shortly"),
+        ErrorKind::Connect => format!("{report}: check the network or --base-url"),
+        _ => report.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_in_the_terms_of_where_the_question_was_asked() {
+        let refused = Error::status(400, "Invalid model 'x'");
+        let command = advice(&refused, Mode::Command);
+        assert!(command.contains("--model sonar"), "{command}");
+        let session = advice(&refused, Mode::Interactive);
+        assert!(
+            session.contains("/model sonar") && !session.contains("--model"),
+            "{session}"
+        );
+        let unconfigured = Error::config("no key");
+        assert!(advice(&unconfigured, Mode::Command).contains("run with --sim"));
+        assert!(advice(&unconfigured, Mode::Interactive).contains("restart with --sim"));
+    }
+}
