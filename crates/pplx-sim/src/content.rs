@@ -1,6 +1,7 @@
 //! Deterministic answers: text, reasoning and sources derive from a hash of the model (or
 //! preset) and the conversation, so tests know exactly what a complete answer is.
 
+use crate::text::clip;
 use resilience::backoff::SmallRng;
 use serde_json::{Value, json};
 
@@ -353,13 +354,6 @@ pub(crate) const MODEL_CHARS: usize = 128;
 
 /// The most characters of a question an Agent search query repeats.
 pub(crate) const QUERY_CHARS: usize = 200;
-
-/// The first `chars` characters of `text`.
-pub(crate) fn clip(text: &str, chars: usize) -> &str {
-    text.char_indices()
-        .nth(chars)
-        .map_or(text, |(index, _)| &text[..index])
-}
 
 /// The topic of a question: up to four of its meaningful words, in order, each cut to
 /// [`TOPIC_WORD_CHARS`] characters, so a topic is short whatever the question.

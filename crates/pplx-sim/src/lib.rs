@@ -41,6 +41,7 @@
 //! and `localhost`); real search.
 #![deny(missing_docs)]
 
+mod api;
 mod config;
 mod content;
 mod fault;
@@ -50,6 +51,8 @@ mod routes;
 mod runs;
 mod scenario;
 mod server;
+mod state;
+mod text;
 mod tools;
 mod validate;
 mod wire;

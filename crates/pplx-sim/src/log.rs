@@ -1,9 +1,7 @@
 //! The request log: how each request ended, as the simulator saw it, and the count of
 //! requests in flight.
 
-use crate::server::Shared;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How a request ended, as the simulator saw it.
@@ -107,34 +105,5 @@ impl RequestLog {
 
     pub(crate) fn entries(&mut self) -> &[LogEntry] {
         self.entries.make_contiguous()
-    }
-}
-
-/// Counts a request in flight for as long as it lives; a request dropped before its log
-/// entry was finished (the client left, and hyper cancelled the handler) is logged as such.
-pub(crate) struct InFlight {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) log_index: Option<usize>,
-}
-
-impl InFlight {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        shared.in_flight.send_modify(|count| *count += 1);
-        InFlight {
-            shared,
-            log_index: None,
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(index) = self.log_index
-            && let Some(entry) = self.shared.log.lock().get_mut(index)
-            && entry.ending == Ending::InProgress
-        {
-            entry.ending = Ending::ClientGone;
-        }
-        self.shared.in_flight.send_modify(|count| *count -= 1);
     }
 }

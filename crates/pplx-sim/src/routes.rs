@@ -12,13 +12,14 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::api::Api;
 use crate::config::Pace;
 use crate::fault::Fault;
 use crate::io::Connection;
 use crate::log::Ending;
-use crate::log::InFlight;
 use crate::log::LogEntry;
-use crate::server::Shared;
+use crate::state::InFlight;
+use crate::state::Shared;
 use crate::validate::Prepared;
 use crate::validate::prepare;
 use crate::wire::{self, Asked};
@@ -88,23 +89,6 @@ pub(crate) fn error_response(
         ),
         (status, None) => json_response(status, &wire::error_body(status, None), headers),
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Api {
-    Sonar,
-    Agent,
-    Search,
-    /// `POST /v1/agent/{id}/cancel`.
-    Cancel,
-    /// `GET /v1/responses/{id}` (with `stream=true&starting_after=N`: the run's events again).
-    Retrieve,
-    /// `POST /async/chat/completions`: a Sonar request as an async job.
-    AsyncCreate,
-    /// `GET /async/chat/completions/{id}`: the job as it stands.
-    AsyncGet,
-    /// `GET /async/chat/completions`: the jobs kept.
-    AsyncList,
 }
 
 /// The run id of a cancel path (`/v1/agent/{id}/cancel`, also under `/v1/responses`).
@@ -279,7 +263,7 @@ impl Exchange {
             key_index,
             endpoint: path.clone(),
             // The log keeps a name as long as one can be (a longer one is refused later).
-            model: crate::content::clip(&model, crate::content::MODEL_CHARS).to_owned(),
+            model: crate::text::clip(&model, crate::content::MODEL_CHARS).to_owned(),
             stream,
             status: 0,
             events_sent: 0,

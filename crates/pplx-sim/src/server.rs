@@ -1,4 +1,5 @@
-//! The simulator's lifecycle: start, the accept loop, the shared state, stop on drop.
+//! The simulator's lifecycle: start, the accept loop, stop on drop (the state its requests
+//! share is `state.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -25,33 +25,8 @@ use crate::io::{Connection, FaultIo, Socket};
 use crate::log::LogEntry;
 use crate::log::RequestLog;
 use crate::routes::handle;
+use crate::state::Shared;
 use crate::wire::{self};
-
-pub(crate) struct Shared {
-    pub(crate) keys: Vec<String>,
-    pub(crate) record_bodies: bool,
-    pub(crate) compatible: bool,
-    /// Bumped on every new log entry, so tests can wait for a request without polling.
-    pub(crate) logged: watch::Sender<usize>,
-    pub(crate) pace: Mutex<Pace>,
-    pub(crate) script: Mutex<Script>,
-    pub(crate) log: Mutex<RequestLog>,
-    pub(crate) started: Instant,
-    pub(crate) in_flight: watch::Sender<usize>,
-    pub(crate) firehose: Mutex<HashMap<u64, Firehose>>,
-    /// The background runs kept, for retrieving and resuming.
-    pub(crate) runs: Mutex<crate::runs::Runs>,
-    /// Sonar's async jobs.
-    pub(crate) jobs: Mutex<crate::runs::Jobs>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// Connections accepted so far.
-    pub(crate) connections: AtomicUsize,
-    /// The TLS side, when serving HTTPS.
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-/// A firehose stream, serialised once: its 16 KiB batches and its number of events.
-pub(crate) type Firehose = (Arc<Vec<Bytes>>, usize);
 
 /// A running simulator on loopback. Dropping it stops it.
 pub struct Simulator {

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::content::clip;
+use crate::text::clip;
 
 /// One call the simulated model makes to an offered function.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
+use crate::api::Api;
 use crate::config::MODELS;
 use crate::config::PRESETS;
 use crate::config::Pace;
 use crate::content::{self, Answer, Filters};
-use crate::routes::Api;
 use crate::tools;
 use crate::wire::{self, Asked};
 
@@ -102,7 +102,7 @@ pub(crate) fn prepare(
     // repeats them).
     let queries = parts
         .last()
-        .map(|last| content::clip(last, content::QUERY_CHARS))
+        .map(|last| crate::text::clip(last, content::QUERY_CHARS))
         .map(|last| vec![last.to_owned(), format!("{last} latest research")])
         .unwrap_or_default();
     let prompt_tokens: u64 = parts.iter().map(|part| content::token_count(part)).sum();
@@ -205,7 +205,7 @@ fn sonar_text(message: &Value, role: &str, turns: &mut Turns) -> Result<String, 
             }
             other => Err(format!(
                 "Unsupported content part type '{}'",
-                content::clip(other.unwrap_or("null"), 40)
+                crate::text::clip(other.unwrap_or("null"), 40)
             )),
         };
         turns
@@ -228,7 +228,7 @@ fn read_agent(body: &Value, model: &str, turns: &mut Turns) -> Result<(), Refusa
     {
         return Err(agent_refusal(&format!(
             "Invalid effort '{}': use fast, low, medium, high or xhigh, optionally pinned (fast@2026-10-16.0)",
-            content::clip(effort, 60)
+            crate::text::clip(effort, 60)
         )));
     }
     if model.chars().nth(content::MODEL_CHARS).is_some() {
@@ -242,7 +242,7 @@ fn read_agent(body: &Value, model: &str, turns: &mut Turns) -> Result<(), Refusa
     {
         return Err(agent_refusal(&format!(
             "Invalid preset '{}'",
-            content::clip(preset, 60)
+            crate::text::clip(preset, 60)
         )));
     }
     if let Some(instructions) = body["instructions"].as_str() {
@@ -339,7 +339,7 @@ fn agent_text(index: usize, item: &Value, turns: &mut Turns) -> Result<String, R
             ),
             other => Err(format!(
                 "unknown content part type '{}'",
-                content::clip(other.unwrap_or("null"), 40)
+                crate::text::clip(other.unwrap_or("null"), 40)
             )),
         };
         let described = described.map_err(|refusal| {
@@ -427,7 +427,7 @@ fn asked(api: Api, body: &Value, model: &str, prompt_tokens: u64) -> Asked {
             .iter()
             .filter_map(|skill| skill["name"].as_str())
             .take(8)
-            .map(|name| content::clip(name, 64).to_owned())
+            .map(|name| crate::text::clip(name, 64).to_owned())
             .collect(),
     }
 }

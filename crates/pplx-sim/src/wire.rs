@@ -256,7 +256,7 @@ fn concise_steps(answer: &Answer) -> Vec<Value> {
             if index == 0 {
                 step["type"] = "web_search".into();
                 step["web_search"] = json!({
-                    "search_keywords": [crate::content::clip(&answer.search_results[0].title, 60)],
+                    "search_keywords": [crate::text::clip(&answer.search_results[0].title, 60)],
                     "search_results": answer.search_results.iter().map(crate::SearchResult::to_json).collect::<Vec<_>>(),
                 });
             }

@@ -11,13 +11,13 @@ use hyper::body::{Body, Frame as HttpFrame};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::api::Api;
 use crate::config::Pace;
 use crate::fault::Fault;
 use crate::io::{Connection, DROP_MARKER};
 use crate::log::Ending;
-use crate::log::InFlight;
-use crate::routes::Api;
-use crate::server::Shared;
+use crate::state::InFlight;
+use crate::state::Shared;
 use crate::wire::{self, Frame};
 
 /// The response body: a whole body, or a stream fed by a writer task.

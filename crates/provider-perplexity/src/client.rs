@@ -23,7 +23,6 @@ use resilience::ApiKey;
 use sse_parse::{EventStream, Item, Limits};
 
 use crate::decode::{Decoder, Feed};
-use crate::endpoint::Redactor;
 use crate::{Proxy, Timeouts, wire};
 
 pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
@@ -340,6 +339,21 @@ fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
         Error::connect(error)
     } else {
         Error::incomplete("the connection broke before the response").with_source(error)
+    }
+}
+
+/// Takes every configured key out of an error's message: a server's words are quoted, and a
+/// gateway may echo the key it was sent.
+#[derive(Clone)]
+pub(crate) struct Redactor(Arc<[ApiKey]>);
+
+impl Redactor {
+    pub(crate) fn new(keys: Vec<ApiKey>) -> Self {
+        Redactor(keys.into())
+    }
+
+    pub(crate) fn apply(&self, error: Error) -> Error {
+        error.redacted(self.0.iter().map(ApiKey::expose))
     }
 }
 

@@ -74,11 +74,6 @@ pub(crate) struct Assembly {
 }
 
 impl Decoder {
-    #[cfg(test)]
-    pub(crate) fn new(api: crate::api::Api) -> Self {
-        Decoder::bounded(api.protocol().decoder(), usize::MAX)
-    }
-
     /// Turns the targeted scanner off (for the benches' comparison).
     #[cfg(feature = "bench-internals")]
     pub(crate) fn set_scan(&mut self, scan: bool) {
@@ -277,7 +272,7 @@ mod tests {
 
     #[test]
     fn keep_alive_pings_are_skipped_but_a_cut_message_is_an_error() {
-        let mut decoder = Decoder::new(Api::Sonar);
+        let mut decoder = crate::api::decoder(Api::Sonar);
         let mut out = VecDeque::new();
         for ping in ["ping", "keep-alive", ": not a comment"] {
             decoder.feed(b"", ping, &mut out).unwrap();
@@ -285,7 +280,7 @@ mod tests {
         assert!(out.is_empty());
         let cut = decoder.feed(b"", r#"{"id":"x","choices":[{"delta":{"con"#, &mut out);
         assert_eq!(cut.unwrap_err().kind(), chat_core::ErrorKind::Protocol);
-        let mut decoder = Decoder::new(Api::Agent);
+        let mut decoder = crate::api::decoder(Api::Agent);
         decoder.feed(b"", "ping", &mut out).unwrap();
         assert!(out.is_empty());
     }
@@ -294,7 +289,7 @@ mod tests {
     fn a_mid_stream_error_without_a_code_is_classified_by_its_kind_with_no_status() {
         use chat_core::ErrorKind;
         let failed = |data: &str| {
-            let mut decoder = Decoder::new(Api::Sonar);
+            let mut decoder = crate::api::decoder(Api::Sonar);
             decoder
                 .feed(b"error", data, &mut VecDeque::new())
                 .unwrap_err()

@@ -15,7 +15,7 @@ use resilience::{ApiKey, BackoffPolicy, CircuitBreaker, KeyPool, Retrier, RetryB
 use tokio::time::Instant;
 
 use crate::api::Api;
-use crate::client::{self, HttpClient, Live, RunSlot};
+use crate::client::{self, HttpClient, Live, Redactor, RunSlot};
 use crate::{PerplexityConfig, Timeouts};
 
 /// The service behind one provider (its clones share it).
@@ -47,17 +47,6 @@ pub(crate) struct Route {
 pub(crate) enum Method {
     Post(Bytes),
     Get,
-}
-
-/// Takes every configured key out of an error's message: a server's words are quoted, and a
-/// gateway may echo the key it was sent.
-#[derive(Clone)]
-pub(crate) struct Redactor(Arc<[ApiKey]>);
-
-impl Redactor {
-    pub(crate) fn apply(&self, error: Error) -> Error {
-        error.redacted(self.0.iter().map(ApiKey::expose))
-    }
 }
 
 impl Endpoint {
@@ -93,7 +82,7 @@ impl Endpoint {
         Ok(Endpoint {
             client,
             base_url,
-            redactor: Redactor(config.keys.clone().into()),
+            redactor: Redactor::new(config.keys.clone()),
             config,
             retriers,
             refused: [AtomicBool::new(false), AtomicBool::new(false)],

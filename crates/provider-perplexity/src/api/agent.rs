@@ -890,11 +890,10 @@ mod tests {
 
     use super::*;
     use crate::api::{Api, full_response, request_body};
-    use crate::decode::Decoder;
 
     /// Feeds Agent API events (as JSON values) and returns what came out, or the error.
     fn agent(events: &[Value]) -> (Vec<ChatEvent>, Option<Error>) {
-        let mut decoder = Decoder::new(Api::Agent);
+        let mut decoder = crate::api::decoder(Api::Agent);
         let mut out = VecDeque::new();
         for event in events {
             let kind = event["type"]

@@ -205,6 +205,12 @@ pub(crate) fn role(role: Role) -> &'static str {
     }
 }
 
+/// An unbounded decoder of `api`'s stream, for tests.
+#[cfg(test)]
+pub(crate) fn decoder(api: Api) -> crate::decode::Decoder {
+    crate::decode::Decoder::bounded(api.protocol().decoder(), usize::MAX)
+}
+
 /// The tool loop both APIs' body tests send: the weather tool offered, the model's call to it
 /// replayed, and its result.
 #[cfg(test)]

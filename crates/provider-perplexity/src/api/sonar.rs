@@ -808,7 +808,7 @@ mod tests {
 
     /// Feeds chat-completions chunks; the events, or the error.
     fn sonar(chunks: &[Value]) -> Result<Vec<ChatEvent>, chat_core::Error> {
-        let mut decoder = Decoder::new(Api::Sonar);
+        let mut decoder = crate::api::decoder(Api::Sonar);
         let mut out = VecDeque::new();
         for chunk in chunks {
             decoder.feed(b"", &chunk.to_string(), &mut out)?;
@@ -915,7 +915,7 @@ mod tests {
 
     #[test]
     fn sonar_usage_keeps_its_extras() {
-        let mut decoder = Decoder::new(Api::Sonar);
+        let mut decoder = crate::api::decoder(Api::Sonar);
         let mut out = VecDeque::new();
         let done_chunk = json!({"id": "x", "model": "sonar-deep-research", "object": "chat.completion.done",
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn a_reasoning_stream_without_its_closing_tag_still_delivers_the_answer() {
-        let mut decoder = Decoder::new(Api::Sonar);
+        let mut decoder = crate::api::decoder(Api::Sonar);
         let mut out = VecDeque::new();
         for (content, finish) in [
             ("<think>Olympus Mons", Value::Null),
