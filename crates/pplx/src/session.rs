@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_core::{
-    ChatEvent, ChatProvider, ChatRequest, ChatResponse, Error, Message, Sources, Usage,
-};
+use chat_core::{Accumulator, ChatEvent, ChatProvider, ChatRequest, Error, Message};
 use futures_util::StreamExt;
 use pplx::history::{Entry, History};
 use provider_perplexity::PerplexityProvider;
@@ -101,22 +99,53 @@ pub(crate) async fn session(
     })
 }
 
-/// What the answer so far looks like, for the stats and the error line.
+/// What the answer so far looks like, for the stats, the error line and the history.
 #[derive(Default)]
 pub(crate) struct Progress {
-    pub(crate) text: String,
-    pub(crate) reasoning: String,
-    pub(crate) sources: Sources,
-    pub(crate) usage: Option<Usage>,
+    /// The answer as its events built it (since the last `Restart`; the whole response once
+    /// `Done` arrived).
+    pub(crate) answer: Accumulator,
     pub(crate) first_token: Option<Duration>,
-    pub(crate) done: Option<ChatResponse>,
     pub(crate) restarts: u32,
-    /// How it failed (kind, message), for the history.
-    pub(crate) error: Option<(String, String)>,
+    /// How it ended, for the history.
+    pub(crate) outcome: Outcome,
     /// The reader of stdout went away (`pplx … | head -1`): the answer stopped there.
     pub(crate) stdout_closed: bool,
     /// The shared cache could not be reached for this answer.
     pub(crate) cache_unreachable: bool,
+}
+
+/// How an answer ended.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) enum Outcome {
+    /// Answered (or still being answered).
+    #[default]
+    Answered,
+    /// Stopped by the user (Ctrl-C) or by the reader of stdout going away.
+    Cancelled(&'static str),
+    /// Failed: the error's kind and its report.
+    Failed { kind: &'static str, message: String },
+}
+
+impl Outcome {
+    /// The failure `error`.
+    fn failed(error: &Error) -> Outcome {
+        Outcome::Failed {
+            kind: error.kind().as_str(),
+            message: error.report().to_string(),
+        }
+    }
+
+    /// The history's `error_kind` and `error_message`: none for an answer, else why it did
+    /// not come (`failed` when the exit code says so without a reason).
+    fn kept(&self, code: u8) -> Option<(String, String)> {
+        match self {
+            Outcome::Answered if code == 0 => None,
+            Outcome::Answered => Some(("failed".to_owned(), "the request failed".to_owned())),
+            Outcome::Cancelled(why) => Some(("cancelled".to_owned(), (*why).to_owned())),
+            Outcome::Failed { kind, message } => Some(((*kind).to_owned(), message.clone())),
+        }
+    }
 }
 
 impl Session {
@@ -136,13 +165,6 @@ impl Session {
 }
 
 impl Progress {
-    /// The answer's text: the whole response's once it is done, else what arrived.
-    fn answer_text(&self) -> String {
-        self.done
-            .as_ref()
-            .map_or_else(|| self.text.clone(), |done| done.text.clone())
-    }
-
     /// Whether a write to stdout went through; a closed pipe is noted, and ends the answer.
     fn wrote(&mut self, result: std::io::Result<()>) -> bool {
         match result {
@@ -197,27 +219,28 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
     let code = match outcome {
         None => {
             // The answer's future is dropped: the request is cancelled, the connection closed.
-            progress.error = Some(("cancelled".to_owned(), "interrupted".to_owned()));
-            output.interrupted(&progress.text);
+            progress.outcome = Outcome::Cancelled("interrupted");
+            output.interrupted(progress.answer.text());
             EXIT_INTERRUPTED
         }
         // Nobody reads the rest: the stream is dropped (the request cancelled) quietly.
         Some(Ok(())) if progress.stdout_closed => {
-            if progress.done.is_none() {
-                progress.error = Some(("cancelled".to_owned(), "stdout was closed".to_owned()));
+            if !progress.answer.is_done() {
+                progress.outcome = Outcome::Cancelled("stdout was closed");
             }
             0
         }
         Some(Ok(())) if session.json_schema.is_some() => structured(&mut progress),
         Some(Ok(())) => {
-            output.complete(&progress.sources);
+            output.complete(&progress.answer.response().sources);
             0
         }
         Some(Err(error)) => {
-            let partial = error.partial_text().unwrap_or(&progress.text).to_owned();
-            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
-            output.failed(&error, &partial, session.mode);
-            progress.text = partial;
+            // The text the error carries is the text the answer holds (since its last
+            // restart): the provider's ledger and the accumulator keep the same.
+            let partial = error.partial_text().unwrap_or(progress.answer.text());
+            output.failed(&error, partial, session.mode);
+            progress.outcome = Outcome::failed(&error);
             EXIT_FAILURE
         }
     };
@@ -227,9 +250,9 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
         stats::print_stats(session, &before, &progress, started.elapsed());
     }
     record(session, question, &progress, code, started.elapsed());
-    if code == 0 && progress.error.is_none() {
+    if code == 0 && progress.outcome == Outcome::Answered {
         history.push(Message::user(question));
-        history.push(Message::assistant(progress.answer_text()));
+        history.push(Message::assistant(progress.answer.text()));
     }
     code
 }
@@ -237,11 +260,8 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
 /// `--json-schema`'s answer, parsed and printed as one JSON object; an answer that is not
 /// JSON is a failure (exit 1) that shows what came.
 fn structured(progress: &mut Progress) -> u8 {
-    let mut response = progress.done.clone().unwrap_or_default();
-    if response.text.is_empty() {
-        response.text = progress.text.clone();
-    }
-    match provider_perplexity::parse_answer::<serde_json::Value>(&response) {
+    let response = progress.answer.response();
+    match provider_perplexity::parse_answer::<serde_json::Value>(response) {
         Ok(object) => {
             let mut text = serde_json::to_string_pretty(&object).unwrap_or_default();
             text.push('\n');
@@ -253,7 +273,7 @@ fn structured(progress: &mut Progress) -> u8 {
                 error.report(),
                 response.text
             );
-            progress.error = Some((error.kind().as_str().to_owned(), error.report().to_string()));
+            progress.outcome = Outcome::failed(&error);
             EXIT_FAILURE
         }
     }
@@ -278,29 +298,27 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
     let Some((history, conversation)) = &session.log else {
         return;
     };
-    let done = progress.done.as_ref();
+    let done = progress.answer.is_done();
+    let response = progress.answer.response();
     let (model, api) = session.perplexity.resolve(&session.model);
-    let usage = done
-        .and_then(|done| done.usage.clone())
-        .or(progress.usage.clone());
     let mut entry = Entry::default();
     entry.conversation = conversation.get();
     entry.question = question.to_owned();
-    entry.answer = progress.answer_text();
-    entry.reasoning =
-        done.map_or_else(|| progress.reasoning.clone(), |done| done.reasoning.clone());
+    entry.answer = response.text.clone();
+    entry.reasoning = response.reasoning.clone();
     entry.model = model;
     entry.api = api.as_str().to_owned();
-    entry.sources = done.map_or_else(|| progress.sources.clone(), |done| done.sources.clone());
-    entry.cost = usage
+    entry.sources = response.sources.clone();
+    entry.cost = response
+        .usage
         .as_ref()
         .and_then(|usage| usage.cost.as_ref())
         .map(|cost| cost.total_cost);
-    entry.usage = usage;
+    entry.usage = response.usage.clone();
     entry.first_token_ms = progress.first_token.map(|first| first.as_millis() as u64);
     entry.total_ms = elapsed.as_millis() as u64;
-    entry.fallback = done.is_some_and(|done| done.fallback);
-    entry.cached = done.is_some_and(|done| done.cached);
+    entry.fallback = done && response.fallback;
+    entry.cached = done && response.cached;
     entry.simulated = session._sim.is_some();
     entry.run_id = session.attached.clone();
     entry.attachments = session
@@ -308,11 +326,7 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
         .iter()
         .map(|(_, attached)| attached.clone())
         .collect();
-    if code != 0 || progress.error.is_some() {
-        let (kind, message) = progress
-            .error
-            .clone()
-            .unwrap_or_else(|| ("failed".to_owned(), "the request failed".to_owned()));
+    if let Some((kind, message)) = progress.outcome.kept(code) {
         entry.error_kind = Some(kind);
         entry.error_message = Some(message);
     }
@@ -342,35 +356,23 @@ async fn answer(
         Box::pin(futures_util::stream::iter(events))
     };
     while let Some(event) = stream.next().await {
-        let written = match &event? {
+        let event = event?;
+        progress.answer.push(&event);
+        let written = match &event {
             ChatEvent::TextDelta(text) => {
                 progress
                     .first_token
                     .get_or_insert_with(|| started.elapsed());
-                progress.text.push_str(text);
                 output.delta(text)
             }
-            ChatEvent::ReasoningDelta(text) => {
-                progress.reasoning.push_str(text);
-                output.reasoning(text)
-            }
-            ChatEvent::Sources(sources) => {
-                progress.sources = sources.clone();
-                output.sources(sources)
-            }
-            ChatEvent::Usage(usage) => {
-                progress.usage = Some(usage.clone());
-                output.usage(usage)
-            }
+            ChatEvent::ReasoningDelta(text) => output.reasoning(text),
+            ChatEvent::Sources(sources) => output.sources(sources),
+            ChatEvent::Usage(usage) => output.usage(usage),
             ChatEvent::Restart => {
-                progress.text.clear();
                 progress.restarts += 1;
                 output.restart()
             }
-            ChatEvent::Done(response) => {
-                progress.done = Some((**response).clone());
-                output.done(response)
-            }
+            ChatEvent::Done(response) => output.done(response),
             _ => Ok(()),
         };
         if !progress.wrote(written) {

@@ -22,7 +22,8 @@ pub(crate) fn print_stats(
         .zip(before)
         .filter(|(now, then)| now.requests > then.requests)
         .count();
-    let tokens = progress
+    let response = progress.answer.response();
+    let tokens = response
         .usage
         .as_ref()
         .map_or(0, |usage| usage.completion_tokens);
@@ -34,13 +35,13 @@ pub(crate) fn print_stats(
     } else {
         0.0
     };
-    let cost = progress
+    let cost = response
         .usage
         .as_ref()
         .and_then(|usage| usage.cost.as_ref())
         .map_or(0.0, |cost| cost.total_cost);
-    let done = progress.done.as_ref();
-    let cache = if done.is_some_and(|done| done.cached) {
+    let done = progress.answer.is_done();
+    let cache = if done && response.cached {
         "hit"
     } else if progress.cache_unreachable {
         "unreachable"
@@ -55,7 +56,7 @@ pub(crate) fn print_stats(
         )),
         counted(attempts, "attempt"),
         counted(keys_used.saturating_sub(1) as u64, "key rotation"),
-        if done.is_some_and(|done| done.fallback) {
+        if done && response.fallback {
             "yes"
         } else {
             "no"
