@@ -27,16 +27,22 @@
 //!         Ok(answer.into_response())
 //!     }
 //!     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-//!         let text = request.messages[0].content.clone();
-//!         Box::pin(futures_util::stream::iter([Ok(ChatEvent::TextDelta(text))]))
+//!         let mut response = ChatResponse::default();
+//!         response.text = request.messages[0].content.clone();
+//!         // The text, then `Done` with the whole answer: a stream ends with `Done` or one error.
+//!         let events = response.into_events().into_iter().map(Ok);
+//!         Box::pin(futures_util::stream::iter(events))
 //!     }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
+//! use futures_util::StreamExt;
 //! let provider: Arc<dyn ChatProvider> = Arc::new(Echo);
 //! let response = provider.chat(ChatRequest::new("sonar", "hello")).await.unwrap();
 //! assert_eq!(response.text, "hello");
+//! let events: Vec<_> = provider.chat_stream(ChatRequest::new("sonar", "hello")).collect().await;
+//! assert!(matches!(events.last(), Some(Ok(ChatEvent::Done(done))) if done.text == "hello"));
 //! # }
 //! ```
 //!
