@@ -1,9 +1,11 @@
 //! The request bodies our client sends, for the contract check of `cargo xtask interop`.
 //!
 //! Starts the simulator in process with body recording on, sends a matrix of requests through
-//! `provider-perplexity` (both APIs, streaming and not, every effort and preset name, a pinned
-//! effort, system messages,
-//! options (every typed `AgentOptions` and `SonarOptions` field), output limits, function tools and a replayed tool turn, images and files, the
+//! `provider-perplexity` (the default, the Agent API: every Sonar name as the migration guide
+//! maps it, every effort and preset name, a pinned effort, system messages, every typed
+//! `AgentOptions` field and the `SonarOptions` the Agent API has a place for, output limits,
+//! an Anthropic model's default cap, function tools and a replayed tool turn, images and
+//! files; chat completions asked for explicitly, with every typed `SonarOptions` field; the
 //! Search API; and a tool loop at a second simulator playing an OpenAI-compatible endpoint),
 //! and prints one JSON line per request:
 //! `{"endpoint": ..., "stream": ..., "status": ..., "compatible": ..., "body": {...}}`. `tests/interop/contract.py` then
@@ -24,12 +26,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sim_config.keys = vec!["contract-key".to_owned()];
     sim_config.pace = Pace::instant();
     sim_config.record_bodies = true;
+    // Chat completions too, as an account that still has Sonar (for `sonar` below).
+    sim_config.legacy_sonar = true;
     let sim = Simulator::start(sim_config).await?;
     let mut config = PerplexityConfig::default();
     config.base_url = sim.base_url();
     config.keys = vec![ApiKey::new("contract-key")];
-    config.agent_endpoint = Some(true);
-    let provider = PerplexityProvider::new(config)?;
+    config.perplexity_endpoint = Some(true);
+    let provider = PerplexityProvider::new(config.clone())?;
+    // Chat completions, asked for explicitly.
+    config.api = Some(Api::Sonar);
+    let sonar = PerplexityProvider::new(config)?;
 
     let conversation = |model: &str| {
         let mut request = ChatRequest::new(model, "Explain quantum computing");
@@ -43,13 +50,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         request
     };
     let mut requests = Vec::new();
+    let mut sonar_requests = Vec::new();
     for model in [
         "sonar",
         "sonar-pro",
+        "sonar-reasoning",
         "sonar-reasoning-pro",
         "sonar-deep-research",
     ] {
         requests.push(conversation(model));
+        if model != "sonar-reasoning" {
+            sonar_requests.push(conversation(model));
+        }
     }
     let mut options = SonarOptions::default();
     options.search_mode = Some(SearchMode::Academic);
@@ -61,7 +73,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut limited = options.apply(ChatRequest::new("sonar-pro", "Explain quantum computing"));
     limited.sampling.max_tokens = Some(40);
     limited.sampling.temperature = Some(0.2);
-    requests.push(limited);
+    // On the Agent API, what it has no field for is refused before anything is sent.
+    let sent_before = sim.log().len();
+    let refused = provider.chat(limited.clone()).await.err();
+    if !refused.is_some_and(|error| error.is_bad_request()) || sim.log().len() != sent_before {
+        return Err("Sonar-only options were not refused before sending".into());
+    }
+    sonar_requests.push(limited);
+    // What the Agent API has a place for: inside web_search, reasoning, the cap.
+    let mut mappable = SonarOptions::default();
+    mappable.filters.search_domain_filter = vec!["example.org".into(), "-example.com".into()];
+    mappable.filters.search_recency_filter = Some(Recency::Week);
+    mappable.reasoning_effort = Some("low".into());
+    mappable.search_context_size = Some(SearchContextSize::High);
+    mappable.country = Some("FR".into());
+    mappable.enable_search_classifier = Some(true);
+    mappable.language_preference = Some("en".into());
+    let mut mapped = mappable.apply(ChatRequest::new("sonar", "Explain quantum computing"));
+    mapped.sampling.max_tokens = Some(40);
+    mapped.sampling.temperature = Some(0.2);
+    mapped.sampling.top_p = Some(0.9);
+    requests.push(mapped);
+    // An Anthropic model needs max_output_tokens: the default cap is sent.
+    requests.push(conversation("anthropic/claude-sonnet-4-5"));
     for preset in provider_perplexity::PRESETS {
         requests.push(conversation(preset));
     }
@@ -102,6 +136,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     web.user_location = Some(location.clone());
     agent_options.web_search = Some(web);
     agent_options.fetch_url = Some(Some(2));
+    agent_options.service_tier = Some(provider_perplexity::ServiceTier::Flex);
+    let mut images = provider_perplexity::ImageSearch::default();
+    images.max_results = Some(4);
+    images.formats = vec!["png".into(), "webp".into()];
+    images.domains = vec!["example.org".into()];
+    images.safe_search = Some(true);
+    agent_options.image_search = Some(images);
+    agent_options.finance_search = true;
+    agent_options.people_search = true;
     requests.push(agent_options.apply(ChatRequest::new("medium", "Explain quantum computing"))?);
     // What pplx-mcp's ask and reason send with filters: the web_search tool alone.
     let mut mcp_like = AgentOptions::default();
@@ -127,13 +170,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sonar_options.num_search_results = Some(8);
     sonar_options.safe_search = Some(true);
     sonar_options.country = Some("FR".into());
-    requests.push(sonar_options.apply(ChatRequest::new("sonar-pro", "Explain quantum computing")));
+    sonar_requests
+        .push(sonar_options.apply(ChatRequest::new("sonar-pro", "Explain quantum computing")));
     // A tool loop on the Agent API: the offer, then the call replayed with its result.
     let (offer, follow_up) = tool_loop(&provider, "openai/gpt-5-mini").await?;
     requests.push(offer);
     requests.push(follow_up);
     // Images (inline and by URL) on both APIs; a PDF too, on each in its own part type.
-    for model in ["openai/gpt-5-mini", "sonar-pro"] {
+    for (model, sonar_too) in [("openai/gpt-5-mini", false), ("sonar-pro", true)] {
         let mut attached = ChatRequest::new(model, "");
         attached.messages = vec![
             Message::user("What do these show?")
@@ -144,25 +188,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .with_name("report.pdf"),
                 ),
         ];
+        if sonar_too {
+            sonar_requests.push(attached.clone());
+        }
         requests.push(attached);
     }
 
-    for request in requests {
-        provider.chat(request.clone()).await?;
-        let mut stream = provider.chat_stream(request);
-        while let Some(event) = stream.next().await {
-            event?;
+    for (provider, requests) in [(&provider, requests), (&sonar, sonar_requests)] {
+        for request in requests {
+            provider.chat(request.clone()).await?;
+            let mut stream = provider.chat_stream(request);
+            while let Some(event) = stream.next().await {
+                event?;
+            }
         }
-    }
-    // The explicit API wins: a Sonar model name sent to the Agent API as a preset.
-    let mut explicit = PerplexityConfig::default();
-    explicit.base_url = sim.base_url();
-    explicit.keys = vec![ApiKey::new("contract-key")];
-    explicit.api = Some(Api::Agent);
-    let agent_only = PerplexityProvider::new(explicit)?;
-    let mut stream = agent_only.chat_stream(ChatRequest::new("fast", "Explain quantum computing"));
-    while let Some(event) = stream.next().await {
-        event?;
     }
     let mut search = provider_perplexity::SearchRequest::new("quantum computing");
     search.max_results = Some(5);
@@ -182,6 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = PerplexityConfig::default();
     config.base_url = compatible_sim.base_url();
     config.keys = vec![ApiKey::new("contract-key")];
+    config.api = Some(Api::Sonar);
     let compatible = PerplexityProvider::new(config)?;
     let (offer, follow_up) = tool_loop(&compatible, "gpt-5-mini").await?;
     for request in [offer, follow_up] {

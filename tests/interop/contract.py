@@ -65,8 +65,9 @@ ALLOWED_EXTRA = {
     # Agent API: `effort` (the levels that replace presets), `prompt_cache_key` and
     # `tool_choice` are in the generated schema's ResponsesRequestInput, which judges every
     # Agent request below with unknown keys forbidden; the per-type ResponseCreateParams
-    # predates them.
-    "/v1/agent": {"effort", "prompt_cache_key", "tool_choice"},
+    # predates them. So does it `service_tier`, `temperature` and `top_p` (the sampling a
+    # migrated Sonar request keeps, per the migration skill's request mapping).
+    "/v1/agent": {"effort", "prompt_cache_key", "tool_choice", "service_tier", "temperature", "top_p"},
 }
 
 # The generated schema's request models, strict in this judge only: an unknown key anywhere
@@ -84,6 +85,26 @@ GENERATED_EVENTS = TypeAdapter(typing.Union[tuple(
 
 failures = []
 checked = {"responses": 0, "requests": 0}
+
+
+def as_judged(value):
+    """An answer the output-token cap cut ends `response.incomplete` with status `incomplete`
+    and `incomplete_details.reason` (Perplexity's migration skill, `response-and-streaming.md`:
+    "exactly one of response.completed, response.failed, response.incomplete,
+    response.cancelled"). SDK 0.46.1's types predate that terminal: they list neither the
+    event nor the status. Such a value is judged as the completed one it otherwise is, with
+    only those two literals swapped, after `incomplete_details.reason` is checked here."""
+    response = value.get("response", value) if isinstance(value, dict) else None
+    if not isinstance(response, dict) or response.get("status") != "incomplete":
+        return value
+    if not isinstance((response.get("incomplete_details") or {}).get("reason"), str):
+        raise ValueError("an incomplete response without incomplete_details.reason")
+    judged = json.loads(json.dumps(value))
+    inner = judged.get("response", judged)
+    inner["status"] = "completed"
+    if judged.get("type") == "response.incomplete":
+        judged["type"] = "response.completed"
+    return judged
 
 
 def check(name, ok, detail=""):
@@ -226,15 +247,22 @@ for model in ["fast", "low", "medium", "high", "xhigh", "fast@2026-10-16.0", "fa
         for index, (event, data) in enumerate(frames):
             parsed = json.loads(data)
             seen_types.add(parsed.get("type"))
-            ok &= judge(f"{label}: event {index} ({parsed.get('type')})", lambda: STREAM_CHUNKS.validate_python(parsed))
-            ok &= judge(f"{label}: event {index} ({parsed.get('type')}, generated schema)", lambda: GENERATED_EVENTS.validate_python(parsed))
+            ok &= judge(f"{label}: event {index} ({parsed.get('type')})", lambda: STREAM_CHUNKS.validate_python(as_judged(parsed)))
+            ok &= judge(f"{label}: event {index} ({parsed.get('type')}, generated schema)", lambda: GENERATED_EVENTS.validate_python(as_judged(parsed)))
             ok &= event == parsed.get("type") and isinstance(parsed.get("sequence_number"), int)
         checked["responses"] += len(frames)
         check(f"{label}: stream ({len(frames)} events) valid, event names match types", ok)
+        terminal = json.loads(frames[-1][1]) if frames else {}
+        if extras:
+            check(f"{label}: a cut answer ends response.incomplete, reason max_output_tokens",
+                  terminal.get("type") == "response.incomplete" and terminal["response"]["status"] == "incomplete"
+                  and terminal["response"]["incomplete_details"]["reason"] == "max_output_tokens", str(terminal)[:200])
+        else:
+            check(f"{label}: a whole answer ends response.completed", terminal.get("type") == "response.completed", str(terminal)[:200])
         reply = client.post("/v1/agent", json=body)
         checked["responses"] += 1
-        check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: ResponseCreateResponse.model_validate(reply.json()))
-              and judge(f"{label}: body (generated schema)", lambda: ResponsesResponseOutput.model_validate(reply.json())))
+        check(f"{label}: body valid", reply.status_code == 200 and judge(f"{label}: body", lambda: ResponseCreateResponse.model_validate(as_judged(reply.json())))
+              and judge(f"{label}: body (generated schema)", lambda: ResponsesResponseOutput.model_validate(as_judged(reply.json()))))
         if model in ("medium", "high", "xhigh", "pro-search", "deep-research"):
             batches = [item for item in reply.json()["output"] if item["type"] == "search_results"]
             ids = [result["id"] for item in batches for result in item["results"]]
@@ -415,6 +443,10 @@ for index, line in enumerate(lines):
         # (below) has input_file, and judges this request alone.
         ok = True
         kinds.add("agent input_file")
+    elif any(tool.get("type") == "image_search" for tool in body.get("tools", [])):
+        # Nor does its tool union have image_search: the generated schema judges it alone.
+        ok = True
+        kinds.add("agent image_search tool")
     else:
         ok = judge(label, lambda: materialize(adapter.validate_python(body)))
     extra = set(body) - known_keys(PARAMS[endpoint]) - ALLOWED_EXTRA.get(endpoint, set())
@@ -429,7 +461,15 @@ for index, line in enumerate(lines):
     checked["requests"] += 1
     kinds.add(endpoint)
 check("requests: both APIs, search, async jobs, tools on both, files and the compatible endpoint were judged",
-      kinds >= set(PARAMS) | {"async job", "/v1/agent tools", "/chat/completions tools", "agent input_file", "compatible"}, str(kinds))
+      kinds >= set(PARAMS) | {"async job", "/v1/agent tools", "/chat/completions tools", "agent input_file", "agent image_search tool", "compatible"}, str(kinds))
+agent_bodies = [line["body"] for line in lines if line["endpoint"] == "/v1/agent" and line["body"]]
+engines = {(body.get("model") or body.get("effort") or body.get("preset")) for body in agent_bodies}
+check("requests: Sonar names reach the Agent API mapped (never as a model), grounded by web_search",
+      not any(str(engine).startswith("sonar") for engine in engines)
+      and any(body.get("model") == "perplexity/sonar" and {"type": "web_search"} in body.get("tools", []) for body in agent_bodies),
+      str(sorted(map(str, engines))))
+check("requests: an anthropic/* model carries max_output_tokens",
+      all("max_output_tokens" in body for body in agent_bodies if str(body.get("model", "")).startswith("anthropic/")), "")
 
 print(f"contract: {checked['responses']} responses and {checked['requests']} requests judged by the SDK's types; {len(failures)} failed")
 sys.exit(1 if failures else 0)

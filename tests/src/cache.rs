@@ -20,6 +20,8 @@ async fn simulator(chunk_delay: Duration) -> Simulator {
     let mut pace = Pace::instant();
     pace.chunk_delay = chunk_delay;
     config.pace = pace;
+    // These tests count requests as chat completions make them (one per answer).
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
@@ -29,6 +31,7 @@ fn cached(sim: &Simulator, config: CacheConfig) -> Arc<CachedProvider<Perplexity
     provider.keys = vec![resilience::ApiKey::new(KEY)];
     provider.fallback = false;
     provider.backoff.max_attempts = 1;
+    provider.api = Some(provider_perplexity::Api::Sonar);
     Arc::new(CachedProvider::new(PerplexityProvider::new(provider).unwrap(), config).unwrap())
 }
 
@@ -277,6 +280,15 @@ async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_e
     use provider_perplexity::{AgentOptions, Recency, SonarOptions, WebSearch};
     let sim = simulator(Duration::ZERO).await;
     let provider = cached(&sim, CacheConfig::default());
+    let mut on_agent_config = provider.inner().config().clone();
+    on_agent_config.api = None;
+    let agent_provider = Arc::new(
+        CachedProvider::new(
+            PerplexityProvider::new(on_agent_config).unwrap(),
+            CacheConfig::default(),
+        )
+        .unwrap(),
+    );
     // The Agent API keeps the filter inside its web_search tool (as pplx-mcp writes it).
     let mut agent = AgentOptions::default();
     let mut search = WebSearch::default();
@@ -286,7 +298,7 @@ async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_e
     let mut sonar = SonarOptions::default();
     sonar.filters.search_recency_filter = Some(Recency::Hour);
     let on_sonar = sonar.apply(ChatRequest::new("sonar", QUESTION));
-    for request in [on_agent, on_sonar] {
+    for (provider, request) in [(&agent_provider, on_agent), (&provider, on_sonar)] {
         let before = upstream_calls(&sim).await;
         for _ in 0..2 {
             let (events, error) = collect(provider.as_ref(), request.clone()).await;
@@ -295,7 +307,7 @@ async fn an_answer_searched_in_the_last_hour_is_never_served_from_the_cache_on_e
         }
         assert_eq!(upstream_calls(&sim).await, before + 2, "{}", request.model);
     }
-    assert_eq!(provider.stats().stores, 0);
+    assert_eq!(provider.stats().stores + agent_provider.stats().stores, 0);
     // A week-old filter is cached as before.
     let mut week = SonarOptions::default();
     week.filters.search_recency_filter = Some(Recency::Week);

@@ -22,6 +22,9 @@ async fn simulator(tls: bool) -> Simulator {
     config.pace.chunk_delay = Duration::from_millis(5);
     config.pace.answer_words = 30;
     config.faults = vec![(Target::Any, Fault::none().done_marker(), 1_000)];
+    // One request per answer, as chat completions make them (an Agent API answer is a
+    // background run: a create, and a cancel if left).
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
@@ -34,6 +37,7 @@ fn provider(sim: &Simulator) -> PerplexityProvider {
         .map(<[u8]>::to_vec)
         .into_iter()
         .collect();
+    config.api = Some(provider_perplexity::Api::Sonar);
     PerplexityProvider::new(config).unwrap()
 }
 

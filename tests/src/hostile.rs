@@ -118,6 +118,8 @@ fn provider(url: &str) -> PerplexityProvider {
     config.timeouts.first_event = Duration::from_secs(2);
     config.timeouts.idle = Duration::from_secs(1);
     config.timeouts.total = Duration::from_secs(20);
+    // The hostile servers here speak chat completions.
+    config.api = Some(provider_perplexity::Api::Sonar);
     PerplexityProvider::new(config).unwrap()
 }
 
@@ -356,8 +358,11 @@ async fn a_failed_run_or_job_read_by_polling_never_puts_the_key_in_its_error() {
         .await;
         let mut config = provider(&url).config().clone();
         config.poll_first_delay = Duration::from_millis(1);
-        // Sonar's async jobs are asked only where the Agent API is served.
-        config.agent_endpoint = Some(true);
+        // Sonar's async jobs are asked only at Perplexity's service, and on chat completions.
+        config.perplexity_endpoint = Some(true);
+        config.api = model
+            .starts_with("sonar")
+            .then_some(provider_perplexity::Api::Sonar);
         let provider = PerplexityProvider::new(config).unwrap();
         let error = provider
             .chat(ChatRequest::new(model, "Explain quantum computing"))

@@ -2,6 +2,8 @@
 //! `tests/data/`.
 
 #[cfg(test)]
+mod agent_default;
+#[cfg(test)]
 mod cache;
 #[cfg(test)]
 mod connections;

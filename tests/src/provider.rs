@@ -18,14 +18,25 @@ const KEYS: [&str; 3] = [
     "pplx-test-key-charlie-222",
 ];
 
+/// A simulator that still serves Sonar chat completions (as an account that has them), for
+/// the tests of that path; the Agent API's tests ask it by default.
 async fn simulator(keys: usize) -> Simulator {
     let mut config = SimConfig::default();
     config.keys = KEYS[..keys].iter().map(|key| (*key).to_owned()).collect();
     config.pace = Pace::instant();
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
+/// Chat completions asked for (`api = sonar`): most of these tests are about that path.
 fn config(sim: &Simulator, keys: usize) -> PerplexityConfig {
+    let mut config = agent_config(sim, keys);
+    config.api = Some(provider_perplexity::Api::Sonar);
+    config
+}
+
+/// The default: every model on the Agent API.
+fn agent_config(sim: &Simulator, keys: usize) -> PerplexityConfig {
     let mut config = PerplexityConfig::default();
     config.base_url = sim.base_url();
     config.keys = KEYS[..keys].iter().map(|key| ApiKey::new(*key)).collect();
@@ -490,7 +501,7 @@ async fn reasoning_is_kept_apart_from_the_answer() {
 #[tokio::test]
 async fn the_agent_api_streams_and_fails_the_same_way() {
     let sim = simulator(1).await;
-    let provider = provider(config(&sim, 1));
+    let provider = provider(agent_config(&sim, 1));
     let expected = sim.expected_text("pro-search", &[QUESTION], None);
     let request = ChatRequest::new("pro-search", QUESTION);
     let outcome = stream(&provider, request.clone()).await;
@@ -738,9 +749,14 @@ async fn comments_are_not_liveness_but_retry_lines_and_pings_are() {
         assert_complete(&stream(&provider, sonar()).await, &expected);
     }
     sim.script(Target::Any, Fault::none().ping_data(), 1);
+    let mut agent_config = agent_config(&sim, 1);
+    agent_config.fallback = false;
     let agent = ChatRequest::new("fast", QUESTION);
     let expected = sim.expected_text("fast", &[QUESTION], None);
-    assert_complete(&stream(&provider, agent).await, &expected);
+    assert_complete(
+        &stream(&self::provider(agent_config), agent).await,
+        &expected,
+    );
 }
 
 #[tokio::test]
@@ -794,7 +810,7 @@ async fn dropping_an_agent_stream_cancels_the_run_on_the_server() {
     let mut pace = Pace::instant();
     pace.chunk_delay = Duration::from_millis(20);
     sim.set_pace(pace);
-    let provider = provider(config(&sim, 1));
+    let provider = provider(agent_config(&sim, 1));
     let mut stream = provider.chat_stream(ChatRequest::new("high", QUESTION));
     while let Some(event) = stream.next().await {
         if matches!(event.unwrap(), ChatEvent::TextDelta(_)) {
@@ -951,8 +967,7 @@ async fn concise_reasoning_image_searches_and_skills_reach_the_caller() {
         response.reasoning
     );
     // The Agent API with the image_search tool and a skill (raw options).
-    let mut agent = config(&sim, 1);
-    agent.api = Some(provider_perplexity::Api::Agent);
+    let agent = agent_config(&sim, 1);
     let request = ChatRequest::new("medium", QUESTION)
         .with_option("tools", serde_json::json!([{"type": "image_search"}]))
         .with_option(

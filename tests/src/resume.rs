@@ -19,6 +19,8 @@ async fn simulator() -> Simulator {
     let mut config = SimConfig::default();
     config.pace = Pace::instant();
     config.record_bodies = true;
+    // Sonar's async jobs are tested here too.
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
@@ -308,8 +310,8 @@ async fn a_whole_answer_refused_in_the_background_is_asked_plainly() {
 
 fn provider_research(sim: &Simulator) -> PerplexityProvider {
     provider(sim, |config| {
-        config.api = None;
-        config.agent_endpoint = Some(true);
+        config.api = Some(Api::Sonar);
+        config.perplexity_endpoint = Some(true);
     })
 }
 

@@ -18,6 +18,8 @@ async fn sim() -> Simulator {
     let mut config = SimConfig::default();
     config.keys = vec!["key-a".into(), "key-b".into()];
     config.pace = Pace::instant();
+    // Both formats are checked here; the retirement of chat completions has its own test.
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
@@ -506,10 +508,17 @@ async fn response_sizes(sim: &Simulator, question: &str, filters: &Value) -> Vec
         json!({"model": "sonar", "messages": [{"role": "user", "content": question}]});
     let mut agent_request = json!({"preset": "fast", "input": question});
     let mut search_request = json!({"query": question});
-    for request in [&mut sonar_request, &mut agent_request, &mut search_request] {
+    for request in [&mut sonar_request, &mut search_request] {
         for (name, value) in filters.as_object().into_iter().flatten() {
             request[name] = value.clone();
         }
+    }
+    // The Agent API reads the filters inside its web_search tool (strict: not at the top).
+    if filters
+        .as_object()
+        .is_some_and(|filters| !filters.is_empty())
+    {
+        agent_request["tools"] = json!([{"type": "web_search", "filters": filters}]);
     }
     let mut sizes = Vec::new();
     for (path, body) in [

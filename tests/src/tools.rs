@@ -21,6 +21,8 @@ async fn simulator(compatible: bool) -> Simulator {
     config.pace.chunk_chars = 4;
     config.record_bodies = true;
     config.compatible = compatible;
+    // Perplexity's own chat completions (which refuse tools) are tested here too.
+    config.legacy_sonar = true;
     Simulator::start(config).await.unwrap()
 }
 
@@ -129,9 +131,10 @@ async fn a_tool_loop_completes_on_the_agent_api() {
     tool_loop(&sim, Api::Agent, "openai/gpt-5-mini").await;
     let bodies = bodies(&sim).await;
     assert_eq!(bodies.len(), 4);
+    // A model is grounded in web search (the tool first), then the caller's functions.
     assert_eq!(
         bodies[0]["tools"],
-        json!([{"type": "function", "name": "get_weather", "description": "The current weather in a city",
+        json!([{"type": "web_search"}, {"type": "function", "name": "get_weather", "description": "The current weather in a city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
     );
     let input = bodies[2]["input"].as_array().unwrap();

@@ -20,7 +20,7 @@ pub enum ErrorKind {
     Auth,
     /// Out of credits or quota (402).
     Quota,
-    /// The request is wrong (400, 404, 422): retrying cannot help.
+    /// The request is wrong (400, 404, 410, 413, 422): retrying cannot help.
     BadRequest,
     /// The server failed (5xx).
     Server,
@@ -170,7 +170,7 @@ impl Error {
     /// The server answered `status` (not 2xx); `message` says what it said, without secrets.
     pub fn status(status: u16, message: impl Into<String>) -> Self {
         let kind = match status {
-            400 | 404 | 413 | 422 => ErrorKind::BadRequest,
+            400 | 404 | 410 | 413 | 422 => ErrorKind::BadRequest,
             401 | 403 => ErrorKind::Auth,
             402 => ErrorKind::Quota,
             429 => ErrorKind::RateLimited,

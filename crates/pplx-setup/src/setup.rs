@@ -218,7 +218,7 @@ async fn start_simulator(config: &mut PerplexityConfig) -> Result<pplx_sim::Simu
         .map_err(Error::Simulator)?;
     config.base_url = started.base_url();
     // The simulator speaks both APIs, as the real service does.
-    config.agent_endpoint = Some(true);
+    config.perplexity_endpoint = Some(true);
     config.keys = vec![resilience::ApiKey::new(SIMULATOR_KEY)];
     Ok(started)
 }

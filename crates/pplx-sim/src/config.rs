@@ -12,6 +12,31 @@ pub const MODELS: &[&str] = &[
     "sonar-reasoning-pro",
     "sonar-deep-research",
 ];
+/// The model slugs `GET /v1/models` lists (the Agent API's `provider/model` names; any such
+/// name is answered).
+pub const AGENT_MODELS: &[&str] = &[
+    "perplexity/sonar",
+    "openai/gpt-5-mini",
+    "openai/gpt-5.1",
+    "anthropic/claude-sonnet-4-5",
+    "anthropic/claude-haiku-4-5",
+    "google/gemini-3-flash-preview",
+    "xai/grok-4-fast",
+];
+
+/// What the Agent API answers a Sonar model name with, by Perplexity's migration guide
+/// (`sonar` is `perplexity/sonar` with web search, `sonar-pro` and the reasoning models the
+/// `low` effort, `sonar-deep-research` the `medium` effort); any other name unchanged. A
+/// client of a simulator whose chat completions are retired names these.
+pub fn agent_name(model: &str) -> &str {
+    match model {
+        "sonar" => "perplexity/sonar",
+        "sonar-pro" | "sonar-reasoning" | "sonar-reasoning-pro" => "low",
+        "sonar-deep-research" => "medium",
+        other => other,
+    }
+}
+
 /// The Agent API's effort levels (`effort`); each may be pinned to a version,
 /// `fast@2026-10-16.0`.
 pub const EFFORTS: &[&str] = &["fast", "low", "medium", "high", "xhigh"];
@@ -138,4 +163,8 @@ pub struct SimConfig {
     /// name, and function tools (streamed as `delta.tool_calls` fragments). Off, the chat
     /// completions endpoint is Perplexity's: Sonar models only, and tools refused.
     pub compatible: bool,
+    /// Keep Perplexity's Sonar chat completions (and their async jobs), as an account that
+    /// still has them. Off (the default, as the service is since 2026-09-27), and not
+    /// `compatible`, their routes answer 404 with an error body that says they were retired.
+    pub legacy_sonar: bool,
 }

@@ -58,7 +58,9 @@ mod validate;
 mod wire;
 mod writer;
 
-pub use config::{EFFORTS, MODELS, PRESETS, Pace, SimConfig, effort_level, is_research};
+pub use config::{
+    AGENT_MODELS, EFFORTS, MODELS, PRESETS, Pace, SimConfig, agent_name, effort_level, is_research,
+};
 pub use content::{Answer, SearchResult};
 pub use fault::{Fault, KeepAlive, LineEnding, Target};
 pub use log::{Ending, LogEntry};

@@ -31,6 +31,10 @@ struct Args {
     /// function tools (Perplexity's own endpoint takes Sonar models only, without tools).
     #[arg(long)]
     compatible: bool,
+    /// Keep Perplexity's Sonar chat completions and async jobs, as before their retirement
+    /// on 2026-09-27 (by default they answer 404, as the service does).
+    #[arg(long)]
+    legacy_sonar: bool,
     /// Where to write that certificate (PEM), for clients to trust.
     #[arg(long, value_name = "FILE", requires = "tls")]
     certificate_out: Option<std::path::PathBuf>,
@@ -72,6 +76,7 @@ async fn main() -> ExitCode {
     }
     config.tls |= args.tls;
     config.compatible |= args.compatible;
+    config.legacy_sonar |= args.legacy_sonar;
     if let Some([model, question]) = args.expected.as_deref() {
         print!(
             "{}",

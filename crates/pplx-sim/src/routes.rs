@@ -179,6 +179,19 @@ fn route(shared: &Shared, request: &Request<Incoming>) -> Result<Api, Box<Respon
                 &[],
             )))
         }
+        ("GET", "/v1/models" | "/models") => {
+            Err(Box::new(json_response(200, &wire::model_list(), &[])))
+        }
+        // Perplexity retired Sonar chat completions (and their async jobs) on 2026-09-27.
+        ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions")
+        | ("POST" | "GET", "/async/chat/completions")
+            if !shared.chat_completions =>
+        {
+            Err(Box::new(json_response(404, &wire::retired_body(), &[])))
+        }
+        ("GET", job) if !shared.chat_completions && crate::runs::job_id(job).is_some() => {
+            Err(Box::new(json_response(404, &wire::retired_body(), &[])))
+        }
         ("POST", "/chat/completions" | "/v1/sonar" | "/v1/chat/completions") => Ok(Api::Sonar),
         ("POST", "/v1/agent" | "/v1/responses" | "/responses") => Ok(Api::Agent),
         ("POST", cancel) if cancel_id(cancel).is_some() => Ok(Api::Cancel),

@@ -10,6 +10,7 @@ use crate::{Fault, Pace, SimConfig, Target};
 /// keys = ["key-a", "key-b"]
 /// tls = false   # true: HTTPS with a self-signed certificate (see --certificate-out)
 /// compatible = false   # true: chat completions as any OpenAI-compatible endpoint (any model, tools)
+/// legacy_sonar = false   # true: Perplexity's Sonar chat completions, as before 2026-09-27
 ///
 /// [pace]
 /// first_byte_ms = 300
@@ -52,6 +53,8 @@ pub struct Scenario {
     pub tls: bool,
     /// Chat completions as any OpenAI-compatible endpoint: any model, function tools.
     pub compatible: bool,
+    /// Perplexity's Sonar chat completions and async jobs, as before their retirement.
+    pub legacy_sonar: bool,
 }
 
 /// The `[pace]` table.
@@ -140,6 +143,7 @@ impl Scenario {
             tls: self.tls,
             log_capacity: None,
             compatible: self.compatible,
+            legacy_sonar: self.legacy_sonar,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Simulator {
             keys: config.keys,
             record_bodies: config.record_bodies,
             compatible: config.compatible,
+            chat_completions: config.compatible || config.legacy_sonar,
             logged: watch::channel(0).0,
             pace: Mutex::new(config.pace),
             script: Mutex::new(script),
@@ -191,14 +192,32 @@ impl Simulator {
     }
 
     /// The complete answer to `model` (or preset) for the conversation's message contents
-    /// (with the Agent API, the instructions first, then the input), at the current pace.
+    /// (with the Agent API, the instructions first, then the input), at the current pace. A
+    /// Sonar name is mapped as for [`expected_text`](Simulator::expected_text).
     pub fn expected_answer(&self, model: &str, conversation: &[&str]) -> Answer {
         let words = self.shared.pace.lock().answer_words;
-        content::answer(model, conversation, words, &Filters::default())
+        content::answer(
+            self.asked_as(model),
+            conversation,
+            words,
+            &Filters::default(),
+        )
+    }
+
+    /// The name the simulator answers a client's `model` as: where chat completions are
+    /// retired, a Sonar name as the Agent API maps it.
+    fn asked_as<'model>(&self, model: &'model str) -> &'model str {
+        if self.shared.chat_completions {
+            model
+        } else {
+            crate::config::agent_name(model)
+        }
     }
 
     /// The exact text a client should end up with (reasoning excluded), for a request with
-    /// `max_tokens` (Sonar) or `max_output_tokens` (Agent API) when given.
+    /// `max_tokens` (Sonar) or `max_output_tokens` (Agent API) when given. Where chat
+    /// completions are retired (the default), a Sonar name is asked of the Agent API as
+    /// [`agent_name`](crate::agent_name) maps it.
     pub fn expected_text(
         &self,
         model: &str,
@@ -206,7 +225,7 @@ impl Simulator {
         max_tokens: Option<usize>,
     ) -> String {
         let words = self.shared.pace.lock().answer_words;
-        expected_text(model, conversation, words, max_tokens)
+        expected_text(self.asked_as(model), conversation, words, max_tokens)
     }
 
     /// Forgets every background run, as the service does when they expire: reading one

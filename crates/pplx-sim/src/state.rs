@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) keys: Vec<String>,
     pub(crate) record_bodies: bool,
     pub(crate) compatible: bool,
+    /// Chat completions are served (`compatible` or `legacy_sonar`).
+    pub(crate) chat_completions: bool,
     /// Bumped on every new log entry, so tests can wait for a request without polling.
     pub(crate) logged: watch::Sender<usize>,
     pub(crate) pace: Mutex<Pace>,

@@ -218,6 +218,7 @@ fn sonar_text(message: &Value, role: &str, turns: &mut Turns) -> Result<String, 
 /// An Agent API request: a model (or models, an effort, a preset) the service knows, and an
 /// input of known items.
 fn read_agent(body: &Value, model: &str, turns: &mut Turns) -> Result<(), Refusal> {
+    strict(body)?;
     if model.is_empty() && body["models"].as_array().is_none() {
         return Err(agent_refusal(
             "one of model, models, effort or preset is required",
@@ -259,6 +260,161 @@ fn read_agent(body: &Value, model: &str, turns: &mut Turns) -> Result<(), Refusa
             }
         }
         _ => return Err(agent_refusal("input: Field required")),
+    }
+    Ok(())
+}
+
+/// The Agent API's request fields (the SDK's `ResponsesRequestInput`).
+const AGENT_FIELDS: &[&str] = &[
+    "background",
+    "effort",
+    "input",
+    "instructions",
+    "language_preference",
+    "max_output_tokens",
+    "max_steps",
+    "model",
+    "models",
+    "preset",
+    "previous_response_id",
+    "profile",
+    "prompt_cache_key",
+    "reasoning",
+    "response_format",
+    "service_tier",
+    "skills",
+    "step_budget_reminder",
+    "store",
+    "stream",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_p",
+];
+
+/// The fields of each built-in tool (the SDK's `*ToolInput`), and of their `filters`.
+const TOOL_FIELDS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "web_search",
+        &[
+            "type",
+            "filters",
+            "max_tokens",
+            "max_tokens_per_page",
+            "search_context_size",
+            "search_type",
+            "user_location",
+        ],
+        &[
+            "search_recency_filter",
+            "search_domain_filter",
+            "search_after_date_filter",
+            "search_before_date_filter",
+            "last_updated_after_filter",
+            "last_updated_before_filter",
+        ],
+    ),
+    (
+        "image_search",
+        &["type", "filters", "max_results"],
+        &["domain_filter", "format_filter", "safe_search"],
+    ),
+    ("fetch_url", &["type", "max_urls"], &[]),
+    ("finance_search", &["type"], &[]),
+    ("people_search", &["type"], &[]),
+    ("sandbox", &["type"], &[]),
+    (
+        "function",
+        &["type", "name", "description", "parameters", "strict"],
+        &[],
+    ),
+];
+
+/// Function names the service keeps for its own tools.
+const RESERVED: &[&str] = &[
+    "web_search",
+    "search_web",
+    "people_search",
+    "search_people",
+    "fetch_url",
+    "finance_search",
+    "image_search",
+    "sandbox",
+    "mcp",
+];
+
+/// The Agent API's strict mode, as Perplexity's migration guide describes it: an unknown
+/// field, top-level or in a built-in tool, is a 400 naming it (`param`); so are a reserved
+/// function name and an Anthropic model without `max_output_tokens`.
+fn strict(body: &Value) -> Result<(), Refusal> {
+    let unknown = |field: &str| {
+        let field = crate::text::clip(field, 60);
+        let mut body = wire::agent_error_body(
+            400,
+            &format!("invalid request body: json: unknown field \"{field}\""),
+        );
+        body["error"]["param"] = field.into();
+        (400, body)
+    };
+    let Some(fields) = body.as_object() else {
+        return Err(agent_refusal("invalid request body: not a JSON object"));
+    };
+    if let Some(field) = fields
+        .keys()
+        .find(|field| !AGENT_FIELDS.contains(&field.as_str()))
+    {
+        return Err(unknown(field));
+    }
+    for tool in body["tools"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let kind = tool["type"].as_str().unwrap_or_default();
+        let Some((_, known, filters)) = TOOL_FIELDS.iter().find(|(name, _, _)| *name == kind)
+        else {
+            continue; // mcp, connectors: not checked here.
+        };
+        // A field `value` has that `known` does not list.
+        let stray = |value: &Value, known: &[&str]| {
+            value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(field, _)| field)
+                .find(|field| !known.contains(&field.as_str()))
+                .cloned()
+        };
+        if let Some(field) = stray(tool, known).or_else(|| stray(&tool["filters"], filters)) {
+            return Err(unknown(&field));
+        }
+        if kind == "function"
+            && let Some(name) = tool["name"].as_str().filter(|name| RESERVED.contains(name))
+        {
+            let mut body = wire::agent_error_body(
+                400,
+                &format!("function name '{name}' is reserved for a built-in tool"),
+            );
+            body["error"]["param"] = "tools".into();
+            return Err((400, body));
+        }
+    }
+    let anthropic = body["model"]
+        .as_str()
+        .is_some_and(|model| model.starts_with("anthropic/"))
+        || body["models"].as_array().is_some_and(|models| {
+            models
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|model| model.starts_with("anthropic/"))
+        });
+    if anthropic && body["max_output_tokens"].as_u64().is_none() {
+        let mut body = wire::agent_error_body(
+            400,
+            "max_output_tokens is required when using Anthropic models",
+        );
+        body["error"]["param"] = "max_output_tokens".into();
+        return Err((400, body));
     }
     Ok(())
 }

@@ -482,16 +482,19 @@ pub(crate) fn agent_response(id: &str, answer: &Answer, asked: &Asked, status: &
     } else {
         (json!([]), Value::Null)
     };
+    // An answer the output-token cap cut ends `incomplete`, and says why (Perplexity's
+    // migration guide: the old finish reason `length`).
+    let cut = status == "completed" && shaped.finish_reason == "length";
+    let status = if cut { "incomplete" } else { status };
     let mut response = json!({
         "id": id, "object": "response", "created_at": CREATED, "status": status,
         "model": asked.model, "output": output,
     });
     if !usage.is_null() {
         response["usage"] = usage;
-        if shaped.finish_reason == "length" {
-            // The SDK lists no `incomplete` status: a cut answer is completed, and says why.
-            response["incomplete_details"] = json!({"reason": "max_output_tokens"});
-        }
+    }
+    if cut {
+        response["incomplete_details"] = json!({"reason": "max_output_tokens"});
     }
     response
 }
@@ -529,10 +532,13 @@ pub(crate) fn agent_stream(
             frames.message(answer, asked, chunk_chars);
         }
     }
-    frames.push(
-        "response.completed",
-        json!({"response": agent_response(id, answer, asked, "completed")}),
-    );
+    let response = agent_response(id, answer, asked, "completed");
+    let terminal = if response["status"] == "incomplete" {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    frames.push(terminal, json!({ "response": response }));
     frames.0
 }
 
@@ -648,6 +654,26 @@ pub(crate) fn agent_error_body(status: u16, message: &str) -> Value {
 }
 
 /// The answer to `POST /v1/agent/{id}/cancel`.
+/// The 404 body of a retired chat-completions route.
+pub(crate) fn retired_body() -> Value {
+    json!({"error": {
+        "message": "Sonar chat completions were retired on 2026-09-27: use the Agent API (POST /v1/agent)",
+        "type": "not_found", "code": 404,
+    }})
+}
+
+/// `GET /v1/models` (the SDK's `ModelListOutput`): the slugs the Agent API takes here.
+pub(crate) fn model_list() -> Value {
+    let data: Vec<Value> = crate::config::AGENT_MODELS
+        .iter()
+        .map(|id| {
+            let owner = id.split_once('/').map_or("perplexity", |(owner, _)| owner);
+            json!({"id": id, "object": "model", "created": CREATED, "owned_by": owner})
+        })
+        .collect();
+    json!({"object": "list", "data": data})
+}
+
 pub(crate) fn agent_cancelled(id: &str) -> Value {
     json!({"id": id, "object": "response", "created_at": CREATED, "status": "cancelled", "model": "", "output": []})
 }

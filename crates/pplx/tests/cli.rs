@@ -133,12 +133,19 @@ async fn json_output_is_one_object_per_line_in_the_documented_shape() {
         .iter()
         .map(|line| line["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types.first(), Some(&"sources"));
-    assert_eq!(&types[types.len() - 2..], ["usage", "done"]);
+    // The Agent API's run reasons (searches) first; then its sources, the answer, the end.
+    let answering: Vec<&str> = types
+        .iter()
+        .copied()
+        .skip_while(|kind| *kind == "reasoning")
+        .collect();
+    assert_eq!(answering.first(), Some(&"sources"), "{types:?}");
+    assert_eq!(&answering[answering.len() - 2..], ["usage", "done"]);
     assert!(
-        types[1..types.len() - 2]
+        answering[1..answering.len() - 2]
             .iter()
-            .all(|kind| *kind == "delta")
+            .all(|kind| *kind == "delta"),
+        "{types:?}"
     );
     let deltas: String = lines
         .iter()
@@ -157,7 +164,11 @@ async fn json_output_is_one_object_per_line_in_the_documented_shape() {
         ),
         (Some("stop"), Some(false), Some(false), Some(false))
     );
-    let first_line = stdout(&output).lines().next().unwrap().to_owned();
+    let first_line = stdout(&output)
+        .lines()
+        .find(|line| !line.starts_with(r#"{"type":"reasoning""#))
+        .unwrap()
+        .to_owned();
     assert!(
         first_line.starts_with(r#"{"type":"sources","citations":["#),
         "{first_line}"
@@ -172,7 +183,11 @@ async fn json_output_is_one_object_per_line_in_the_documented_shape() {
         title < url && url < date,
         "search results are title, url, date: {result}"
     );
-    let delta_line = stdout(&output).lines().nth(1).unwrap().to_owned();
+    let delta_line = stdout(&output)
+        .lines()
+        .find(|line| line.starts_with(r#"{"type":"delta""#))
+        .unwrap()
+        .to_owned();
     assert!(
         delta_line.starts_with(r#"{"type":"delta","text":"#),
         "{delta_line}"
@@ -196,8 +211,19 @@ async fn no_stream_and_piped_questions() {
     let output = pplx(Some(&sim), &["-"], Some(QUESTION)).await;
     assert!(stdout(&output).starts_with(&sim.expected_text("sonar", &[QUESTION], None)));
     sim.wait_idle().await;
-    let streams: Vec<bool> = sim.log().iter().map(|entry| entry.stream).collect();
+    // Every one asked on the Agent API (the whole answer as a background run, then polled).
+    let streams: Vec<bool> = sim
+        .log()
+        .iter()
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .map(|entry| entry.stream)
+        .collect();
     assert_eq!(streams, [false, true, true]);
+    assert!(
+        sim.log()
+            .iter()
+            .all(|entry| !entry.endpoint.contains("chat/completions"))
+    );
 }
 
 #[tokio::test]
@@ -216,7 +242,7 @@ async fn errors_read_like_advice_with_their_exit_codes() {
     let output = pplx(Some(&sim), &["--model", "gpt-4", QUESTION], None).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("Invalid model 'gpt-4'"),
+        stderr(&output).contains("Invalid preset 'gpt-4'"),
         "{}",
         stderr(&output)
     );
@@ -230,9 +256,11 @@ async fn errors_read_like_advice_with_their_exit_codes() {
         stderr(&output)
     );
 
-    sim.script(Target::Any, Fault::drop_after_events(6), 1);
-    let output = pplx(Some(&sim), &["--json", QUESTION], None).await;
-    assert_eq!(output.status.code(), Some(1));
+    // A break after answer text (the Agent API's run reasons and searches first): without
+    // resuming, an interruption that carries the text delivered.
+    sim.script(Target::Any, Fault::drop_after_events(12), 1);
+    let output = pplx(Some(&sim), &["--json", "--no-resume", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let lines: Vec<Value> = stdout(&output)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -546,11 +574,11 @@ async fn continue_sends_the_conversation_so_far() {
     let body: Value = serde_json::from_str(log[1].body.as_deref().unwrap()).unwrap();
     let answer = sim.expected_text("sonar", &[first], None);
     assert_eq!(
-        body["messages"],
+        body["input"],
         serde_json::json!([
-            {"role": "user", "content": first},
-            {"role": "assistant", "content": answer},
-            {"role": "user", "content": second},
+            {"type": "message", "role": "user", "content": first},
+            {"type": "message", "role": "assistant", "content": answer},
+            {"type": "message", "role": "user", "content": second},
         ])
     );
     // Both exchanges are one conversation; a plain question starts another.
@@ -669,9 +697,14 @@ async fn completions_a_man_page_and_reasoning_apart_when_piped() {
     )
     .await;
     let text = stdout(&output);
+    // The run's reasoning (its searches) first, apart; then the answer.
+    let (reasoning, rest) = text.split_once("\n\n").unwrap();
+    assert!(reasoning.contains("Searching: "), "{text}");
+    assert!(rest.contains(&answer.text), "{text}");
+    let output = pplx(Some(&sim), &["-m", model, QUESTION], None).await;
     assert!(
-        text.starts_with(&format!("{}\n\n{}", answer.reasoning, answer.text)),
-        "{text}"
+        !stdout(&output).contains("Searching: "),
+        "reasoning only when asked"
     );
 }
 
@@ -776,18 +809,12 @@ async fn continue_keeps_the_conversations_model() {
         .iter()
         .map(|entry| {
             let body: Value = serde_json::from_str(entry.body.as_deref().unwrap()).unwrap();
-            body["model"].as_str().unwrap().to_owned()
+            // What the Agent API was asked: the model, or the effort a Sonar name maps to.
+            let engine = body.get("model").or(body.get("effort")).unwrap();
+            engine.as_str().unwrap().to_owned()
         })
         .collect();
-    assert_eq!(
-        models,
-        [
-            "sonar",
-            "sonar-reasoning-pro",
-            "sonar-reasoning-pro",
-            "sonar-pro"
-        ]
-    );
+    assert_eq!(models, ["perplexity/sonar", "low", "low", "low"]);
 }
 
 /// `--base-url` with plain http: refused with the switch that allows it, which works;
@@ -924,18 +951,18 @@ async fn attached_files_are_sent_inline_and_bad_ones_stop_before_anything_is_sen
     );
     sim.wait_idle().await;
     let sent: Value = serde_json::from_str(sim.log()[0].body.as_deref().unwrap()).unwrap();
-    let parts = &sent["messages"][0]["content"];
+    let parts = &sent["input"][0]["content"];
     assert_eq!(
         parts[0],
-        serde_json::json!({"type": "text", "text": "What are these?"})
+        serde_json::json!({"type": "input_text", "text": "What are these?"})
     );
     assert!(
-        parts[1]["image_url"]["url"]
+        parts[1]["image_url"]
             .as_str()
             .unwrap()
             .starts_with("data:image/png;base64,")
     );
-    assert_eq!(parts[2]["file_name"], "report.pdf");
+    assert_eq!(parts[2]["filename"], "report.pdf");
     // The history keeps names and sizes, not bytes.
     let kept = log_json(&data, &[]).await;
     assert_eq!(
@@ -1169,11 +1196,11 @@ async fn detach_prints_a_run_id_and_attach_streams_that_run_into_the_history() {
         "{}",
         stderr(&output)
     );
-    // A Sonar model runs nothing in the background.
+    // Chat completions run nothing in the background.
     let output = pplx_with(
         &data,
         Some(&sim),
-        &["--detach", "-m", "sonar", QUESTION],
+        &["--detach", "--api", "sonar", "-m", "sonar", QUESTION],
         None,
     )
     .await;

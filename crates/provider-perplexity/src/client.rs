@@ -308,8 +308,12 @@ async fn refusal(response: Response<Incoming>, stream: bool, timeouts: &Timeouts
         Ok(Ok(collected)) => collected.to_bytes(),
         _ => Bytes::new(),
     };
-    let message = wire::error_message(status, &content_type, &body);
+    let mut message = wire::error_message(status, &content_type, &body);
     let param = wire::error_param(&body);
+    // The field a refusal names is what to change: said even when the message does not.
+    if let Some(param) = param.as_deref().filter(|param| !message.contains(*param)) {
+        message = format!("{message} (field {})", wire::short(param));
+    }
     let about_stream = matches!(status, 400 | 422)
         && stream
         && param

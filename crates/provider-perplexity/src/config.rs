@@ -226,15 +226,16 @@ pub struct PerplexityConfig {
     pub base_url: String,
     /// The model of [`PerplexityProvider::request`](crate::PerplexityProvider::request).
     pub default_model: String,
-    /// The API to use. `Some` is an explicit choice and wins over the model's name; with
-    /// `None`, Sonar models go to Sonar, presets to the Agent API, and `provider/model`
-    /// names to the Agent API when the endpoint serves it (see `agent_endpoint`), else to
-    /// chat completions.
+    /// The API to use. `None` (the default) is the Agent API for every model name at any
+    /// base URL, Sonar names mapped as Perplexity's migration guide says (Perplexity retired
+    /// Sonar chat completions on 2026-09-27); `Some(Api::Sonar)` asks chat completions, for
+    /// an OpenAI-compatible endpoint (vLLM, Ollama, OpenRouter) or an account that still has
+    /// Sonar.
     pub api: Option<Api>,
-    /// Whether the endpoint serves the Agent API. `None`: only Perplexity's own host
-    /// (`*.perplexity.ai`) does, so that `openai/gpt-4o` at another OpenAI-compatible
-    /// endpoint goes over chat completions.
-    pub agent_endpoint: Option<bool>,
+    /// Whether the endpoint is Perplexity's service, whose rules apply: model names checked
+    /// before sending, tools refused on Sonar models, Sonar deep research as async jobs.
+    /// `None`: only Perplexity's own host (`*.perplexity.ai`) is.
+    pub perplexity_endpoint: Option<bool>,
     /// The keys, rotated by the pool.
     pub keys: Vec<ApiKey>,
     /// Model aliases.
@@ -301,7 +302,7 @@ impl Default for PerplexityConfig {
             base_url: "https://api.perplexity.ai".to_owned(),
             default_model: "sonar".to_owned(),
             api: None,
-            agent_endpoint: None,
+            perplexity_endpoint: None,
             keys: Vec::new(),
             aliases: ModelAliases::default(),
             timeouts: Timeouts::default(),
@@ -367,9 +368,9 @@ impl PerplexityConfig {
             .map_or(self.timeouts, |family| family.timeouts)
     }
 
-    /// Whether the endpoint serves the Agent API (see `agent_endpoint`).
-    pub fn serves_agent_api(&self) -> bool {
-        self.agent_endpoint.unwrap_or_else(|| {
+    /// Whether the endpoint is Perplexity's service (see `perplexity_endpoint`).
+    pub fn is_perplexity(&self) -> bool {
+        self.perplexity_endpoint.unwrap_or_else(|| {
             self.base_url
                 .parse::<hyper::Uri>()
                 .ok()
@@ -393,11 +394,11 @@ impl PerplexityConfig {
         let third_party = model
             .split_once('/')
             .is_some_and(|(provider, model)| !provider.is_empty() && !model.is_empty());
-        let known = SONAR_MODELS.contains(&model)
+        let known = crate::api::translate::sonar_names().any(|sonar| sonar == model)
             || PRESETS.contains(&model)
             || crate::api::agent::is_effort(model)
             || third_party;
-        if known || !self.serves_agent_api() {
+        if known || !self.is_perplexity() {
             return Ok(());
         }
         Err(Error::config(format!(
@@ -408,17 +409,10 @@ impl PerplexityConfig {
         )))
     }
 
-    /// The API that answers `model` (resolved): the explicit choice, else what the name
-    /// implies at this endpoint, else Sonar.
-    pub fn api_for(&self, model: &str) -> Api {
-        if let Some(api) = self.api {
-            return api;
-        }
-        if model.contains('/') && !self.serves_agent_api() {
-            // At an endpoint without the Agent API, `provider/model` is a chat model's name.
-            return Api::Sonar;
-        }
-        Api::for_model(model).unwrap_or_default()
+    /// The API that answers a model: the explicit choice, else the Agent API, whatever the
+    /// name (a Sonar name is mapped; see [`Api`]).
+    pub fn api(&self) -> Api {
+        self.api.unwrap_or_default()
     }
 
     /// The defaults, with keys from the environment ([`keys_from_env`] with the standard
@@ -485,22 +479,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presets_go_to_the_agent_api_and_an_explicit_choice_wins() {
+    fn every_name_goes_to_the_agent_api_unless_chat_completions_are_asked_for() {
         let mut config = PerplexityConfig::default();
-        for preset in ["fast", "medium", "high", "pro-search", "deep-research"] {
-            assert_eq!(config.api_for(preset), Api::Agent, "{preset}");
-        }
+        assert_eq!(config.api(), Api::Agent);
+        config.base_url = "https://llm.internal.example/v1".into();
+        assert_eq!(config.api(), Api::Agent, "at any base URL");
+        config.api = Some(Api::Sonar);
+        assert_eq!(config.api(), Api::Sonar);
         assert_eq!(
             ModelAliases::default().resolve("fast"),
             "fast",
             "fast is a preset, not an alias of sonar"
         );
-        assert_eq!(config.api_for("sonar-pro"), Api::Sonar);
-        assert_eq!(config.api_for("openai/gpt-5-mini"), Api::Agent);
-        config.api = Some(Api::Sonar);
-        assert_eq!(config.api_for("openai/gpt-5-mini"), Api::Sonar);
-        config.api = Some(Api::Agent);
-        assert_eq!(config.api_for("sonar"), Api::Agent);
     }
 
     #[test]
@@ -510,6 +500,7 @@ mod tests {
         for known in [
             "sonar",
             "sonar-reasoning-pro",
+            "sonar-reasoning",
             "reason",
             "mine",
             "fast",
@@ -540,22 +531,6 @@ mod tests {
             config.check_model("gpt-4o").is_ok(),
             "another endpoint's own model"
         );
-    }
-
-    #[test]
-    fn provider_models_go_over_chat_completions_at_other_endpoints() {
-        let mut config = PerplexityConfig {
-            base_url: "https://llm.internal.example/v1".into(),
-            ..PerplexityConfig::default()
-        };
-        assert_eq!(config.api_for("openai/gpt-4o"), Api::Sonar);
-        assert_eq!(
-            config.api_for("high"),
-            Api::Agent,
-            "a preset still names it"
-        );
-        config.agent_endpoint = Some(true);
-        assert_eq!(config.api_for("openai/gpt-4o"), Api::Agent);
     }
 
     #[test]

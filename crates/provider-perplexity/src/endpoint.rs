@@ -33,6 +33,8 @@ pub(crate) struct Endpoint {
     /// `background`, a 404 to an async job's create), so that API is asked plainly from then
     /// on.
     refused: [AtomicBool; 2],
+    /// The Sonar names logged as mapped (a bit per name of the migration table).
+    mapped: std::sync::atomic::AtomicU8,
 }
 
 /// Where one request goes and under which rules.
@@ -86,6 +88,7 @@ impl Endpoint {
             config,
             retriers,
             refused: [AtomicBool::new(false), AtomicBool::new(false)],
+            mapped: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -95,10 +98,17 @@ impl Endpoint {
         self.route_on(model, api)
     }
 
-    /// The model an alias stands for, and the API that answers it.
+    /// The model an alias stands for, and the API that answers it. A Sonar name answered by
+    /// the Agent API is logged once, with what it was mapped to.
     pub(crate) fn resolve(&self, model: &str) -> (String, Api) {
         let model = self.config.aliases.resolve(model).to_owned();
-        let api = self.config.api_for(&model);
+        let api = self.config.api();
+        if api == Api::Agent
+            && let Some((index, mapping)) = crate::api::translate::mapping(&model)
+            && self.mapped.fetch_or(1 << index, Ordering::Relaxed) & (1 << index) == 0
+        {
+            tracing::info!(model = %model, "answered on the Agent API: {mapping}");
+        }
         (model, api)
     }
 
@@ -161,7 +171,7 @@ impl Endpoint {
         let request = client::request(method, &self.base_url, path, body, key, stream)?;
         client::send(&self.client, request, stream, timeouts)
             .await
-            .map_err(|error| self.redact(error))
+            .map_err(|error| self.redact(crate::api::sonar::retired(path, error)))
     }
 
     /// A whole (non-streaming) response body, within the size limit and the idle deadline,

@@ -1,5 +1,14 @@
-//! The Perplexity client: Sonar chat completions and the Agent API behind
-//! [`chat_core::ChatProvider`], streaming token by token, and never losing or repeating a word.
+//! The Perplexity client: the Agent API (and chat completions, for OpenAI-compatible
+//! endpoints) behind [`chat_core::ChatProvider`], streaming token by token, and never losing
+//! or repeating a word.
+//!
+//! Every request goes to the Agent API (`POST /v1/agent`) unless chat completions are asked
+//! for ([`PerplexityConfig::api`] = [`Api::Sonar`]): Perplexity retired its Sonar chat
+//! completions on 2026-09-27. Sonar model names keep working, mapped as Perplexity's
+//! migration guide says (`sonar` is `perplexity/sonar` with the `web_search` tool,
+//! `sonar-pro` and the reasoning models the `low` effort, `sonar-deep-research` the `medium`
+//! effort); Sonar options are written where the Agent API reads them, and those it has no
+//! field for are refused before anything is sent.
 //!
 //! [`PerplexityProvider`] sends each request through a [`resilience::Retrier`] (circuit
 //! breaker, key pool, backoff with the server's hints, retry budget, total deadline) over a
@@ -105,15 +114,16 @@ pub mod fuzzing;
 pub use api::Api;
 pub use api::agent::{DEFAULT_PRESET, EFFORTS, PRESETS, is_effort};
 pub use api::sonar::SONAR_MODELS;
+pub use api::translate::{ANTHROPIC_MAX_OUTPUT_TOKENS, RESERVED_FUNCTION_NAMES};
 pub use builder::PerplexityBuilder;
 pub use config::{
     AfterCommit, BASE_URL_ENV, KEY_ENV, KEYS_ENV, ModelAliases, ModelFamily, PerplexityConfig,
     Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
 };
 pub use options::{
-    AgentOptions, JsonSchema, MAX_FALLBACK_MODELS, ReasoningEffort, Recency, SearchContextSize,
-    SearchFilters, SearchMode, SearchRequest, SearchType, SonarOptions, SonarSearchType,
-    UserLocation, WebSearch, parse_answer,
+    AgentOptions, ImageSearch, JsonSchema, MAX_FALLBACK_MODELS, MAX_STEPS, ReasoningEffort,
+    Recency, SearchContextSize, SearchFilters, SearchMode, SearchRequest, SearchType, ServiceTier,
+    SonarOptions, SonarSearchType, UserLocation, WebSearch, parse_answer,
 };
 pub use provider::PerplexityProvider;
 

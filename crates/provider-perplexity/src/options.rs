@@ -444,7 +444,7 @@ pub struct AgentOptions {
     /// `models`: a fallback chain of `provider/model` names, tried in order (at most 5).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
-    /// `max_steps`: research steps, 1 to 10.
+    /// `max_steps`: research steps, 1 to 100.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
     /// `reasoning.effort`: minimal to xhigh.
@@ -476,12 +476,83 @@ pub struct AgentOptions {
     /// with the service's default.
     #[serde(skip)]
     pub fetch_url: Option<Option<u32>>,
+    /// `service_tier`: the processing tier (auto, default, flex, priority, fast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+    /// The `image_search` tool: images found go with the answer (`ChatResponse::images`).
+    #[serde(skip)]
+    pub image_search: Option<ImageSearch>,
+    /// Offer the `finance_search` tool (quotes, fundamentals, SEC filings).
+    #[serde(skip)]
+    pub finance_search: bool,
+    /// Offer the `people_search` tool (professional profiles).
+    #[serde(skip)]
+    pub people_search: bool,
     /// `background`: whether the answer runs as a background run. Unset, the provider decides
     /// (a background run whenever resuming is on); `Some(false)` asks plainly, `Some(true)`
     /// always in the background. Streamed or whole, the caller gets the answer either way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background: Option<bool>,
 }
+
+/// The processing tier of an Agent API request (`service_tier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ServiceTier {
+    /// The service decides.
+    Auto,
+    /// The standard tier.
+    Default,
+    /// Cheaper, may wait.
+    Flex,
+    /// Served first.
+    Priority,
+    /// The fast tier.
+    Fast,
+}
+
+/// The Agent API's `image_search` tool, configured (the SDK's `ImageSearchToolInput`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ImageSearch {
+    /// How many images, at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u32>,
+    /// Domains to take images from (or, with a leading `-`, not to).
+    #[serde(skip_serializing_if = "Vec::is_empty", rename = "domain_filter")]
+    pub domains: Vec<String>,
+    /// Image formats to keep: bmp, gif, jpeg, png, webp, svg.
+    #[serde(skip_serializing_if = "Vec::is_empty", rename = "format_filter")]
+    pub formats: Vec<String>,
+    /// Leave explicit images out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_search: Option<bool>,
+}
+
+impl ImageSearch {
+    /// The tool object: its filters inside `filters`, as the SDK types them.
+    fn tool(&self) -> Value {
+        let mut tool = json!({"type": "image_search"});
+        if let Some(max_results) = self.max_results {
+            tool["max_results"] = max_results.into();
+        }
+        let mut filters = json!(self);
+        if let Value::Object(fields) = &mut filters {
+            fields.remove("max_results");
+            if !fields.is_empty() {
+                tool["filters"] = filters;
+            }
+        }
+        tool
+    }
+}
+
+/// The image formats `image_search` filters on.
+const IMAGE_FORMATS: &[&str] = &["bmp", "gif", "jpeg", "png", "webp", "svg"];
+
+/// The most steps `max_steps` allows (the migration guide: 1 to 100).
+pub const MAX_STEPS: u32 = 100;
 
 /// The most models a fallback chain takes (the SDK's `models`).
 pub const MAX_FALLBACK_MODELS: usize = 5;
@@ -501,7 +572,7 @@ impl AgentOptions {
     ///
     /// # Errors
     /// A config error naming the field out of its range (more than five `models`,
-    /// `max_steps` outside 1 to 10, `fetch_url` outside 1 to 10 URLs, a latitude or longitude
+    /// `max_steps` outside 1 to 100, `fetch_url` outside 1 to 10 URLs, a latitude or longitude
     /// off the globe, a `tool_choice` that is neither a known word nor an object).
     pub fn apply(&self, mut request: ChatRequest) -> Result<ChatRequest, Error> {
         self.check()?;
@@ -518,6 +589,15 @@ impl AgentOptions {
                 tool["max_urls"] = max_urls.into();
             }
             tools.push(tool);
+        }
+        if let Some(images) = &self.image_search {
+            tools.push(images.tool());
+        }
+        if self.finance_search {
+            tools.push(json!({"type": "finance_search"}));
+        }
+        if self.people_search {
+            tools.push(json!({"type": "people_search"}));
         }
         if !tools.is_empty() {
             match request.options.get_mut("tools") {
@@ -538,14 +618,27 @@ impl AgentOptions {
                 self.models.len()
             )));
         }
-        let in_range = |name: &str, value: Option<u32>| match value {
-            Some(value) if !(1..=10).contains(&value) => Err(Error::config(format!(
-                "{name} must be between 1 and 10, not {value}"
+        let in_range = |name: &str, value: Option<u32>, most: u32| match value {
+            Some(value) if !(1..=most).contains(&value) => Err(Error::config(format!(
+                "{name} must be between 1 and {most}, not {value}"
             ))),
             _ => Ok(()),
         };
-        in_range("max_steps", self.max_steps)?;
-        in_range("fetch_url.max_urls", self.fetch_url.flatten())?;
+        in_range("max_steps", self.max_steps, MAX_STEPS)?;
+        in_range("fetch_url.max_urls", self.fetch_url.flatten(), 10)?;
+        if let Some(images) = &self.image_search {
+            in_range("image_search.max_results", images.max_results, 100)?;
+            if let Some(format) = images
+                .formats
+                .iter()
+                .find(|format| !IMAGE_FORMATS.contains(&format.as_str()))
+            {
+                return Err(Error::config(format!(
+                    "image_search format {format:?}: use {}",
+                    IMAGE_FORMATS.join(", ")
+                )));
+            }
+        }
         if let Some(location) = self
             .web_search
             .as_ref()
@@ -662,6 +755,13 @@ mod tests {
         web.max_tokens_per_page = Some(512);
         options.web_search = Some(web);
         options.fetch_url = Some(Some(2));
+        options.service_tier = Some(ServiceTier::Flex);
+        let mut images = ImageSearch::default();
+        images.max_results = Some(4);
+        images.formats = vec!["png".into()];
+        options.image_search = Some(images);
+        options.finance_search = true;
+        options.people_search = true;
         let sent: Value = options
             .apply(request())
             .unwrap()
@@ -678,9 +778,13 @@ mod tests {
                 "reasoning": {"effort": "xhigh"},
                 "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}},
                 "tool_choice": "auto",
+                "service_tier": "flex",
                 "tools": [
                     {"type": "web_search", "filters": {"search_domain_filter": ["nasa.gov"]}, "search_context_size": "high", "max_tokens_per_page": 512},
                     {"type": "fetch_url", "max_urls": 2},
+                    {"type": "image_search", "max_results": 4, "filters": {"format_filter": ["png"]}},
+                    {"type": "finance_search"},
+                    {"type": "people_search"},
                 ],
             })
         );
@@ -691,7 +795,7 @@ mod tests {
                 "models",
             ),
             (
-                Box::new(|options: &mut AgentOptions| options.max_steps = Some(11)),
+                Box::new(|options: &mut AgentOptions| options.max_steps = Some(101)),
                 "max_steps",
             ),
             (
@@ -701,6 +805,14 @@ mod tests {
             (
                 Box::new(|options: &mut AgentOptions| options.fetch_url = Some(Some(99))),
                 "fetch_url",
+            ),
+            (
+                Box::new(|options: &mut AgentOptions| {
+                    let mut images = ImageSearch::default();
+                    images.formats = vec!["tiff".into()];
+                    options.image_search = Some(images);
+                }),
+                "image_search",
             ),
             (
                 Box::new(|options: &mut AgentOptions| {

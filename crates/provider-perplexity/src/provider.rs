@@ -137,6 +137,17 @@ impl PerplexityProvider {
         self.endpoint.resolve(model)
     }
 
+    /// What the Agent API answers a Sonar name (an alias resolved) with, in words
+    /// (`sonar -> perplexity/sonar with web_search`): `None` for any other name, or when chat
+    /// completions answer.
+    pub fn mapping(&self, model: &str) -> Option<String> {
+        let (model, api) = self.resolve(model);
+        (api == Api::Agent)
+            .then(|| crate::api::translate::mapping(&model))
+            .flatten()
+            .map(|(_, said)| said)
+    }
+
     /// Per-key figures (never the keys).
     pub fn key_stats(&self) -> Vec<KeyStats> {
         self.endpoint.keys().stats()
@@ -179,6 +190,37 @@ impl PerplexityProvider {
             .instrument(tracing::info_span!("perplexity_search"))
             .await?;
         Ok(results)
+    }
+}
+
+impl PerplexityProvider {
+    /// The model slugs the Agent API takes (`GET /v1/models`), in the service's order: what a
+    /// `model` or `models` may name. The request gets the same protections as a chat request.
+    ///
+    /// # Errors
+    /// As for a chat request; a protocol error when the body is not a model list.
+    pub async fn models(&self) -> Result<Vec<String>, Error> {
+        let route = self.endpoint.route_on(String::new(), Api::Agent);
+        let deadline = resilience::backoff::later(Instant::now(), route.timeouts.total);
+        let endpoint = &self.endpoint;
+        let listed = route.retrier.run_until(deadline, |attempt| async move {
+            let response = endpoint
+                .send(
+                    crate::endpoint::Method::Get,
+                    api::models::PATH,
+                    &attempt.key,
+                    false,
+                    &route.timeouts,
+                )
+                .await?;
+            endpoint
+                .read(&route.timeouts, response, api::models::ids)
+                .await
+        });
+        let (ids, _lease) = listed
+            .instrument(tracing::info_span!("perplexity_models"))
+            .await?;
+        Ok(ids)
     }
 }
 
@@ -260,11 +302,12 @@ mod tests {
     async fn tools_for_a_sonar_model_at_perplexity_are_refused_before_anything_is_sent() {
         use chat_core::{ChatProvider, ChatRequest, ErrorKind, Tool};
         use futures_util::StreamExt;
-        // The real host, and nothing listening anywhere: only a refusal made before sending
-        // can answer without a connection error.
+        // The real host, chat completions asked for, and nothing listening anywhere: only a
+        // refusal made before sending can answer without a connection error.
         let provider = crate::PerplexityProvider::builder()
             .key("pplx-test")
             .max_attempts(1)
+            .configure(|config| config.api = Some(crate::Api::Sonar))
             .build()
             .unwrap();
         let mut request = ChatRequest::new("sonar", "Weather in Paris?");

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::{Api, LongRunning, Protocol};
+use super::{Api, LongRunning, Protocol, translate};
 use crate::PerplexityConfig;
 use crate::decode::{Assembly, Feed};
 use crate::wire::{self, UsageWire};
@@ -71,12 +71,6 @@ const PATH: &str = "/v1/agent";
 /// The most images an answer keeps from image searches.
 const MAX_IMAGES: usize = 100;
 
-/// Whether `model` names something only the Agent API serves: an effort level (pinned or
-/// not), an older preset, or `provider/model`.
-pub(crate) fn names_model(model: &str) -> bool {
-    is_effort(model) || PRESETS.contains(&model) || model.contains('/')
-}
-
 /// What of a server's run id a path segment may hold (the rest is dropped).
 pub(crate) fn path_safe(id: &str) -> String {
     id.chars()
@@ -134,16 +128,11 @@ impl Protocol for Agent {
 
     fn fields(&self, request: &ChatRequest, model: &str, _stream: bool) -> Map<String, Value> {
         let mut body = Map::new();
-        // `provider/model` names a model, an effort level goes as `effort` (the SDK's field;
-        // `preset` is deprecated), and anything else is an older preset (`pro-search`, ...).
-        let key = if model.contains('/') {
-            "model"
-        } else if is_effort(model) {
-            "effort"
-        } else {
-            "preset"
-        };
-        body.insert(key.into(), model.into());
+        // A model, an effort level (`preset` is deprecated) or an older preset; a Sonar name
+        // as the migration guide maps it (a name it cannot map was refused before sending).
+        if let Some(engine) = translate::engine(model) {
+            body.insert(engine.field.into(), engine.name.into());
+        }
         // System messages go in as input items, as the official server sends them:
         // `instructions` would replace the preset's own tuned system prompt. `type` is
         // required on every item (the SDK's `InputMessage`).
@@ -164,9 +153,34 @@ impl Protocol for Agent {
         if let Some(max_tokens) = request.sampling.max_tokens {
             body.insert("max_output_tokens".into(), max_tokens.into());
         }
+        if let Some(temperature) = request.sampling.temperature {
+            body.insert("temperature".into(), temperature.into());
+        }
+        if let Some(top_p) = request.sampling.top_p {
+            body.insert("top_p".into(), top_p.into());
+        }
         // No `stream_options`: neither the SDK's request types nor the official MCP server
         // send it (usage comes in `response.completed`), and an unknown key risks a 400.
         body
+    }
+
+    fn options<'request>(
+        &self,
+        request: &'request ChatRequest,
+        model: &str,
+    ) -> Result<Cow<'request, Map<String, Value>>, Error> {
+        translate::options(request, model).map(Cow::Owned)
+    }
+
+    /// What the Agent API has no field for, a Sonar name it has no mapping for, and function
+    /// names it keeps for its own tools.
+    fn refuses(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+        _config: &PerplexityConfig,
+    ) -> Option<Error> {
+        translate::options(request, model).err()
     }
 
     fn decoder(&self) -> Box<dyn Feed> {
@@ -176,8 +190,13 @@ impl Protocol for Agent {
     fn response(&self, text: &str) -> Result<ChatResponse, Error> {
         let body: AgentResponse = serde_json::from_str(text)
             .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
-        if body.status == "failed" {
-            return Err(failure(body.error, None));
+        match body.status.as_str() {
+            "failed" => return Err(failure(body.error, None)),
+            "cancelled" => {
+                let error = failure(body.error, Some("the agent run was cancelled"));
+                return Err(Error::incomplete(error.to_string()));
+            }
+            _ => {}
         }
         let mut response = ChatResponse::default();
         response.text = body.text();
@@ -998,8 +1017,6 @@ mod tests {
         );
         assert_eq!(unpinned("high@2026-10-16.0"), "high");
         assert_eq!(unpinned("sonar@x"), "sonar@x");
-        assert_eq!(Api::for_model("xhigh"), Some(Api::Agent));
-        assert_eq!(Api::for_model("low@2026-10-16.0"), Some(Api::Agent));
     }
 
     #[test]
@@ -1123,9 +1140,10 @@ mod tests {
             true,
         ))
         .unwrap();
+        // A model is grounded: the web_search tool first, then the caller's functions.
         assert_eq!(
             body["tools"],
-            json!([{"type": "function", "name": "get_weather", "description": "The weather in a city",
+            json!([{"type": "web_search"}, {"type": "function", "name": "get_weather", "description": "The weather in a city",
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])
         );
         assert_eq!(

@@ -3,6 +3,8 @@
 //! file is the only place that matches on [`Api`]; a change to the Agent API touches
 //! `agent.rs`, a change to Sonar `sonar.rs`, and the Search API (no chat) is `search.rs`.
 
+use std::borrow::Cow;
+
 use chat_core::{ChatRequest, ChatResponse, Error, Role};
 use serde_json::{Map, Value};
 
@@ -10,18 +12,22 @@ use crate::PerplexityConfig;
 use crate::decode::Feed;
 
 pub(crate) mod agent;
+pub(crate) mod models;
 pub(crate) mod search;
 pub(crate) mod sonar;
+pub(crate) mod translate;
 
-/// Which Perplexity API answers.
+/// Which Perplexity API answers. The Agent API, unless chat completions are asked for:
+/// Perplexity retired its Sonar chat completions on 2026-09-27, and Sonar model names are
+/// answered on the Agent API by the migration guide's mapping.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Api {
-    /// Sonar chat completions (`POST /chat/completions`), which any OpenAI-compatible
-    /// endpoint also speaks.
-    #[default]
+    /// Chat completions (`POST /chat/completions`): what any OpenAI-compatible endpoint
+    /// speaks (vLLM, Ollama, OpenRouter), and Sonar where an account still has it.
     Sonar = 0,
-    /// The Agent API (`POST /v1/agent`, Responses-style events).
+    /// The Agent API (`POST /v1/agent`, Responses-style events): the default.
+    #[default]
     Agent = 1,
 }
 
@@ -33,6 +39,18 @@ pub(crate) trait Protocol: Sync {
     /// Its own fields of a request body for `model` (the caller's raw options and `stream`
     /// are added after them, by [`request_body`]).
     fn fields(&self, request: &ChatRequest, model: &str, stream: bool) -> Map<String, Value>;
+    /// The caller's raw options as this API reads them (merged over [`fields`]), or why
+    /// they cannot be sent; as given, unless the API says otherwise.
+    ///
+    /// [`fields`]: Protocol::fields
+    fn options<'request>(
+        &self,
+        request: &'request ChatRequest,
+        model: &str,
+    ) -> Result<Cow<'request, Map<String, Value>>, Error> {
+        let _ = model;
+        Ok(Cow::Borrowed(&request.options))
+    }
     /// A decoder for one stream of its events.
     fn decoder(&self) -> Box<dyn Feed>;
     /// A whole (non-streaming) response body, read.
@@ -104,19 +122,6 @@ impl Api {
         self as usize
     }
 
-    /// The API a model name implies, if it implies one: Sonar models go to Sonar, presets and
-    /// `provider/model` names to the Agent API. An explicit choice
-    /// ([`PerplexityConfig::api`](crate::PerplexityConfig::api)) wins over this.
-    pub fn for_model(model: &str) -> Option<Api> {
-        if sonar::names_model(model) {
-            Some(Api::Sonar)
-        } else if agent::names_model(model) {
-            Some(Api::Agent)
-        } else {
-            None
-        }
-    }
-
     /// `sonar` or `agent`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -143,9 +148,13 @@ impl Api {
 /// The request body for `api`, streaming or not: the API's fields, then the caller's raw
 /// options (which win), then `stream`. `tools` is the one field both write: the options'
 /// tools (`web_search`, `fetch_url`, ...) come first, then the request's functions.
+/// Options the API cannot take were refused before sending ([`Protocol::refuses`]); should
+/// they reach here, they are left out.
 pub(crate) fn request_body(api: Api, request: &ChatRequest, model: &str, stream: bool) -> Vec<u8> {
-    let mut body = api.protocol().fields(request, model, stream);
-    for (name, value) in &request.options {
+    let protocol = api.protocol();
+    let mut body = protocol.fields(request, model, stream);
+    let options = protocol.options(request, model).unwrap_or_default();
+    for (name, value) in options.iter() {
         match (name.as_str(), value, body.get_mut(name)) {
             ("tools", Value::Array(tools), Some(Value::Array(functions))) => {
                 let mut merged = tools.clone();

@@ -26,9 +26,25 @@ pub const SONAR_MODELS: &[&str] = &[
     "sonar-deep-research",
 ];
 
-/// Whether `model` names a Sonar model.
-pub(crate) fn names_model(model: &str) -> bool {
-    model.starts_with("sonar")
+/// Where chat completions are asked.
+const PATH: &str = "/chat/completions";
+
+/// A chat-completions path answered 404 or 410: the endpoint serves none (Perplexity retired
+/// Sonar chat completions on 2026-09-27). Said as such, and final: asking again cannot help.
+/// Any other error, or another path's, is unchanged.
+pub(crate) fn retired(path: &str, error: Error) -> Error {
+    let chat_path = path.starts_with(PATH) || path.starts_with(ASYNC_PATH);
+    match error.status_code() {
+        Some(status @ (404 | 410)) if chat_path => Error::status(
+            status,
+            format!(
+                "this endpoint does not serve chat completions ({status}, {}): Perplexity retired Sonar chat completions on 2026-09-27; use the Agent API (leave out --api sonar, or api = \"sonar\" in the config)",
+                wire::short(&error.to_string())
+            ),
+        )
+        .with_should_retry(Some(false)),
+        _ => error,
+    }
 }
 
 /// Where Sonar's async jobs are created (`POST`, the SDK's
@@ -160,7 +176,7 @@ impl Protocol for Sonar {
         model: &str,
         config: &PerplexityConfig,
     ) -> Option<Error> {
-        (!request.tools.is_empty() && config.serves_agent_api()).then(|| {
+        (!request.tools.is_empty() && config.is_perplexity()).then(|| {
             Error::reported(
                 chat_core::ErrorKind::BadRequest,
                 format!(
@@ -177,11 +193,11 @@ impl Protocol for Sonar {
         streaming: bool,
         config: &PerplexityConfig,
     ) -> Option<&'static dyn LongRunning> {
-        (!streaming && runs_as_job(model) && config.serves_agent_api()).then_some(&Jobs as _)
+        (!streaming && runs_as_job(model) && config.is_perplexity()).then_some(&Jobs as _)
     }
 
     fn path(&self) -> &'static str {
-        "/chat/completions"
+        PATH
     }
 
     fn fields(&self, request: &ChatRequest, model: &str, _stream: bool) -> Map<String, Value> {
