@@ -24,6 +24,7 @@ pub(crate) async fn detach(session: &Session, context: &[Message], question: &st
                 entry.simulated = session._sim.is_some();
                 entry.run_id = Some(id.clone());
                 entry.detached = true;
+                entry.filters = session.filters_kept();
                 if let Err(error) = history.record(&entry) {
                     eprintln!("pplx: history: {error}; pplx attach needs the id: {id}");
                 }
@@ -81,14 +82,7 @@ pub(crate) async fn attach_run(
     };
     let mut session = match session(args, file, Vec::new(), None).await {
         Ok(session) => session,
-        Err(error) => {
-            eprintln!("pplx: {}", error.report());
-            return if error.is_usage() {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            };
-        }
+        Err(code) => return code,
     };
     if !model.is_empty() {
         session.model = model;

@@ -58,6 +58,9 @@ ALTER TABLE entries ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE entries ADD COLUMN run_id TEXT;
 ALTER TABLE entries ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE entries ADD COLUMN filters TEXT;
+"#,
 ];
 
 /// A history problem: the database could not be opened, read or written.
@@ -138,6 +141,9 @@ pub struct Entry {
     pub run_id: Option<String>,
     /// It only started a background run (`--detach`): the answer comes with `pplx attach`.
     pub detached: bool,
+    /// The search filters it was asked with (`--domain`, `--recency`, `--after`,
+    /// `--before`), as sent; `null` for none.
+    pub filters: serde_json::Value,
 }
 
 /// A file sent with a question, as the history keeps it.
@@ -328,8 +334,8 @@ impl History {
     /// When the database cannot be written.
     pub fn record(&self, entry: &Entry) -> Result<i64, HistoryError> {
         self.connection.execute(
-            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message, attachments, run_id, detached)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            "INSERT INTO entries (conversation_id, at, question, answer, reasoning, model, api, sources, usage, cost, first_token_ms, total_ms, fallback, cached, simulated, error_kind, error_message, attachments, run_id, detached, filters)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             params![
                 entry.conversation,
                 now(),
@@ -351,6 +357,7 @@ impl History {
                 json(&entry.attachments),
                 entry.run_id,
                 entry.detached,
+                (!entry.filters.is_null()).then(|| json(&entry.filters)),
             ],
         )?;
         Ok(self.connection.last_insert_rowid())
@@ -458,6 +465,10 @@ impl History {
                     .unwrap_or_default(),
                 run_id: row.get("run_id")?,
                 detached: row.get("detached")?,
+                filters: row
+                    .get::<_, Option<String>>("filters")?
+                    .and_then(|filters| serde_json::from_str(&filters).ok())
+                    .unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -60,7 +60,7 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
         }
         let _ = editor.add_history_entry(line);
         if line.starts_with('/') {
-            if command(&mut session, &mut history, line) {
+            if command(&mut session, &mut history, line).await {
                 return 0;
             }
         } else {
@@ -70,8 +70,31 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
     }
 }
 
+/// Whether `model` can be asked: a name Perplexity serves (checked here), and, for a
+/// `provider/model` name, one the model list has when the list can be read (`pplx models`).
+async fn check_model(session: &Session, model: &str) -> Result<(), String> {
+    let config = session.perplexity.config();
+    config
+        .check_model(model)
+        .map_err(|error| error.report().to_string())?;
+    let resolved = config.aliases.resolve(model);
+    if !resolved.contains('/') {
+        return Ok(());
+    }
+    let listed = session
+        .models
+        .get_or_init(|| async { session.perplexity.models().await.ok() })
+        .await;
+    match listed {
+        Some(models) if !models.is_empty() && !models.iter().any(|known| known == resolved) => Err(
+            format!("the Agent API does not list {resolved:?} (pplx models shows what it does)"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Runs a slash command; `true` when it ends the session.
-fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) -> bool {
+async fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) -> bool {
     match line
         .split_once(' ')
         .map_or((line, ""), |(command, rest)| (command, rest.trim()))
@@ -89,12 +112,12 @@ fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) -> boo
         }
         ("/help", _) => eprintln!("{HELP}"),
         ("/model", "") => eprintln!("model: {}", session.model),
-        ("/model", model) => match session.perplexity.config().check_model(model) {
+        ("/model", model) => match check_model(session, model).await {
             Ok(()) => {
                 session.model = model.to_owned();
                 eprintln!("model: {model}");
             }
-            Err(error) => eprintln!("{}; still on {}", error.report(), session.model),
+            Err(reason) => eprintln!("{reason}; still on {}", session.model),
         },
         (command, _) => eprintln!("unknown command {command}; /help lists the commands"),
     }

@@ -8,6 +8,7 @@
 mod attach;
 mod conversation;
 mod detached;
+mod filters;
 mod interactive;
 mod json;
 mod log;
@@ -66,9 +67,22 @@ struct Args {
     /// inline. Repeat for several; the history keeps their names and sizes, not their bytes.
     #[arg(long, value_name = "FILE")]
     attach: Vec<std::path::PathBuf>,
-    /// Which API: sonar or agent.
+    /// Which API: agent (the default) or sonar (chat completions, for OpenAI-compatible
+    /// endpoints; Perplexity retired its Sonar chat completions on 2026-09-27).
     #[arg(long, value_parser = ["sonar", "agent"])]
     api: Option<String>,
+    /// Search only DOMAIN (repeat for several, at most 20); `-DOMAIN` leaves one out.
+    #[arg(long = "domain", value_name = "DOMAIN", allow_hyphen_values = true)]
+    domains: Vec<String>,
+    /// Only pages from the last hour, day, week, month or year.
+    #[arg(long, value_parser = ["hour", "day", "week", "month", "year"], conflicts_with_all = ["after", "before"])]
+    recency: Option<String>,
+    /// Only pages published after DATE (2026-03-31 or 3/31/2026).
+    #[arg(long, value_name = "DATE")]
+    after: Option<String>,
+    /// Only pages published before DATE.
+    #[arg(long, value_name = "DATE")]
+    before: Option<String>,
     /// Do not resume a broken Agent API stream from where it broke (it then fails, or
     /// restarts with `after_commit = "restart"`); also `resume = false` in the config file.
     #[arg(long)]
@@ -127,6 +141,8 @@ enum Command {
     },
     /// The manual page (roff), on stdout.
     Man,
+    /// The model names the Agent API takes (`GET /v1/models`), one per line.
+    Models,
     /// Read a background run started with `--detach`, from its first event: live if it
     /// still runs, whole if it has ended. The answer is kept in the history.
     Attach {
@@ -185,6 +201,9 @@ async fn run(args: Args) -> u8 {
     if let Some(Command::Attach { id }) = &args.command {
         return attach_run(&args, file, id.as_deref()).await;
     }
+    if let Some(Command::Models) = &args.command {
+        return models(&args, file).await;
+    }
     let question = match question(&args) {
         Ok(question) => question,
         Err(code) => return code,
@@ -201,18 +220,19 @@ async fn run(args: Args) -> u8 {
         Ok(schema) => schema,
         Err(code) => return code,
     };
+    let filters = match filters::from_args(&args) {
+        Ok(filters) => filters,
+        Err(reason) => {
+            eprintln!("pplx: {reason}");
+            return EXIT_USAGE;
+        }
+    };
     let log_enabled = !args.no_log && file.log != Some(false);
     let mut session = match session(&args, file, attachments, json_schema).await {
         Ok(session) => session,
-        Err(error) => {
-            eprintln!("pplx: {}", error.report());
-            return if error.is_usage() {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            };
-        }
+        Err(code) => return code,
     };
+    session.filters = filters;
     let context = match start_conversation(&mut session, &args, log_enabled) {
         Ok(context) => context,
         Err(code) => return code,
@@ -224,6 +244,34 @@ async fn run(args: Args) -> u8 {
             ask(&session, &mut history, &question).await
         }
         None => interactive::interactive(session, context).await,
+    }
+}
+
+/// `pplx models`: the model names the Agent API takes, one per line (with `--json`, one
+/// `{"type": "model", "id": ...}` object per line).
+async fn models(args: &Args, file: pplx_setup::config::FileConfig) -> u8 {
+    let session = match session(args, file, Vec::new(), None).await {
+        Ok(session) => session,
+        Err(code) => return code,
+    };
+    match session.perplexity.models().await {
+        Ok(models) => {
+            let lines: String = models
+                .iter()
+                .map(|id| {
+                    if args.json {
+                        format!("{}\n", serde_json::json!({"type": "model", "id": id}))
+                    } else {
+                        format!("{id}\n")
+                    }
+                })
+                .collect();
+            write_stdout(lines.as_bytes())
+        }
+        Err(error) => {
+            eprintln!("pplx: cannot list the models: {}", error.report());
+            EXIT_FAILURE
+        }
     }
 }
 
@@ -249,7 +297,7 @@ fn offline_command(args: &Args) -> Option<u8> {
                 },
             )
         }
-        Some(Command::Attach { .. }) | None => None,
+        Some(Command::Attach { .. } | Command::Models) | None => None,
     }
 }
 

@@ -51,9 +51,34 @@ pub(crate) struct Session {
     pub(crate) json_schema: Option<provider_perplexity::JsonSchema>,
     /// `pplx attach`: the background run to read instead of asking.
     pub(crate) attached: Option<String>,
+    /// `--domain`, `--recency`, `--after`, `--before`: every question's search filters.
+    pub(crate) filters: provider_perplexity::SearchFilters,
+    /// The model list (`GET /v1/models`), read once when `/model` needs it; `None` when it
+    /// could not be read.
+    pub(crate) models: tokio::sync::OnceCell<Option<Vec<String>>>,
+    /// What a Sonar name was mapped to was said (`--stats` says it once).
+    pub(crate) mapping_said: std::cell::Cell<bool>,
 }
 
 pub(crate) async fn session(
+    args: &Args,
+    file: pplx_setup::config::FileConfig,
+    attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
+    json_schema: Option<provider_perplexity::JsonSchema>,
+) -> Result<Session, u8> {
+    let made = session_from(args, file, attachments, json_schema).await;
+    made.map_err(|error| {
+        eprintln!("pplx: {}", error.report());
+        if error.is_usage() {
+            crate::EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        }
+    })
+}
+
+/// [`session`], its error not said yet.
+async fn session_from(
     args: &Args,
     file: pplx_setup::config::FileConfig,
     attachments: Vec<(chat_core::Attachment, pplx::history::Attached)>,
@@ -96,6 +121,9 @@ pub(crate) async fn session(
         attachments,
         json_schema,
         attached: None,
+        filters: provider_perplexity::SearchFilters::default(),
+        models: tokio::sync::OnceCell::new(),
+        mapping_said: std::cell::Cell::new(false),
     })
 }
 
@@ -149,6 +177,15 @@ impl Outcome {
 }
 
 impl Session {
+    /// The search filters as the history keeps them (`null` for none).
+    pub(crate) fn filters_kept(&self) -> serde_json::Value {
+        if self.filters == provider_perplexity::SearchFilters::default() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(&self.filters).unwrap_or_default()
+        }
+    }
+
     /// Where an answer is written: `--json` lines, `--json-schema`'s parsed object, or the
     /// terminal.
     fn output(&self) -> Box<dyn Output> {
@@ -201,6 +238,13 @@ pub(crate) fn request(session: &Session, history: &[Message], question: &str) ->
         request
             .options
             .insert("response_format".into(), schema.response_format());
+    }
+    if session.filters != provider_perplexity::SearchFilters::default() {
+        // Written as Sonar's fields: on the Agent API the provider moves them inside the
+        // web_search tool.
+        let mut options = provider_perplexity::SonarOptions::default();
+        options.filters = session.filters.clone();
+        request = options.apply(request);
     }
     request
 }
@@ -326,6 +370,7 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
         .iter()
         .map(|(_, attached)| attached.clone())
         .collect();
+    entry.filters = session.filters_kept();
     if let Some((kind, message)) = progress.outcome.kept(code) {
         entry.error_kind = Some(kind);
         entry.error_message = Some(message);

@@ -64,6 +64,19 @@ pub(crate) fn print_stats(
         progress.restarts,
         elapsed.as_secs_f64(),
     );
+    // The model asked and the one that answered (a fallback chain may answer with another);
+    // what a Sonar name was mapped to, said once.
+    let mapping = session
+        .perplexity
+        .mapping(&session.model)
+        .filter(|_| !session.mapping_said.replace(true))
+        .map(|mapping| format!(" ({mapping})"))
+        .unwrap_or_default();
+    let answered = Some(response.model.as_str())
+        .filter(|model| !model.is_empty())
+        .map(|model| format!(" · answered by {model}"))
+        .unwrap_or_default();
+    eprintln!("stats: model {}{mapping}{answered}", session.model);
 }
 
 /// `1 attempt`, `2 attempts`.

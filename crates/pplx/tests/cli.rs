@@ -1248,3 +1248,153 @@ async fn detach_prints_a_run_id_and_attach_streams_that_run_into_the_history() {
         .count();
     assert_eq!(starts, 1, "one run for the detach and both attaches");
 }
+
+/// The bodies of the chat requests `sim` was sent (runs created), in order.
+async fn agent_bodies(sim: &Simulator) -> Vec<Value> {
+    sim.wait_idle().await;
+    sim.log()
+        .iter()
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .map(|entry| serde_json::from_str(entry.body.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_sonar_name_and_no_stream_answer_on_the_agent_api_and_stats_say_the_mapping() {
+    let sim = simulator().await;
+    for (model, engine) in [
+        ("sonar", "perplexity/sonar"),
+        ("sonar-pro", "low"),
+        ("sonar-reasoning", "low"),
+        ("sonar-reasoning-pro", "low"),
+        ("sonar-deep-research", "medium"),
+    ] {
+        for no_stream in [false, true] {
+            let mut args = vec!["--no-cache", "--stats", "-m", model, QUESTION];
+            if no_stream {
+                args.insert(0, "--no-stream");
+            }
+            let output = pplx(Some(&sim), &args, None).await;
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{model}: {}",
+                stderr(&output)
+            );
+            let expected = sim.expected_text(model, &[QUESTION], None);
+            assert!(stdout(&output).starts_with(&expected), "{model}");
+            assert!(
+                stderr(&output).contains(&format!("stats: model {model} ({model} -> ")),
+                "{model}: {}",
+                stderr(&output)
+            );
+            assert!(stderr(&output).contains(&format!("answered by {engine}")));
+        }
+    }
+    let bodies = agent_bodies(&sim).await;
+    assert_eq!(bodies.len(), 10);
+    assert!(
+        sim.log()
+            .iter()
+            .all(|entry| !entry.endpoint.contains("chat"))
+    );
+    assert_eq!(
+        bodies[0]["tools"],
+        serde_json::json!([{"type": "web_search"}])
+    );
+}
+
+#[tokio::test]
+async fn api_sonar_where_chat_completions_are_gone_says_what_to_do() {
+    let sim = simulator().await;
+    let output = pplx(Some(&sim), &["--api", "sonar", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    for part in [
+        "does not serve chat completions",
+        "retired Sonar chat completions on 2026-09-27",
+        "leave out --api sonar",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+}
+
+#[tokio::test]
+async fn search_filters_go_inside_web_search_and_the_history_keeps_them() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &[
+            "--no-cache",
+            "--domain",
+            "nasa.gov",
+            "--domain",
+            "-reddit.com",
+            "--after",
+            "2026-01-31",
+            "--before",
+            "3/1/2026",
+            QUESTION,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let filters = serde_json::json!({
+        "search_domain_filter": ["nasa.gov", "-reddit.com"],
+        "search_after_date_filter": "01/31/2026",
+        "search_before_date_filter": "03/01/2026",
+    });
+    let bodies = agent_bodies(&sim).await;
+    assert_eq!(
+        bodies[0]["tools"],
+        serde_json::json!([{"type": "web_search", "filters": filters}])
+    );
+    assert!(bodies[0].get("search_domain_filter").is_none());
+    assert_eq!(log_json(&data, &[]).await[0]["filters"], filters);
+    let output = pplx(
+        Some(&sim),
+        &["--no-cache", "--recency", "day", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let bodies = agent_bodies(&sim).await;
+    assert_eq!(
+        bodies[1]["tools"][0]["filters"]["search_recency_filter"],
+        "day"
+    );
+    for bad in [
+        &["--recency", "day", "--after", "2026-01-01", QUESTION][..],
+        &["--domain", "not a domain", QUESTION],
+        &["--after", "2026-02-30", QUESTION],
+        &["--recency", "fortnight", QUESTION],
+    ] {
+        let output = pplx(Some(&sim), bad, None).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(agent_bodies(&sim).await.len(), 2, "nothing more was sent");
+}
+
+#[tokio::test]
+async fn models_lists_what_the_agent_api_takes() {
+    let sim = simulator().await;
+    let output = pplx(Some(&sim), &["models"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed = stdout(&output);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), pplx_sim::AGENT_MODELS);
+    let output = pplx(None, &["--json", "models"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let first: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"type": "model", "id": "perplexity/sonar"})
+    );
+}
