@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn post(simulator: &Simulator, body: &str) -> std::io::Result<String> {
     let mut stream = tokio::net::TcpStream::connect(simulator.addr()).await?;
     let request = format!(
-        "POST /chat/completions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer example-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v1/agent HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer example-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         simulator.addr(),
         body.len()
     );
@@ -28,7 +28,7 @@ async fn main() -> std::io::Result<()> {
     let simulator = Simulator::start(config).await?;
     simulator.script(Target::Any, Fault::rate_limited(1), 1);
 
-    let body = r#"{"model":"sonar","stream":true,"messages":[{"role":"user","content":"Explain quantum computing"}]}"#;
+    let body = r#"{"model":"perplexity/sonar","stream":true,"tools":[{"type":"web_search"}],"input":"Explain quantum computing"}"#;
     let limited = post(&simulator, body).await?;
     let status_line = limited.lines().next().unwrap_or_default();
     println!("first request:  {status_line}");

@@ -4,12 +4,15 @@
 //! [`Simulator`] serves, on `127.0.0.1`, HTTP/1.1 and HTTP/2 (h2c prior knowledge; or HTTPS
 //! with a self-signed certificate made at start, with [`SimConfig::tls`] or the binary's
 //! `--tls`):
-//! Sonar chat completions (`POST /chat/completions`, also `/v1/sonar`), the Agent API
-//! (`POST /v1/agent`, also `/v1/responses`), the Search API (`POST /search`), `GET /health`, the
-//! cancel endpoint (`POST /v1/agent/{id}/cancel`), background runs read again (`GET
-//! /v1/responses/{id}`), Sonar's async jobs (`POST /async/chat/completions`, `GET
-//! /async/chat/completions/{id}`) and its request log (`GET /_sim/log`),
-//! streaming and not, with the real service's error bodies (the 401 is an HTML page).
+//! the Agent API (`POST /v1/agent`, also `/v1/responses`; strict, as the service is), the
+//! Search API (`POST /search`), the model list (`GET /v1/models`), `GET /health`, the cancel
+//! endpoint (`POST /v1/agent/{id}/cancel`), background runs read again (`GET
+//! /v1/responses/{id}`) and its request log (`GET /_sim/log`), streaming and not, with the
+//! real service's error bodies (the 401 is an HTML page). Chat completions (`POST
+//! /chat/completions`, also `/v1/sonar`) and Sonar's async jobs (`/async/chat/completions`)
+//! answer 404, as Perplexity's have since their retirement on 2026-09-27, unless
+//! [`SimConfig::compatible`] (an OpenAI-compatible endpoint) or [`SimConfig::legacy_sonar`]
+//! (an account that still has Sonar) keeps them.
 //! Answers are deterministic ([`Simulator::expected_text`] says exactly what a client should
 //! end up with); a [`Pace`] sets their speed and length; [`Fault`]s scripted per key and per
 //! request ([`Simulator::script`]) break them in every way a real service does; the
