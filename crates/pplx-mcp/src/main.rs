@@ -700,6 +700,25 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&text).unwrap(),
             value
         );
+        // A Sonar name there too, answered on the Agent API (chat completions are gone here).
+        let call = CallToolRequestParams::new("perplexity_search_streaming").with_arguments(
+            json!({"query": question, "model": "sonar-pro"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let result = client.call_tool(call).await.unwrap();
+        assert_eq!(
+            result.structured_content.as_ref().unwrap()["answer"],
+            sim.expected_text("sonar-pro", &[question], None).as_str()
+        );
+        sim.wait_idle().await;
+        assert!(
+            sim.log()
+                .iter()
+                .all(|entry| !entry.endpoint.contains("chat/completions")),
+            "every tool answered on the Agent API"
+        );
 
         let bad = CallToolRequestParams::new("perplexity_search").with_arguments(
             json!({"query": "x", "max_results": 50})

@@ -396,7 +396,16 @@ impl Feed for AgentFeed {
                 self.completed(answer, event.response, out)?;
             }
             "response.failed" | "error" => {
-                return Err(failure(event.error, event.message.as_deref()));
+                // A bare `error` event (a transport failure) carries its code and message
+                // at the top level, as the Responses format writes them.
+                let error = event.error.or_else(|| {
+                    event.code.clone().map(|code| ErrorInfo {
+                        message: event.message.as_deref().unwrap_or_default().to_owned(),
+                        code: Some(code),
+                        kind: None,
+                    })
+                });
+                return Err(failure(error, event.message.as_deref()));
             }
             "response.cancelled" => {
                 return Err(Error::incomplete("the server cancelled the agent run"));
@@ -554,6 +563,10 @@ impl AgentFeed {
         if !response.id.is_empty() {
             answer.response.id = response.id.clone();
         }
+        // The model that answered: with a `models` fallback chain, perhaps not the first.
+        if !response.model.is_empty() {
+            answer.response.model = response.model.clone();
+        }
         let finish = if self.calls.is_empty() {
             response.finish_reason()
         } else {
@@ -687,6 +700,9 @@ struct Event<'a> {
     /// Some `error` events carry only a top-level message.
     #[serde(borrow, default)]
     pub(crate) message: Option<Cow<'a, str>>,
+    /// A bare `error` event's code, at the top level.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub(crate) code: Option<String>,
 }
 
 /// An output item's type, and nothing else of it.
@@ -1044,6 +1060,20 @@ mod tests {
             .1
             .unwrap();
         assert!(error.to_string().contains("upstream exploded"), "{error}");
+        // A bare `error` event, its code and message at the top level (a transport failure).
+        let error = agent(&[json!({"type": "error", "sequence_number": 2, "code": "rate_limit_exceeded", "message": "slow down", "param": null})])
+            .1
+            .unwrap();
+        assert!(error.is_rate_limited(), "{error}");
+        assert!(error.to_string().contains("slow down"), "{error}");
+        // A run the server cancelled ends the answer with an error, not a silent end.
+        let error = agent(&[json!({"type": "response.cancelled", "sequence_number": 2})])
+            .1
+            .unwrap();
+        assert_eq!(error.kind(), ErrorKind::Incomplete, "{error}");
+        let body = json!({"id": "resp_1", "status": "cancelled", "output": []});
+        let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("cancelled"), "{error}");
         let body = json!({"id": "resp_1", "status": "failed", "output": [],
             "error": {"message": "no such preset", "code": "invalid_request"}});
         let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();

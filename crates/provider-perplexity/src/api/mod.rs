@@ -184,7 +184,13 @@ pub(crate) fn full_response(api: Api, body: &[u8]) -> Result<ChatResponse, Error
 pub(crate) fn stream_error(data: &str) -> Error {
     let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
     if value["type"] == "error" || value["error"]["code"].is_string() {
-        let error = serde_json::from_value::<agent::ErrorInfo>(value["error"].clone()).ok();
+        // The error inside `error`, or (a bare Responses-style `error` event) at the top.
+        let error = if value["error"].is_object() {
+            &value["error"]
+        } else {
+            &value
+        };
+        let error = serde_json::from_value::<agent::ErrorInfo>(error.clone()).ok();
         return agent::failure(error, value["message"].as_str());
     }
     let message = value["error"]["message"]

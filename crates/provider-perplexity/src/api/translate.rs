@@ -341,7 +341,41 @@ pub(crate) fn options(request: &ChatRequest, model: &str) -> Result<Map<String, 
             ANTHROPIC_MAX_OUTPUT_TOKENS.into(),
         );
     }
+    if !out.contains_key("prompt_cache_key")
+        && let Some(key) = conversation_key(request)
+    {
+        out.insert("prompt_cache_key".into(), key.into());
+    }
     Ok(out)
+}
+
+/// For a conversation (an earlier answer in the messages), a key that stays the same from
+/// turn to turn: a hash of how it began (the system prompt and the first question), so
+/// that every turn shares Perplexity's prompt cache. It says nothing of the text; another
+/// conversation that began the same way shares the same cached prefix, which is what the
+/// cache is for.
+fn conversation_key(request: &ChatRequest) -> Option<String> {
+    use chat_core::Role;
+    if !request
+        .messages
+        .iter()
+        .any(|message| message.role == Role::Assistant)
+    {
+        return None;
+    }
+    let first_question = request
+        .messages
+        .iter()
+        .position(|message| message.role == Role::User)?;
+    // FNV-1a: stable across processes and releases (each turn of `pplx -c` is a process).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for message in &request.messages[..=first_question] {
+        for byte in message.content.bytes().chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    Some(format!("pplx-{hash:016x}"))
 }
 
 /// Whether `tool` is a `web_search` tool.
@@ -501,6 +535,32 @@ mod tests {
             options(&sampled, "sonar").unwrap_err().param(),
             Some("stop")
         );
+    }
+
+    #[test]
+    fn a_conversation_keeps_one_prompt_cache_key_from_turn_to_turn() {
+        use chat_core::Message;
+        let first = ChatRequest::new("sonar", "What is the tallest volcano?");
+        assert!(
+            translated(&first).get("prompt_cache_key").is_none(),
+            "one question"
+        );
+        let mut second = first.clone();
+        second.messages.push(Message::assistant("Olympus Mons."));
+        second.messages.push(Message::user("And on Earth?"));
+        let mut third = second.clone();
+        third.messages.push(Message::assistant("Mauna Kea."));
+        third.messages.push(Message::user("How tall?"));
+        let key = translated(&second)["prompt_cache_key"].clone();
+        assert!(key.as_str().unwrap().starts_with("pplx-"), "{key}");
+        assert_eq!(translated(&third)["prompt_cache_key"], key);
+        let mut other = ChatRequest::new("sonar", "What is the deepest lake?");
+        other.messages.push(Message::assistant("Baikal."));
+        other.messages.push(Message::user("How deep?"));
+        assert_ne!(translated(&other)["prompt_cache_key"], key);
+        // The caller's own key wins.
+        let own = second.with_option("prompt_cache_key", "mine");
+        assert_eq!(translated(&own)["prompt_cache_key"], "mine");
     }
 
     #[test]
