@@ -148,6 +148,34 @@ async fn an_answer_cut_by_its_token_cap_ends_with_finish_reason_length() {
 }
 
 #[tokio::test]
+async fn the_model_that_answered_a_fallback_chain_is_reported() {
+    let sim = retired().await;
+    let provider = provider(&sim, |_| {});
+    let mut options = provider_perplexity::AgentOptions::default();
+    options.models = vec![
+        "anthropic/claude-haiku-4-5".into(),
+        "openai/gpt-5-mini".into(),
+    ];
+    let request = options
+        .apply(ChatRequest::new("openai/gpt-5-mini", QUESTION))
+        .unwrap();
+    let (events, error) = collect(&provider, request.clone()).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(done(&events).model, "anthropic/claude-haiku-4-5");
+    assert_eq!(
+        provider.chat(request).await.unwrap().model,
+        "anthropic/claude-haiku-4-5"
+    );
+    // An Anthropic model in the chain: the cap the Agent API requires was sent.
+    let bodies = asked(&sim, 0).await;
+    assert!(
+        bodies.iter().all(|(_, body)| body["max_output_tokens"]
+            == provider_perplexity::ANTHROPIC_MAX_OUTPUT_TOKENS),
+        "{bodies:?}"
+    );
+}
+
+#[tokio::test]
 async fn what_the_agent_api_would_refuse_is_refused_before_sending() {
     let sim = retired().await;
     let provider = provider(&sim, |_| {});

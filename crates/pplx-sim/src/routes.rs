@@ -605,7 +605,8 @@ fn key_index(shared: &Shared, request: &Request<Incoming>) -> Option<usize> {
 }
 
 /// The model a request asks for: an async job's is that of the request it carries; as the
-/// SDK documents, an effort takes precedence over the deprecated preset.
+/// SDK documents, an effort takes precedence over the deprecated preset, and (docs, "Define
+/// the run") a `models` fallback chain over `model`: its first model answers here.
 fn model_asked(api: Api, parsed: Option<&Value>) -> String {
     parsed
         .map(|body| match api {
@@ -613,8 +614,9 @@ fn model_asked(api: Api, parsed: Option<&Value>) -> String {
             _ => body,
         })
         .and_then(|body| {
-            body["model"]
+            body["models"][0]
                 .as_str()
+                .or(body["model"].as_str())
                 .or(body["effort"].as_str())
                 .or(body["preset"].as_str())
         })
