@@ -1,16 +1,28 @@
 //! Background runs (the Agent API's `background: true`): each streamed run's events are kept,
 //! so `GET /v1/responses/{id}?stream=true&starting_after=N` can send them again after event
-//! N, and `GET /v1/responses/{id}` can say how the run ended. Runs are kept in a bounded
-//! store (the oldest is forgotten first: an expired run is a 404), and a cancelled run is
-//! forgotten at once.
+//! N, and `GET /v1/responses/{id}` can say how the run ended. Runs are forgotten by age, as
+//! the service expires them ([`RUN_RETENTION`]: an expired run is a 404), the oldest first
+//! should their events pass a memory bound, and a cancelled run at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::wire::Frame;
 
-/// The most runs kept.
-const CAPACITY: usize = 256;
+/// The most async jobs kept (the oldest is forgotten first).
+const JOB_CAPACITY: usize = 256;
+
+/// How long a run is kept after it starts: long enough for any reader to come back after a
+/// cut (the real service keeps runs far longer), short enough that a simulator serving
+/// for days does not hold them all.
+pub(crate) const RUN_RETENTION: Duration = Duration::from_secs(30 * 60);
+
+/// The most bytes of events kept over all runs (the oldest runs go first past it): a bound
+/// on memory whatever the crowd, far above what thousands of streams in flight need.
+const MAX_BYTES: usize = 512 << 20;
 
 /// One background run: its model and its events, in order (event `n` at index `n - 1`).
 #[derive(Debug)]
@@ -20,30 +32,65 @@ pub(crate) struct Run {
 }
 
 /// The runs kept, oldest first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Runs {
-    order: VecDeque<String>,
+    /// Each run's id, when it started, and its size, oldest first.
+    order: VecDeque<(String, Instant, usize)>,
     runs: HashMap<String, Arc<Run>>,
     /// Runs started so far (ids stay unique even for identical requests).
     started: u64,
+    /// This simulator's own mark in every id, so ids differ between simulators too.
+    salt: u32,
+    /// The bytes of events kept.
+    bytes: usize,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        // The clock, the process and a count of simulators in it.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let salt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos())
+            ^ std::process::id().rotate_left(16)
+            ^ made.wrapping_mul(0x9e37_79b9);
+        Runs {
+            order: VecDeque::new(),
+            runs: HashMap::new(),
+            started: 0,
+            salt,
+            bytes: 0,
+        }
+    }
 }
 
 impl Runs {
-    /// A new run's id, made unique from `base` (identical requests get distinct runs).
+    /// A new run's id, made unique from `base` (identical requests get distinct runs, and
+    /// two simulators never give the same id).
     pub(crate) fn next_id(&mut self, base: &str) -> String {
         self.started += 1;
-        format!("{base}_{:x}", self.started)
+        format!("{base}_{:08x}{:x}", self.salt, self.started)
     }
 
-    /// Keeps `run` under `id` (from [`next_id`](Runs::next_id)), forgetting the oldest run
-    /// when full.
+    /// Keeps `run` under `id` (from [`next_id`](Runs::next_id)), forgetting the runs past
+    /// their age, then the oldest while the events kept pass the memory bound.
     pub(crate) fn start(&mut self, id: String, run: Run) {
-        if self.order.len() >= CAPACITY
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.runs.remove(&oldest);
+        let now = Instant::now();
+        let size: usize = run.frames.iter().map(|frame| frame.data.len() + 32).sum();
+        while let Some((_, started, kept)) = self.order.front() {
+            let expired = now.duration_since(*started) >= RUN_RETENTION;
+            if !expired && self.bytes + size <= MAX_BYTES {
+                break;
+            }
+            let kept = *kept;
+            if let Some((oldest, _, _)) = self.order.pop_front() {
+                self.runs.remove(&oldest);
+                self.bytes -= kept;
+            }
         }
-        self.order.push_back(id.clone());
+        self.bytes += size;
+        self.order.push_back((id.clone(), now, size));
         self.runs.insert(id, Arc::new(run));
     }
 
@@ -54,7 +101,14 @@ impl Runs {
 
     /// Forgets run `id` (cancelled); whether it was kept.
     pub(crate) fn forget(&mut self, id: &str) -> bool {
-        self.order.retain(|kept| kept != id);
+        let bytes = &mut self.bytes;
+        self.order.retain(|(kept, _, size)| {
+            let keep = kept != id;
+            if !keep {
+                *bytes -= size;
+            }
+            keep
+        });
         self.runs.remove(id).is_some()
     }
 
@@ -67,6 +121,7 @@ impl Runs {
     pub(crate) fn expire_all(&mut self) {
         self.order.clear();
         self.runs.clear();
+        self.bytes = 0;
     }
 }
 
@@ -175,7 +230,7 @@ impl Jobs {
         {
             return (false, job.clone());
         }
-        if self.order.len() >= CAPACITY
+        if self.order.len() >= JOB_CAPACITY
             && let Some(oldest) = self.order.pop_front()
             && let Some(job) = self.jobs.remove(&oldest)
             && let (owner, Some(key)) = job.owner
@@ -231,7 +286,35 @@ pub(crate) fn job_id(path: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::Jobs;
+    use super::{Jobs, RUN_RETENTION, Run, Runs};
+
+    fn run() -> Run {
+        Run {
+            model: "fast".into(),
+            frames: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_are_forgotten_by_age_not_by_how_many_came_after() {
+        let mut runs = Runs::default();
+        let first = runs.next_id("resp_a");
+        runs.start(first.clone(), run());
+        for _ in 0..5_000 {
+            let id = runs.next_id("resp_b");
+            runs.start(id, run());
+        }
+        assert!(runs.get(&first).is_some(), "a crowd does not push it out");
+        tokio::time::advance(RUN_RETENTION).await;
+        let last = runs.next_id("resp_c");
+        runs.start(last.clone(), run());
+        assert!(runs.get(&first).is_none(), "past its age it is gone");
+        assert!(runs.get(&last).is_some());
+        assert_eq!(runs.order.len(), 1);
+        // Ids differ between simulators, for the same request.
+        let mut other = Runs::default();
+        assert_ne!(other.next_id("resp_a"), first);
+    }
 
     #[test]
     fn a_repeated_idempotency_key_gets_the_same_job_and_only_from_the_same_key() {
@@ -275,13 +358,13 @@ mod tests {
         let first = jobs
             .create(None, Some("k0"), "x", "sonar", serde_json::json!({}))
             .1;
-        for index in 1..=super::CAPACITY {
+        for index in 1..=super::JOB_CAPACITY {
             let key = format!("k{index}");
             jobs.create(None, Some(&key), "x", "sonar", serde_json::json!({}));
         }
         assert!(jobs.read(&first.id).is_none());
-        assert_eq!(jobs.list().len(), super::CAPACITY);
-        assert_eq!(jobs.idempotent.len(), super::CAPACITY);
+        assert_eq!(jobs.list().len(), super::JOB_CAPACITY);
+        assert_eq!(jobs.idempotent.len(), super::JOB_CAPACITY);
         // Its key is free again: a new job.
         assert!(
             jobs.create(None, Some("k0"), "x", "sonar", serde_json::json!({}))
