@@ -4,7 +4,11 @@ time from each call to its first delta, and the peak resident memory. With E2E_C
 (the simulator's certificate, PEM) the base URL is HTTPS and the SDK's own httpx client trusts
 that certificate.
 
-    client.py openai|perplexityai BASE_URL KEY long|concurrent|nonstream STREAMS RUNS
+    client.py openai|perplexityai agent|chat BASE_URL KEY long|concurrent|nonstream STREAMS RUNS
+
+`agent` asks the Agent API as each SDK does (`responses.create`, streamed or not: the request
+the migration guide gives for `sonar`, `perplexity/sonar` with the web_search tool); `chat`
+asks chat completions (`chat.completions.create`, model `sonar`).
 """
 
 import asyncio
@@ -15,7 +19,7 @@ import ssl
 import sys
 import time
 
-client_name, base_url, key, scenario, streams, runs = sys.argv[1:7]
+client_name, api, base_url, key, scenario, streams, runs = sys.argv[1:8]
 streams, runs = int(streams), int(runs)
 MESSAGES = [{"role": "user", "content": "firehose"}]
 # A thousand streams at once on one thread wait their turn to connect: as generous as the
@@ -49,21 +53,43 @@ def make_client():
     )
 
 
+def agent_resource(client):
+    """The Responses resource: the OpenAI SDK appends `/responses` to its base URL (so it is
+    given `.../v1`), the Perplexity SDK posts to `/v1/responses` itself."""
+    return client.responses
+
+
+AGENT = {"model": "perplexity/sonar", "input": "firehose", "tools": [{"type": "web_search"}]}
+
+
 async def one_stream(client, ttfts):
     started = time.perf_counter()
     first = None
     chunks = 0
-    stream = await client.chat.completions.create(model="sonar", messages=MESSAGES, stream=True)
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-            if first is None:
-                first = time.perf_counter()
-            chunks += 1
+    if api == "agent":
+        # background=True: the request the Rust clients send (the provider's default), so the
+        # simulator does the same work (keeps the run) for every client.
+        stream = await agent_resource(client).create(**AGENT, stream=True, background=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta" and event.delta:
+                if first is None:
+                    first = time.perf_counter()
+                chunks += 1
+    else:
+        stream = await client.chat.completions.create(model="sonar", messages=MESSAGES, stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                if first is None:
+                    first = time.perf_counter()
+                chunks += 1
     ttfts.append((first - started) * 1e6)
     return chunks
 
 
 async def one_answer(client):
+    if api == "agent":
+        response = await agent_resource(client).create(**AGENT)
+        return 1 if response.output_text else 0
     response = await client.chat.completions.create(model="sonar", messages=MESSAGES)
     return 1 if response.choices[0].message.content else 0
 

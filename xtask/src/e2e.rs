@@ -3,6 +3,13 @@
 //! (its own process too): `provider-perplexity`, `async-openai` 0.43, and the official
 //! `openai` and `perplexityai` Python SDKs (from a venv made from PyPI).
 //!
+//! The scenarios run on the Agent API, the default path (each client's Responses-style
+//! stream of `sonar` as the migration guide maps it); the `-chat` rows repeat some on chat
+//! completions (OpenAI-compatible endpoints; the simulator keeps them with `legacy_sonar`).
+//! Then our overhead: the provider against the floor (`provider_perplexity::bench::Floor`:
+//! its HTTP client, SSE parser and decoder alone) at 1, 16, 64 and 256 streams at once, the
+//! added time to the first delta at p50 and p99, and short answers per second sustained.
+//!
 //! Scenarios: one long stream (chunks/s, CPU per chunk), 100 and 1,000 concurrent streams
 //! (total chunks/s, client-added time to first delta, peak memory), 300 short streams one
 //! after another (time to first delta), answers not streamed, and over HTTPS (the simulator's
@@ -27,7 +34,8 @@ use crate::child::Running;
 const KEY: &str = "e2e-key";
 const CLIENTS: &[&str] = &["ours", "async-openai", "openai-python", "perplexityai"];
 
-/// One scenario: a name, the answer's length, streams at once, runs in a row, over HTTPS or not.
+/// One scenario: a name, the answer's length, streams at once, runs in a row, over HTTPS or
+/// not, and the API (`agent` or `chat`).
 struct Scenario {
     name: &'static str,
     kind: &'static str,
@@ -35,9 +43,52 @@ struct Scenario {
     streams: usize,
     runs: usize,
     tls: bool,
+    api: &'static str,
 }
 
+/// The Agent API's scenarios, then chat completions' rows (all of them in a full run; the
+/// long answer, 100 at once and one at a time in a quick one).
 fn scenarios(quick: bool) -> Vec<Scenario> {
+    let agent = agent_scenarios(quick);
+    let chat_names: &[&str] = if quick {
+        &["long", "c100", "first"]
+    } else {
+        &[
+            "long",
+            "c100",
+            "c1000",
+            "first",
+            "nonstream",
+            "first-tls",
+            "c100-tls",
+        ]
+    };
+    let chat: Vec<Scenario> = agent_scenarios(quick)
+        .into_iter()
+        .filter(|scenario| chat_names.contains(&scenario.name))
+        .map(|scenario| Scenario {
+            name: chat_name(scenario.name),
+            api: "chat",
+            ..scenario
+        })
+        .collect();
+    agent.into_iter().chain(chat).collect()
+}
+
+/// A scenario's name on chat completions.
+fn chat_name(name: &str) -> &'static str {
+    match name {
+        "long" => "long-chat",
+        "c100" => "c100-chat",
+        "c1000" => "c1000-chat",
+        "first" => "first-chat",
+        "nonstream" => "nonstream-chat",
+        "first-tls" => "first-tls-chat",
+        _ => "c100-tls-chat",
+    }
+}
+
+fn agent_scenarios(quick: bool) -> Vec<Scenario> {
     let scale = |quick_value: usize, full: usize| if quick { quick_value } else { full };
     vec![
         Scenario {
@@ -47,6 +98,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 1,
             runs: scale(2, 3),
             tls: false,
+            api: "agent",
         },
         Scenario {
             name: "c100",
@@ -55,6 +107,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 100,
             runs: 1,
             tls: false,
+            api: "agent",
         },
         Scenario {
             name: "c1000",
@@ -63,6 +116,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 1_000,
             runs: 1,
             tls: false,
+            api: "agent",
         },
         Scenario {
             name: "first",
@@ -71,6 +125,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 1,
             runs: scale(100, 300),
             tls: false,
+            api: "agent",
         },
         Scenario {
             name: "nonstream",
@@ -79,6 +134,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: scale(100, 300),
             runs: 1,
             tls: false,
+            api: "agent",
         },
         Scenario {
             name: "first-tls",
@@ -87,6 +143,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 1,
             runs: scale(100, 300),
             tls: true,
+            api: "agent",
         },
         Scenario {
             name: "c100-tls",
@@ -95,6 +152,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             streams: 100,
             runs: 1,
             tls: true,
+            api: "agent",
         },
     ]
 }
@@ -110,11 +168,13 @@ struct Simulator {
 impl Simulator {
     fn start(root: &Path, scenario: &Scenario) -> Result<Simulator> {
         let words = scenario.words;
-        let file = root.join(format!("target/e2e/sim-{words}.toml"));
+        let file = root.join(format!("target/e2e/sim-{words}-{}.toml", scenario.api));
+        // Chat completions are retired by default, as the service's are: kept for their rows.
+        let legacy = scenario.api == "chat";
         std::fs::write(
             &file,
             format!(
-                "keys = [\"{KEY}\"]\n[pace]\nfirst_byte_ms = 0\nchunk_delay_ms = 0\nchunk_chars = 12\nanswer_words = {words}\nfirehose = true\n"
+                "keys = [\"{KEY}\"]\nlegacy_sonar = {legacy}\n[pace]\nfirst_byte_ms = 0\nchunk_delay_ms = 0\nchunk_chars = 12\nanswer_words = {words}\nfirehose = true\n"
             ),
         )?;
         let mut command = Command::new(root.join("target/release/pplx-sim"));
@@ -241,7 +301,7 @@ fn run_client(
     let connections_before = sim.connections()?;
     let (streams, runs) = (scenario.streams.to_string(), scenario.runs.to_string());
     let mut command = match client {
-        "ours" | "async-openai" => {
+        "ours" | "async-openai" | "floor" => {
             let mut command = Command::new(root.join("target/release/examples/e2e_client"));
             command.arg(client);
             command
@@ -262,7 +322,14 @@ fn run_client(
         command.env("E2E_CA_FILE", certificate);
     }
     let output = command
-        .args([&sim.base_url, KEY, scenario.kind, &streams, &runs])
+        .args([
+            scenario.api,
+            &sim.base_url,
+            KEY,
+            scenario.kind,
+            &streams,
+            &runs,
+        ])
         .stderr(Stdio::inherit())
         .output()?;
     if !output.status.success() {
@@ -377,9 +444,93 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result {
         "raw": results,
     });
     std::fs::write(root.join(RESULTS), serde_json::to_string_pretty(&json)?)?;
-    summarize(root, quick, &scenarios, &results)?;
+    let overhead = overhead(root, &python, quick)?;
+    std::fs::write(
+        root.join(OVERHEAD),
+        serde_json::to_string_pretty(&overhead)?,
+    )?;
+    summarize(root, quick, &scenarios, &results, &overhead)?;
     eprintln!("e2e: {:.0} s in all", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Where a run keeps the overhead's raw results.
+const OVERHEAD: &str = "target/e2e/overhead.json";
+
+/// The concurrencies the overhead is measured at.
+const OVERHEAD_STREAMS: [usize; 4] = [1, 16, 64, 256];
+
+/// Our layers' cost: the provider and the floor, taking turns against one simulator (20-word
+/// answers on the Agent API), at each of [`OVERHEAD_STREAMS`] streams at once. Per
+/// concurrency and repetition, each client's time to the first delta at p50 and p99 (from
+/// the call: both meet the same simulator) and its answers per second; the added time is
+/// ours minus the floor's, the median over repetitions.
+fn overhead(root: &Path, python: &Path, quick: bool) -> Result<Value> {
+    let repetitions = if quick { 3 } else { 7 };
+    let total = if quick { 256 } else { 1_024 };
+    let mut rows = Vec::new();
+    for streams in OVERHEAD_STREAMS {
+        let scenario = Scenario {
+            name: "overhead",
+            kind: "concurrent",
+            words: 20,
+            streams,
+            runs: (total / streams).max(2),
+            tls: false,
+            api: "agent",
+        };
+        let sim = Simulator::start(root, &scenario)?;
+        let mut raw = vec![Vec::new(), Vec::new()];
+        for repetition in 0..repetitions {
+            for turn in 0..2 {
+                let client = (turn + repetition) % 2;
+                let name = ["ours", "floor"][client];
+                raw[client].push(run_client(root, python, name, &sim, &scenario)?);
+            }
+        }
+        let stat = |result: &Value, share: f64| {
+            let mut ttfts: Vec<f64> = result["ttft_us"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect();
+            percentile(&mut ttfts, share)
+        };
+        let rate = |result: &Value| {
+            result["chunks"].as_f64().map_or(f64::NAN, |_| {
+                (scenario.streams * scenario.runs) as f64
+                    / result["wall_s"].as_f64().unwrap_or(f64::NAN)
+            })
+        };
+        let added = |share: f64| {
+            let mut differences: Vec<f64> = raw[0]
+                .iter()
+                .zip(&raw[1])
+                .map(|(ours, floor)| stat(ours, share) - stat(floor, share))
+                .collect();
+            median(&mut differences)
+        };
+        let per_client = |client: usize, measure: &dyn Fn(&Value) -> f64| {
+            let mut values: Vec<f64> = raw[client].iter().map(measure).collect();
+            median(&mut values)
+        };
+        rows.push(serde_json::json!({
+            "streams": streams,
+            "answers": scenario.streams * scenario.runs,
+            "added_p50_us": added(0.5),
+            "added_p99_us": added(0.99),
+            "ours_p50_us": per_client(0, &|result| stat(result, 0.5)),
+            "floor_p50_us": per_client(1, &|result| stat(result, 0.5)),
+            "ours_p99_us": per_client(0, &|result| stat(result, 0.99)),
+            "floor_p99_us": per_client(1, &|result| stat(result, 0.99)),
+            "ours_answers_per_s": per_client(0, &rate),
+            "floor_answers_per_s": per_client(1, &rate),
+            "raw": raw,
+        }));
+        eprintln!("e2e: overhead at {streams} streams done");
+    }
+    Ok(serde_json::json!({"repetitions": repetitions, "words": 20, "rows": rows}))
 }
 
 /// Where a run keeps its raw results.
@@ -401,7 +552,8 @@ pub(crate) fn redraw(root: &Path) -> Result {
     if names != scenarios_names(&scenarios) || results.len() != scenarios.len() {
         return Err("the results are from other scenarios: run the bench again".into());
     }
-    summarize(root, quick, &scenarios, &results)
+    let overhead: Value = serde_json::from_str(&std::fs::read_to_string(root.join(OVERHEAD))?)?;
+    summarize(root, quick, &scenarios, &results, &overhead)
 }
 
 /// The tables, the charts and the summary line from the raw results (the charts of a full
@@ -411,6 +563,7 @@ fn summarize(
     quick: bool,
     scenarios: &[Scenario],
     results: &[Vec<Vec<Value>>],
+    overhead: &Value,
 ) -> Result {
     let table: Vec<Vec<Figures>> = results
         .iter()
@@ -432,15 +585,50 @@ fn summarize(
         }
         eprintln!("e2e: chart {}", chart.display());
     }
+    let rows = overhead["rows"].as_array().cloned().unwrap_or_default();
+    println!("overhead (the provider over the floor, 20-word answers on the Agent API)");
+    println!(
+        "| streams at once | answers | added ttft p50 us | added p99 us | ours p50 / p99 us | floor p50 / p99 us | ours answers/s | floor answers/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let number = |name: &str| row[name].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} | {:.0} |",
+            number("streams"),
+            number("answers"),
+            number("added_p50_us"),
+            number("added_p99_us"),
+            number("ours_p50_us"),
+            number("ours_p99_us"),
+            number("floor_p50_us"),
+            number("floor_p99_us"),
+            number("ours_answers_per_s"),
+            number("floor_answers_per_s"),
+        );
+    }
     let long = &table[0];
     let ours = long[0];
     let ratio = |other: usize| ours.chunks_per_second / long[other].chunks_per_second;
-    let first = &table[3][0];
+    // The lowest ratio to async-openai over the Agent API's scenarios.
+    let lowest = scenarios
+        .iter()
+        .zip(&table)
+        .filter(|(scenario, _)| scenario.api == "agent")
+        .map(|(_, row)| row[0].chunks_per_second / row[1].chunks_per_second)
+        .fold(f64::INFINITY, f64::min);
+    let at_16 = rows
+        .iter()
+        .find(|row| row["streams"].as_u64() == Some(16))
+        .cloned()
+        .unwrap_or_default();
     println!(
-        "e2e: chunks/s vs async-openai {:.1}x, vs openai-python {:.1}x; ttft overhead p50 {:.0} us",
+        "e2e agent: chunks/s vs async-openai {:.1}x (lowest scenario {:.1}x), vs openai-python {:.1}x; overhead vs floor p50 {:.0} us, p99 {:.0} us",
         ratio(1),
+        lowest,
         ratio(2),
-        first.ttft_p50_us
+        at_16["added_p50_us"].as_f64().unwrap_or(f64::NAN),
+        at_16["added_p99_us"].as_f64().unwrap_or(f64::NAN),
     );
     Ok(())
 }
@@ -472,8 +660,13 @@ fn report(scenarios: &[Scenario], table: &[Vec<Figures>]) {
             )
         };
         let transport = if scenario.tls { "HTTPS" } else { "HTTP" };
+        let api = if scenario.api == "agent" {
+            "Agent API"
+        } else {
+            "chat completions"
+        };
         println!(
-            "\n{} ({shape}, {}-word answers, {transport})",
+            "\n{} ({shape}, {}-word answers, {api}, {transport})",
             scenario.name, scenario.words
         );
         let unit = if scenario.kind == "nonstream" {
