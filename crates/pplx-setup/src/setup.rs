@@ -134,6 +134,15 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         .clone()
         .or(file.model.clone())
         .unwrap_or_else(|| default_model.to_owned());
+    // One check of the name, before anything is sent, wherever it came from.
+    if let Err(error) = perplexity.config().check_model(&model) {
+        let setting = if args.model.is_some() {
+            "--model"
+        } else {
+            "model (the config file)"
+        };
+        return Err(Error::invalid(setting, error.to_string()));
+    }
     let cache = cache_choice(args, &file, simulated)?;
     let shared_cache = matches!(cache, Some(CacheChoice::Redis(_)));
     let (provider, cache) = cache_in_front(&perplexity, cache)?;

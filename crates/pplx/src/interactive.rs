@@ -7,15 +7,18 @@ use crate::session::{Mode, Session, ask};
 use crate::{EXIT_FAILURE, EXIT_INTERRUPTED};
 
 /// What `/help` says.
-const HELP: &str = "\
+fn help() -> String {
+    format!(
+        "\
 /model          the model in use
-/model NAME     ask with NAME from now on: a Sonar model (sonar, sonar-pro, ...), an alias
-                (pro, reason, research, or the config file's), a preset (fast, medium, high)
-                or provider/model
+/model NAME     ask with NAME from now on: {}
 /clear          start a new conversation
 /help           this list
 /exit, /quit    leave (also Ctrl-D; Ctrl-C at the prompt)
-Anything else is a question, asked in the conversation so far; Ctrl-C stops an answer.";
+Anything else is a question, asked in the conversation so far; Ctrl-C stops an answer.",
+        provider_perplexity::MODEL_NAMES
+    )
+}
 
 pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> u8 {
     session.mode = Mode::Interactive;
@@ -110,7 +113,7 @@ async fn command(session: &mut Session, history: &mut Vec<Message>, line: &str) 
             }
             eprintln!("(conversation cleared)");
         }
-        ("/help", _) => eprintln!("{HELP}"),
+        ("/help", _) => eprintln!("{}", help()),
         ("/model", "") => eprintln!("model: {}", session.model),
         ("/model", model) => match check_model(session, model).await {
             Ok(()) => {

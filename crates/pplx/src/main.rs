@@ -5,6 +5,16 @@
 //! question and a terminal on stdin it starts an interactive session. Exit codes: 0 answered,
 //! 1 failed, 2 usage error, 130 interrupted (Ctrl-C).
 
+/// `eprintln!` that never panics: a line for a reader that went away (`pplx ... 2>&1 | head
+/// -1`) is dropped, as a closed stdout's output is, so every command stops quietly. It shadows
+/// the standard macro in every module below.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod attach;
 mod conversation;
 mod detached;
@@ -53,8 +63,8 @@ struct Args {
     /// Do not keep this question and its answer in the history.
     #[arg(long)]
     no_log: bool,
-    /// Model or alias (fast, pro, reason, research, or any from the config file).
-    #[arg(long, short)]
+    /// The model (its help is `MODEL_NAMES`, set in `command`).
+    #[arg(long, short, value_name = "NAME")]
     model: Option<String>,
     /// A system prompt.
     #[arg(long)]
@@ -152,7 +162,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match command()
+        .try_get_matches()
+        .and_then(|matches| <Args as clap::FromArgMatches>::from_arg_matches(&matches))
+    {
         Ok(args) => args,
         Err(error) => {
             let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
@@ -171,6 +184,14 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(run(args)))
+}
+
+/// The command line: `Args`, with `--model`'s help the one list of model names every
+/// message gives.
+fn command() -> clap::Command {
+    Args::command().mut_arg("model", |arg| {
+        arg.help(format!("The model: {}", provider_perplexity::MODEL_NAMES))
+    })
 }
 
 /// Writes `bytes` to stdout. A reader that went away (`pplx man | head`) is not a failure:
@@ -282,20 +303,18 @@ fn offline_command(args: &Args) -> Option<u8> {
         Some(Command::Completions { shell }) => {
             // Written whole from memory: clap_complete panics when its writer fails.
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Args::command(), "pplx", &mut script);
+            clap_complete::generate(*shell, &mut command(), "pplx", &mut script);
             Some(write_stdout(&script))
         }
         Some(Command::Man) => {
             let mut page = Vec::new();
-            Some(
-                match clap_mangen::Man::new(Args::command()).render(&mut page) {
-                    Ok(()) => write_stdout(&page),
-                    Err(error) => {
-                        eprintln!("pplx: {error}");
-                        EXIT_FAILURE
-                    }
-                },
-            )
+            Some(match clap_mangen::Man::new(command()).render(&mut page) {
+                Ok(()) => write_stdout(&page),
+                Err(error) => {
+                    eprintln!("pplx: {error}");
+                    EXIT_FAILURE
+                }
+            })
         }
         Some(Command::Attach { .. } | Command::Models) | None => None,
     }

@@ -432,13 +432,22 @@ async fn answer(
 pub(crate) fn advice(error: &Error, mode: Mode) -> String {
     use chat_core::ErrorKind;
     let report = error.report();
+    let about_model = error.param() == Some("model") || report.to_string().contains("model");
+    let about_key = report.to_string().contains("key");
     match (error.kind(), mode) {
-        (ErrorKind::BadRequest, Mode::Interactive) => {
-            format!("{report} (try /model sonar, or /help)")
+        (ErrorKind::BadRequest, Mode::Interactive) if about_model => {
+            format!("{report} (/help lists the model names; /model NAME changes it)")
         }
-        (ErrorKind::Config, Mode::Interactive) => {
+        (ErrorKind::Config, Mode::Interactive) if about_key => {
             format!("{report}; restart with --sim to use the built-in simulator")
         }
+        (ErrorKind::BadRequest, Mode::Command) if about_model => {
+            format!("{report} (pplx --help and pplx models list the model names)")
+        }
+        (ErrorKind::Config, Mode::Command) if about_key => {
+            format!("{report}; or run with --sim to use the built-in simulator")
+        }
+        (ErrorKind::BadRequest | ErrorKind::Config, _) => report.to_string(),
         (kind, _) => advice_anywhere(error, kind),
     }
 }
@@ -447,11 +456,8 @@ fn advice_anywhere(error: &Error, kind: chat_core::ErrorKind) -> String {
     use chat_core::ErrorKind;
     let report = error.report();
     match kind {
-        ErrorKind::Config => format!("{report}; or run with --sim to use the built-in simulator"),
         ErrorKind::Auth => format!("{report}: check PERPLEXITY_API_KEY (or PERPLEXITY_API_KEYS)"),
         ErrorKind::Quota => format!("{report}: add credits to the API account, or use another key"),
-        ErrorKind::RateLimited => report.to_string(),
-        ErrorKind::BadRequest => format!("{report} (try --model sonar)"),
         ErrorKind::Interrupted => format!("{report}; the text above is what arrived"),
         ErrorKind::CircuitOpen => format!("{report}: the API keeps failing; try again shortly"),
         ErrorKind::Connect => format!("{report}: check the network or --base-url"),
@@ -467,12 +473,22 @@ mod tests {
     fn hints_are_in_the_terms_of_where_the_question_was_asked() {
         let refused = Error::status(400, "Invalid model 'x'");
         let command = advice(&refused, Mode::Command);
-        assert!(command.contains("--model sonar"), "{command}");
+        assert!(command.contains("pplx models"), "{command}");
         let session = advice(&refused, Mode::Interactive);
         assert!(
-            session.contains("/model sonar") && !session.contains("--model"),
+            session.contains("/model NAME") && !session.contains("--"),
             "{session}"
         );
+        // A hint about models only where the model was the trouble (issue 36).
+        for unrelated in [
+            Error::status(404, "no such run"),
+            Error::status(400, "the question is too large"),
+        ] {
+            for mode in [Mode::Command, Mode::Interactive] {
+                let said = advice(&unrelated, mode);
+                assert!(!said.contains("model") && !said.contains("--sim"), "{said}");
+            }
+        }
         let unconfigured = Error::config("no key");
         assert!(advice(&unconfigured, Mode::Command).contains("run with --sim"));
         assert!(advice(&unconfigured, Mode::Interactive).contains("restart with --sim"));

@@ -239,10 +239,13 @@ async fn errors_read_like_advice_with_their_exit_codes() {
     );
     assert!(!stderr(&output).contains(KEY));
 
-    let output = pplx(Some(&sim), &["--model", "gpt-4", QUESTION], None).await;
+    // A name of the right shape the server does not have: its 400, with where to look.
+    let refused = r#"{"error":{"message":"Invalid model 'openai/gpt-0'","type":"invalid_request_error","param":"model","code":"invalid_model"}}"#;
+    sim.script(Target::Any, Fault::status(400).body(refused), 1);
+    let output = pplx(Some(&sim), &["--model", "openai/gpt-0", QUESTION], None).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("Invalid preset 'gpt-4'"),
+        stderr(&output).contains("openai/gpt-0") && stderr(&output).contains("pplx models"),
         "{}",
         stderr(&output)
     );
@@ -1397,4 +1400,80 @@ async fn models_lists_what_the_agent_api_takes() {
         first,
         serde_json::json!({"type": "model", "id": "perplexity/sonar"})
     );
+}
+
+/// Runs `pplx args` (no key: the built-in simulator answers) with stderr, and stdout too when
+/// `both`, writing into a pipe whose reader has already gone away (`pplx ... 2>&1 | true`).
+fn with_reader_gone(args: &[&str], both: bool) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command
+        .args(args)
+        .env("XDG_DATA_HOME", data_dir())
+        .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
+        .env_remove("PERPLEXITY_API_KEY")
+        .env_remove("PERPLEXITY_API_KEYS")
+        .env_remove("PERPLEXITY_BASE_URL")
+        .stdin(std::process::Stdio::null())
+        .stderr(writer.try_clone().unwrap());
+    if both {
+        command.stdout(writer);
+    } else {
+        command.stdout(std::process::Stdio::piped());
+    }
+    command.output().unwrap()
+}
+
+/// A reader of stderr that goes away is no failure (issue 36): no panic (exit 101), and a
+/// question still answered ends with 0, as a closed stdout does.
+#[test]
+fn a_reader_of_stderr_that_goes_away_is_not_a_panic() {
+    let output = with_reader_gone(&["--stats", "What is Rust?"], false);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Rust"));
+    for (args, code) in [
+        (&["--stats", "What is Rust?"][..], 0),
+        (&["hi"], 0),
+        (&["-m", "nonsense", "hi"], 2),
+    ] {
+        let output = with_reader_gone(args, true);
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+    }
+}
+
+/// One check of model names, before anything is sent, for `-m` and the config file, with the
+/// one list of names (issue 36).
+#[tokio::test]
+async fn model_names_are_checked_once_before_anything_is_sent() {
+    let sim = simulator().await;
+    for name in ["nonsense-model", "fast@bogus", "fast@2026-10-16"] {
+        let output = pplx(Some(&sim), &["-m", name, QUESTION], None).await;
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stderr(&output));
+        let said = stderr(&output);
+        assert!(
+            said.contains(provider_perplexity::MODEL_NAMES) && !said.contains("--model sonar"),
+            "{said}"
+        );
+    }
+    let data = data_dir();
+    let config = data.join("config.toml");
+    std::fs::write(&config, "model = \"gpt-4o\"\n").unwrap();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--config", config.to_str().unwrap(), QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("config file"),
+        "{}",
+        stderr(&output)
+    );
+    sim.wait_idle().await;
+    assert!(sim.log().is_empty(), "nothing was sent");
+    let help = pplx(None, &["--help"], None).await;
+    assert!(stdout(&help).contains(provider_perplexity::MODEL_NAMES));
 }

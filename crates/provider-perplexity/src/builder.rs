@@ -136,7 +136,8 @@ impl PerplexityBuilder {
     /// The provider.
     ///
     /// # Errors
-    /// A config error: no key, or a base URL that is not `https://` (or loopback `http://`).
+    /// A config error: no key, a base URL that is not `https://` (or loopback `http://`), or a
+    /// model the service does not take ([`PerplexityConfig::check_model`]).
     pub fn build(self) -> Result<PerplexityProvider, Error> {
         PerplexityProvider::new(self.config)
     }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chat_core::Error;
 
-use crate::api::{Api, agent::PRESETS, sonar::SONAR_MODELS};
+use crate::api::{Api, agent::PRESETS};
 use resilience::{ApiKey, BackoffPolicy, BreakerConfig, BudgetConfig, KeyPoolConfig};
 
 /// What happens when a stream breaks after answer text was delivered (the commit point).
@@ -383,29 +383,42 @@ impl PerplexityConfig {
     }
 
     /// Checks that `name` (a model, alias or preset) is one Perplexity serves, before anything
-    /// is sent: a Sonar model, an alias of one, an Agent API preset, or `provider/model` (the
-    /// Agent API's third-party models). Another OpenAI-compatible endpoint serves models of
-    /// its own, so there every name passes.
+    /// is sent: a Sonar name, an alias of one, an effort (pinned as `NAME@YYYY-MM-DD.N` or
+    /// not), a preset, or `provider/model` (the Agent API's third-party models). Only chat
+    /// completions at another endpoint (`Api::Sonar` at vLLM, Ollama, ...) take names of
+    /// their own, so there every name passes.
     ///
     /// # Errors
-    /// A config error listing what would be right.
+    /// A config error that says [`MODEL_NAMES`] (and the config's own aliases).
     pub fn check_model(&self, name: &str) -> Result<(), Error> {
+        if self.api() == Api::Sonar && !self.is_perplexity() {
+            return Ok(());
+        }
         let model = self.aliases.resolve(name.trim());
-        let third_party = model
-            .split_once('/')
-            .is_some_and(|(provider, model)| !provider.is_empty() && !model.is_empty());
+        let third_party = model.split_once('/').is_some_and(|(provider, model)| {
+            !provider.is_empty() && !model.is_empty() && !model.contains('/')
+        });
         let known = crate::api::translate::sonar_names().any(|sonar| sonar == model)
             || PRESETS.contains(&model)
             || crate::api::agent::is_effort(model)
             || third_party;
-        if known || !self.is_perplexity() {
+        if known {
             return Ok(());
         }
+        let defaults = ModelAliases::default();
+        let own: Vec<&str> = self
+            .aliases
+            .names()
+            .into_iter()
+            .filter(|alias| defaults.resolve(alias) != self.aliases.resolve(alias))
+            .collect();
+        let own = if own.is_empty() {
+            String::new()
+        } else {
+            format!("; aliases of this config: {}", own.join(", "))
+        };
         Err(Error::config(format!(
-            "unknown model {name:?}: use a Sonar model ({}), an alias ({}), an Agent API effort or preset ({}; an effort may be pinned, as fast@2026-10-16.0), or provider/model",
-            SONAR_MODELS.join(", "),
-            self.aliases.names().join(", "),
-            PRESETS.join(", "),
+            "unknown model {name:?}: a model is {MODEL_NAMES}{own}"
         )))
     }
 
@@ -428,6 +441,10 @@ impl PerplexityConfig {
         config
     }
 }
+
+/// What a model name can be, as every message and help text says it (`-m`, `/model`, the
+/// config file, the library's check).
+pub const MODEL_NAMES: &str = "a Sonar name (sonar, sonar-pro, sonar-reasoning-pro, sonar-reasoning, sonar-deep-research: mapped to the Agent API), an effort (fast, low, medium, high, xhigh; pinned as NAME@YYYY-MM-DD.N), a preset (fast-search, pro-search, deep-research), provider/model (GET /v1/models lists them; `pplx models`), or an alias (pro, reason, research, or one the config adds)";
 
 /// The variable holding the API's base URL.
 pub const BASE_URL_ENV: &str = "PERPLEXITY_BASE_URL";
@@ -526,11 +543,41 @@ mod tests {
                 "{unknown}: {message}"
             );
         }
+        for pinned in [
+            "fast@bogus",
+            "fast@2026-10-16",
+            "high@2026/10/16.0",
+            "a/b/c",
+        ] {
+            assert!(config.check_model(pinned).is_err(), "{pinned}");
+        }
+        assert!(config.check_model("fast@2026-10-16.0").is_ok());
         config.base_url = "https://llm.internal.example/v1".into();
         assert!(
-            config.check_model("gpt-4o").is_ok(),
-            "another endpoint's own model"
+            config.check_model("gpt-4o").is_err(),
+            "the Agent API at any base URL takes Perplexity's names"
         );
+        config.api = Some(Api::Sonar);
+        assert!(
+            config.check_model("gpt-4o").is_ok(),
+            "chat completions at another endpoint: its own model"
+        );
+    }
+
+    #[test]
+    fn the_one_list_of_model_names_names_every_kind() {
+        let aliases = ModelAliases::default();
+        let mut names: Vec<&str> = crate::api::translate::sonar_names().collect();
+        names.extend(PRESETS);
+        names.extend(aliases.names());
+        for name in names {
+            assert!(
+                MODEL_NAMES.contains(&format!(" {name}"))
+                    || MODEL_NAMES.contains(&format!("({name}")),
+                "{name}"
+            );
+        }
+        assert!(MODEL_NAMES.contains("NAME@YYYY-MM-DD.N"));
     }
 
     #[test]

@@ -38,8 +38,10 @@ impl PerplexityProvider {
     /// A provider for `config`.
     ///
     /// # Errors
-    /// A config error: no key, or a base URL that is not `https://` (or loopback `http://`).
+    /// A config error: no key, a base URL that is not `https://` (or loopback `http://`), or a
+    /// default model the service does not take ([`PerplexityConfig::check_model`]).
     pub fn new(config: PerplexityConfig) -> Result<Self, Error> {
+        config.check_model(&config.default_model)?;
         Ok(PerplexityProvider {
             endpoint: Arc::new(Endpoint::new(config)?),
         })
@@ -224,10 +226,14 @@ impl PerplexityProvider {
     }
 }
 
-/// What would be refused anyway, said before anything is sent (and paid for): a request over
+/// What would be refused anyway, said before anything is sent (and paid for): a model name
+/// the service does not take ([`PerplexityConfig::check_model`]), a request over
 /// [`PerplexityConfig::max_request_bytes`], and what the route's API refuses
 /// (`Protocol::refuses`).
 fn refused(config: &PerplexityConfig, route: &Route, request: &ChatRequest) -> Option<Error> {
+    if let Err(error) = config.check_model(&request.model) {
+        return Some(error);
+    }
     let carried: usize = request
         .messages
         .iter()

@@ -36,24 +36,29 @@ pub const PRESETS: &[&str] = &[
 /// The effort `--api agent` picks when no model is named (the official server's ask level).
 pub const DEFAULT_PRESET: &str = "fast";
 
-/// The longest pinned version taken after `@` (real ones are dates with a counter).
-const VERSION_CHARS: usize = 40;
-
-/// Whether `name` is an effort level, or one pinned to a version (`fast@2026-10-16.0`: the
-/// level, `@`, then letters, digits, `.`, `-` or `_`).
+/// Whether `name` is an effort level, or one pinned to a version in the service's shape,
+/// `NAME@YYYY-MM-DD.N` (`fast@2026-10-16.0`).
 pub fn is_effort(name: &str) -> bool {
     let (level, version) = match name.split_once('@') {
         Some((level, version)) => (level, Some(version)),
         None => (name, None),
     };
-    EFFORTS.contains(&level)
-        && version.is_none_or(|version| {
-            !version.is_empty()
-                && version.len() <= VERSION_CHARS
-                && version
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte))
-        })
+    EFFORTS.contains(&level) && version.is_none_or(is_pinned_version)
+}
+
+/// `YYYY-MM-DD.N`: a date, a dot, then a counter.
+fn is_pinned_version(version: &str) -> bool {
+    let Some((date, counter)) = version.split_once('.') else {
+        return false;
+    };
+    let digits = |part: &str, length: std::ops::RangeInclusive<usize>| {
+        length.contains(&part.len()) && part.bytes().all(|byte| byte.is_ascii_digit())
+    };
+    let mut parts = date.split('-');
+    let shaped = [4..=4, 2..=2, 2..=2]
+        .into_iter()
+        .all(|length| parts.next().is_some_and(|part| digits(part, length)));
+    shaped && parts.next().is_none() && digits(counter, 1..=6)
 }
 
 /// The level of an effort name without its pinned version (`fast@2026-10-16.0` is `fast`);
@@ -1027,10 +1032,16 @@ mod tests {
         }
         assert!(!is_effort("fast@"), "a pin needs a version");
         assert!(!is_effort("turbo@2026-10-16.0"), "only the levels pin");
-        assert!(
-            !is_effort("fast@2026/10"),
-            "a version is one path-safe token"
-        );
+        for bad in [
+            "fast@2026/10",
+            "fast@bogus",
+            "fast@2026-10-16",
+            "fast@26-10-16.0",
+            "fast@2026-10-16.x",
+            "fast@2026-10-16-01.0",
+        ] {
+            assert!(!is_effort(bad), "{bad}: a version is NAME@YYYY-MM-DD.N");
+        }
         assert_eq!(unpinned("high@2026-10-16.0"), "high");
         assert_eq!(unpinned("sonar@x"), "sonar@x");
     }
