@@ -60,6 +60,8 @@ pub(crate) async fn attach_run(
         Some(id) => history.detached_run(Some(id)),
         None => history.detached_run(None),
     };
+    // A run this history did not start (or a question that began with `attach`).
+    let unknown = matches!(found, Ok(None)) && id.is_some();
     let (run_id, question, model, conversation) = match found {
         Ok(Some(found)) => found,
         Ok(None) if id.is_some() => {
@@ -95,7 +97,13 @@ pub(crate) async fn attach_run(
             session.log = Some((history, std::cell::Cell::new(conversation)));
         }
     }
-    session.attached = Some(run_id);
+    session.attached = Some(run_id.clone());
     let mut context = Vec::new();
-    ask(&session, &mut context, &question).await
+    let code = ask(&session, &mut context, &question).await;
+    if unknown && code != 0 {
+        eprintln!(
+            "pplx: {run_id:?} is no run this history started; to ask a question that begins with `attach`, quote it: pplx \"attach {run_id} ...\""
+        );
+    }
+    code
 }

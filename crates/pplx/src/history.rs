@@ -339,7 +339,7 @@ impl History {
             params![
                 entry.conversation,
                 now(),
-                entry.question,
+                kept_question(entry),
                 entry.answer,
                 entry.reasoning,
                 entry.model,
@@ -544,6 +544,29 @@ pub fn format_time(at: i64) -> String {
         seconds / 3_600,
         seconds % 3_600 / 60
     )
+}
+
+/// The most of a failed question the history keeps, in bytes: a question refused for its
+/// size (or any that failed) is kept as an excerpt and its size, so one refusal cannot grow
+/// the database by what it refused. An answered question is kept whole (it is context).
+pub const FAILED_QUESTION_EXCERPT: usize = 4096;
+
+/// The question as the history keeps it (see [`FAILED_QUESTION_EXCERPT`]).
+fn kept_question(entry: &Entry) -> std::borrow::Cow<'_, str> {
+    let question = entry.question.as_str();
+    if entry.error_kind.is_none() || question.len() <= FAILED_QUESTION_EXCERPT {
+        return question.into();
+    }
+    let mut end = FAILED_QUESTION_EXCERPT;
+    while !question.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [a question of {} bytes; only its start is kept]",
+        &question[..end],
+        question.len()
+    )
+    .into()
 }
 
 /// The history holds every question and answer, so it is kept as private as shell history:

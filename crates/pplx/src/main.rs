@@ -170,6 +170,13 @@ fn main() -> ExitCode {
         Err(error) => {
             let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = error.print();
+            if error.use_stderr()
+                && let Some(word) = begins_with_command(std::env::args().skip(1))
+            {
+                eprintln!(
+                    "pplx: `{word}` is a command; to ask a question that begins with it, quote the question (pplx \"{word} ...\") or put -- first (pplx -- {word} ...)"
+                );
+            }
             return ExitCode::from(code);
         }
     };
@@ -320,6 +327,40 @@ fn offline_command(args: &Args) -> Option<u8> {
     }
 }
 
+/// The names of the subcommands (and clap's `help`).
+fn command_names() -> Vec<String> {
+    let mut names: Vec<String> = command()
+        .get_subcommands()
+        .map(|subcommand| subcommand.get_name().to_owned())
+        .collect();
+    names.push("help".to_owned());
+    names
+}
+
+/// The command the arguments begin with (the first that is not a flag), if they do.
+fn begins_with_command(mut args: impl Iterator<Item = String>) -> Option<String> {
+    let first = args.find(|arg| !arg.starts_with('-'))?;
+    command_names().contains(&first).then_some(first)
+}
+
+/// The command a one-word question is a near miss of (`logs` for `log`), unless the question
+/// came after `--`, which says it is one.
+fn near_command(question: &[String]) -> Option<String> {
+    let [word] = question else {
+        return None;
+    };
+    if std::env::args().any(|arg| arg == "--") {
+        return None;
+    }
+    let word = word.trim().to_lowercase();
+    command_names().into_iter().find(|name| {
+        name.len() >= 3
+            && *name != word
+            && name.get(..1) == word.get(..1)
+            && strsim::damerau_levenshtein(name, &word) <= 1
+    })
+}
+
 /// The question from the arguments, or stdin (`-` or a pipe); `None` for an interactive session.
 fn question(args: &Args) -> Result<Option<String>, u8> {
     let from_stdin =
@@ -339,7 +380,19 @@ fn question(args: &Args) -> Result<Option<String>, u8> {
     if args.question.is_empty() {
         return Ok(None);
     }
-    Ok(Some(args.question.join(" ")))
+    if let Some(name) = near_command(&args.question) {
+        let word = &args.question[0];
+        eprintln!(
+            "pplx: {word:?} looks like the command `pplx {name}`; to ask it as a question, put -- first: pplx -- {word}"
+        );
+        return Err(EXIT_USAGE);
+    }
+    let question = args.question.join(" ");
+    if question.trim().is_empty() {
+        eprintln!("pplx: the question is blank: ask something, as pplx \"What is Rust?\"");
+        return Err(EXIT_USAGE);
+    }
+    Ok(Some(question))
 }
 
 /// The `--json-schema` file as structured output, read and checked before anything is sent:

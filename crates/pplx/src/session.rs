@@ -285,7 +285,7 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
             let partial = error.partial_text().unwrap_or(progress.answer.text());
             output.failed(&error, partial, session.mode);
             progress.outcome = Outcome::failed(&error);
-            EXIT_FAILURE
+            refusal_code(&error, partial)
         }
     };
     drop(output);
@@ -299,6 +299,21 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
         history.push(Message::assistant(progress.answer.text()));
     }
     code
+}
+
+/// The exit code of a failed answer: a refusal of what was asked, before anything was sent
+/// (too large, a name no one serves: no HTTP status, no text) is a usage error (2); any
+/// other failure is 1.
+fn refusal_code(error: &Error, partial: &str) -> u8 {
+    use chat_core::ErrorKind;
+    let refused = matches!(error.kind(), ErrorKind::BadRequest | ErrorKind::Config)
+        && error.status_code().is_none()
+        && partial.is_empty();
+    if refused {
+        crate::EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
 }
 
 /// `--json-schema`'s answer, parsed and printed as one JSON object; an answer that is not

@@ -1477,3 +1477,100 @@ async fn model_names_are_checked_once_before_anything_is_sent() {
     let help = pplx(None, &["--help"], None).await;
     assert!(stdout(&help).contains(provider_perplexity::MODEL_NAMES));
 }
+
+/// A blank question is a usage error before anything is sent, from the arguments as from
+/// stdin (issue 36).
+#[tokio::test]
+async fn blank_questions_are_usage_errors_and_never_sent() {
+    let sim = simulator().await;
+    for (args, stdin) in [
+        (&[""][..], None),
+        (&["   "], None),
+        (&["", " \t"], None),
+        (&["-"], Some(" \n ")),
+    ] {
+        let output = pplx(Some(&sim), args, stdin).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("blank") || stderr(&output).contains("empty"));
+    }
+    sim.wait_idle().await;
+    assert!(sim.log().is_empty(), "nothing was sent");
+}
+
+/// A question that begins with a command's name, or a near miss of one, is refused with the
+/// way out (quote it, or `--` first), and nothing is sent (issue 36).
+#[tokio::test]
+async fn questions_that_begin_with_a_command_name_the_way_out() {
+    let sim = simulator().await;
+    for question in [
+        "help me write a poem",
+        "log base 2 of 1024",
+        "attach a file to an email how",
+    ] {
+        let args: Vec<&str> = question.split(' ').collect();
+        let output = pplx(Some(&sim), &args, None).await;
+        assert_eq!(output.status.code(), Some(2), "{question}");
+        let word = args[0];
+        assert!(
+            stderr(&output).contains(&format!("pplx -- {word} ...")),
+            "{question}: {}",
+            stderr(&output)
+        );
+    }
+    let output = pplx(Some(&sim), &["logs"], None).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("pplx -- logs"),
+        "{}",
+        stderr(&output)
+    );
+    sim.wait_idle().await;
+    assert!(sim.log().is_empty(), "nothing was sent");
+
+    let output = pplx(Some(&sim), &["attach", "cats"], None).await;
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("pplx \"attach cats ...\""),
+        "{}",
+        stderr(&output)
+    );
+    // After `--` it is a question, and asked.
+    let output = pplx(Some(&sim), &["--no-cache", "--", "logs"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = pplx(Some(&sim), &["--no-cache", "--", "help", "me"], None).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// A question refused before sending for its size is a usage error (2), and the history
+/// keeps an excerpt and the size, not the question (issue 36: 100 MB made a 100.9 MB
+/// history).
+#[tokio::test]
+async fn a_question_refused_for_its_size_is_a_usage_error_kept_as_an_excerpt() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let question = "y".repeat((80 << 20) + 1);
+    let output = pplx_with(&data, Some(&sim), &["-"], Some(&question)).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("max_request_bytes"),
+        "{}",
+        stderr(&output)
+    );
+    sim.wait_idle().await;
+    assert!(sim.log().is_empty(), "nothing was sent");
+    let history = pplx::history::History::open(&data.join("pplx/history.db")).unwrap();
+    let kept = &history.recent(1).unwrap()[0];
+    assert!(kept.question.len() < 2 * pplx::history::FAILED_QUESTION_EXCERPT);
+    assert!(kept.question.contains(&format!("{} bytes", question.len())));
+    drop(history);
+    let size: u64 = std::fs::read_dir(data.join("pplx"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(size < 4 << 20, "the history takes {size} bytes");
+}
