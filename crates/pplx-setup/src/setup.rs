@@ -211,7 +211,11 @@ fn ignored_base_url(args: &SetupOptions, file: &config::FileConfig) -> Option<St
     given
         .iter()
         .find(|(given, _)| *given)
-        .map(|(_, name)| format!("{name} is ignored: the built-in simulator answers, not an API"))
+        .map(|(_, name)| {
+            format!(
+                "{name} is ignored: the built-in simulator answers (no key is set, or --sim); to use that URL, set PERPLEXITY_API_KEY without --sim (any value for a pplx-sim)"
+            )
+        })
 }
 
 /// Starts the built-in simulator and points `config` at it.

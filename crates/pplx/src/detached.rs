@@ -11,6 +11,13 @@ use crate::{Args, EXIT_FAILURE, EXIT_USAGE, write_stdout};
 /// `--detach`: the question starts a background run; its id goes to stdout (and the
 /// history, so `pplx attach` finds it).
 pub(crate) async fn detach(session: &Session, context: &[Message], question: &str) -> u8 {
+    if session._sim.is_some() {
+        // Its runs end with this process: an id printed now could never be attached.
+        eprintln!(
+            "pplx: --detach needs a server that outlives this command, and the built-in simulator ends with it: run pplx-sim and point PERPLEXITY_BASE_URL at it with any PERPLEXITY_API_KEY (a simulator takes any), or set a real key"
+        );
+        return EXIT_USAGE;
+    }
     let request = request(session, context, question);
     match session.perplexity.start_run(request).await {
         Ok(id) => {
@@ -28,11 +35,6 @@ pub(crate) async fn detach(session: &Session, context: &[Message], question: &st
                 if let Err(error) = history.record(&entry) {
                     eprintln!("pplx: history: {error}; pplx attach needs the id: {id}");
                 }
-            }
-            if session._sim.is_some() {
-                eprintln!(
-                    "pplx: the built-in simulator keeps runs only while this process lives: pplx attach cannot read this one later"
-                );
             }
             write_stdout(format!("{id}\n").as_bytes())
         }

@@ -363,6 +363,52 @@ impl History {
         Ok(self.connection.last_insert_rowid())
     }
 
+    /// Fills the entry `--detach` recorded for `entry.run_id` with what a reader of the run
+    /// (`pplx attach`) got: one question is one entry, whoever finishes it. A complete answer
+    /// already kept is never replaced by a failed or cancelled reading. `false` when the
+    /// history has no such run (it was started elsewhere): record the entry instead.
+    ///
+    /// # Errors
+    /// When the database cannot be read or written.
+    pub fn fill_run(&self, entry: &Entry) -> Result<bool, HistoryError> {
+        let Some(run_id) = &entry.run_id else {
+            return Ok(false);
+        };
+        let found: Option<(i64, Option<String>, String)> = self
+            .connection
+            .query_row(
+                "SELECT id, error_kind, answer FROM entries WHERE detached = 1 AND run_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![run_id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, kept_error, kept_answer)) = found else {
+            return Ok(false);
+        };
+        let complete = kept_error.is_none() && !kept_answer.is_empty();
+        if complete && entry.error_kind.is_some() {
+            return Ok(true);
+        }
+        self.connection.execute(
+            "UPDATE entries SET answer = ?2, reasoning = ?3, sources = ?4, usage = ?5, cost = ?6, first_token_ms = ?7, total_ms = ?8, fallback = ?9, cached = ?10, error_kind = ?11, error_message = ?12 WHERE id = ?1",
+            params![
+                id,
+                entry.answer,
+                entry.reasoning,
+                json(&entry.sources),
+                entry.usage.as_ref().map(json),
+                entry.cost,
+                entry.first_token_ms.map(|millis| millis.min(i64::MAX as u64) as i64),
+                entry.total_ms.min(i64::MAX as u64) as i64,
+                entry.fallback,
+                entry.cached,
+                entry.error_kind,
+                entry.error_message,
+            ],
+        )?;
+        Ok(true)
+    }
+
     /// The latest `limit` entries, newest first.
     ///
     /// # Errors
@@ -659,6 +705,44 @@ mod tests {
             total_ms: 12,
             ..Entry::default()
         }
+    }
+
+    #[test]
+    fn a_detached_run_is_one_entry_filled_by_whoever_finishes_it() {
+        let dir = std::env::temp_dir().join(format!("pplx-runs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let history = History::open(&dir.join("history.db")).unwrap();
+        let conversation = history.new_conversation().unwrap();
+        let mut started = entry(conversation, "Why?", "");
+        started.run_id = Some("resp_1".into());
+        started.detached = true;
+        history.record(&started).unwrap();
+        let reading = |answer: &str, error: Option<&str>| {
+            let mut read = entry(conversation, "Why?", answer);
+            read.run_id = Some("resp_1".into());
+            read.error_kind = error.map(str::to_owned);
+            read
+        };
+        assert!(history.fill_run(&reading("Be", Some("cancelled"))).unwrap());
+        assert!(history.fill_run(&reading("Because.", None)).unwrap());
+        assert!(
+            history.fill_run(&reading("", Some("cancelled"))).unwrap(),
+            "found, and kept as it was"
+        );
+        let kept = history.recent(10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].answer.as_str(), kept[0].error_kind.as_deref()),
+            ("Because.", None)
+        );
+        let mut elsewhere = reading("Other.", None);
+        elsewhere.run_id = Some("resp_2".into());
+        assert!(
+            !history.fill_run(&elsewhere).unwrap(),
+            "a run started elsewhere"
+        );
+        drop(history);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[cfg(unix)]

@@ -390,7 +390,15 @@ fn record(session: &Session, question: &str, progress: &Progress, code: u8, elap
         entry.error_kind = Some(kind);
         entry.error_message = Some(message);
     }
-    if let Err(error) = history.record(&entry) {
+    // A detached run's reading fills the entry `--detach` made.
+    let kept = history.fill_run(&entry).and_then(|filled| {
+        if filled {
+            Ok(0)
+        } else {
+            history.record(&entry)
+        }
+    });
+    if let Err(error) = kept {
         eprintln!("pplx: history: {error}; this answer is not kept");
     }
 }

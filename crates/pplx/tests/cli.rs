@@ -853,7 +853,8 @@ async fn plain_http_names_its_switch_and_an_ignored_base_url_is_said() {
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("--base-url is ignored: the built-in simulator answers"),
+        stderr(&output).contains("--base-url is ignored: the built-in simulator answers")
+            && stderr(&output).contains("set PERPLEXITY_API_KEY"),
         "{}",
         stderr(&output)
     );
@@ -1229,20 +1230,22 @@ async fn detach_prints_a_run_id_and_attach_streams_that_run_into_the_history() {
         sim.expected_text("fast", &[QUESTION], None).as_str()
     );
     assert_eq!(done["resumed"], 1);
-    // Both are in the history: the start, and the answer with the run's id.
+    // One question, one entry: the one the detach made, filled in by the attach.
     let kept = log_json(&data, &[]).await;
-    assert_eq!(kept.len(), 2, "{kept:?}");
-    assert_eq!(kept[0]["run_id"], id.as_str());
-    assert_eq!(kept[0]["question"], QUESTION);
-    assert_eq!(kept[0]["answer"], done["text"]);
+    assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(
-        (kept[1]["detached"].as_bool(), kept[1]["run_id"].as_str()),
+        (kept[0]["detached"].as_bool(), kept[0]["run_id"].as_str()),
         (Some(true), Some(id.as_str()))
     );
-    // By id too.
+    assert_eq!(kept[0]["question"], QUESTION);
+    assert_eq!(kept[0]["answer"], done["text"]);
+    // By id too, and still one entry.
     let output = pplx_with(&data, Some(&sim), &["attach", &id], None).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).starts_with(&sim.expected_text("fast", &[QUESTION], None)));
+    let kept = log_json(&data, &[]).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["answer"], done["text"]);
     sim.wait_idle().await;
     let starts = sim
         .log()
@@ -1573,4 +1576,18 @@ async fn a_question_refused_for_its_size_is_a_usage_error_kept_as_an_excerpt() {
         .map(|entry| entry.unwrap().metadata().unwrap().len())
         .sum();
     assert!(size < 4 << 20, "the history takes {size} bytes");
+}
+
+/// Offline, `--detach` refuses before printing an id no one could attach (the built-in
+/// simulator ends with the process), and says how to detach against a pplx-sim (issue 36).
+#[tokio::test]
+async fn offline_detach_refuses_rather_than_print_an_id_attach_cannot_read() {
+    let output = pplx(None, &["--detach", "-m", "high", QUESTION], None).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "", "no run id");
+    assert!(
+        stderr(&output).contains("PERPLEXITY_BASE_URL") && stderr(&output).contains("pplx-sim"),
+        "{}",
+        stderr(&output)
+    );
 }
