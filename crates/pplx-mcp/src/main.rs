@@ -123,7 +123,10 @@ impl ServerHandler for PplxMcp {
 fn main() -> ExitCode {
     let args = Args::parse();
     // PERPLEXITY_LOG_LEVEL, as the official server reads it (debug, info, warn, error).
-    let level = match environment::log_level() {
+    let level = match environment::log_level().unwrap_or_else(|error| {
+        eprintln!("pplx-mcp: {error}");
+        LogLevel::Warn
+    }) {
         LogLevel::Trace => tracing::Level::TRACE,
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Info => tracing::Level::INFO,
@@ -168,7 +171,8 @@ async fn run(args: Args) -> Result<(), String> {
         eprintln!("pplx-mcp: {warning}");
     }
     let mut instructions = "Perplexity: web-grounded answers with citations. Use perplexity_search for URLs, facts and news; perplexity_ask for quick answers; perplexity_reason for step-by-step analysis; perplexity_research for in-depth multi-source research (slow). All tools are read-only. Answers stream as progress notifications when a progress token is given.".to_owned();
-    if setup.is_simulated() {
+    let simulated = setup.is_simulated();
+    if simulated {
         instructions.push_str(" This server has no Perplexity API key: answers come from a built-in simulator and are not real.");
     }
     let server = PplxMcp {
@@ -180,7 +184,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _simulator = setup.simulator;
     match &args.http {
         None => serve_stdio(server).await,
-        Some(addr) => serve_http(server, &args, addr).await,
+        Some(addr) => serve_http(server, &args, addr, simulated).await,
     }
 }
 
@@ -224,15 +228,25 @@ async fn serve_stdio(server: PplxMcp) -> Result<(), String> {
 
 /// Streamable HTTP at `addr` (empty: `BIND_ADDRESS` and `PORT`), behind the token and the
 /// Host and Origin allow-lists (flags win; the official server's variables otherwise).
-async fn serve_http(server: PplxMcp, args: &Args, addr: &str) -> Result<(), String> {
+async fn serve_http(
+    server: PplxMcp,
+    args: &Args,
+    addr: &str,
+    simulated: bool,
+) -> Result<(), String> {
     let addr = http_address(addr)?;
     let token = env(&args.token_env);
     check_exposure(
         addr,
         token.is_some(),
-        args.allow_unauthenticated,
+        args.allow_unauthenticated || simulated,
         &args.token_env,
     )?;
+    if simulated && token.is_none() && !addr.ip().is_loopback() {
+        eprintln!(
+            "pplx-mcp: serving {addr} with no token: the built-in simulator answers, so no API key is spent"
+        );
+    }
     let hosts = if args.allow_hosts.is_empty() {
         env_list("ALLOWED_HOSTS")
     } else {
@@ -246,8 +260,8 @@ async fn serve_http(server: PplxMcp, args: &Args, addr: &str) -> Result<(), Stri
     http::serve(server, addr, &hosts, &origins, token).await
 }
 
-/// Refuses to serve a non-loopback address with no token unless explicitly allowed: anyone on
-/// the network could spend the API key.
+/// Refuses to serve a non-loopback address with no token unless explicitly allowed (or no
+/// key is in use: the simulator answers): anyone on the network could spend the API key.
 fn check_exposure(
     addr: SocketAddr,
     has_token: bool,

@@ -195,7 +195,7 @@ mod tests {
             readme.find("```toml\n").expect("the README shows a config") + "```toml\n".len();
         let end = start + readme[start..].find("```").unwrap();
         let config: FileConfig = toml::from_str(&readme[start..end]).unwrap();
-        assert_eq!(config.model.as_deref(), Some("pro"));
+        assert_eq!(config.model.as_deref(), Some("sonar"));
         assert_eq!(config.cache.as_deref(), Some("memory"));
         assert_eq!(config.retry.after_commit.as_deref(), Some("fail"));
         assert!(

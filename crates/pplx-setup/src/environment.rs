@@ -74,19 +74,31 @@ pub enum LogLevel {
     Trace,
 }
 
-/// [`LOG_LEVEL_ENV`] (any case); `Warn` when unset or unknown.
-pub fn log_level() -> LogLevel {
+/// [`LOG_LEVEL_ENV`] (any case); `Warn` when unset.
+///
+/// # Errors
+/// A value that is no level (`verbose`), naming the levels; the caller says so and logs at
+/// `Warn`.
+pub fn log_level() -> Result<LogLevel, Error> {
     level_from(&variable(LOG_LEVEL_ENV).unwrap_or_default())
 }
 
-fn level_from(text: &str) -> LogLevel {
-    match text.to_ascii_lowercase().as_str() {
+fn level_from(text: &str) -> Result<LogLevel, Error> {
+    Ok(match text.to_ascii_lowercase().as_str() {
         "error" => LogLevel::Error,
+        "" | "warn" | "warning" => LogLevel::Warn,
         "info" => LogLevel::Info,
         "debug" => LogLevel::Debug,
         "trace" => LogLevel::Trace,
-        _ => LogLevel::Warn,
-    }
+        _ => {
+            return Err(Error::invalid(
+                LOG_LEVEL_ENV,
+                format!(
+                    "{text:?} is no level: use error, warn, info, debug or trace (warn is used)"
+                ),
+            ));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -113,9 +125,13 @@ mod tests {
 
     #[test]
     fn log_levels_in_any_case_and_warn_otherwise() {
-        assert_eq!(level_from("DEBUG"), LogLevel::Debug);
-        assert_eq!(level_from("error"), LogLevel::Error);
-        assert_eq!(level_from(""), LogLevel::Warn);
-        assert_eq!(level_from("verbose"), LogLevel::Warn);
+        assert_eq!(level_from("DEBUG").unwrap(), LogLevel::Debug);
+        assert_eq!(level_from("error").unwrap(), LogLevel::Error);
+        assert_eq!(level_from("").unwrap(), LogLevel::Warn);
+        let said = level_from("verbose").unwrap_err().to_string();
+        assert!(
+            said.contains(LOG_LEVEL_ENV) && said.contains("debug"),
+            "an unknown level is said (issue 36): {said}"
+        );
     }
 }

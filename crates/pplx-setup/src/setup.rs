@@ -144,6 +144,19 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         return Err(Error::invalid(setting, error.to_string()));
     }
     let cache = cache_choice(args, &file, simulated)?;
+    if simulated && !args.no_cache {
+        let asked = args.cache.as_deref().or(file.cache.as_deref());
+        if asked.is_some_and(is_redis) {
+            let setting = if args.cache.is_some() {
+                "--cache"
+            } else {
+                "cache in the config file"
+            };
+            warnings.push(format!(
+                "the Redis cache ({setting}) is not used: the built-in simulator answers, and simulated text never goes to a shared cache (answers are cached in memory)"
+            ));
+        }
+    }
     let shared_cache = matches!(cache, Some(CacheChoice::Redis(_)));
     let (provider, cache) = cache_in_front(&perplexity, cache)?;
     Ok(Setup {
@@ -468,6 +481,48 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The README's sample config says it shows only defaults: it must change nothing
+    /// (issue 36: it set `api = "sonar"`, which broke the models the README advertised).
+    #[test]
+    fn the_readme_config_sample_sets_only_defaults() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let sample: config::FileConfig = toml::from_str(&readme[start..end]).unwrap();
+        let options = SetupOptions::default();
+        let shown = provider_config(&options, &sample).unwrap();
+        let plain = provider_config(&options, &config::FileConfig::default()).unwrap();
+        assert_eq!(sample.model.as_deref(), Some("sonar"), "the default model");
+        assert_eq!(shown.api(), plain.api());
+        assert_eq!(shown.aliases, plain.aliases);
+        assert_eq!(shown.timeouts, plain.timeouts);
+        for (name, shown, plain) in [
+            (
+                "families",
+                format!("{:?}", shown.families),
+                format!("{:?}", plain.families),
+            ),
+            (
+                "retry",
+                format!("{:?}", shown.backoff),
+                format!("{:?}", plain.backoff),
+            ),
+            (
+                "breaker",
+                format!("{:?}", shown.breaker),
+                format!("{:?}", plain.breaker),
+            ),
+            (
+                "after_commit",
+                format!("{:?}", shown.after_commit),
+                format!("{:?}", plain.after_commit),
+            ),
+        ] {
+            assert_eq!(shown, plain, "{name}");
+        }
+        assert_eq!(shown.fallback, plain.fallback);
+    }
 
     /// A config file with every number set to `value` (as TOML accepts it).
     fn file_with(value: f64, integer: u64) -> config::FileConfig {

@@ -29,6 +29,17 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
             return EXIT_FAILURE;
         }
     };
+    // The lines typed, kept between sessions beside the history (as private as it), unless
+    // nothing is to be kept (--no-log).
+    let lines = session
+        .log
+        .is_some()
+        .then(pplx::history::History::default_path)
+        .flatten()
+        .map(|path| path.with_file_name("line-history"));
+    if let Some(path) = &lines {
+        let _ = editor.load_history(path);
+    }
     eprintln!(
         "pplx {} — ask anything; /help lists the commands. Ctrl-C stops an answer; at the prompt it exits.",
         session.model
@@ -62,6 +73,9 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
             continue;
         }
         let _ = editor.add_history_entry(line);
+        if let Some(path) = &lines {
+            keep_lines(&mut editor, path);
+        }
         if line.starts_with('/') {
             if command(&mut session, &mut history, line).await {
                 return 0;
@@ -93,6 +107,18 @@ async fn check_model(session: &Session, model: &str) -> Result<(), String> {
             format!("the Agent API does not list {resolved:?} (pplx models shows what it does)"),
         ),
         _ => Ok(()),
+    }
+}
+
+/// Saves the line history to `path`, readable by its owner only (it holds questions).
+fn keep_lines(editor: &mut rustyline::DefaultEditor, path: &std::path::Path) {
+    if editor.save_history(path).is_err() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
 }
 

@@ -2,7 +2,7 @@
 //! WORDS` finds entries by their words (SQLite FTS5), `pplx log show ID` prints an answer
 //! again with its sources; `--json` gives one JSON object per entry and line.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use clap::{Args, Subcommand};
 use pplx::history::{Entry, History, format_time};
@@ -100,6 +100,14 @@ pub(crate) fn run(args: &LogArgs) -> u8 {
         },
     };
     match entries {
+        Ok(entries) if entries.is_empty() && !args.json => {
+            // Said on stderr, so stdout stays empty for scripts.
+            match &args.action {
+                Some(LogAction::Search { .. }) => eprintln!("pplx: no entry matches"),
+                _ => eprintln!("pplx: the history is empty: questions asked are kept here"),
+            }
+            0
+        }
         Ok(entries) => {
             list(&entries, args.json);
             0
@@ -147,7 +155,7 @@ fn show(entry: &Entry, json: bool) {
         let _ = stdout.write_all(b"\n");
         return;
     }
-    let styled = std::io::stdout().is_terminal();
+    let styled = crate::output::styled_terminal();
     let (bold, dim, reset) = if styled {
         ("\x1b[1m", "\x1b[2m", "\x1b[0m")
     } else {

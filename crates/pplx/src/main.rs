@@ -22,6 +22,7 @@ mod filters;
 mod interactive;
 mod json;
 mod log;
+mod manual;
 mod output;
 mod render;
 mod session;
@@ -313,16 +314,13 @@ fn offline_command(args: &Args) -> Option<u8> {
             clap_complete::generate(*shell, &mut command(), "pplx", &mut script);
             Some(write_stdout(&script))
         }
-        Some(Command::Man) => {
-            let mut page = Vec::new();
-            Some(match clap_mangen::Man::new(command()).render(&mut page) {
-                Ok(()) => write_stdout(&page),
-                Err(error) => {
-                    eprintln!("pplx: {error}");
-                    EXIT_FAILURE
-                }
-            })
-        }
+        Some(Command::Man) => Some(match manual::page(command()) {
+            Ok(page) => write_stdout(&page),
+            Err(error) => {
+                eprintln!("pplx: {error}");
+                EXIT_FAILURE
+            }
+        }),
         Some(Command::Attach { .. } | Command::Models) | None => None,
     }
 }

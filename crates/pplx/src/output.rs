@@ -38,6 +38,14 @@ pub(crate) trait Output {
 /// The most characters of a progress line the spinner shows.
 const PROGRESS_CHARS: usize = 70;
 
+/// Whether stdout takes styling (colour, links, redrawn lines): a terminal, not `TERM=dumb`,
+/// and no `NO_COLOR` (set and not empty, as no-color.org says).
+pub(crate) fn styled_terminal() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
+    io::stdout().is_terminal() && !no_color && !dumb
+}
+
 /// The answer on a terminal (or plain when piped).
 pub(crate) struct Terminal {
     renderer: Renderer<StdoutLock<'static>>,
@@ -50,7 +58,7 @@ pub(crate) struct Terminal {
 
 impl Terminal {
     pub(crate) fn new(show_reasoning: bool) -> Self {
-        let styled = io::stdout().is_terminal();
+        let styled = styled_terminal();
         let width = terminal_size::terminal_size().map_or(80, |(width, _)| usize::from(width.0));
         let spinner = if io::stderr().is_terminal() {
             let spinner = indicatif::ProgressBar::new_spinner().with_message("searching…");
@@ -252,11 +260,11 @@ impl Output for Json {
 }
 
 /// A URL as a clickable terminal hyperlink (OSC 8) on a terminal that can show one, else as
-/// it is. Terminals without OSC 8 support ignore the sequence; `TERM=dumb` gets plain text.
+/// it is. Terminals without OSC 8 support ignore the sequence; unstyled output (`TERM=dumb`,
+/// `NO_COLOR`, a pipe: see [`styled_terminal`]) gets plain text.
 fn hyperlink(url: &str, styled: bool) -> String {
-    let capable = styled && std::env::var("TERM").map_or(true, |term| term != "dumb");
     // A URL with control characters is never put inside an escape sequence.
-    if capable && !url.chars().any(char::is_control) {
+    if styled && !url.chars().any(char::is_control) {
         format!("\x1b]8;;{url}\x1b\\{url}\x1b]8;;\x1b\\")
     } else {
         url.to_owned()

@@ -289,6 +289,12 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
         }
     };
     drop(output);
+    if code == 0 && session.show_reasoning && progress.answer.response().reasoning.is_empty() {
+        eprintln!(
+            "pplx: --show-reasoning: {} sent no reasoning to show (only models that reason first send it)",
+            session.model
+        );
+    }
     progress.cache_unreachable = cache_unreachable(session, cache_before);
     if session.stats {
         stats::print_stats(session, &before, &progress, started.elapsed());

@@ -30,10 +30,12 @@ pub(crate) fn print_stats(
     let streaming_time = progress
         .first_token
         .map_or(elapsed, |first| elapsed.saturating_sub(first));
-    let rate = if streaming_time.as_secs_f64() > 0.0 {
-        tokens as f64 / streaming_time.as_secs_f64()
+    // A rate only for an answer that streamed for a measurable time: a whole answer
+    // (--no-stream, a cache hit) arrives at once, and tokens over microseconds is no rate.
+    let rate = if session.stream && streaming_time >= Duration::from_millis(10) && tokens > 0 {
+        format!("{:.0}", tokens as f64 / streaming_time.as_secs_f64())
     } else {
-        0.0
+        "-".to_owned()
     };
     let cost = response
         .usage
@@ -49,7 +51,7 @@ pub(crate) fn print_stats(
         "miss"
     };
     eprintln!(
-        "stats: first token {} · {rate:.0} tokens/s · {} · {} · fallback {} · cache {cache} · restarts {} · cost ${cost:.5} · total {:.2} s",
+        "stats: first token {} · {rate} tokens/s · {} · {} · fallback {} · cache {cache} · restarts {} · cost ${cost:.5} · total {:.2} s",
         progress.first_token.map_or("-".to_owned(), |first| format!(
             "{:.0} ms",
             first.as_secs_f64() * 1e3

@@ -689,7 +689,23 @@ async fn completions_a_man_page_and_reasoning_apart_when_piped() {
         assert!(stdout(&output).contains("pplx"), "{shell}");
     }
     let output = pplx(None, &["man"], None).await;
-    assert!(stdout(&output).contains(".TH pplx"));
+    let page = stdout(&output);
+    assert!(page.contains(".TH pplx"));
+    // No reference to pages that are never generated; the config file and the environment
+    // have sections of their own (issue 36).
+    assert!(
+        !page.contains("pplx\\-log(1)") && !page.contains("(1)"),
+        "{page}"
+    );
+    for section in [
+        ".SH COMMANDS",
+        ".SH FILES",
+        ".SH ENVIRONMENT",
+        ".SH EXIT STATUS",
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
+    assert!(page.contains("pplx help log") && page.contains("PERPLEXITY_API_KEY"));
     let sim = simulator().await;
     let model = "sonar-reasoning-pro";
     let answer = sim.expected_answer(model, &[QUESTION]);
@@ -740,6 +756,19 @@ fn an_interactive_session_resumes_its_conversation_with_links() {
         "one conversation"
     );
     assert_eq!(entries[0].question, "And its height?");
+    // The lines typed are kept between sessions, beside the history and as private.
+    let lines = data.join("pplx/line-history");
+    let kept = std::fs::read_to_string(&lines).unwrap();
+    assert!(
+        kept.contains("What is Olympus Mons?") && kept.contains("And its height?"),
+        "{kept}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&lines).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
 
 /// Every command, with its stdout closed before it writes (`pplx man | head` once the reader
@@ -1587,6 +1616,167 @@ async fn offline_detach_refuses_rather_than_print_an_id_attach_cannot_read() {
     assert_eq!(stdout(&output), "", "no run id");
     assert!(
         stderr(&output).contains("PERPLEXITY_BASE_URL") && stderr(&output).contains("pplx-sim"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `NO_COLOR` and `TERM=dumb` get no colour and no hyperlinks on a terminal (issue 36).
+#[test]
+fn no_color_and_a_dumb_terminal_get_plain_text() {
+    use expectrl::{Eof, Expect};
+    for (name, value) in [("NO_COLOR", "1"), ("TERM", "dumb")] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+        command
+            .args(["--sim", "--no-log", QUESTION])
+            .env("XDG_DATA_HOME", data_dir())
+            .env_remove("PERPLEXITY_API_KEY")
+            .env_remove("PERPLEXITY_API_KEYS")
+            .env("XDG_CONFIG_HOME", "/nonexistent-pplx-test-config")
+            .env("TERM", "xterm")
+            .env(name, value);
+        let mut session = expectrl::Session::spawn(command).unwrap();
+        session.set_expect_timeout(Some(Duration::from_secs(20)));
+        let answer = session.expect("Sources").unwrap();
+        let mut seen = String::from_utf8_lossy(answer.before()).into_owned();
+        seen.push_str("Sources");
+        let rest = session.expect(Eof).unwrap();
+        for part in std::iter::once(rest.before()).chain(rest.matches()) {
+            seen.push_str(&String::from_utf8_lossy(part));
+        }
+        assert!(seen.contains("Sources"), "{name}: {seen}");
+        let styled = regex_lite_sgr(&seen);
+        assert!(
+            !styled && !seen.contains("\x1b]8;;"),
+            "{name}={value}: {seen:?}"
+        );
+    }
+}
+
+/// Whether `text` holds an SGR sequence (`ESC [ digits/; m`): colour, bold, dim.
+fn regex_lite_sgr(text: &str) -> bool {
+    text.match_indices("\x1b[").any(|(at, _)| {
+        let rest = &text[at + 2..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(rest.len());
+        rest[end..].starts_with('m')
+    })
+}
+
+/// `--stats` gives no rate for a whole answer, `pplx log` says when the history is empty, and
+/// `--show-reasoning` says when the model sent none (issue 36).
+#[tokio::test]
+async fn stats_log_and_reasoning_say_what_they_have_not() {
+    let sim = simulator().await;
+    let output = pplx(
+        Some(&sim),
+        &["--no-cache", "--stats", "--no-stream", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(" - tokens/s"),
+        "{}",
+        stderr(&output)
+    );
+    let output = pplx(Some(&sim), &["log"], None).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "");
+    assert!(
+        stderr(&output).contains("the history is empty"),
+        "{}",
+        stderr(&output)
+    );
+    // Sonar chat completions (an endpoint that still has them) send no reasoning for sonar.
+    let mut config = SimConfig::default();
+    config.keys = vec![KEY.to_owned()];
+    config.pace = Pace::instant();
+    config.legacy_sonar = true;
+    let legacy = Simulator::start(config).await.unwrap();
+    let output = pplx(
+        Some(&legacy),
+        &[
+            "--no-cache",
+            "--show-reasoning",
+            "--api",
+            "sonar",
+            "-m",
+            "sonar",
+            QUESTION,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("sent no reasoning"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// What is not used is said, not silently dropped (issue 36): a Redis cache while the
+/// simulator answers, an API name that is none; and `--stats` counts a closed port's
+/// attempts as `max_attempts` says (it gave 8 for 4: the fallback asked the same closed
+/// port again).
+#[tokio::test]
+async fn what_is_not_used_is_said_and_attempts_count_as_documented() {
+    let output = pplx(
+        None,
+        &["--cache", "redis://127.0.0.1:1/", "--no-log", QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output)
+            .matches("Redis cache (--cache) is not used")
+            .count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
+    let data = data_dir();
+    let config = data.join("config.toml");
+    std::fs::write(&config, "api = \"chat\"\n").unwrap();
+    let output = pplx_with(
+        &data,
+        None,
+        &["--config", config.to_str().unwrap(), QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("use agent"), "{}", stderr(&output));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let data = data_dir();
+    let config = data.join("config.toml");
+    std::fs::write(
+        &config,
+        "[retry]\nmax_attempts = 4\nbase_ms = 1\ncap_ms = 2\n",
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command.args([
+        "--config",
+        config.to_str().unwrap(),
+        "--stats",
+        "--no-log",
+        QUESTION,
+    ]);
+    let mut command = environment(command, &data, None);
+    command
+        .env("PERPLEXITY_API_KEY", KEY)
+        .env("PERPLEXITY_BASE_URL", format!("http://{address}"));
+    let output = run(command, None).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(" 4 attempts "),
         "{}",
         stderr(&output)
     );

@@ -81,8 +81,11 @@ async fn hold_until_commit(
 pub(super) fn falls_back(error: &Error) -> bool {
     // By its kind: the server answered without a stream, or its error named the `stream`
     // parameter (see `client::refusal`).
+    // Not a server that could not be reached: a request without a stream goes to the same
+    // place (and would only double the attempts `--stats` counts).
     let refuses_stream = error.kind() == ErrorKind::NotStreaming;
     let transient = error.failure_class() == FailureClass::Transient
+        && error.kind() != ErrorKind::Connect
         && !(error.kind() == ErrorKind::Timeout
             && error.timeout_phase() == Some(TimeoutPhase::Total));
     refuses_stream || transient

@@ -136,10 +136,10 @@ impl Api {
     /// A config error naming the choices.
     pub fn parse(name: &str) -> Result<Api, Error> {
         match name.trim() {
-            "sonar" | "chat" => Ok(Api::Sonar),
+            "sonar" => Ok(Api::Sonar),
             "agent" => Ok(Api::Agent),
             other => Err(Error::config(format!(
-                "unknown API {other:?}: use sonar (chat completions) or agent"
+                "unknown API {other:?}: use agent (the Agent API, the default) or sonar (chat completions)"
             ))),
         }
     }
