@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         ["ci"] => ci(),
         ["tidy"] => tidy::check(&root()),
         ["package"] => package::features(&root()).and_then(|()| package::package(&root())),
+        ["newest"] => package::newest(&root()),
         ["interop"] => interop::run(&root()),
         ["bench", rest @ ..] => bench::run(&root(), rest),
         ["fuzz", target, rest @ ..] => fuzz(target, rest),
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         ["soak", "--quick"] => soak(true),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | tidy | package | interop | soak [--quick] | bench [AREA] [--quick] | fuzz TARGET|all [--seconds N]"
+                "usage: cargo xtask ci | tidy | package | newest | interop | soak [--quick] | bench [AREA] [--quick] | fuzz TARGET|all [--seconds N]"
             );
             return ExitCode::from(2);
         }
@@ -149,6 +150,7 @@ fn ci() -> Result {
     // once is caught (the long runs are in docs/RELIABILITY.md).
     steps.run("fuzz", || fuzz("all", &["--seconds", "10"]))?;
     steps.run("interop", || interop::run(&root()))?;
+    steps.run("newest", || package::newest(&root()))?;
     // Last: it removes the workspace's builds of our libraries (see `package::package`).
     steps.run("package", || package::package(&root()))?;
     steps.table();

@@ -295,14 +295,12 @@ fn tls_acceptor() -> io::Result<(tokio_rustls::TlsAcceptor, (Vec<u8>, String))> 
     let certificate = certified.cert.der().to_vec();
     let pem = certified.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| invalid(&error))?
-    .with_no_client_auth()
-    .with_single_cert(vec![certificate.clone().into()], key)
-    .map_err(|error| invalid(&error))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(ring_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid(&error))?
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate.clone().into()], key)
+        .map_err(|error| invalid(&error))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((
         tokio_rustls::TlsAcceptor::from(Arc::new(config)),
@@ -340,4 +338,16 @@ pub(crate) async fn serve(
         }
     }
     connections.shutdown().await;
+}
+
+/// The TLS crypto provider: *ring*'s. rustls 0.23.48 deprecates it for want of post-quantum
+/// key exchange (X25519MLKEM768, which the aws-lc-rs provider has); aws-lc-rs would add a
+/// C library's build to every fresh build, so *ring* stays, by choice, until rustls offers a
+/// post-quantum group on it.
+#[allow(
+    deprecated,
+    reason = "ring is chosen deliberately; see the doc comment (deprecated since rustls 0.23.48)"
+)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }

@@ -52,13 +52,11 @@ pub(crate) fn http_client(
                 Error::config(format!("a root certificate cannot be used: {error}"))
             })?;
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| Error::config(format!("TLS: {error}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| Error::config(format!("TLS: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     // The builder offers HTTP/2 and HTTP/1.1 by ALPN, as enabled below.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -536,4 +534,16 @@ impl Live {
             }
         }
     }
+}
+
+/// The TLS crypto provider: *ring*'s. rustls 0.23.48 deprecates it for want of post-quantum
+/// key exchange (X25519MLKEM768, which the aws-lc-rs provider has); aws-lc-rs would add a
+/// C library's build to every fresh build, so *ring* stays, by choice, until rustls offers a
+/// post-quantum group on it.
+#[allow(
+    deprecated,
+    reason = "ring is chosen deliberately; see the doc comment (deprecated since rustls 0.23.48)"
+)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
