@@ -52,6 +52,10 @@ pub struct FileConfig {
     /// Agent API streams run as background runs and a broken one is read again from where
     /// it broke (default true; `--no-resume` turns it off for one run).
     pub resume: Option<bool>,
+    /// Where the file was read from, and its text, to say where a setting is
+    /// ([`FileConfig::place`]); `None` for defaults.
+    #[serde(skip)]
+    pub(crate) source: Option<Source>,
 }
 
 /// `[mcp]`: the models (or presets) behind `pplx-mcp`'s chat tools. The defaults are the
@@ -162,14 +166,63 @@ pub fn load(path: Option<&Path>) -> Result<FileConfig, Error> {
         },
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|source| Error::ParseConfig {
-            path,
-            source: Box::new(source),
-        }),
+        Ok(text) => {
+            let mut file: FileConfig =
+                toml::from_str(&text).map_err(|source| Error::ParseConfig {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
+            file.source = Some(Source { path, text });
+            Ok(file)
+        }
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => {
             Ok(FileConfig::default())
         }
         Err(source) => Err(Error::ReadConfig { path, source }),
+    }
+}
+
+/// The file a config was read from, and its text.
+#[derive(Clone)]
+pub(crate) struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl std::fmt::Debug for Source {
+    /// The path only: the text is the file's.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Source")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileConfig {
+    /// Where the file sets `setting` (`model`, `retry.after_commit`, `families.research.models`),
+    /// as `PATH:LINE`; `None` when it does not, or the config was not read from a file.
+    pub fn place(&self, setting: &str) -> Option<String> {
+        let source = self.source.as_ref()?;
+        let (section, key) = setting.rsplit_once('.').unwrap_or(("", setting));
+        let mut current = String::new();
+        for (index, line) in source.text.lines().enumerate() {
+            let line = line.trim();
+            if let Some(name) = line
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                current = name.trim().to_owned();
+                continue;
+            }
+            let named = line
+                .split_once('=')
+                .map(|(name, _)| name.trim().trim_matches('"'));
+            if current == section && named == Some(key) {
+                return Some(format!("{}:{}", source.path.display(), index + 1));
+            }
+        }
+        None
     }
 }
 
@@ -187,6 +240,23 @@ pub fn seconds(value: Option<f64>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_is_placed_at_its_line_in_its_section() {
+        let text = "model = \"x\"\n[retry]\nmax_attempts = 4\nafter_commit = \"sometimes\"\n[families.research]\nmodels = []\n";
+        let mut file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.place("model"), None, "not read from a file");
+        file.source = Some(Source {
+            path: PathBuf::from("/home/me/.config/pplx/config.toml"),
+            text: text.to_owned(),
+        });
+        let at = |line: usize| format!("/home/me/.config/pplx/config.toml:{line}");
+        assert_eq!(file.place("model"), Some(at(1)));
+        assert_eq!(file.place("retry.after_commit"), Some(at(4)));
+        assert_eq!(file.place("families.research.models"), Some(at(6)));
+        assert_eq!(file.place("after_commit"), None, "the section counts");
+        assert_eq!(file.place("cache"), None);
+    }
 
     #[test]
     fn the_readme_example_is_a_valid_config() {

@@ -91,6 +91,25 @@ impl Setup {
 /// [`Error::Provider`] when the provider refuses the result (an unusable base URL), and
 /// [`Error::Simulator`] when the simulator is needed but cannot start or is not built in.
 pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setup, Error> {
+    let source = config::FileConfig {
+        source: file.source.clone(),
+        ..config::FileConfig::default()
+    };
+    build(args, file).await.map_err(|error| match error {
+        // A setting the file holds: where, so the message leads to the line to change.
+        Error::InvalidValue { name, message } => match source.place(&name) {
+            Some(place) => Error::InvalidValue {
+                message: format!("{message} (set at {place})"),
+                name,
+            },
+            None => Error::InvalidValue { name, message },
+        },
+        other => other,
+    })
+}
+
+/// [`setup`], its errors not yet placed in the file.
+async fn build(args: &SetupOptions, file: config::FileConfig) -> Result<Setup, Error> {
     let key_env = file.key_env.as_deref().unwrap_or(KEY_ENV);
     let keys_env = file.keys_env.as_deref().unwrap_or(KEYS_ENV);
     let keys = keys_from_env(key_env, keys_env);
@@ -139,7 +158,7 @@ pub async fn setup(args: &SetupOptions, file: config::FileConfig) -> Result<Setu
         let setting = if args.model.is_some() {
             "--model"
         } else {
-            "model (the config file)"
+            "model"
         };
         return Err(Error::invalid(setting, error.to_string()));
     }

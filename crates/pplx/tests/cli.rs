@@ -1499,8 +1499,9 @@ async fn model_names_are_checked_once_before_anything_is_sent() {
     )
     .await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    // The message names the file and the line (issue 36).
     assert!(
-        stderr(&output).contains("config file"),
+        stderr(&output).contains(&format!("set at {}:1", config.display())),
         "{}",
         stderr(&output)
     );
