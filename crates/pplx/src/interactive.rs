@@ -46,43 +46,66 @@ pub(crate) async fn interactive(mut session: Session, context: Vec<Message>) -> 
     );
     // A resumed conversation goes on from its exchanges so far.
     let mut history = context;
+    // Lines typed while an answer streamed, asked in turn.
+    let mut typed_ahead = std::collections::VecDeque::new();
     loop {
-        // The line editor blocks its thread while it waits for a line: on a blocking thread,
-        // not a runtime worker (timers, the embedded simulator and the cache run meanwhile).
-        let read = tokio::task::spawn_blocking(move || {
-            let line = editor.readline("› ");
-            (editor, line)
-        })
-        .await;
-        let Ok((returned, line)) = read else {
-            eprintln!("pplx: the line editor stopped");
-            return EXIT_FAILURE;
-        };
-        editor = returned;
-        let line = match line {
-            Ok(line) => line,
-            Err(rustyline::error::ReadlineError::Interrupted) => return EXIT_INTERRUPTED,
-            Err(rustyline::error::ReadlineError::Eof) => return 0,
-            Err(error) => {
-                eprintln!("pplx: {error}");
-                return EXIT_FAILURE;
+        let line = match typed_ahead.pop_front() {
+            Some(line) => {
+                eprintln!("› {line}");
+                line
             }
+            None => match read_line(editor).await {
+                Ok((returned, line)) => {
+                    editor = returned;
+                    line.trim().to_owned()
+                }
+                Err(code) => return code,
+            },
         };
-        let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(line);
+        let _ = editor.add_history_entry(line.as_str());
         if let Some(path) = &lines {
             keep_lines(&mut editor, path);
         }
         if line.starts_with('/') {
-            if command(&mut session, &mut history, line).await {
+            if command(&mut session, &mut history, &line).await {
                 return 0;
             }
-        } else {
-            // Ctrl-C during an answer cancels it and comes back here.
-            let _ = ask(&session, &mut history, line).await;
+            continue;
+        }
+        // Ctrl-C during an answer cancels it and comes back here. What is typed meanwhile is
+        // not echoed into the answer, and is asked after it.
+        let echo = crate::typeahead::EchoOff::new();
+        let _ = ask(&session, &mut history, &line).await;
+        drop(echo);
+        typed_ahead.extend(crate::typeahead::pending_lines());
+    }
+}
+
+/// One line from the editor, on a blocking thread (it blocks while it waits: not a runtime
+/// worker, so timers, the embedded simulator and the cache run meanwhile), and the editor
+/// back. `Err` is the session's exit code: Ctrl-C at the prompt, Ctrl-D, a failure.
+async fn read_line(
+    mut editor: rustyline::DefaultEditor,
+) -> Result<(rustyline::DefaultEditor, String), u8> {
+    let read = tokio::task::spawn_blocking(move || {
+        let line = editor.readline("› ");
+        (editor, line)
+    })
+    .await;
+    let Ok((editor, line)) = read else {
+        eprintln!("pplx: the line editor stopped");
+        return Err(EXIT_FAILURE);
+    };
+    match line {
+        Ok(line) => Ok((editor, line)),
+        Err(rustyline::error::ReadlineError::Interrupted) => Err(EXIT_INTERRUPTED),
+        Err(rustyline::error::ReadlineError::Eof) => Err(0),
+        Err(error) => {
+            eprintln!("pplx: {error}");
+            Err(EXIT_FAILURE)
         }
     }
 }

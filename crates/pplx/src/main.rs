@@ -27,6 +27,7 @@ mod output;
 mod render;
 mod session;
 mod stats;
+mod typeahead;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;

@@ -16,9 +16,12 @@ pub(crate) struct Renderer<W: Write> {
     styled: bool,
     width: usize,
     in_code: bool,
-    /// The line still arriving, and how many of its characters are on screen already.
+    /// The line still arriving; its words are on screen, word-wrapped, all but the last one
+    /// (`pending`, shown once it ends). `column` and `rows` say where the shown part ends.
     line: String,
-    shown: usize,
+    pending: String,
+    column: usize,
+    rows: usize,
     /// Reasoning was shown and the answer has not started: the answer starts on a line of
     /// its own, after a blank one (whether the reasoning ended its last line).
     after_reasoning: Option<bool>,
@@ -32,7 +35,9 @@ impl<W: Write> Renderer<W> {
             width: width.max(20),
             in_code: false,
             line: String::new(),
-            shown: 0,
+            pending: String::new(),
+            column: 0,
+            rows: 0,
             after_reasoning: None,
         }
     }
@@ -50,14 +55,18 @@ impl<W: Write> Renderer<W> {
         let mut rest = text;
         while let Some(end) = rest.find('\n') {
             self.line.push_str(&rest[..end]);
+            self.pending.push_str(&rest[..end]);
             self.finish_line()?;
             rest = &rest[end + 1..];
         }
         self.line.push_str(rest);
-        // The open line, plainly, as it arrives.
-        let unshown: String = self.line.chars().skip(self.shown).collect();
-        self.out.write_all(unshown.as_bytes())?;
-        self.shown = self.line.chars().count();
+        self.pending.push_str(rest);
+        // The open line, plainly and word-wrapped, as its words end.
+        if let Some(end) = self.pending.rfind(' ') {
+            let ended: String = self.pending.drain(..=end).collect();
+            let wrapped = wrap(&ended, self.width, &mut self.column, &mut self.rows);
+            self.out.write_all(wrapped.as_bytes())?;
+        }
         self.out.flush()
     }
 
@@ -77,18 +86,24 @@ impl<W: Write> Renderer<W> {
 
     fn finish_line(&mut self) -> io::Result<()> {
         let line = std::mem::take(&mut self.line);
-        let shown = std::mem::take(&mut self.shown);
+        self.pending.clear();
+        let (column, rows) = (
+            std::mem::take(&mut self.column),
+            std::mem::take(&mut self.rows),
+        );
         // Erase the plain start of the line, over as many screen rows as it took, then redraw
-        // it rendered. (Characters are counted as columns: wide characters may misjudge it.)
-        if shown > 0 {
-            let rows_up = (shown - 1) / self.width;
-            if rows_up > 0 {
-                write!(self.out, "\x1b[{rows_up}A")?;
+        // it rendered and word-wrapped. (Characters are counted as columns: wide characters
+        // may misjudge it.)
+        if column > 0 || rows > 0 {
+            if rows > 0 {
+                write!(self.out, "\x1b[{rows}A")?;
             }
             write!(self.out, "\r\x1b[J")?;
         }
         let rendered = self.render_line(&line);
-        writeln!(self.out, "{rendered}")
+        let (mut column, mut rows) = (0, 0);
+        let wrapped = wrap(&rendered, self.width, &mut column, &mut rows);
+        writeln!(self.out, "{wrapped}")
     }
 
     fn render_line(&mut self, line: &str) -> String {
@@ -136,6 +151,78 @@ impl<W: Write> Renderer<W> {
     pub(crate) fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// `text` broken into rows of at most `width` visible characters at its spaces, going on from
+/// `column` (a word that does not fit goes to the next row; one longer than a row is cut).
+/// SGR sequences (`ESC [ ... m`) take no columns. `column` and `rows` are moved on.
+fn wrap(text: &str, width: usize, column: &mut usize, rows: &mut usize) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut new_row = |out: &mut String, column: &mut usize| {
+        out.push('\n');
+        *column = 0;
+        *rows += 1;
+    };
+    for (index, word) in text.split(' ').enumerate() {
+        if index > 0 {
+            // The space before this word, unless it falls at a row's end.
+            if *column >= width {
+                new_row(&mut out, column);
+            } else {
+                out.push(' ');
+                *column += 1;
+            }
+        }
+        let visible = visible_width(word);
+        if *column > 0 && *column + visible > width {
+            if out.ends_with(' ') {
+                out.pop();
+            }
+            new_row(&mut out, column);
+        }
+        let mut chars = word.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // An escape sequence, whole and of no width.
+                out.push(c);
+                for next in chars.by_ref() {
+                    out.push(next);
+                    if next.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            if *column >= width {
+                new_row(&mut out, column);
+            }
+            out.push(c);
+            *column += 1;
+        }
+    }
+    out
+}
+
+/// The columns `text` takes: its characters, escape sequences left out.
+fn visible_width(text: &str) -> usize {
+    visible_chars(text).count()
+}
+
+/// The characters of `text` a terminal shows: escape sequences (`ESC`, then up to the first
+/// letter) left out.
+fn visible_chars(text: &str) -> impl Iterator<Item = char> + '_ {
+    let mut escaped = false;
+    text.chars().filter(move |&c| {
+        if escaped {
+            escaped = !c.is_ascii_alphabetic();
+            false
+        } else if c == '\x1b' {
+            escaped = true;
+            false
+        } else {
+            true
+        }
+    })
 }
 
 /// Bold, inline code and citation marks within a line.
@@ -194,8 +281,8 @@ mod tests {
     fn finished_lines_are_rendered_and_the_open_line_is_shown_plainly_first() {
         let out = render(&["# Ti", "tle\n- item **b**\n", "```\ncode"], true);
         assert!(
-            out.starts_with("# Ti"),
-            "the open line appears at once: {out:?}"
+            out.starts_with("# "),
+            "the open line appears as its words end: {out:?}"
         );
         assert!(
             out.contains(&format!("\r\x1b[J{BOLD}Title{RESET}\n")),
@@ -210,15 +297,45 @@ mod tests {
     }
 
     #[test]
-    fn a_line_longer_than_the_terminal_is_erased_over_all_its_rows() {
+    fn a_line_longer_than_the_terminal_is_word_wrapped_and_erased_over_all_its_rows() {
+        let words = "Olympus Mons is the tallest volcano in the solar system [1] and **very** wide";
         let mut renderer = Renderer::new(Vec::new(), true, 20);
-        renderer.push(&"x".repeat(45)).unwrap();
+        for piece in words.split_inclusive(' ') {
+            renderer.push(piece).unwrap();
+        }
+        let streamed = String::from_utf8(renderer.out.clone()).unwrap();
         renderer.push("\n").unwrap();
         let out = String::from_utf8(renderer.into_inner()).unwrap();
-        assert!(
-            out.ends_with(&format!("\x1b[2A\r\x1b[J{}\n", "x".repeat(45))),
-            "{out:?}"
+        // While it streams: rows of whole words, none over 20 columns.
+        for row in streamed.split('\n') {
+            assert!(visible_width(row) <= 20, "{row:?} in {streamed:?}");
+        }
+        let rows_up = streamed.matches('\n').count();
+        assert!(rows_up >= 3, "{streamed:?}");
+        // Then erased over all its rows and drawn again rendered, still wrapped at words.
+        let erase = format!("\x1b[{rows_up}A\r\x1b[J");
+        let redrawn = &out[out.find(&erase).expect("erased over its rows") + erase.len()..];
+        let mut plain = String::new();
+        for row in redrawn.trim_end_matches('\n').split('\n') {
+            assert!(visible_width(row) <= 20, "{row:?} in {redrawn:?}");
+            plain.extend(visible_chars(row));
+            plain.push(' ');
+        }
+        assert_eq!(
+            plain.trim_end(),
+            words.replace("**", ""),
+            "every word whole, in order"
         );
+    }
+
+    #[test]
+    fn a_word_longer_than_a_row_is_cut_at_the_row() {
+        let (mut column, mut rows) = (0, 0);
+        assert_eq!(
+            wrap(&"x".repeat(45), 20, &mut column, &mut rows),
+            format!("{}\n{}\n{}", "x".repeat(20), "x".repeat(20), "x".repeat(5))
+        );
+        assert_eq!((column, rows), (5, 2));
     }
 
     #[test]

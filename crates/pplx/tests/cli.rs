@@ -1782,3 +1782,41 @@ async fn what_is_not_used_is_said_and_attempts_count_as_documented() {
         stderr(&output)
     );
 }
+
+/// Lines typed while an answer streams are not echoed into it, and each is asked after it, in
+/// turn (issue 36: they were echoed into the answer and all but the first were lost).
+#[test]
+fn lines_typed_during_an_answer_are_kept_out_of_it_and_asked_in_turn() {
+    use expectrl::{Eof, Expect};
+    let data = data_dir();
+    let mut session = in_terminal_with(&data, &["--sim"]);
+    session.expect("› ").unwrap();
+    session.send_line("What is Olympus Mons?").unwrap();
+    session.expect("searching").unwrap();
+    session.send("Second question?\rThird one?\r").unwrap();
+    // The first answer ends (its sources) before either typed line shows, and each is then
+    // asked as if typed at the prompt.
+    let first = session.expect("› Second question?").unwrap();
+    let first = String::from_utf8_lossy(first.before()).into_owned();
+    assert!(first.contains("Sources"), "{first:?}");
+    assert!(
+        !first.contains("Second question?") && !first.contains("Third one?"),
+        "typed lines stay out of the answer: {first:?}"
+    );
+    session.expect("› Third one?").unwrap();
+    session.expect("› ").unwrap();
+    session.send_line("/exit").unwrap();
+    session.expect(Eof).unwrap();
+    let history = pplx::history::History::open(&data.join("pplx/history.db")).unwrap();
+    let questions: Vec<String> = history
+        .recent(10)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|entry| entry.question)
+        .collect();
+    assert_eq!(
+        questions,
+        ["What is Olympus Mons?", "Second question?", "Third one?"]
+    );
+}
