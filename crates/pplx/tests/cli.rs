@@ -1820,3 +1820,22 @@ fn lines_typed_during_an_answer_are_kept_out_of_it_and_asked_in_turn() {
         ["What is Olympus Mons?", "Second question?", "Third one?"]
     );
 }
+
+/// Ctrl-C while the spinner turns clears its line before saying so (issue 36).
+#[test]
+fn ctrl_c_at_the_spinner_clears_its_line() {
+    use expectrl::{Eof, Expect};
+    let mut session = in_terminal(&["--sim", "--no-log", "-m", "high", QUESTION]);
+    session.expect("searching").unwrap();
+    session.send("\x03").unwrap();
+    let before = session.expect("pplx: interrupted").unwrap();
+    let before = String::from_utf8_lossy(before.before()).into_owned();
+    // After the first frame, what came: maybe more frames, then the clearing.
+    let last_frame = before.rfind("searching").unwrap_or(0);
+    assert!(
+        before[last_frame..].contains("\r\x1b[2K"),
+        "the spinner's line is cleared after its last frame: {before:?}"
+    );
+    session.expect(Eof).unwrap();
+    assert_eq!(exit_code(&session), Some(130));
+}
