@@ -34,6 +34,13 @@ pub(crate) enum JsonLine<'a> {
         resumed: u32,
         /// The built-in simulator answered: the text is not a real answer.
         simulated: bool,
+        /// The model that answered, as the server names it (a `models` chain's member, the
+        /// model behind an effort); `null` when the server named none.
+        model: Option<&'a str>,
+        /// The answer's token counts; `null` when the server reported none.
+        usage: Option<JsonUsage>,
+        /// What the server reported the answer cost, in US dollars; `null` when it did not.
+        cost_usd: Option<f64>,
         text: &'a str,
     },
     Error {
@@ -41,6 +48,14 @@ pub(crate) enum JsonLine<'a> {
         message: String,
         partial: &'a str,
     },
+}
+
+/// Token counts on the `done` line.
+#[derive(Serialize)]
+pub(crate) struct JsonUsage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) total_tokens: u64,
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat_core::{ChatResponse, Error, Sources, Usage};
 
-use crate::json::{JsonLine, JsonResult, json_line};
+use crate::json::{JsonLine, JsonResult, JsonUsage, json_line};
 use crate::render::Renderer;
 use crate::session::{Mode, advice};
 
@@ -236,6 +236,17 @@ impl Output for Json {
             cached: response.cached,
             resumed: response.resumed,
             simulated: self.simulated,
+            model: Some(response.model.as_str()).filter(|model| !model.is_empty()),
+            usage: response.usage.as_ref().map(|usage| JsonUsage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                total_tokens: usage.total_tokens,
+            }),
+            cost_usd: response
+                .usage
+                .as_ref()
+                .and_then(|usage| usage.cost.as_ref())
+                .map(|cost| cost.total_cost),
             text: &response.text,
         })
     }

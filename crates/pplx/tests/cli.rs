@@ -164,6 +164,20 @@ async fn json_output_is_one_object_per_line_in_the_documented_shape() {
         ),
         (Some("stop"), Some(false), Some(false), Some(false))
     );
+    // The model that answered, the usage and the reported cost (issue 34's done line).
+    let usage = lines.iter().find(|line| line["type"] == "usage").unwrap();
+    assert_eq!(done["usage"]["total_tokens"], usage["total_tokens"]);
+    assert_eq!(done["cost_usd"], usage["cost"]);
+    assert!(
+        done["cost_usd"].as_f64().is_some_and(|cost| cost > 0.0),
+        "{done}"
+    );
+    assert!(
+        done["model"]
+            .as_str()
+            .is_some_and(|model| !model.is_empty()),
+        "{done}"
+    );
     let first_line = stdout(&output)
         .lines()
         .find(|line| !line.starts_with(r#"{"type":"reasoning""#))
