@@ -10,6 +10,8 @@ mod connections;
 #[cfg(test)]
 mod events;
 #[cfg(test)]
+mod fallback;
+#[cfg(test)]
 mod hostile;
 #[cfg(test)]
 mod provider;

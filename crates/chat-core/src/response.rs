@@ -249,4 +249,9 @@ pub struct ChatResponse {
     /// rate limit, a rejected key or an exhausted quota). 0 from a cache.
     #[serde(default)]
     pub key_rotations: u32,
+    /// The models a fallback chain asked first, each with why it did not answer (its attempts
+    /// spent on an overloaded server, 5xx, every key cooling, an open breaker), in order;
+    /// [`model`](ChatResponse::model) is the one that answered. Empty when the first did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_over: Vec<(String, String)>,
 }

@@ -52,6 +52,9 @@ pub struct FileConfig {
     /// Agent API streams run as background runs and a broken one is read again from where
     /// it broke (default true; `--no-resume` turns it off for one run).
     pub resume: Option<bool>,
+    /// Models asked in turn when a model's attempts are spent before its first word on
+    /// transient failures (`fallback = ["medium", "fast"]`).
+    pub fallback: Vec<String>,
     /// Where the file was read from, and its text, to say where a setting is
     /// ([`FileConfig::place`]); `None` for defaults.
     #[serde(skip)]
@@ -79,6 +82,9 @@ pub struct McpFile {
 pub struct FamilyFile {
     /// The models (or presets) in it.
     pub models: Vec<String>,
+    /// The models asked in turn when one of this family cannot answer (the top-level
+    /// `fallback` otherwise).
+    pub fallback: Vec<String>,
     /// A call slower than this counts as slow.
     pub slow_call_secs: Option<f64>,
     #[allow(missing_docs)]

@@ -422,6 +422,7 @@ pub fn apply_file(config: &mut PerplexityConfig, file: &config::FileConfig) -> R
         apply_family(config, name, entry);
     }
     apply_retry(config, &file.retry)?;
+    apply_fallback(config, file)?;
     if let Some(rate) = file.breaker.failure_rate {
         config.breaker.failure_rate = rate;
     }
@@ -461,6 +462,25 @@ fn apply_family(config: &mut PerplexityConfig, name: &str, entry: &config::Famil
         .extend(models.iter().map(|model| (*model).to_owned()));
     apply_timeouts(&mut family.timeouts, &entry.timeouts());
     family.slow_call = config::seconds(entry.slow_call_secs).unwrap_or(family.timeouts.total / 2);
+    family.fallback.clone_from(&entry.fallback);
+}
+
+/// The fallback chains (top-level and each family's), every name checked as a model is.
+fn apply_fallback(config: &mut PerplexityConfig, file: &config::FileConfig) -> Result<(), Error> {
+    config.fallback_models.clone_from(&file.fallback);
+    let chains = std::iter::once(("fallback".to_owned(), &file.fallback)).chain(
+        file.families
+            .iter()
+            .map(|(name, family)| (format!("families.{name}.fallback"), &family.fallback)),
+    );
+    for (setting, chain) in chains {
+        for model in chain {
+            config
+                .check_model(model)
+                .map_err(|error| Error::invalid(setting.clone(), error.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `[retry]`: attempts, backoff, fallback and the after-commit policy (parsed into its enum

@@ -78,7 +78,13 @@ pub(crate) fn print_stats(
         .filter(|model| !model.is_empty())
         .map(|model| format!(" · answered by {model}"))
         .unwrap_or_default();
-    eprintln!("stats: model {}{mapping}{answered}", session.model);
+    // The models of a fallback chain asked first, and why each did not answer.
+    let passed: String = response
+        .passed_over
+        .iter()
+        .map(|(model, why)| format!(" · passed over {model}: {why}"))
+        .collect();
+    eprintln!("stats: model {}{mapping}{answered}{passed}", session.model);
 }
 
 /// `1 attempt`, `2 attempts`.

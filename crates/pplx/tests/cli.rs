@@ -1853,3 +1853,79 @@ fn ctrl_c_at_the_spinner_clears_its_line() {
     session.expect(Eof).unwrap();
     assert_eq!(exit_code(&session), Some(130));
 }
+
+/// `fallback = [...]` in the config: an overloaded model gives way to the next, the `done`
+/// line names the model that answered and `--stats` the one passed over and why (issue 34).
+#[tokio::test]
+async fn an_overloaded_model_falls_back_as_the_config_says() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let config = data.join("config.toml");
+    std::fs::write(
+        &config,
+        "fallback = [\"fast\"]\n[retry]\nmax_attempts = 2\nbase_ms = 1\ncap_ms = 2\nfallback = false\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let alone = pplx_with(
+        &data,
+        Some(&sim),
+        &[
+            "--config",
+            config,
+            "--no-cache",
+            "--json",
+            "-m",
+            "fast",
+            QUESTION,
+        ],
+        None,
+    )
+    .await;
+    let alone: Value = serde_json::from_str(stdout(&alone).lines().last().unwrap()).unwrap();
+    sim.script(Target::Any, Fault::status(529), 2);
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &[
+            "--config",
+            config,
+            "--no-cache",
+            "--json",
+            "--stats",
+            "-m",
+            "medium",
+            QUESTION,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(done["model"], alone["model"], "{done}");
+    assert_eq!(
+        done["text"],
+        sim.expected_text("fast", &[QUESTION], None).as_str()
+    );
+    assert!(
+        stderr(&output).contains("passed over medium: ") && stderr(&output).contains("529"),
+        "{}",
+        stderr(&output)
+    );
+    // A chain's names are checked as -m's are, where the file sets them.
+    let bad = data.join("bad.toml");
+    std::fs::write(&bad, "fallback = [\"fast\", \"fast@bogus\"]\n").unwrap();
+    let output = pplx_with(
+        &data,
+        Some(&sim),
+        &["--config", bad.to_str().unwrap(), QUESTION],
+        None,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("set at {}:1", bad.display())),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -89,6 +89,9 @@ pub struct ModelFamily {
     pub timeouts: Timeouts,
     /// A call slower than this counts as slow for its breaker.
     pub slow_call: Duration,
+    /// The models asked in turn when one of this family cannot answer (see
+    /// [`PerplexityConfig::fallback_models`]); empty: the config's.
+    pub fallback: Vec<String>,
 }
 
 impl ModelFamily {
@@ -100,6 +103,7 @@ impl ModelFamily {
             models: models.iter().map(|model| (*model).to_owned()).collect(),
             timeouts,
             slow_call: timeouts.total / 2,
+            fallback: Vec::new(),
         }
     }
 
@@ -265,6 +269,13 @@ pub struct PerplexityConfig {
     /// Fall back to one non-streaming request when streaming attempts are spent or the server
     /// refuses to stream.
     pub fallback: bool,
+    /// Models asked in turn when a model cannot answer: its attempts were spent before the
+    /// first word on transient failures (an overloaded server, 5xx, every key cooling, an
+    /// open breaker). Never after the first word (resuming covers that). A chain of
+    /// `provider/model` names goes to the Agent API as one request's `models` (at most 5),
+    /// which the server walks itself. A family's own chain wins
+    /// ([`ModelFamily::fallback`]). Empty: no fallback across models.
+    pub fallback_models: Vec<String>,
     /// What a break after the commit point does.
     pub after_commit: AfterCommit,
     /// Allow plain `http://` to hosts other than loopback.
@@ -314,6 +325,7 @@ impl Default for PerplexityConfig {
             key_pool: KeyPoolConfig::default(),
             shared_state: None,
             key_rpm: None,
+            fallback_models: Vec::new(),
             fallback: true,
             after_commit: AfterCommit::Fail,
             allow_insecure_http: false,
@@ -360,6 +372,27 @@ impl PerplexityConfig {
         for family in &mut self.families {
             family.timeouts.total = total;
         }
+    }
+
+    /// The models asked after `model` when it cannot answer: its family's chain, else
+    /// [`fallback_models`](PerplexityConfig::fallback_models); `model` itself left out, at
+    /// most four (five models in all, as the Agent API's `models` takes).
+    pub fn fallback_for(&self, model: &str) -> Vec<String> {
+        let resolved = self.aliases.resolve(model);
+        let chain = self
+            .family(resolved)
+            .map(|family| &family.fallback)
+            .filter(|chain| !chain.is_empty())
+            .unwrap_or(&self.fallback_models);
+        let mut models: Vec<String> = Vec::new();
+        for next in chain {
+            let next = self.aliases.resolve(next);
+            if next != resolved && !models.iter().any(|known| known == next) {
+                models.push(next.to_owned());
+            }
+        }
+        models.truncate(4);
+        models
     }
 
     /// The deadlines for `model` (resolved): its family's, else the default ones.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::{
-    ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, SearchResult,
+    ChatEvent, ChatProvider, ChatRequest, ChatResponse, ChatStream, Error, ErrorKind, SearchResult,
 };
 use resilience::{BreakerStats, KeyStats};
 use tokio::time::Instant;
@@ -251,9 +251,45 @@ fn refused(config: &PerplexityConfig, route: &Route, request: &ChatRequest) -> O
     route.api.protocol().refuses(request, &route.model, config)
 }
 
-#[async_trait]
-impl ChatProvider for PerplexityProvider {
-    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+/// The models that answer `request`, in the order they are asked: its model, then its
+/// fallback chain ([`PerplexityConfig::fallback_for`]). A chain the Agent API can walk itself
+/// (every name `provider/model`) goes out as the request's `models` instead, and so does a
+/// request that names its own `models`: then one model is asked here.
+fn models_to_ask(config: &PerplexityConfig, request: &mut ChatRequest) -> Vec<String> {
+    let chain = config.fallback_for(&request.model);
+    if chain.is_empty() || request.options.contains_key("models") {
+        return vec![request.model.clone()];
+    }
+    let first = config.aliases.resolve(&request.model).to_owned();
+    let server_side = config.api() == Api::Agent
+        && std::iter::once(&first)
+            .chain(&chain)
+            .all(|model| model.contains('/'));
+    if server_side {
+        let models: Vec<&String> = std::iter::once(&first).chain(&chain).collect();
+        request
+            .options
+            .insert("models".into(), serde_json::json!(models));
+        return vec![request.model.clone()];
+    }
+    std::iter::once(request.model.clone())
+        .chain(chain)
+        .collect()
+}
+
+/// Whether the next model of a chain is asked after `error` from this one: its attempts were
+/// spent, before the first word, on what another model may not meet (an overloaded or
+/// failing server, every key cooling, an open breaker).
+fn moves_on(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server | ErrorKind::RateLimited | ErrorKind::CircuitOpen
+    )
+}
+
+impl PerplexityProvider {
+    /// [`ChatProvider::chat`] of one model, no fallback across models.
+    async fn chat_one(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         let endpoint = &self.endpoint;
         let route = endpoint.route(&request.model);
         if let Some(refused) = refused(&endpoint.config, &route, &request) {
@@ -273,6 +309,45 @@ impl ChatProvider for PerplexityProvider {
             .await
     }
 
+    /// [`ChatProvider::chat_stream`] of one model, no fallback across models.
+    fn stream_one(&self, request: ChatRequest) -> ChatStream {
+        let route = self.endpoint.route(&request.model);
+        if let Some(refused) = refused(&self.endpoint.config, &route, &request) {
+            return Box::pin(futures_util::stream::iter([Err(refused)]));
+        }
+        let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
+        let answer = crate::answer::stream(self.endpoint.clone(), route, request);
+        // The request's span is entered around every poll, so its logs carry its fields.
+        Box::pin(tracing_futures::Instrument::instrument(answer, span))
+    }
+}
+
+#[async_trait]
+impl ChatProvider for PerplexityProvider {
+    /// The answer, from the request's model or, when its attempts are spent before any
+    /// answer on transient failures, from the next of its fallback chain
+    /// ([`PerplexityConfig::fallback_models`]); `passed_over` says which were asked first.
+    async fn chat(&self, mut request: ChatRequest) -> Result<ChatResponse, Error> {
+        let models = models_to_ask(&self.endpoint.config, &mut request);
+        let mut passed_over = Vec::new();
+        for (index, model) in models.iter().enumerate() {
+            let mut asked = request.clone();
+            asked.model.clone_from(model);
+            match self.chat_one(asked).await {
+                Err(error) if index + 1 < models.len() && moves_on(&error) => {
+                    tracing::warn!(model = %model, error = %error.report(), "falling back to the next model");
+                    passed_over.push((model.clone(), error.report().to_string()));
+                }
+                Ok(mut response) => {
+                    response.passed_over = passed_over;
+                    return Ok(response);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::config("no model to ask"))
+    }
+
     /// Names the endpoint too: answers from another base URL (the simulator, a proxy, a
     /// compatible server) never share a cache entry with the real service's.
     fn answerer(&self, request: &ChatRequest) -> String {
@@ -290,15 +365,44 @@ impl ChatProvider for PerplexityProvider {
         !crate::options::searches_recent(request)
     }
 
-    fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        let route = self.endpoint.route(&request.model);
-        if let Some(refused) = refused(&self.endpoint.config, &route, &request) {
-            return Box::pin(futures_util::stream::iter([Err(refused)]));
+    /// As [`chat`](ChatProvider::chat): the next model of the chain is asked only while
+    /// nothing was delivered (events before the first word are held by each answer), so the
+    /// caller never sees two models' words.
+    fn chat_stream(&self, mut request: ChatRequest) -> ChatStream {
+        let models = models_to_ask(&self.endpoint.config, &mut request);
+        if models.len() == 1 {
+            return self.stream_one(request);
         }
-        let span = tracing::info_span!("perplexity", api = route.api.as_str(), model = %route.model, stream = true);
-        let answer = crate::answer::stream(self.endpoint.clone(), route, request);
-        // The request's span is entered around every poll, so its logs carry its fields.
-        Box::pin(tracing_futures::Instrument::instrument(answer, span))
+        let provider = self.clone();
+        Box::pin(async_stream::stream! {
+            let mut passed_over = Vec::new();
+            for (index, model) in models.iter().enumerate() {
+                let mut asked = request.clone();
+                asked.model.clone_from(model);
+                let mut answer = provider.stream_one(asked);
+                let first = futures_util::StreamExt::next(&mut answer).await;
+                if let Some(Err(error)) = &first
+                    && index + 1 < models.len()
+                    && moves_on(error)
+                {
+                    tracing::warn!(model = %model, error = %error.report(), "falling back to the next model");
+                    passed_over.push((model.clone(), error.report().to_string()));
+                    continue;
+                }
+                let mut next = first;
+                while let Some(item) = next {
+                    yield match item {
+                        Ok(ChatEvent::Done(mut response)) => {
+                            response.passed_over = std::mem::take(&mut passed_over);
+                            Ok(ChatEvent::Done(response))
+                        }
+                        other => other,
+                    };
+                    next = futures_util::StreamExt::next(&mut answer).await;
+                }
+                return;
+            }
+        })
     }
 }
 

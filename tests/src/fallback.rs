@@ -1,0 +1,152 @@
+//! Fallback across models (issue 34): a model whose attempts are spent before its first word
+//! on transient failures gives way to the next of its chain, and `Done` names the model that
+//! answered and the ones passed over; never after the first word; a chain of
+//! `provider/model` names goes to the Agent API as one request's `models`.
+
+use std::time::Duration;
+
+use chat_core::{ChatProvider, ChatRequest, ErrorKind};
+use pplx_sim::{Fault, SimConfig, Simulator, Target};
+use provider_perplexity::{PerplexityConfig, PerplexityProvider};
+use resilience::ApiKey;
+use serde_json::Value;
+
+use crate::events::{collect, done, text};
+
+const QUESTION: &str = "Explain quantum computing";
+const KEY: &str = "pplx-fallback";
+
+async fn simulator() -> Simulator {
+    let mut config = SimConfig::default();
+    config.keys = vec![KEY.to_owned()];
+    config.pace = pplx_sim::Pace::instant();
+    config.record_bodies = true;
+    Simulator::start(config).await.unwrap()
+}
+
+/// Two attempts a model, no non-streaming fallback, and `chain` after every model.
+fn provider(sim: &Simulator, chain: &[&str]) -> PerplexityProvider {
+    let mut config = PerplexityConfig::default();
+    config.base_url = sim.base_url();
+    config.keys = vec![ApiKey::new(KEY)];
+    config.backoff.base = Duration::from_millis(1);
+    config.backoff.cap = Duration::from_millis(5);
+    config.backoff.max_attempts = 2;
+    config.poll_first_delay = Duration::from_millis(1);
+    config.fallback = false;
+    config.fallback_models = chain.iter().map(|model| (*model).to_owned()).collect();
+    PerplexityProvider::new(config).unwrap()
+}
+
+/// The `effort` (or `model`) of each Agent API request after the first `from`.
+async fn engines(sim: &Simulator, from: usize) -> Vec<String> {
+    sim.wait_idle().await;
+    sim.log()
+        .into_iter()
+        .skip(from)
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .map(|entry| {
+            let body: Value = serde_json::from_str(entry.body.as_deref().unwrap()).unwrap();
+            body["effort"]
+                .as_str()
+                .or(body["model"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_overloaded_model_gives_way_to_the_next_and_done_names_both() {
+    let sim = simulator().await;
+    let provider = provider(&sim, &["fast"]);
+    let alone = provider
+        .chat(ChatRequest::new("fast", QUESTION))
+        .await
+        .unwrap();
+    for streaming in [true, false] {
+        let before = sim.log().len();
+        // Overloaded (529) for both of medium's attempts; fast answers.
+        sim.script(Target::Any, Fault::status(529), 2);
+        let request = ChatRequest::new("medium", QUESTION);
+        let response = if streaming {
+            let (events, error) = collect(&provider, request).await;
+            assert!(error.is_none(), "{error:?}");
+            assert_eq!(text(&events), sim.expected_text("fast", &[QUESTION], None));
+            done(&events).clone()
+        } else {
+            provider.chat(request).await.unwrap()
+        };
+        assert_eq!(response.text, sim.expected_text("fast", &[QUESTION], None));
+        assert_eq!(response.model, alone.model, "the model that answered");
+        assert_eq!(response.passed_over.len(), 1, "{:?}", response.passed_over);
+        assert_eq!(response.passed_over[0].0, "medium");
+        assert!(
+            response.passed_over[0].1.contains("529"),
+            "{:?}",
+            response.passed_over
+        );
+        assert_eq!(engines(&sim, before).await, ["medium", "medium", "fast"]);
+    }
+    // The last model of the chain has no next: its failure is the answer's.
+    sim.script(Target::Any, Fault::status(529), 4);
+    let error = provider
+        .chat(ChatRequest::new("medium", QUESTION))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Server);
+    // A refusal is no reason to ask another model.
+    sim.script(Target::Any, Fault::status(400), 1);
+    let before = sim.log().len();
+    let error = provider
+        .chat(ChatRequest::new("medium", QUESTION))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BadRequest);
+    assert_eq!(engines(&sim, before).await, ["medium"]);
+}
+
+#[tokio::test]
+async fn no_model_is_asked_after_the_first_word() {
+    let sim = simulator().await;
+    let mut config = PerplexityConfig::default();
+    config.base_url = sim.base_url();
+    config.keys = vec![ApiKey::new(KEY)];
+    config.resume = false;
+    config.fallback_models = vec!["fast".to_owned()];
+    let provider = PerplexityProvider::new(config).unwrap();
+    let before = sim.log().len();
+    sim.script(Target::Any, Fault::drop_after_events(40), 1);
+    let (events, error) = collect(&provider, ChatRequest::new("medium", QUESTION)).await;
+    let error = error.expect("the stream broke");
+    assert_eq!(error.kind(), ErrorKind::Interrupted, "{error:?}");
+    assert!(!text(&events).is_empty(), "words were delivered first");
+    assert_eq!(engines(&sim, before).await, ["medium"]);
+}
+
+#[tokio::test]
+async fn a_chain_of_provider_models_goes_to_the_server_as_models() {
+    let sim = simulator().await;
+    let provider = provider(&sim, &["anthropic/claude-haiku-4-5", "xai/grok-4-fast"]);
+    let before = sim.log().len();
+    let (events, error) = collect(&provider, ChatRequest::new("openai/gpt-5-mini", QUESTION)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(done(&events).passed_over.is_empty());
+    sim.wait_idle().await;
+    let sent: Vec<Value> = sim
+        .log()
+        .into_iter()
+        .skip(before)
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .map(|entry| serde_json::from_str(entry.body.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 1, "one request: the server walks the chain");
+    assert_eq!(
+        sent[0]["models"],
+        serde_json::json!([
+            "openai/gpt-5-mini",
+            "anthropic/claude-haiku-4-5",
+            "xai/grok-4-fast"
+        ])
+    );
+}
