@@ -1502,23 +1502,8 @@ async fn model_names_are_checked_once_before_anything_is_sent() {
             "{said}"
         );
     }
-    let data = data_dir();
-    let config = data.join("config.toml");
-    std::fs::write(&config, "model = \"gpt-4o\"\n").unwrap();
-    let output = pplx_with(
-        &data,
-        Some(&sim),
-        &["--config", config.to_str().unwrap(), QUESTION],
-        None,
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     // The message names the file and the line (issue 36).
-    assert!(
-        stderr(&output).contains(&format!("set at {}:1", config.display())),
-        "{}",
-        stderr(&output)
-    );
+    refused_by_config(&sim, "model = \"gpt-4o\"\n").await;
     sim.wait_idle().await;
     assert!(sim.log().is_empty(), "nothing was sent");
     let help = pplx(None, &["--help"], None).await;
@@ -1913,18 +1898,25 @@ async fn an_overloaded_model_falls_back_as_the_config_says() {
         stderr(&output)
     );
     // A chain's names are checked as -m's are, where the file sets them.
-    let bad = data.join("bad.toml");
-    std::fs::write(&bad, "fallback = [\"fast\", \"fast@bogus\"]\n").unwrap();
+    refused_by_config(&sim, "fallback = [\"fast\", \"fast@bogus\"]\n").await;
+}
+
+/// A config file of `text` makes `pplx` refuse before sending (exit 2), with a message that
+/// names the file and its first line.
+async fn refused_by_config(sim: &Simulator, text: &str) {
+    let data = data_dir();
+    let config = data.join("config.toml");
+    std::fs::write(&config, text).unwrap();
     let output = pplx_with(
         &data,
-        Some(&sim),
-        &["--config", bad.to_str().unwrap(), QUESTION],
+        Some(sim),
+        &["--config", config.to_str().unwrap(), QUESTION],
         None,
     )
     .await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains(&format!("set at {}:1", bad.display())),
+        stderr(&output).contains(&format!("set at {}:1", config.display())),
         "{}",
         stderr(&output)
     );
