@@ -10,9 +10,9 @@ mod connections;
 #[cfg(test)]
 mod events;
 #[cfg(test)]
-mod fallback;
-#[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod operators;
 #[cfg(test)]
 mod provider;
 #[cfg(test)]

@@ -31,8 +31,11 @@ pub struct FileConfig {
     /// (--shared-state wins). Needs a secret in PPLX_SHARED_SECRET to name keys there.
     pub shared_state: Option<String>,
     /// At most this many requests a minute per key, for all processes sharing state
-    /// together (for example the account tier's limit).
+    /// together (Perplexity's tiers limit the organization: see `rate`).
     pub key_rpm: Option<u32>,
+    /// Perplexity's usage tier (`tier0` .. `tier5`): the organization's request rates for the
+    /// Agent and Search APIs, shared by every process on `shared_state`.
+    pub rate: Option<String>,
     /// Model aliases: `fast = "sonar"`.
     pub aliases: std::collections::BTreeMap<String, String>,
     /// `[timeouts]`.

@@ -215,6 +215,11 @@ fn provider_config(
         config.set_total_timeout(total);
     }
     config.key_rpm = file.key_rpm.map(|rpm| rpm.max(1));
+    if let Some(tier) = &file.rate {
+        let tier = provider_perplexity::RateTier::parse(tier)
+            .map_err(|error| Error::invalid("rate", error.to_string()))?;
+        config.set_rate_tier(tier);
+    }
     Ok(config)
 }
 

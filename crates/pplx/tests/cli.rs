@@ -1897,8 +1897,9 @@ async fn an_overloaded_model_falls_back_as_the_config_says() {
         "{}",
         stderr(&output)
     );
-    // A chain's names are checked as -m's are, where the file sets them.
+    // A chain's names are checked as -m's are, where the file sets them; so is a tier.
     refused_by_config(&sim, "fallback = [\"fast\", \"fast@bogus\"]\n").await;
+    refused_by_config(&sim, "rate = \"tier9\"\n").await;
 }
 
 /// A config file of `text` makes `pplx` refuse before sending (exit 2), with a message that

@@ -266,6 +266,13 @@ pub struct PerplexityConfig {
     /// At most this many requests a minute per key, for every process sharing
     /// `shared_state` together (each process alone without one). `None`: no limit of ours.
     pub key_rpm: Option<u32>,
+    /// At most this many requests a minute to the Agent API (every request of every key, and
+    /// of every process sharing `shared_state`), as Perplexity limits an organization, not a
+    /// key: a request waits for its slot instead of meeting a 429. [`RateTier`] has the
+    /// published tiers. `None`: no limit of ours.
+    pub org_rpm: Option<u32>,
+    /// The same for the Search API (`POST /search`).
+    pub search_rpm: Option<u32>,
     /// Fall back to one non-streaming request when streaming attempts are spent or the server
     /// refuses to stream.
     pub fallback: bool,
@@ -325,6 +332,8 @@ impl Default for PerplexityConfig {
             key_pool: KeyPoolConfig::default(),
             shared_state: None,
             key_rpm: None,
+            org_rpm: None,
+            search_rpm: None,
             fallback_models: Vec::new(),
             fallback: true,
             after_commit: AfterCommit::Fail,
@@ -475,6 +484,77 @@ impl PerplexityConfig {
     }
 }
 
+/// Perplexity's published usage tiers (docs, "Rate Limits & Usage Tiers"): the Agent API's
+/// queries per second and requests per minute for the organization, and the Search API's 50
+/// a second for every tier. A tier's request rate is the stricter of its two limits, evenly
+/// spaced (no burst), so a fleet sharing one [`PerplexityConfig::shared_state`] stays under
+/// it together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateTier {
+    /// New accounts: 1 QPS, 50 a minute.
+    Tier0,
+    /// $50 purchased: 3 QPS, 150 a minute.
+    Tier1,
+    /// $250: 8 QPS, 500 a minute.
+    Tier2,
+    /// $500: 17 QPS, 1,000 a minute.
+    Tier3,
+    /// $1,000: 33 QPS, 2,000 a minute.
+    Tier4,
+    /// $5,000: 33 QPS, 2,000 a minute.
+    Tier5,
+}
+
+impl RateTier {
+    /// `tier0` .. `tier5`.
+    ///
+    /// # Errors
+    /// A config error naming the tiers.
+    pub fn parse(name: &str) -> Result<RateTier, Error> {
+        Ok(match name.trim() {
+            "tier0" => RateTier::Tier0,
+            "tier1" => RateTier::Tier1,
+            "tier2" => RateTier::Tier2,
+            "tier3" => RateTier::Tier3,
+            "tier4" => RateTier::Tier4,
+            "tier5" => RateTier::Tier5,
+            other => {
+                return Err(Error::config(format!(
+                    "unknown rate tier {other:?}: use tier0, tier1, tier2, tier3, tier4 or tier5 (the API console shows yours)"
+                )));
+            }
+        })
+    }
+
+    /// Agent API requests a minute: the per-minute limit, or 60 times the per-second one if
+    /// that is stricter.
+    pub fn agent_per_minute(self) -> u32 {
+        let (per_second, per_minute) = match self {
+            RateTier::Tier0 => (1, 50),
+            RateTier::Tier1 => (3, 150),
+            RateTier::Tier2 => (8, 500),
+            RateTier::Tier3 => (17, 1_000),
+            RateTier::Tier4 | RateTier::Tier5 => (33, 2_000),
+        };
+        per_minute.min(per_second * 60)
+    }
+
+    /// Search API requests a minute (50 a second in every tier).
+    pub fn search_per_minute(self) -> u32 {
+        50 * 60
+    }
+}
+
+impl PerplexityConfig {
+    /// The tier's limits as [`org_rpm`](PerplexityConfig::org_rpm) and
+    /// [`search_rpm`](PerplexityConfig::search_rpm).
+    pub fn set_rate_tier(&mut self, tier: RateTier) {
+        self.org_rpm = Some(tier.agent_per_minute());
+        self.search_rpm = Some(tier.search_per_minute());
+    }
+}
+
 /// What a model name can be, as every message and help text says it (`-m`, `/model`, the
 /// config file, the library's check).
 pub const MODEL_NAMES: &str = "a Sonar name (sonar, sonar-pro, sonar-reasoning-pro, sonar-reasoning, sonar-deep-research: mapped to the Agent API), an effort (fast, low, medium, high, xhigh; pinned as NAME@YYYY-MM-DD.N), a preset (fast-search, pro-search, deep-research), provider/model (GET /v1/models lists them; `pplx models`), or an alias (pro, reason, research, or one the config adds)";
@@ -594,6 +674,33 @@ mod tests {
         assert!(
             config.check_model("gpt-4o").is_ok(),
             "chat completions at another endpoint: its own model"
+        );
+    }
+
+    #[test]
+    fn rate_tiers_take_the_stricter_of_their_published_limits() {
+        let per_minute = |name: &str| RateTier::parse(name).unwrap().agent_per_minute();
+        assert_eq!(per_minute("tier0"), 50, "50 a minute is under 1 QPS");
+        assert_eq!(per_minute("tier1"), 150);
+        assert_eq!(
+            per_minute("tier2"),
+            480,
+            "8 QPS is stricter than 500 a minute"
+        );
+        assert_eq!(per_minute("tier3"), 1_000);
+        assert_eq!(per_minute("tier4"), 1_980, "33 QPS");
+        assert_eq!(per_minute("tier5"), 1_980);
+        assert!(
+            RateTier::parse("tier6")
+                .unwrap_err()
+                .to_string()
+                .contains("tier5")
+        );
+        let mut config = PerplexityConfig::default();
+        config.set_rate_tier(RateTier::Tier1);
+        assert_eq!(
+            (config.org_rpm, config.search_rpm),
+            (Some(150), Some(3_000))
         );
     }
 

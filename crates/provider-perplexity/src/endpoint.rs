@@ -35,6 +35,9 @@ pub(crate) struct Endpoint {
     refused: [AtomicBool; 2],
     /// The Sonar names logged as mapped (a bit per name of the migration table).
     mapped: std::sync::atomic::AtomicU8,
+    /// Where the organization's request rates are kept ([`PerplexityConfig::org_rpm`]):
+    /// shared with other processes, or this one's.
+    rates: Option<Arc<dyn resilience::shared::SharedState>>,
 }
 
 /// Where one request goes and under which rules.
@@ -67,7 +70,8 @@ impl Endpoint {
         let keys = KeyPool::new(config.keys.clone(), config.key_pool);
         let shared_state = config.shared_state.clone().or_else(|| {
             // A rate limit alone still spaces this process's requests.
-            config.key_rpm.map(|_| {
+            let limited = config.key_rpm.or(config.org_rpm).or(config.search_rpm);
+            limited.map(|_| {
                 Arc::new(resilience::shared::LocalState::new())
                     as Arc<dyn resilience::shared::SharedState>
             })
@@ -89,6 +93,7 @@ impl Endpoint {
             retriers,
             refused: [AtomicBool::new(false), AtomicBool::new(false)],
             mapped: std::sync::atomic::AtomicU8::new(0),
+            rates: shared_state,
         })
     }
 
@@ -164,6 +169,7 @@ impl Endpoint {
         stream: bool,
         timeouts: &Timeouts,
     ) -> Result<Response<Incoming>, Error> {
+        self.organization_slot(path, timeouts).await?;
         let (method, body) = match method {
             Method::Post(body) => (hyper::Method::POST, body),
             Method::Get => (hyper::Method::GET, Bytes::new()),
@@ -172,6 +178,40 @@ impl Endpoint {
         client::send(&self.client, request, stream, timeouts)
             .await
             .map_err(|error| self.redact(crate::api::sonar::retired(path, error)))
+    }
+
+    /// Waits for a slot of the organization's request rate for `path` (the Agent API's, or
+    /// the Search API's), when one is set; no longer than the total deadline.
+    async fn organization_slot(&self, path: &str, timeouts: &Timeouts) -> Result<(), Error> {
+        let limit = if path.starts_with("/v1/agent") || path.starts_with("/v1/responses") {
+            self.config.org_rpm.map(|rpm| ("organization/agent", rpm))
+        } else if path == crate::api::search::PATH {
+            self.config
+                .search_rpm
+                .map(|rpm| ("organization/search", rpm))
+        } else {
+            None
+        };
+        let (Some((bucket, per_minute)), Some(rates)) = (limit, &self.rates) else {
+            return Ok(());
+        };
+        let bucket = resilience::shared::KeyId::new(bucket);
+        let started = tokio::time::Instant::now();
+        loop {
+            let Err(wait) = rates.acquire_rate(&bucket, per_minute).await else {
+                return Ok(());
+            };
+            if started.elapsed() + wait > timeouts.total {
+                return Err(Error::reported(
+                    chat_core::ErrorKind::RateLimited,
+                    format!(
+                        "the organization's rate ({per_minute} requests a minute) has no slot within the deadline"
+                    ),
+                )
+                .with_retry_after(Some(wait)));
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// A whole (non-streaming) response body, within the size limit and the idle deadline,

@@ -118,7 +118,7 @@ pub use api::translate::{ANTHROPIC_MAX_OUTPUT_TOKENS, RESERVED_FUNCTION_NAMES};
 pub use builder::PerplexityBuilder;
 pub use config::{
     AfterCommit, BASE_URL_ENV, KEY_ENV, KEYS_ENV, MODEL_NAMES, ModelAliases, ModelFamily,
-    PerplexityConfig, Proxy, Timeouts, base_url_from_env, keys_from, keys_from_env,
+    PerplexityConfig, Proxy, RateTier, Timeouts, base_url_from_env, keys_from, keys_from_env,
 };
 pub use options::{
     AgentOptions, ImageSearch, JsonSchema, MAX_FALLBACK_MODELS, MAX_STEPS, ReasoningEffort,

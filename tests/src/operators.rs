@@ -1,7 +1,8 @@
-//! Fallback across models (issue 34): a model whose attempts are spent before its first word
-//! on transient failures gives way to the next of its chain, and `Done` names the model that
-//! answered and the ones passed over; never after the first word; a chain of
-//! `provider/model` names goes to the Agent API as one request's `models`.
+//! What operators set (issue 34). Fallback across models: a model whose attempts are spent
+//! before its first word on transient failures gives way to the next of its chain, and `Done`
+//! names the model that answered and the ones passed over; never after the first word; a
+//! chain of `provider/model` names goes to the Agent API as one request's `models`. The
+//! organization's rate (a usage tier): requests spaced for every provider sharing state.
 
 use std::time::Duration;
 
@@ -148,5 +149,35 @@ async fn a_chain_of_provider_models_goes_to_the_server_as_models() {
             "anthropic/claude-haiku-4-5",
             "xai/grok-4-fast"
         ])
+    );
+}
+
+/// The organization's rate (a usage tier's): requests wait for their slot, evenly spaced, for
+/// every provider sharing one state together, as processes sharing Redis do.
+#[tokio::test]
+async fn the_organizations_rate_spaces_requests_across_providers_sharing_state() {
+    let sim = simulator().await;
+    let shared: std::sync::Arc<dyn resilience::shared::SharedState> =
+        std::sync::Arc::new(resilience::shared::LocalState::new());
+    let make = || {
+        let mut config = PerplexityConfig::default();
+        config.base_url = sim.base_url();
+        config.keys = vec![ApiKey::new(KEY)];
+        // 600 a minute: one request every 100 ms, for both together.
+        config.org_rpm = Some(600);
+        config.shared_state = Some(shared.clone());
+        PerplexityProvider::new(config).unwrap()
+    };
+    let (first, second) = (make(), make());
+    let started = std::time::Instant::now();
+    for provider in [&first, &second, &first, &second] {
+        let (_, error) = collect(provider, ChatRequest::new("fast", QUESTION)).await;
+        assert!(error.is_none(), "{error:?}");
+    }
+    // Four requests need three intervals at least, however fast the machine (a lower bound).
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
     );
 }
