@@ -133,16 +133,23 @@ async fn check_model(session: &Session, model: &str) -> Result<(), String> {
     }
 }
 
-/// Saves the line history to `path`, readable by its owner only (it holds questions).
+/// Saves the line history to `path`, readable by its owner only (it holds questions): the
+/// file is made private before anything is written to it (the editor rewrites it in place).
 fn keep_lines(editor: &mut rustyline::DefaultEditor, path: &std::path::Path) {
-    if editor.save_history(path).is_err() {
-        return;
-    }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let made = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path);
+        let private = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        if made.is_err() || private.is_err() {
+            return;
+        }
     }
+    let _ = editor.save_history(path);
 }
 
 /// Runs a slash command; `true` when it ends the session.
