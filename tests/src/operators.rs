@@ -181,3 +181,28 @@ async fn the_organizations_rate_spaces_requests_across_providers_sharing_state()
         started.elapsed()
     );
 }
+
+/// A fallback model's answer is not cached under the asked model's key: the next identical
+/// question asks the asked model again.
+#[tokio::test]
+async fn a_fallback_answer_is_not_cached_as_the_asked_models() {
+    let sim = simulator().await;
+    let cached =
+        cache::CachedProvider::new(provider(&sim, &["fast"]), cache::CacheConfig::default())
+            .unwrap();
+    sim.script(Target::Any, Fault::status(529), 2);
+    let (events, error) = collect(&cached, ChatRequest::new("medium", QUESTION)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(done(&events).passed_over.len(), 1);
+    assert_eq!(cached.stats().stores, 0, "not stored");
+    let before = sim.log().len();
+    let (events, error) = collect(&cached, ChatRequest::new("medium", QUESTION)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(done(&events).passed_over.is_empty() && !done(&events).cached);
+    assert_eq!(
+        engines(&sim, before).await,
+        ["medium"],
+        "medium asked again"
+    );
+    assert_eq!(cached.stats().stores, 1, "its own answer is stored");
+}

@@ -256,8 +256,13 @@ impl<P: ChatProvider + 'static> Shared<P> {
                 }
             }
         };
-        let complete =
-            end.is_ok() && matches!(flight.state.lock().events.last(), Some(ChatEvent::Done(_)));
+        // An answer from a fallback model (`passed_over`) is not the asked model's: it is not
+        // stored under the asked model's key, or the asked model would never be asked again.
+        let complete = end.is_ok()
+            && matches!(
+                flight.state.lock().events.last(),
+                Some(ChatEvent::Done(response)) if response.passed_over.is_empty()
+            );
         // Stored before the followers see the end: once any caller has the whole answer, the
         // next identical request is a hit.
         if complete && mode != CacheMode::Bypass {
