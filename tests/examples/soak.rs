@@ -202,7 +202,7 @@ async fn main() {
     };
     // The soak is about correctness under faults, not about the breaker shutting them out.
     config.breaker.minimum_calls = u32::MAX;
-    config.budget.ratio = 1.0;
+    config.retry_budget.ratio = 1.0;
     config.key_pool.rate_limit_cooldown = Duration::from_millis(50);
     config.key_pool.max_rate_limit_cooldown = Duration::from_millis(200);
     config.after_commit = AfterCommit::Restart { max_restarts: 1 };

@@ -3,6 +3,9 @@
 //! names the model that answered and the ones passed over; never after the first word; a
 //! chain of `provider/model` names goes to the Agent API as one request's `models`. The
 //! organization's rate (a usage tier): requests spaced for every provider sharing state.
+//! Budgets on what was charged: each answer's reported cost counted, requests refused before
+//! sending once the limit is reached, and two processes sharing Redis never spending past
+//! it together.
 
 use std::time::Duration;
 
@@ -205,4 +208,143 @@ async fn a_fallback_answer_is_not_cached_as_the_asked_models() {
         "medium asked again"
     );
     assert_eq!(cached.stats().stores, 1, "its own answer is stored");
+}
+
+/// A provider spending at most `usd` a day, counted in `ledger` (this process's own when
+/// `None`); each request holds a cent (more than any of the simulator's answers costs).
+fn budgeted(
+    sim: &Simulator,
+    usd: f64,
+    ledger: Option<std::sync::Arc<dyn provider_perplexity::SpendLedger>>,
+) -> PerplexityProvider {
+    let mut config = PerplexityConfig::default();
+    config.base_url = sim.base_url();
+    config.keys = vec![ApiKey::new(KEY)];
+    config.poll_first_delay = Duration::from_millis(1);
+    let mut limit =
+        provider_perplexity::SpendLimit::new(usd, provider_perplexity::SpendPeriod::Day);
+    limit.hold_usd = 0.01;
+    config.budget = Some(limit);
+    config.spend_ledger = ledger;
+    PerplexityProvider::new(config).unwrap()
+}
+
+fn reported_cost(response: &chat_core::ChatResponse) -> f64 {
+    response
+        .usage
+        .as_ref()
+        .unwrap()
+        .cost
+        .as_ref()
+        .unwrap()
+        .total_cost
+}
+
+/// Streamed and whole answers are charged what the service reported; once a request's hold
+/// does not fit, it is refused before anything is sent, with the limit and the spend.
+#[tokio::test]
+async fn answers_are_charged_their_reported_cost_and_a_spent_budget_sends_nothing() {
+    let sim = simulator().await;
+    let provider = budgeted(&sim, 0.025, None);
+    let (events, error) = collect(&provider, ChatRequest::new("fast", QUESTION)).await;
+    assert!(error.is_none(), "{error:?}");
+    let streamed = reported_cost(done(&events));
+    let whole = provider
+        .chat(ChatRequest::new("fast", "What is Rust?"))
+        .await
+        .unwrap();
+    let charged = streamed + reported_cost(&whole);
+    let spend = provider.spend().await.unwrap();
+    assert!(
+        (spend.spent_usd - charged).abs() < 2e-6,
+        "{spend} against {charged}"
+    );
+    assert_eq!(spend.in_flight, 0);
+    // About 0.011 spent: a third answer's cent fits (0.021), a fourth's would not.
+    let (_, error) = collect(&provider, ChatRequest::new("fast", "And Go?")).await;
+    assert!(error.is_none(), "{error:?}");
+    let before = sim.log().len();
+    for streaming in [true, false] {
+        let request = ChatRequest::new("fast", "And Zig?");
+        let error = if streaming {
+            let (events, error) = collect(&provider, request).await;
+            assert!(events.is_empty());
+            error.unwrap()
+        } else {
+            provider.chat(request).await.unwrap_err()
+        };
+        assert_eq!(error.kind(), ErrorKind::Budget, "{error}");
+        assert!(!error.is_retryable());
+        let message = error.to_string();
+        assert!(
+            message.contains(" spent of $0.025 a day (day:"),
+            "{message}"
+        );
+        assert!(message.contains("nothing was sent"), "{message}");
+    }
+    sim.wait_idle().await;
+    assert_eq!(
+        sim.log().len(),
+        before,
+        "a refused request reaches no server"
+    );
+}
+
+/// The promise: two processes (two providers, each with its own Redis connection)
+/// asking at once never spend past the limit together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_redis_never_spend_past_the_budget_together() {
+    let redis = cache::testing::RedisServer::start().unwrap();
+    let sim = simulator().await;
+    let providers: Vec<PerplexityProvider> = (0..2)
+        .map(|_| {
+            let state = resilience_redis::RedisState::connect(resilience_redis::RedisConfig::new(
+                redis.url(),
+                "fleet secret",
+            ))
+            .unwrap();
+            budgeted(&sim, 0.05, Some(state))
+        })
+        .collect();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let provider = providers[worker % 2].clone();
+        workers.spawn(async move {
+            let (mut answered, mut charged) = (0_u32, 0.0_f64);
+            loop {
+                let (events, error) = collect(&provider, ChatRequest::new("fast", QUESTION)).await;
+                match error {
+                    None => {
+                        answered += 1;
+                        charged += reported_cost(done(&events));
+                    }
+                    Some(error) => {
+                        assert_eq!(error.kind(), ErrorKind::Budget, "{error}");
+                        return (answered, charged);
+                    }
+                }
+            }
+        });
+    }
+    let (answered, charged) = workers
+        .join_all()
+        .await
+        .into_iter()
+        .fold((0, 0.0), |(count, sum), (answered, charged)| {
+            (count + answered, sum + charged)
+        });
+    assert!(
+        charged <= 0.05,
+        "spent {charged} past 0.05 in {answered} answers"
+    );
+    // Each answer holds a cent: four fit at once, and answers cost about half a cent, so
+    // more than five were answered before the holds stopped fitting.
+    assert!(answered > 5, "{answered}");
+    for provider in &providers {
+        let spend = provider.spend().await.unwrap();
+        assert!(
+            (spend.spent_usd - charged).abs() < 1e-5 * f64::from(answered),
+            "{spend} against {charged}"
+        );
+    }
 }

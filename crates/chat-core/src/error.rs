@@ -43,6 +43,8 @@ pub enum ErrorKind {
     /// The server would not stream this request (it answered without a stream, or refused
     /// the `stream` parameter): the same request may still be answered without streaming.
     NotStreaming,
+    /// A spending limit was reached: the request was refused before it was sent.
+    Budget,
 }
 
 impl ErrorKind {
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::NotStreaming => "not_streaming",
+            ErrorKind::Budget => "budget",
         }
     }
 }
@@ -124,6 +127,8 @@ struct Inner {
     says_when: bool,
     phase: Option<TimeoutPhase>,
     partial: Option<(String, Option<Usage>)>,
+    /// What the server reported the failed request used (and cost): a run it cancelled.
+    usage: Option<Usage>,
     open_until: Option<Instant>,
     source: Option<SharedSource>,
     /// The server reported this failure itself, in a body or a stream (an Agent API
@@ -146,6 +151,7 @@ impl Error {
                 reported: false,
                 phase: None,
                 partial: None,
+                usage: None,
                 open_until: None,
                 source: None,
             }),
@@ -200,6 +206,7 @@ impl Error {
         );
         let mut error = Error::new(ErrorKind::Interrupted, message);
         error.inner.retry_after = cause.retry_after();
+        let usage = usage.or_else(|| cause.partial_usage().cloned());
         error.inner.partial = Some((text, usage));
         error.with_source(cause)
     }
@@ -236,9 +243,21 @@ impl Error {
         )
     }
 
+    /// A spending limit was reached; `message` names the limit and the spend. Never
+    /// retried.
+    pub fn budget(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Budget, message)
+    }
+
     /// The caller cancelled.
     pub fn cancelled() -> Self {
         Error::new(ErrorKind::Cancelled, "cancelled")
+    }
+
+    /// Adds what the server reported the failed request used (and cost).
+    pub fn with_usage(mut self, usage: Option<Usage>) -> Self {
+        self.inner.usage = usage;
+        self
     }
 
     /// Adds the wait the server asked for.
@@ -339,12 +358,14 @@ impl Error {
         self.inner.partial.as_ref().map(|(text, _)| text.as_str())
     }
 
-    /// The usage known at an interruption.
+    /// The usage known when the request failed: at an interruption, or what the server
+    /// reported of a run it ended (a cancelled run's usage and cost).
     pub fn partial_usage(&self) -> Option<&Usage> {
         self.inner
             .partial
             .as_ref()
             .and_then(|(_, usage)| usage.as_ref())
+            .or(self.inner.usage.as_ref())
     }
 
     /// Whether the circuit breaker is open.

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub families: std::collections::BTreeMap<String, FamilyFile>,
     /// `[mcp]`: the models behind `pplx-mcp`'s tools.
     pub mcp: McpFile,
+    /// `[budget]`: a cap on what Perplexity reports it charged.
+    pub budget: BudgetFile,
     /// Keep every question and answer in the history database (default true; `--no-log`
     /// turns it off for one run).
     pub log: Option<bool>,
@@ -75,6 +77,21 @@ pub struct McpFile {
     pub reason_model: Option<String>,
     /// Behind `perplexity_research` (default `high`).
     pub research_model: Option<String>,
+}
+
+/// `[budget]`: at most `usd` US dollars of reported cost a `period` (UTC), counted for
+/// every process on `shared_state` together, else for every `pplx` run of this user (in
+/// the history database), else for this process.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetFile {
+    /// The limit in US dollars.
+    pub usd: Option<f64>,
+    /// "day" (the default), "month" or "total".
+    pub period: Option<String>,
+    /// The least a request in flight holds of the limit until its cost is known (default
+    /// 0.01; the period's largest answer when more).
+    pub hold_usd: Option<f64>,
 }
 
 /// `[families.NAME]`: the models in the family, its deadlines (as in `[timeouts]`, the

@@ -42,6 +42,10 @@ pub struct SetupOptions {
     pub allow_insecure_http: bool,
     /// Do not resume broken Agent API streams (over the file's `resume`).
     pub no_resume: bool,
+    /// Where `[budget]`'s spend is counted when no shared state is named (`pplx`: its
+    /// history database, shared by every run of the user). Not used while the built-in
+    /// simulator answers: simulated costs stay in the process.
+    pub spend_ledger: Option<Arc<dyn provider_perplexity::SpendLedger>>,
 }
 
 /// The variable holding the secret that names keys in shared state.
@@ -139,8 +143,14 @@ async fn build(args: &SetupOptions, file: config::FileConfig) -> Result<Setup, E
     } else {
         config.keys = keys;
         endpoint(&mut config, args, &file);
-        // Simulated keys never reach real workers' shared state.
-        config.shared_state = shared_state(args, &file).await?;
+        // Simulated keys (and simulated costs) never reach real workers' shared state.
+        match shared_state(args, &file).await? {
+            Some(state) => {
+                config.spend_ledger = Some(state.clone());
+                config.shared_state = Some(state);
+            }
+            None => config.spend_ledger.clone_from(&args.spend_ledger),
+        }
     }
     // With no model named, `--api agent` asks the Agent API's quick preset, not a Sonar model.
     let default_model = match config.api {
@@ -220,7 +230,43 @@ fn provider_config(
             .map_err(|error| Error::invalid("rate", error.to_string()))?;
         config.set_rate_tier(tier);
     }
+    config.budget = budget(&file.budget)?;
     Ok(config)
+}
+
+/// `[budget]`: the spending limit, checked.
+fn budget(file: &config::BudgetFile) -> Result<Option<provider_perplexity::SpendLimit>, Error> {
+    let Some(usd) = file.usd else {
+        if file.period.is_some() || file.hold_usd.is_some() {
+            return Err(Error::invalid(
+                "budget",
+                "[budget] needs usd, the limit in US dollars (usd = 5.0)",
+            ));
+        }
+        return Ok(None);
+    };
+    let period = match file.period.as_deref() {
+        None => provider_perplexity::SpendPeriod::Day,
+        Some(name) => provider_perplexity::SpendPeriod::parse(name).ok_or_else(|| {
+            Error::invalid(
+                "budget.period",
+                format!("{name:?}: use \"day\", \"month\" or \"total\" (UTC)"),
+            )
+        })?,
+    };
+    let mut limit = provider_perplexity::SpendLimit::new(usd, period);
+    if let Some(hold) = file.hold_usd {
+        limit.hold_usd = hold;
+    }
+    limit.check().map_err(|problem| {
+        let setting = if problem.contains("holds") {
+            "budget.hold_usd"
+        } else {
+            "budget.usd"
+        };
+        Error::invalid(setting, problem)
+    })?;
+    Ok(Some(limit))
 }
 
 /// Why the built-in simulator answers, for the person running the program.
@@ -293,7 +339,7 @@ fn endpoint(config: &mut PerplexityConfig, args: &SetupOptions, file: &config::F
 async fn shared_state(
     args: &SetupOptions,
     file: &config::FileConfig,
-) -> Result<Option<Arc<dyn resilience::shared::SharedState>>, Error> {
+) -> Result<Option<Arc<resilience_redis::RedisState>>, Error> {
     let Some(url) = args
         .shared_state
         .as_deref()
@@ -322,7 +368,7 @@ async fn shared_state(
     // What other processes learned applies from this process's first request. A Redis that
     // is down answers within its timeouts; this bounds it anyway.
     let _ = tokio::time::timeout(Duration::from_secs(2), state.synced()).await;
-    Ok(Some(state as Arc<dyn resilience::shared::SharedState>))
+    Ok(Some(state))
 }
 
 /// The cache in front of the provider.

@@ -61,6 +61,19 @@ ALTER TABLE entries ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE entries ADD COLUMN filters TEXT;
 "#,
+    r#"
+CREATE TABLE spend (
+    period TEXT PRIMARY KEY,
+    spent INTEGER NOT NULL DEFAULT 0,
+    largest INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE spend_holds (
+    id TEXT PRIMARY KEY,
+    period TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A history problem: the database could not be opened, read or written.
@@ -521,6 +534,171 @@ impl History {
     }
 }
 
+/// The spend of `[budget]` kept in the history database, so that every `pplx` run of one
+/// user counts against one limit without Redis: a period's figures in `spend`, requests in
+/// flight in `spend_holds`, each step one immediate transaction (two runs never both take
+/// the last of a limit). A database that cannot be read or written is said once, and this
+/// run counts alone.
+pub struct SpendBook {
+    history: std::sync::Mutex<History>,
+    fallback: resilience::spend::LocalLedger,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for SpendBook {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SpendBook").finish_non_exhaustive()
+    }
+}
+
+impl SpendBook {
+    /// The ledger in the database at `path` (opened, and migrated, on its own connection).
+    ///
+    /// # Errors
+    /// As for [`History::open`].
+    pub fn open(path: &Path) -> Result<SpendBook, HistoryError> {
+        Ok(SpendBook {
+            history: std::sync::Mutex::new(History::open(path)?),
+            fallback: resilience::spend::LocalLedger::new(),
+            warned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `step` in one immediate transaction; a failure is said once and answered `None`.
+    fn step<T>(
+        &self,
+        step: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Option<T> {
+        let mut history = match self.history.lock() {
+            Ok(history) => history,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let done = history
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .and_then(|transaction| {
+                let value = step(&transaction)?;
+                transaction.commit()?;
+                Ok(value)
+            });
+        match done {
+            Ok(value) => Some(value),
+            Err(error) => {
+                if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "pplx: the budget's spend could not be kept in the history database ({}); this run counts its own spend",
+                        HistoryError::from(error)
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The period's figures, holds whose time is up deleted first.
+fn spend_tally(
+    transaction: &rusqlite::Transaction<'_>,
+    period: &str,
+) -> rusqlite::Result<resilience::spend::Tally> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis().min(i64::MAX as u128) as i64);
+    transaction.execute(
+        "DELETE FROM spend_holds WHERE until_ms <= ?1",
+        params![now_ms],
+    )?;
+    let (spent, largest): (i64, i64) = transaction
+        .query_row(
+            "SELECT spent, largest FROM spend WHERE period = ?1",
+            params![period],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, 0));
+    let (held, holds): (i64, i64) = transaction.query_row(
+        "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM spend_holds WHERE period = ?1",
+        params![period],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let whole = |value: i64| u64::try_from(value).unwrap_or(0);
+    Ok(resilience::spend::Tally::new(
+        whole(spent),
+        whole(held),
+        u32::try_from(holds).unwrap_or(u32::MAX),
+        whole(largest),
+    ))
+}
+
+/// Micro-dollars as SQLite keeps integers.
+fn stored(micros: u64) -> i64 {
+    i64::try_from(micros).unwrap_or(i64::MAX)
+}
+
+impl resilience::spend::SpendLedger for SpendBook {
+    fn hold<'a>(
+        &'a self,
+        period: &'a str,
+        id: &'a str,
+        limit: u64,
+        least: u64,
+        ttl: Duration,
+    ) -> resilience::spend::SpendFuture<'a, Result<u64, resilience::spend::Tally>> {
+        let held = self.step(|transaction| {
+            let tally = spend_tally(transaction, period)?;
+            let amount = least.max(tally.largest);
+            if tally.spent.saturating_add(tally.held).saturating_add(amount) > limit {
+                return Ok(Err(tally));
+            }
+            let until = std::time::SystemTime::now() + ttl;
+            let until_ms = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis().min(i64::MAX as u128) as i64);
+            transaction.execute(
+                "INSERT OR REPLACE INTO spend_holds (id, period, amount, until_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id, period, stored(amount), until_ms],
+            )?;
+            Ok(Ok(amount))
+        });
+        let answer = held.unwrap_or_else(|| self.fallback.hold_now(period, id, limit, least, ttl));
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        period: &'a str,
+        id: Option<&'a str>,
+        cost: u64,
+        _keep: Option<Duration>,
+    ) -> resilience::spend::SpendFuture<'a, ()> {
+        let settled = self.step(|transaction| {
+            if let Some(id) = id {
+                transaction.execute("DELETE FROM spend_holds WHERE id = ?1", params![id])?;
+            }
+            transaction.execute(
+                "INSERT INTO spend (period, spent, largest) VALUES (?1, ?2, ?2)
+                 ON CONFLICT(period) DO UPDATE SET spent = spent + excluded.spent, largest = MAX(largest, excluded.largest)",
+                params![period, stored(cost)],
+            )?;
+            Ok(())
+        });
+        if settled.is_none() {
+            self.fallback.settle_now(period, id, cost);
+        }
+        Box::pin(std::future::ready(()))
+    }
+
+    fn tally<'a>(
+        &'a self,
+        period: &'a str,
+    ) -> resilience::spend::SpendFuture<'a, resilience::spend::Tally> {
+        let tally = self
+            .step(|transaction| spend_tally(transaction, period))
+            .unwrap_or_else(|| self.fallback.tally_now(period));
+        Box::pin(std::future::ready(tally))
+    }
+}
+
 /// Runs `step` again while SQLite says the database is busy without having waited (it does
 /// so where waiting could deadlock), for up to [`BUSY_TIMEOUT`].
 fn while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
@@ -568,23 +746,9 @@ fn now() -> i64 {
 
 /// `YYYY-MM-DD HH:MM` (UTC) for seconds since 1970.
 pub fn format_time(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    let seconds = at.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let at = at.max(0);
+    let seconds = at % 86_400;
+    let (year, month, day) = resilience::spend::civil_date(at.unsigned_abs() / 86_400);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}",
         seconds / 3_600,

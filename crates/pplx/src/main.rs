@@ -155,6 +155,9 @@ enum Command {
     Man,
     /// The model names the Agent API takes (`GET /v1/models`), one per line.
     Models,
+    /// The spend of the current period against `[budget]` in the config file (reported
+    /// costs, shared through `shared_state` or the history database).
+    Budget,
     /// Read a background run started with `--detach`, from its first event: live if it
     /// still runs, whole if it has ended. The answer is kept in the history.
     Attach {
@@ -234,6 +237,9 @@ async fn run(args: Args) -> u8 {
     if let Some(Command::Models) = &args.command {
         return models(&args, file).await;
     }
+    if let Some(Command::Budget) = &args.command {
+        return budget(&args, file).await;
+    }
     let question = match question(&args) {
         Ok(question) => question,
         Err(code) => return code,
@@ -275,6 +281,38 @@ async fn run(args: Args) -> u8 {
         }
         None => interactive::interactive(session, context).await,
     }
+}
+
+/// `pplx budget`: the period's spend, held amounts and what is left of the limit (with
+/// `--json`, one `{"type": "budget", ...}` object).
+async fn budget(args: &Args, file: pplx_setup::config::FileConfig) -> u8 {
+    let session = match session(args, file, Vec::new(), None).await {
+        Ok(session) => session,
+        Err(code) => return code,
+    };
+    let Some(spend) = session.perplexity.spend().await else {
+        return write_stdout(
+            b"no budget is set: add [budget] with usd = 5.0 (and period = \"day\", \"month\" or \"total\") to the config file\n",
+        );
+    };
+    let left = (spend.limit.usd - spend.spent_usd - spend.held_usd).max(0.0);
+    let line = if args.json {
+        format!(
+            "{}\n",
+            serde_json::json!({
+                "type": "budget",
+                "period": spend.period,
+                "limit_usd": spend.limit.usd,
+                "spent_usd": spend.spent_usd,
+                "held_usd": spend.held_usd,
+                "in_flight": spend.in_flight,
+                "left_usd": left,
+            })
+        )
+    } else {
+        format!("{spend}; {} left\n", resilience::spend::dollars(left))
+    };
+    write_stdout(line.as_bytes())
 }
 
 /// `pplx models`: the model names the Agent API takes, one per line (with `--json`, one
@@ -322,7 +360,7 @@ fn offline_command(args: &Args) -> Option<u8> {
                 EXIT_FAILURE
             }
         }),
-        Some(Command::Attach { .. } | Command::Models) | None => None,
+        Some(Command::Attach { .. } | Command::Models | Command::Budget) | None => None,
     }
 }
 

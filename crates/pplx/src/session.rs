@@ -94,6 +94,7 @@ async fn session_from(
         model: args.model.clone(),
         allow_insecure_http: args.allow_insecure_http,
         no_resume: args.no_resume,
+        spend_ledger: spend_book(&file),
         ..pplx_setup::SetupOptions::default()
     };
     let setup = pplx_setup::setup(&options, file).await?;
@@ -125,6 +126,25 @@ async fn session_from(
         models: tokio::sync::OnceCell::new(),
         mapping_said: std::cell::Cell::new(false),
     })
+}
+
+/// With a `[budget]`, its spend kept in the history database, so that every run of this
+/// user counts against one limit (Redis, when shared state is named, wins over it).
+fn spend_book(
+    file: &pplx_setup::config::FileConfig,
+) -> Option<std::sync::Arc<dyn provider_perplexity::SpendLedger>> {
+    file.budget.usd?;
+    let path = pplx::history::History::default_path()?;
+    match pplx::history::SpendBook::open(&path) {
+        Ok(book) => Some(std::sync::Arc::new(book)),
+        Err(error) => {
+            eprintln!(
+                "pplx: the budget's spend cannot be kept in {} ({error}); this run counts its own spend",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// What the answer so far looks like, for the stats, the error line and the history.
@@ -254,11 +274,19 @@ pub(crate) async fn ask(session: &Session, history: &mut Vec<Message>, question:
     let before = session.perplexity.key_stats();
     let cache_before = session.cache.as_ref().map(|cache| cache.stats());
     let started = Instant::now();
+    // Ctrl-C is ours before the spinner shows: the listener registers when first polled, and
+    // a SIGINT before that would end the process with no word and no history entry.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let early = futures_util::FutureExt::now_or_never(&mut interrupted).is_some();
     let mut output = session.output();
     let mut progress = Progress::default();
-    let outcome = tokio::select! {
-        outcome = answer(session, request, output.as_mut(), &mut progress, started) => Some(outcome),
-        _ = tokio::signal::ctrl_c() => None,
+    let outcome = if early {
+        None
+    } else {
+        tokio::select! {
+            outcome = answer(session, request, output.as_mut(), &mut progress, started) => Some(outcome),
+            _ = &mut interrupted => None,
+        }
     };
     let code = match outcome {
         None => {

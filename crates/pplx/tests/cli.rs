@@ -1503,7 +1503,7 @@ async fn model_names_are_checked_once_before_anything_is_sent() {
         );
     }
     // The message names the file and the line (issue 36).
-    refused_by_config(&sim, "model = \"gpt-4o\"\n").await;
+    refused_by_config(&sim, "model = \"gpt-4o\"\n", 1).await;
     sim.wait_idle().await;
     assert!(sim.log().is_empty(), "nothing was sent");
     let help = pplx(None, &["--help"], None).await;
@@ -1898,13 +1898,13 @@ async fn an_overloaded_model_falls_back_as_the_config_says() {
         stderr(&output)
     );
     // A chain's names are checked as -m's are, where the file sets them; so is a tier.
-    refused_by_config(&sim, "fallback = [\"fast\", \"fast@bogus\"]\n").await;
-    refused_by_config(&sim, "rate = \"tier9\"\n").await;
+    refused_by_config(&sim, "fallback = [\"fast\", \"fast@bogus\"]\n", 1).await;
+    refused_by_config(&sim, "rate = \"tier9\"\n", 1).await;
 }
 
 /// A config file of `text` makes `pplx` refuse before sending (exit 2), with a message that
-/// names the file and its first line.
-async fn refused_by_config(sim: &Simulator, text: &str) {
+/// names the file and the line.
+async fn refused_by_config(sim: &Simulator, text: &str, line: usize) {
     let data = data_dir();
     let config = data.join("config.toml");
     std::fs::write(&config, text).unwrap();
@@ -1917,8 +1917,98 @@ async fn refused_by_config(sim: &Simulator, text: &str) {
     .await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains(&format!("set at {}:1", config.display())),
+        stderr(&output).contains(&format!("set at {}:{line}", config.display())),
         "{}",
         stderr(&output)
     );
+}
+
+/// `[budget]` (issue 34): every run of one user counts against one limit through the history
+/// database; each answer is charged its reported cost; once the next answer's hold does not
+/// fit, the question is refused before anything is sent (exit 1, the limit and the spend
+/// named); `pplx budget` shows the period's spend.
+#[tokio::test]
+async fn a_budget_holds_across_runs_through_the_history_database() {
+    let sim = simulator().await;
+    let data = data_dir();
+    let config = data.join("config.toml");
+    let unset = pplx_with(&data, Some(&sim), &["budget"], None).await;
+    assert_eq!(unset.status.code(), Some(0), "{}", stderr(&unset));
+    assert!(
+        stdout(&unset).starts_with("no budget is set"),
+        "{}",
+        stdout(&unset)
+    );
+    // Each simulated answer costs a little over half a cent and holds its largest so far.
+    std::fs::write(
+        &config,
+        "[budget]\nusd = 0.0125\nperiod = \"month\"\nhold_usd = 0.001\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let mut charged = 0.0;
+    for question in ["What is Rust?", "What is Go?"] {
+        let output = pplx_with(
+            &data,
+            Some(&sim),
+            &["--config", config, "--no-cache", "--json", question],
+            None,
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+        charged += done["cost_usd"].as_f64().unwrap();
+    }
+    let shown = pplx_with(
+        &data,
+        Some(&sim),
+        &["--config", config, "--json", "budget"],
+        None,
+    )
+    .await;
+    let shown: Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert_eq!(shown["type"], "budget");
+    assert_eq!(shown["limit_usd"], 0.0125);
+    assert!(
+        shown["period"].as_str().unwrap().starts_with("month:"),
+        "{shown}"
+    );
+    assert!(
+        (shown["spent_usd"].as_f64().unwrap() - charged).abs() < 1e-5,
+        "{shown} against {charged}"
+    );
+    assert_eq!(shown["in_flight"], 0);
+    // About 0.0105 spent: a third answer like the largest would pass 0.0125.
+    let before = sim.log().len();
+    let refused = pplx_with(
+        &data,
+        Some(&sim),
+        &["--config", config, "--no-cache", "What is Zig?"],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("budget reached: $0.01")
+            && said.contains(" spent of $0.0125 a month (month:"),
+        "{said}"
+    );
+    assert!(said.contains("nothing was sent"), "{said}");
+    sim.wait_idle().await;
+    assert_eq!(
+        sim.log().len(),
+        before,
+        "a refused question reaches no server"
+    );
+    let plain = pplx_with(&data, Some(&sim), &["--config", config, "budget"], None).await;
+    assert!(
+        stdout(&plain).contains(" spent of $0.0125 a month (month:"),
+        "{}",
+        stdout(&plain)
+    );
+    assert!(stdout(&plain).contains(" left"), "{}", stdout(&plain));
+    // A limit that is not a positive amount is refused where the file sets it.
+    refused_by_config(&sim, "[budget]\nusd = -1.0\n", 2).await;
+    refused_by_config(&sim, "[budget]\nusd = 1.0\nperiod = \"week\"\n", 3).await;
 }

@@ -255,8 +255,8 @@ pub struct PerplexityConfig {
     /// The circuit breakers (one per API and model family; a family's `slow_call` replaces
     /// `slow_call_duration`).
     pub breaker: BreakerConfig,
-    /// The retry budget.
-    pub budget: BudgetConfig,
+    /// The retry budget: retries as a share of recent requests.
+    pub retry_budget: BudgetConfig,
     /// Key cooldowns.
     pub key_pool: KeyPoolConfig,
     /// State shared with other processes using the same keys (for example
@@ -273,6 +273,16 @@ pub struct PerplexityConfig {
     pub org_rpm: Option<u32>,
     /// The same for the Search API (`POST /search`).
     pub search_rpm: Option<u32>,
+    /// A cap on what the service reports it charged (`usage.cost`), over a day, a month or
+    /// in total (UTC). A request whose hold does not fit under it beside the period's spend
+    /// and the requests in flight is refused before it is sent (`ErrorKind::Budget`); each
+    /// answer's reported cost is added when it ends (streamed, whole, resumed, polled,
+    /// attached, or cut short with a reported cost). `None`: no cap.
+    pub budget: Option<resilience::SpendLimit>,
+    /// Where `budget`'s spend is counted, shared by every process given the same ledger
+    /// (`resilience_redis::RedisState` for a fleet; `pplx` uses its history database).
+    /// `None`: this process only.
+    pub spend_ledger: Option<std::sync::Arc<dyn resilience::spend::SpendLedger>>,
     /// Fall back to one non-streaming request when streaming attempts are spent or the server
     /// refuses to stream.
     pub fallback: bool,
@@ -328,7 +338,9 @@ impl Default for PerplexityConfig {
             proxy: Proxy::FromEnv,
             backoff: BackoffPolicy::default(),
             breaker: BreakerConfig::default(),
-            budget: BudgetConfig::default(),
+            retry_budget: BudgetConfig::default(),
+            budget: None,
+            spend_ledger: None,
             key_pool: KeyPoolConfig::default(),
             shared_state: None,
             key_rpm: None,

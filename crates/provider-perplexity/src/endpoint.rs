@@ -38,6 +38,8 @@ pub(crate) struct Endpoint {
     /// Where the organization's request rates are kept ([`PerplexityConfig::org_rpm`]):
     /// shared with other processes, or this one's.
     rates: Option<Arc<dyn resilience::shared::SharedState>>,
+    /// The spending limit and where its spend is counted ([`PerplexityConfig::budget`]).
+    pub(crate) budget: Option<Arc<resilience::Budget>>,
 }
 
 /// Where one request goes and under which rules.
@@ -80,6 +82,19 @@ impl Endpoint {
             keys.share(state.clone(), config.key_rpm);
         }
         let retriers = retriers(&config, &base_url, &keys, shared_state.as_ref());
+        let budget = match config.budget {
+            Some(limit) => {
+                limit
+                    .check()
+                    .map_err(|problem| Error::config(format!("budget: {problem}")))?;
+                let ledger = config.spend_ledger.clone().unwrap_or_else(|| {
+                    Arc::new(resilience::spend::LocalLedger::new())
+                        as Arc<dyn resilience::spend::SpendLedger>
+                });
+                Some(Arc::new(resilience::Budget::new(limit, ledger)))
+            }
+            None => None,
+        };
         let client = client::http_client(
             config.timeouts.connect,
             &config.proxy,
@@ -94,6 +109,7 @@ impl Endpoint {
             refused: [AtomicBool::new(false), AtomicBool::new(false)],
             mapped: std::sync::atomic::AtomicU8::new(0),
             rates: shared_state,
+            budget,
         })
     }
 
@@ -334,7 +350,7 @@ fn retriers(
     keys: &KeyPool,
     shared_state: Option<&Arc<dyn resilience::shared::SharedState>>,
 ) -> Vec<[Retrier; 2]> {
-    let budget = Arc::new(RetryBudget::new(config.budget));
+    let budget = Arc::new(RetryBudget::new(config.retry_budget));
     let mut limits = vec![(
         "default",
         config.timeouts.total,

@@ -101,6 +101,7 @@ mod options;
 mod provider;
 mod runs;
 mod scan;
+mod spend;
 mod think;
 mod wire;
 
@@ -133,10 +134,12 @@ pub use chat_core::{
     Error, ErrorKind, FinishReason, Message, Report, Role, SearchResult, Sources, TimeoutPhase,
     Tool, ToolCall, Usage,
 };
-// What tuning needs: the retry, breaker and key-pool settings (and the seam for state shared
-// between processes, `PerplexityConfig::shared_state`), and the figures they report.
+// What tuning needs: the retry, breaker, key-pool and spending settings (and the seams for
+// state shared between processes, `PerplexityConfig::shared_state` and `spend_ledger`), and
+// the figures they report.
 pub use resilience::shared::SharedState;
+pub use resilience::spend::{Spend, SpendLedger};
 pub use resilience::{
     ApiKey, BackoffPolicy, BreakerConfig, BreakerStats, BudgetConfig, Jitter, KeyPoolConfig,
-    KeyStats, SlidingWindow,
+    KeyStats, SlidingWindow, SpendLimit, SpendPeriod,
 };

@@ -107,7 +107,14 @@ impl PerplexityProvider {
         if let Some(refused) = refused(&self.endpoint.config, &route, &request) {
             return Err(refused);
         }
-        crate::runs::start(&self.endpoint, &route, &request).await
+        // Refused when the limit is reached; its cost is added by whoever attaches to it.
+        let held =
+            crate::spend::admit(self.endpoint.budget.as_deref(), route.timeouts.total).await?;
+        let started = crate::runs::start(&self.endpoint, &route, &request).await;
+        if let Some(held) = held {
+            held.settle(None).await;
+        }
+        started
     }
 
     /// The answer of the background run `run_id` (asked of `model`, whose deadlines apply),
@@ -130,7 +137,20 @@ impl PerplexityProvider {
         let span =
             tracing::info_span!("perplexity", api = "agent", model = %route.model, run = %run_id);
         let answer = crate::answer::attach(self.endpoint.clone(), route, work, run_id.to_owned());
-        Box::pin(tracing_futures::Instrument::instrument(answer, span))
+        let answer: ChatStream = Box::pin(tracing_futures::Instrument::instrument(answer, span));
+        match &self.endpoint.budget {
+            Some(budget) => crate::spend::metered(budget.clone(), None, answer),
+            None => answer,
+        }
+    }
+
+    /// The spending limit's figures for the current period: `None` when no
+    /// [`PerplexityConfig::budget`] is set.
+    pub async fn spend(&self) -> Option<crate::Spend> {
+        match &self.endpoint.budget {
+            Some(budget) => Some(budget.spend().await),
+            None => None,
+        }
     }
 
     /// The model an alias stands for, and the API that will answer it (an explicit
@@ -327,25 +347,12 @@ impl ChatProvider for PerplexityProvider {
     /// The answer, from the request's model or, when its attempts are spent before any
     /// answer on transient failures, from the next of its fallback chain
     /// ([`PerplexityConfig::fallback_models`]); `passed_over` says which were asked first.
-    async fn chat(&self, mut request: ChatRequest) -> Result<ChatResponse, Error> {
-        let models = models_to_ask(&self.endpoint.config, &mut request);
-        let mut passed_over = Vec::new();
-        for (index, model) in models.iter().enumerate() {
-            let mut asked = request.clone();
-            asked.model.clone_from(model);
-            match self.chat_one(asked).await {
-                Err(error) if index + 1 < models.len() && moves_on(&error) => {
-                    tracing::warn!(model = %model, error = %error.report(), "falling back to the next model");
-                    passed_over.push((model.clone(), error.report().to_string()));
-                }
-                Ok(mut response) => {
-                    response.passed_over = passed_over;
-                    return Ok(response);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(Error::config("no model to ask"))
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
+        let held = crate::spend::admit(self.endpoint.budget.as_deref(), for_at_most).await?;
+        let answered = self.chat_chain(request).await;
+        crate::spend::settle(held, &answered).await;
+        answered
     }
 
     /// Names the endpoint too: answers from another base URL (the simulator, a proxy, a
@@ -367,8 +374,44 @@ impl ChatProvider for PerplexityProvider {
 
     /// As [`chat`](ChatProvider::chat): the next model of the chain is asked only while
     /// nothing was delivered (events before the first word are held by each answer), so the
-    /// caller never sees two models' words.
-    fn chat_stream(&self, mut request: ChatRequest) -> ChatStream {
+    /// caller never sees two models' words. Under a spending limit, the hold is taken when
+    /// the stream is first polled.
+    fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        let Some(budget) = self.endpoint.budget.clone() else {
+            return self.stream_chain(request);
+        };
+        let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
+        crate::spend::metered(budget, Some(for_at_most), self.stream_chain(request))
+    }
+}
+
+impl PerplexityProvider {
+    /// The answer of the request's model or of its fallback chain, outside the spending
+    /// limit.
+    async fn chat_chain(&self, mut request: ChatRequest) -> Result<ChatResponse, Error> {
+        let models = models_to_ask(&self.endpoint.config, &mut request);
+        let mut passed_over = Vec::new();
+        for (index, model) in models.iter().enumerate() {
+            let mut asked = request.clone();
+            asked.model.clone_from(model);
+            match self.chat_one(asked).await {
+                Err(error) if index + 1 < models.len() && moves_on(&error) => {
+                    tracing::warn!(model = %model, error = %error.report(), "falling back to the next model");
+                    passed_over.push((model.clone(), error.report().to_string()));
+                }
+                Ok(mut response) => {
+                    response.passed_over = passed_over;
+                    return Ok(response);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::config("no model to ask"))
+    }
+
+    /// The stream of the request's model or of its fallback chain, outside the spending
+    /// limit.
+    fn stream_chain(&self, mut request: ChatRequest) -> ChatStream {
         let models = models_to_ask(&self.endpoint.config, &mut request);
         if models.len() == 1 {
             return self.stream_one(request);

@@ -46,6 +46,7 @@ use resilience::ApiKey;
 use resilience::shared::{
     ChangeListener, KeyId, LocalRates, RateFuture, SharedChange, SharedState, rate_interval,
 };
+use resilience::spend::{LocalLedger, SpendFuture, SpendLedger, Tally};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -158,6 +159,64 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 ";
 
+/// Holds part of a period's budget atomically (`resilience::spend::SpendLedger::hold`):
+/// KEYS[1] the period's hash (`spent`, `largest`), KEYS[2] its holds (id to
+/// `amount:until_ms`); ARGV id, limit, least hold, ttl ms, keep s (0: forever). Answers
+/// `{admitted, spent, held, holds, amount}`, Redis's clock deciding which holds lapsed.
+const SPEND_HOLD: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0') or 0
+local largest = tonumber(redis.call('HGET', KEYS[1], 'largest') or '0') or 0
+local held = 0
+local count = 0
+local holds = redis.call('HGETALL', KEYS[2])
+for i = 1, #holds, 2 do
+  local amount, ends = string.match(holds[i + 1], '^(%d+):(%d+)$')
+  if (not ends) or tonumber(ends) <= now then
+    redis.call('HDEL', KEYS[2], holds[i])
+  else
+    held = held + tonumber(amount)
+    count = count + 1
+  end
+end
+if ARGV[2] == 'tally' then
+  return {0, spent, held, count, largest}
+end
+local amount = math.max(tonumber(ARGV[3]), largest)
+if spent + held + amount > tonumber(ARGV[2]) then
+  return {0, spent, held, count, largest}
+end
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d:%d', amount, now + ttl))
+local keep = tonumber(ARGV[5])
+if keep > 0 then
+  redis.call('EXPIRE', KEYS[2], keep)
+end
+return {1, spent, held + amount, count + 1, amount}
+";
+
+/// Lets go of a hold and adds a cost: KEYS as for [`SPEND_HOLD`]; ARGV id (empty: none),
+/// cost, keep s (0: forever).
+const SPEND_SETTLE: &str = r"
+if ARGV[1] ~= '' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+local cost = tonumber(ARGV[2])
+if cost > 0 then
+  redis.call('HINCRBY', KEYS[1], 'spent', cost)
+  local largest = tonumber(redis.call('HGET', KEYS[1], 'largest') or '0') or 0
+  if cost > largest then
+    redis.call('HSET', KEYS[1], 'largest', cost)
+  end
+end
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('EXPIRE', KEYS[1], keep)
+end
+return 1
+";
+
 /// How long a disabled key stays disabled in Redis: a key that is fixed comes back a day
 /// later without anyone clearing Redis.
 const DISABLED_FOR: Duration = Duration::from_secs(24 * 3_600);
@@ -179,6 +238,10 @@ pub struct RedisState {
     local_rates: LocalRates,
     gcra: redis::Script,
     set_later: redis::Script,
+    spend_hold: redis::Script,
+    spend_settle: redis::Script,
+    /// Where spend is counted while Redis is out of reach.
+    local_spend: LocalLedger,
     /// Whether Redis is out of reach now (said once when it goes, once when it is back).
     degraded: AtomicBool,
     /// Set once the first read of the shared state was tried (whatever its outcome).
@@ -227,6 +290,9 @@ impl RedisState {
             local_rates: LocalRates::default(),
             gcra: redis::Script::new(GCRA),
             set_later: redis::Script::new(SET_LATER),
+            spend_hold: redis::Script::new(SPEND_HOLD),
+            spend_settle: redis::Script::new(SPEND_SETTLE),
+            local_spend: LocalLedger::new(),
             degraded: AtomicBool::new(false),
             first_read: tokio::sync::watch::Sender::new(false),
         });
@@ -454,6 +520,115 @@ impl SharedState for RedisState {
                 Some(wait_ms) => Err(Duration::from_millis(wait_ms as u64).min(MAX_RATE_WAIT)),
                 // Redis is out of reach: this process spaces its own requests.
                 None => self.local_rates.acquire(key, per_minute, Instant::now()),
+            }
+        })
+    }
+}
+
+impl RedisState {
+    fn spend_keys(&self, period: &str) -> (String, String) {
+        let namespace = &self.config.namespace;
+        (
+            format!("{namespace}:spend:{period}"),
+            format!("{namespace}:spend:{period}:holds"),
+        )
+    }
+
+    /// Runs [`SPEND_HOLD`]: `None` when Redis is out of reach.
+    async fn spend_script(
+        &self,
+        period: &str,
+        id: &str,
+        limit: Option<u64>,
+        least: u64,
+        ttl: Duration,
+        keep: Option<Duration>,
+    ) -> Option<(bool, Tally, u64)> {
+        let (book, holds) = self.spend_keys(period);
+        let mut invocation = self.spend_hold.key(&book);
+        invocation
+            .key(&holds)
+            .arg(id)
+            .arg(limit.map_or_else(|| "tally".to_owned(), |limit| limit.to_string()))
+            .arg(least)
+            .arg(ttl.as_millis().clamp(1, u128::from(u32::MAX)) as u64)
+            .arg(keep.map_or(0, |keep| keep.as_secs().max(1)));
+        let answer = self
+            .call("spend", async |manager| {
+                invocation.invoke_async::<Vec<i64>>(manager).await
+            })
+            .await?;
+        // A broken server's answer is read as refusing nothing it did not say.
+        let field = |index: usize| answer.get(index).map_or(0, |value| (*value).max(0) as u64);
+        let tally = Tally::new(
+            field(1),
+            field(2),
+            u32::try_from(field(3)).unwrap_or(u32::MAX),
+            field(4),
+        );
+        Some((field(0) == 1, tally, field(4)))
+    }
+}
+
+/// Spend counted in Redis, shared by every process using the same namespace: a period's
+/// figures in `{namespace}:spend:{period}` and its holds beside, each call one Lua script.
+/// Redis out of reach: this process counts alone (said once in the log) until it is back.
+impl SpendLedger for RedisState {
+    fn hold<'a>(
+        &'a self,
+        period: &'a str,
+        id: &'a str,
+        limit: u64,
+        least: u64,
+        ttl: Duration,
+    ) -> SpendFuture<'a, Result<u64, Tally>> {
+        Box::pin(async move {
+            let keep = Some(ttl.max(Duration::from_secs(86_400)));
+            match self
+                .spend_script(period, id, Some(limit), least, ttl, keep)
+                .await
+            {
+                Some((true, _, amount)) => Ok(amount),
+                Some((false, tally, _)) => Err(tally),
+                None => self.local_spend.hold_now(period, id, limit, least, ttl),
+            }
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        period: &'a str,
+        id: Option<&'a str>,
+        cost: u64,
+        keep: Option<Duration>,
+    ) -> SpendFuture<'a, ()> {
+        Box::pin(async move {
+            let (book, holds) = self.spend_keys(period);
+            let mut invocation = self.spend_settle.key(&book);
+            invocation
+                .key(&holds)
+                .arg(id.unwrap_or(""))
+                .arg(cost)
+                .arg(keep.map_or(0, |keep| keep.as_secs().max(1)));
+            let settled = self
+                .call("spend", async |manager| {
+                    invocation.invoke_async::<i64>(manager).await
+                })
+                .await;
+            if settled.is_none() {
+                self.local_spend.settle_now(period, id, cost);
+            }
+        })
+    }
+
+    fn tally<'a>(&'a self, period: &'a str) -> SpendFuture<'a, Tally> {
+        Box::pin(async move {
+            match self
+                .spend_script(period, "", None, 0, Duration::ZERO, None)
+                .await
+            {
+                Some((_, tally, _)) => tally,
+                None => self.local_spend.tally_now(period),
             }
         })
     }

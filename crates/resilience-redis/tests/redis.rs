@@ -169,3 +169,48 @@ async fn one_rate_for_all(states: &[Arc<RedisState>], key: &KeyId) {
         assert!(wait > Duration::from_secs(45), "told to wait {wait:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_spend_past_one_budget_together() {
+    use resilience::{Budget, SpendLimit, SpendPeriod};
+    let server = RedisServer::start().unwrap();
+    let budgets: Vec<Arc<Budget>> = (0..2)
+        .map(|_| {
+            let state = RedisState::connect(config(&server, "spend")).unwrap();
+            let mut limit = SpendLimit::new(0.05, SpendPeriod::Day);
+            limit.hold_usd = 0.003;
+            Arc::new(Budget::new(limit, state))
+        })
+        .collect();
+    // Twenty workers, ten behind each "process", each answer costing 0.003 (what a request
+    // holds), each asking until refused.
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..20 {
+        let budget = budgets[worker % 2].clone();
+        workers.spawn(async move {
+            let mut answered = 0_u32;
+            while let Ok(held) = budget.admit(Duration::from_secs(60)).await {
+                tokio::task::yield_now().await;
+                held.settle(Some(0.003)).await;
+                answered += 1;
+            }
+            answered
+        });
+    }
+    let answered: u32 = workers.join_all().await.into_iter().sum();
+    // 0.05 / 0.003 = 16.7: sixteen answers fit under the limit, and a seventeenth's hold
+    // does not fit beside 0.048, whichever process asks.
+    assert_eq!(answered, 16);
+    for budget in &budgets {
+        let spend = budget.spend().await;
+        assert!((spend.spent_usd - 0.048).abs() < 1e-9, "{spend}");
+        assert_eq!(spend.in_flight, 0);
+    }
+    // The ledger lives in Redis: a third process sees the same spend.
+    let third = Budget::new(
+        SpendLimit::new(0.05, SpendPeriod::Day),
+        RedisState::connect(config(&server, "spend")).unwrap(),
+    );
+    assert!(third.admit(Duration::from_secs(60)).await.is_err());
+    assert!((third.spend().await.spent_usd - 0.048).abs() < 1e-9);
+}

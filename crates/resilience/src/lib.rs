@@ -7,6 +7,8 @@
 //!   [`parse_retry_after`] reads `retry-after-ms` and `Retry-After` (seconds or HTTP date).
 //! - [`CircuitBreaker`] fails fast while a service is down; [`RetryBudget`] caps retries at
 //!   a share of recent requests; [`KeyPool`] spreads requests over keys and cools them down.
+//! - [`Budget`] caps what a service reports it charged, over a [`SpendPeriod`], counted in
+//!   a [`spend::SpendLedger`] that many processes may share.
 //! - [`Retrier`] runs an operation with all of them. It learns what an error means through
 //!   [`Classify`], which the caller's error type implements, so this crate never sees a
 //!   vendor's types.
@@ -57,13 +59,14 @@ mod error;
 pub mod keys;
 mod retry;
 pub mod shared;
+pub mod spend;
 
 use std::time::Duration;
 
 // The root holds what a client composes and configures; the modules hold the rest: what
 // the types' methods return (`breaker::Permit`, `keys::KeyLease`), the randomness behind the
-// jitter (`backoff::SmallRng`), and what an implementation of shared state needs
-// (`shared::SharedState` and its companions).
+// jitter (`backoff::SmallRng`), and what an implementation of shared state or of a spend
+// ledger needs (`shared::SharedState`, `spend::SpendLedger` and their companions).
 pub use backoff::{Backoff, BackoffPolicy, Delay, Jitter, MAX_RETRY_AFTER, parse_retry_after};
 pub use breaker::{
     BreakerConfig, BreakerState, BreakerStats, CallOutcome, CircuitBreaker, SlidingWindow,
@@ -72,6 +75,7 @@ pub use budget::{BudgetConfig, RetryBudget};
 pub use error::Error;
 pub use keys::{ApiKey, KeyOutcome, KeyPool, KeyPoolConfig, KeyStats};
 pub use retry::{Attempt, Retrier};
+pub use spend::{Budget, SpendLimit, SpendPeriod};
 
 /// What a failure means to the reliability layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

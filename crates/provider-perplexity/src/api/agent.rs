@@ -198,8 +198,9 @@ impl Protocol for Agent {
         match body.status.as_str() {
             "failed" => return Err(failure(body.error, None)),
             "cancelled" => {
+                let usage = body.usage.clone().map(UsageWire::into_usage);
                 let error = failure(body.error, Some("the agent run was cancelled"));
-                return Err(Error::incomplete(error.to_string()));
+                return Err(Error::incomplete(error.to_string()).with_usage(usage));
             }
             _ => {}
         }
@@ -413,7 +414,15 @@ impl Feed for AgentFeed {
                 return Err(failure(error, event.message.as_deref()));
             }
             "response.cancelled" => {
-                return Err(Error::incomplete("the server cancelled the agent run"));
+                // What the run used before it was cancelled is billed: keep its usage.
+                let usage = event
+                    .response
+                    .and_then(|raw| serde_json::from_str::<AgentResponse>(raw.get()).ok())
+                    .and_then(|response| response.usage)
+                    .map(UsageWire::into_usage);
+                return Err(
+                    Error::incomplete("the server cancelled the agent run").with_usage(usage)
+                );
             }
             _ => {} // Other events say nothing the caller needs.
         }
@@ -1082,9 +1091,21 @@ mod tests {
             .1
             .unwrap();
         assert_eq!(error.kind(), ErrorKind::Incomplete, "{error}");
-        let body = json!({"id": "resp_1", "status": "cancelled", "output": []});
+        assert!(error.partial_usage().is_none());
+        // What a cancelled run used is billed: its reported cost stays with the error (a
+        // budget counts it).
+        let usage = json!({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7,
+            "cost": {"input_cost": 0.001, "output_cost": 0.002, "total_cost": 0.008, "currency": "USD"}});
+        let cancelled = json!({"type": "response.cancelled", "sequence_number": 2,
+            "response": {"id": "resp_1", "status": "cancelled", "output": [], "usage": usage}});
+        let error = agent(&[cancelled]).1.unwrap();
+        let cost = error.partial_usage().unwrap().cost.as_ref().unwrap();
+        assert_eq!(cost.total_cost, 0.008);
+        let body = json!({"id": "resp_1", "status": "cancelled", "output": [], "usage": usage});
         let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
         assert!(error.to_string().contains("cancelled"), "{error}");
+        let cost = error.partial_usage().unwrap().cost.as_ref().unwrap();
+        assert_eq!(cost.total_cost, 0.008);
         let body = json!({"id": "resp_1", "status": "failed", "output": [],
             "error": {"message": "no such preset", "code": "invalid_request"}});
         let error = full_response(Api::Agent, body.to_string().as_bytes()).unwrap_err();
