@@ -267,6 +267,26 @@ async def main():
             async with ClientSession(read, write) as session:
                 await exercise(session, "http")
 
+    # The answers just served, as Prometheus scrapes them (behind the same token).
+    metrics_url = URL.rsplit("/mcp", 1)[0] + "/metrics"
+    scraped = httpx2.get(metrics_url, headers=headers, timeout=10)
+    text = scraped.text
+    check("http: GET /metrics", scraped.status_code == 200 and scraped.headers.get("content-type", "").startswith("text/plain"), scraped.status_code)
+    check(
+        "http: /metrics has the GenAI client metrics of the answers",
+        'gen_ai_client_operation_duration_seconds_count{' in text
+        and 'gen_ai_provider_name="perplexity"' in text
+        and 'gen_ai_token_type="output"' in text
+        and "gen_ai_client_token_usage_bucket{" in text
+        and "gen_ai_client_operation_time_to_first_chunk_seconds_bucket{" in text
+        and "pplx_client_cost" in text
+        and "pplx_client_key_cooldowns_total{" in text,
+        text[:3000],
+    )
+    check("http: /metrics never shows the key", "interop-key" not in text)
+    unauthorized = httpx2.get(metrics_url, timeout=10)
+    check("http: /metrics without the token, 401", unauthorized.status_code == 401, unauthorized.status_code)
+
     async with httpx2.AsyncClient(timeout=10) as plain:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         response = await plain.post(URL, json=body, headers={"Accept": "application/json, text/event-stream"})

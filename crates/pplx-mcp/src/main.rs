@@ -133,11 +133,6 @@ fn main() -> ExitCode {
         LogLevel::Error => tracing::Level::ERROR,
         _ => tracing::Level::WARN,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(level)
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,7 +143,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; Prometheus text at /metrics over HTTP.
+    let telemetry = match pplx_setup::telemetry::Telemetry::start(
+        "pplx-mcp",
+        args.http.is_some(),
+        runtime.handle(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("pplx-mcp: {}", error.report());
+            return ExitCode::FAILURE;
+        }
+    };
+    logging(level, &telemetry);
+    let served = runtime.block_on(run(args, telemetry.prometheus()));
+    for problem in telemetry.shutdown() {
+        eprintln!("pplx-mcp: telemetry: {problem}");
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("pplx-mcp: {error}");
@@ -157,7 +169,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Logs on stderr at `level`; with OTLP export, every answer's span (info and above) to the
+/// exporter too.
+fn logging(level: tracing::Level, telemetry: &pplx_setup::telemetry::Telemetry) {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    let spans = telemetry.tracer().map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let subscriber = tracing_subscriber::registry().with(logs).with(spans);
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+async fn run(
+    args: Args,
+    metrics: Option<pplx_setup::telemetry::PrometheusMetrics>,
+) -> Result<(), String> {
     let file = pplx_setup::config::load(args.config.as_deref())
         .map_err(|error| error.report().to_string())?;
     let models = models(&file.mcp);
@@ -184,7 +216,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _simulator = setup.simulator;
     match &args.http {
         None => serve_stdio(server).await,
-        Some(addr) => serve_http(server, &args, addr, simulated).await,
+        Some(addr) => serve_http(server, &args, addr, simulated, metrics).await,
     }
 }
 
@@ -233,6 +265,7 @@ async fn serve_http(
     args: &Args,
     addr: &str,
     simulated: bool,
+    metrics: Option<pplx_setup::telemetry::PrometheusMetrics>,
 ) -> Result<(), String> {
     let addr = http_address(addr)?;
     let token = env(&args.token_env);
@@ -257,7 +290,7 @@ async fn serve_http(
     } else {
         args.allow_origins.clone()
     };
-    http::serve(server, addr, &hosts, &origins, token).await
+    http::serve(server, addr, &hosts, &origins, token, metrics).await
 }
 
 /// Refuses to serve a non-loopback address with no token unless explicitly allowed (or no
@@ -314,6 +347,8 @@ mod http {
     };
     use tower_service::Service;
 
+    use pplx_setup::telemetry::PrometheusMetrics;
+
     use super::PplxMcp;
 
     pub(super) async fn serve(
@@ -322,6 +357,7 @@ mod http {
         extra_hosts: &[String],
         origins: &[String],
         token: Option<String>,
+        metrics: Option<PrometheusMetrics>,
     ) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -363,9 +399,10 @@ mod http {
             };
             let service = service.clone();
             let token = token.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    answer(service.clone(), token.clone(), request)
+                    answer(service.clone(), token.clone(), metrics.clone(), request)
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let _ = builder
@@ -378,11 +415,13 @@ mod http {
     /// The MCP service behind `/mcp`.
     type Mcp = StreamableHttpService<PplxMcp, LocalSessionManager>;
 
-    /// One HTTP request: `GET /health`, a 404 off `/mcp`, a 401 without the bearer token
-    /// (when one is set), else the MCP service's answer.
+    /// One HTTP request: `GET /health`, a 404 off `/mcp` and `/metrics`, a 401 without the
+    /// bearer token (when one is set), else the metrics (Prometheus text) or the MCP
+    /// service's answer.
     async fn answer(
         mut service: Mcp,
         token: Option<String>,
+        metrics: Option<PrometheusMetrics>,
         request: Request<Incoming>,
     ) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
         if request.uri().path() == "/health" && request.method() == hyper::Method::GET {
@@ -398,7 +437,8 @@ mod http {
             );
             return Ok(response);
         }
-        if request.uri().path() != "/mcp" {
+        let scrape = request.uri().path() == "/metrics" && request.method() == hyper::Method::GET;
+        if request.uri().path() != "/mcp" && !scrape {
             return Ok(plain(
                 StatusCode::NOT_FOUND,
                 "not found: the MCP endpoint is /mcp",
@@ -416,6 +456,17 @@ mod http {
                     "a valid bearer token is required",
                 ));
             }
+        }
+        if scrape {
+            let Some(metrics) = metrics else {
+                return Ok(plain(StatusCode::NOT_FOUND, "not found: no metrics here"));
+            };
+            let mut response = Response::new(Full::new(Bytes::from(metrics.text())).boxed());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(PrometheusMetrics::CONTENT_TYPE),
+            );
+            return Ok(response);
         }
         service.call(request).await
     }

@@ -33,6 +33,8 @@ pub mod config;
 pub mod environment;
 mod error;
 mod setup;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 pub use error::Error;
 /// The built-in simulator held by [`Setup::simulator`]; it stops when dropped.

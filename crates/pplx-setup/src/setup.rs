@@ -231,6 +231,8 @@ fn provider_config(
         config.set_rate_tier(tier);
     }
     config.budget = budget(&file.budget)?;
+    // Messages on spans only when the conventions' switch asks (they are users' data).
+    config.capture_message_content = provider_perplexity::capture_message_content_from_env();
     Ok(config)
 }
 

@@ -195,7 +195,36 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    ExitCode::from(runtime.block_on(run(args)))
+    let telemetry = match telemetry(runtime.handle()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("pplx: {}", error.report());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let code = runtime.block_on(run(args));
+    // The last answer's span and metrics leave before the process does.
+    for problem in telemetry.shutdown() {
+        eprintln!("pplx: telemetry: {problem}");
+    }
+    ExitCode::from(code)
+}
+
+/// OpenTelemetry when `OTEL_EXPORTER_OTLP_ENDPOINT` asks for it: the answers' spans through
+/// tracing-opentelemetry, the metrics through the global meter. Nothing otherwise.
+fn telemetry(
+    runtime: &tokio::runtime::Handle,
+) -> Result<pplx_setup::telemetry::Telemetry, pplx_setup::Error> {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    let telemetry = pplx_setup::telemetry::Telemetry::start("pplx", false, runtime)?;
+    if let Some(tracer) = telemetry.tracer() {
+        let spans = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let subscriber = tracing_subscriber::registry().with(spans);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
+    Ok(telemetry)
 }
 
 /// The command line: `Args`, with `--model`'s help the one list of model names every

@@ -35,6 +35,22 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "where pplx/history.db is kept (default ~/.local/share)",
     ),
     (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "export each answer's GenAI span and the client metrics by OTLP there, flushed before exit; nothing is exported when unset",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "http/protobuf (the default) or grpc",
+    ),
+    (
+        "OTEL_SERVICE_NAME",
+        "the service name exported (default pplx)",
+    ),
+    (
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "true: the question and the answer go on the span too (never by default)",
+    ),
+    (
         "NO_COLOR, TERM",
         "NO_COLOR set (not empty) or TERM=dumb: plain text on a terminal",
     ),
@@ -44,7 +60,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 const FILES: &[(&str, &str)] = &[
     (
         "$XDG_CONFIG_HOME/pplx/config.toml",
-        "the config file (--config names another): model, api, the keys' variables, cache, log, [aliases], [timeouts], [retry], [breaker], [families.NAME]; every key optional, an unknown one an error (docs/GUIDE.md has the table)",
+        "the config file (--config names another): model, api, the keys' variables, cache, log, [aliases], [timeouts], [retry], [breaker], [budget], [families.NAME]; every key optional, an unknown one an error (docs/GUIDE.md has the table)",
     ),
     (
         "$XDG_DATA_HOME/pplx/history.db",

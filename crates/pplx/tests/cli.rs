@@ -2012,3 +2012,504 @@ async fn a_budget_holds_across_runs_through_the_history_database() {
     refused_by_config(&sim, "[budget]\nusd = -1.0\n", 2).await;
     refused_by_config(&sim, "[budget]\nusd = 1.0\nperiod = \"week\"\n", 3).await;
 }
+
+/// `pplx args` against `sim`, with a fresh history and the OpenTelemetry variables `otel`
+/// set (or, given `None`, unset).
+async fn pplx_with_otel(sim: &Simulator, args: &[&str], otel: &[(&str, Option<String>)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command.args(args);
+    let mut command = environment(command, &data_dir(), Some(sim));
+    for (name, value) in otel {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    run(command, None).await
+}
+
+/// What an OTLP/HTTP receiver was sent: each request's path and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, bytes::Bytes)>>>;
+
+/// An OTLP/HTTP receiver on loopback (no collector needed): it keeps every request and
+/// answers each with an empty export response.
+async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Received::default();
+    let kept = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            kept.lock().unwrap().push((path, body));
+                            let mut response = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            response.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/x-protobuf"),
+                            );
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, received)
+}
+
+/// The spans the receiver was sent, by resource, decoded with the protocol's own types.
+fn exported_spans(
+    received: &[(String, bytes::Bytes)],
+) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    received
+        .iter()
+        .filter(|(path, _)| path == "/v1/traces")
+        .flat_map(|(_, body)| {
+            ExportTraceServiceRequest::decode(body.clone())
+                .unwrap()
+                .resource_spans
+        })
+        .collect()
+}
+
+/// An attribute's value as text (strings as they are, numbers in decimal).
+fn attribute(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let value = attributes
+        .iter()
+        .find(|pair| pair.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
+    Some(match value {
+        Value::StringValue(text) => text.clone(),
+        Value::IntValue(number) => number.to_string(),
+        Value::DoubleValue(number) => number.to_string(),
+        Value::BoolValue(flag) => flag.to_string(),
+        other => format!("{other:?}"),
+    })
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, an answer leaves as a GenAI span (with its tool
+/// steps as children) and the GenAI client metrics, flushed before `pplx` exits; never the
+/// key, and no message content unless asked (issue 34).
+#[tokio::test]
+async fn an_answer_is_exported_by_otlp_as_a_genai_span_and_metrics() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use prost::Message;
+    let sim = simulator().await;
+    let (receiver, received) = otlp_receiver().await;
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "--json", "-m", "fast", QUESTION],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                Some(format!("http://{receiver}")),
+            ),
+            ("OTEL_SERVICE_NAME", Some("pplx-under-test".to_owned())),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", None),
+            ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", None),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let done: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    let received = received.lock().unwrap().clone();
+    let paths: Vec<&str> = received.iter().map(|(path, _)| path.as_str()).collect();
+    assert!(
+        paths.contains(&"/v1/traces") && paths.contains(&"/v1/metrics"),
+        "{paths:?}"
+    );
+    for (_, body) in &received {
+        assert!(
+            !String::from_utf8_lossy(body).contains(KEY),
+            "the key was exported"
+        );
+    }
+
+    let spans = exported_spans(&received);
+    let service = spans
+        .iter()
+        .filter_map(|resource| resource.resource.as_ref())
+        .find_map(|resource| attribute(&resource.attributes, "service.name"));
+    assert_eq!(service.as_deref(), Some("pplx-under-test"));
+    let spans: Vec<_> = spans
+        .into_iter()
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .collect();
+    let chat = spans
+        .iter()
+        .find(|span| span.name == "chat fast")
+        .unwrap_or_else(|| {
+            panic!(
+                "no `chat fast` span in {:?}",
+                spans.iter().map(|span| &span.name).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(chat.kind, 3, "SPAN_KIND_CLIENT");
+    let said = |key: &str| attribute(&chat.attributes, key);
+    assert_eq!(said("gen_ai.operation.name").as_deref(), Some("chat"));
+    assert_eq!(said("gen_ai.provider.name").as_deref(), Some("perplexity"));
+    assert_eq!(said("gen_ai.request.model").as_deref(), Some("fast"));
+    assert_eq!(
+        said("gen_ai.response.model").as_deref(),
+        done["model"].as_str()
+    );
+    assert_eq!(
+        said("gen_ai.response.finish_reasons").as_deref(),
+        Some("stop")
+    );
+    assert!(said("gen_ai.response.id").is_some_and(|id| id.starts_with("resp_")));
+    assert_eq!(
+        said("gen_ai.usage.output_tokens"),
+        done["usage"]["completion_tokens"]
+            .as_u64()
+            .map(|n| n.to_string())
+    );
+    assert_eq!(
+        said("gen_ai.usage.input_tokens"),
+        done["usage"]["prompt_tokens"]
+            .as_u64()
+            .map(|n| n.to_string())
+    );
+    assert_eq!(said("server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        said("server.port"),
+        Some(
+            sim.base_url()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned()
+        )
+    );
+    assert_eq!(said("pplx.attempts").as_deref(), Some("1"));
+    assert_eq!(said("pplx.fallback").as_deref(), Some("0"));
+    let cost: f64 = said("pplx.cost_usd").unwrap().parse().unwrap();
+    assert!((cost - done["cost_usd"].as_f64().unwrap()).abs() < 1e-12);
+    assert_eq!(said("error.type"), None);
+    assert_eq!(
+        said("gen_ai.input.messages"),
+        None,
+        "no message content unless asked"
+    );
+    // The run's searches, under the answer's span.
+    let steps: Vec<_> = spans
+        .iter()
+        .filter(|span| span.name == "execute_tool web_search")
+        .collect();
+    assert!(
+        !steps.is_empty(),
+        "{:?}",
+        spans.iter().map(|span| &span.name).collect::<Vec<_>>()
+    );
+    for step in &steps {
+        assert_eq!(step.trace_id, chat.trace_id);
+        assert_eq!(
+            attribute(&step.attributes, "gen_ai.tool.name").as_deref(),
+            Some("web_search")
+        );
+    }
+
+    let metrics: Vec<_> = received
+        .iter()
+        .filter(|(path, _)| path == "/v1/metrics")
+        .flat_map(|(_, body)| {
+            ExportMetricsServiceRequest::decode(body.clone())
+                .unwrap()
+                .resource_metrics
+        })
+        .flat_map(|resource| resource.scope_metrics)
+        .flat_map(|scope| scope.metrics)
+        .collect();
+    let metric = |name: &str| {
+        metrics
+            .iter()
+            .find(|metric| metric.name == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} in {:?}",
+                    metrics
+                        .iter()
+                        .map(|metric| &metric.name)
+                        .collect::<Vec<_>>()
+                )
+            })
+    };
+    let duration = metric("gen_ai.client.operation.duration");
+    assert_eq!(duration.unit, "s");
+    let Some(Data::Histogram(histogram)) = &duration.data else {
+        panic!("{duration:?}")
+    };
+    let point = &histogram.data_points[0];
+    assert_eq!(point.count, 1);
+    assert_eq!(
+        attribute(&point.attributes, "gen_ai.request.model").as_deref(),
+        Some("fast")
+    );
+    assert_eq!(
+        attribute(&point.attributes, "gen_ai.provider.name").as_deref(),
+        Some("perplexity")
+    );
+    let tokens = metric("gen_ai.client.token.usage");
+    let Some(Data::Histogram(histogram)) = &tokens.data else {
+        panic!("{tokens:?}")
+    };
+    let mut types: Vec<String> = histogram
+        .data_points
+        .iter()
+        .filter_map(|point| attribute(&point.attributes, "gen_ai.token.type"))
+        .collect();
+    types.sort();
+    assert_eq!(types, ["input", "output"]);
+    let output_tokens = histogram
+        .data_points
+        .iter()
+        .find(|point| {
+            attribute(&point.attributes, "gen_ai.token.type").as_deref() == Some("output")
+        })
+        .unwrap();
+    assert_eq!(
+        output_tokens.sum,
+        done["usage"]["completion_tokens"].as_f64()
+    );
+    let first_chunk = metric("gen_ai.client.operation.time_to_first_chunk");
+    assert_eq!(first_chunk.unit, "s");
+    let Some(Data::Sum(spent)) = &metric("pplx.client.cost").data else {
+        panic!()
+    };
+    let spent = match spent.data_points[0].value {
+        Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(usd)) => {
+            usd
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!((spent - done["cost_usd"].as_f64().unwrap()).abs() < 1e-12);
+}
+
+/// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` puts the question and the
+/// answer on the span, as the conventions' JSON messages.
+#[tokio::test]
+async fn message_content_is_exported_only_when_asked() {
+    let sim = simulator().await;
+    let (receiver, received) = otlp_receiver().await;
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "-m", "fast", QUESTION],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                Some(format!("http://{receiver}")),
+            ),
+            (
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                Some("true".to_owned()),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let received = received.lock().unwrap().clone();
+    let chat = exported_spans(&received)
+        .into_iter()
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .find(|span| span.name == "chat fast")
+        .unwrap();
+    let input: Value =
+        serde_json::from_str(&attribute(&chat.attributes, "gen_ai.input.messages").unwrap())
+            .unwrap();
+    assert_eq!(input[0]["role"], "user");
+    assert_eq!(input[0]["parts"][0]["content"], QUESTION);
+    let output_messages: Value =
+        serde_json::from_str(&attribute(&chat.attributes, "gen_ai.output.messages").unwrap())
+            .unwrap();
+    assert_eq!(output_messages[0]["role"], "assistant");
+    assert_eq!(
+        output_messages[0]["parts"][0]["content"],
+        sim.expected_text("fast", &[QUESTION], None).as_str()
+    );
+}
+
+/// An OTLP protocol this build does not speak is a usage error that names the variable,
+/// before anything is asked.
+#[tokio::test]
+async fn an_unknown_otlp_protocol_is_refused_by_name() {
+    let sim = simulator().await;
+    let before = sim.log().len();
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "-m", "fast", QUESTION],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                Some("http://127.0.0.1:9".to_owned()),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", Some("http/json".to_owned())),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr(&output).contains("grpc"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sim.log().len(), before);
+    // An https endpoint is refused by name too: this build's exporters carry no TLS.
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "-m", "fast", QUESTION],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            Some("https://collector.example:4318".to_owned()),
+        )],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("plain http://"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sim.log().len(), before);
+}
+
+/// With no OTLP endpoint, nothing is sent anywhere and the answer comes as before.
+#[tokio::test]
+async fn no_endpoint_exports_nothing() {
+    let sim = simulator().await;
+    let (receiver, received) = otlp_receiver().await;
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "-m", "fast", QUESTION],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+            ("OTEL_SERVICE_NAME", Some(format!("unused-{receiver}"))),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(received.lock().unwrap().is_empty());
+}
+
+/// The issue's promise with real processes: eight `pplx` runs at once, sharing one budget
+/// through Redis (`--shared-state`), never spend past it together; those refused say so and
+/// reach no server, and a ninth run's `pplx budget` shows what they spent.
+#[tokio::test]
+async fn processes_sharing_redis_never_spend_past_one_budget_together() {
+    let redis = cache::testing::RedisServer::start().unwrap();
+    let sim = simulator().await;
+    let data = data_dir();
+    let config = data.join("config.toml");
+    // Each request holds a cent; a simulated answer costs about half of one.
+    std::fs::write(&config, "[budget]\nusd = 0.03\nhold_usd = 0.01\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let runs = (0..8).map(|index| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+        command.args([
+            "--config",
+            &config,
+            "--no-cache",
+            "--json",
+            "--shared-state",
+            redis.url(),
+            "-m",
+            "fast",
+            &format!("Question {index} about volcanoes"),
+        ]);
+        // Each its own history: only Redis is shared.
+        let mut command = environment(command, &data_dir(), Some(&sim));
+        command.env("PPLX_SHARED_SECRET", "a fleet's secret");
+        // Spawned now, so the eight run at once.
+        tokio::spawn(run(command, None))
+    });
+    let runs: Vec<_> = runs.collect();
+    let mut outputs = Vec::new();
+    for run in runs {
+        outputs.push(run.await.unwrap());
+    }
+    let (mut answered, mut refused, mut spent) = (0, 0, 0.0);
+    for output in &outputs {
+        match output.status.code() {
+            Some(0) => {
+                let done: Value =
+                    serde_json::from_str(stdout(output).lines().last().unwrap()).unwrap();
+                spent += done["cost_usd"].as_f64().unwrap();
+                answered += 1;
+            }
+            Some(1) => {
+                // With --json, the error is the last line of stdout.
+                let error: Value =
+                    serde_json::from_str(stdout(output).lines().last().unwrap()).unwrap();
+                assert_eq!(error["kind"], "budget", "{error}");
+                assert!(
+                    error["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("budget reached"),
+                    "{error}{}",
+                    stderr(output)
+                );
+                refused += 1;
+            }
+            other => panic!("{other:?}: {}", stderr(output)),
+        }
+    }
+    assert!(spent <= 0.03, "{answered} answers spent {spent}, past 0.03");
+    assert!(
+        answered >= 3,
+        "three holds of a cent fit in 0.03: {answered}"
+    );
+    assert_eq!(answered + refused, 8);
+    sim.wait_idle().await;
+    let asked = sim
+        .log()
+        .iter()
+        .filter(|entry| entry.endpoint == "/v1/agent")
+        .count();
+    assert_eq!(asked, answered, "refused runs reach no server");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pplx"));
+    command.args([
+        "--config",
+        &config,
+        "--json",
+        "--shared-state",
+        redis.url(),
+        "budget",
+    ]);
+    let mut command = environment(command, &data_dir(), Some(&sim));
+    command.env("PPLX_SHARED_SECRET", "a fleet's secret");
+    let shown = run(command, None).await;
+    let shown: Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert!(
+        (shown["spent_usd"].as_f64().unwrap() - spent).abs() < 1e-5,
+        "{shown} against {spent}"
+    );
+}

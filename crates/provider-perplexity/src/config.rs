@@ -283,6 +283,12 @@ pub struct PerplexityConfig {
     /// (`resilience_redis::RedisState` for a fleet; `pplx` uses its history database).
     /// `None`: this process only.
     pub spend_ledger: Option<std::sync::Arc<dyn resilience::spend::SpendLedger>>,
+    /// Put the messages asked and answered on each answer's span
+    /// (`gen_ai.input.messages`, `gen_ai.output.messages`), as the OpenTelemetry GenAI
+    /// conventions allow when asked: off by default (messages are users' data);
+    /// [`from_env`](PerplexityConfig::from_env) reads
+    /// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
+    pub capture_message_content: bool,
     /// Fall back to one non-streaming request when streaming attempts are spent or the server
     /// refuses to stream.
     pub fallback: bool,
@@ -341,6 +347,7 @@ impl Default for PerplexityConfig {
             retry_budget: BudgetConfig::default(),
             budget: None,
             spend_ledger: None,
+            capture_message_content: false,
             key_pool: KeyPoolConfig::default(),
             shared_state: None,
             key_rpm: None,
@@ -492,8 +499,18 @@ impl PerplexityConfig {
         if let Some(base_url) = base_url_from_env() {
             config.base_url = base_url;
         }
+        config.capture_message_content = capture_message_content_from_env();
         config
     }
+}
+
+/// The OpenTelemetry GenAI conventions' switch for message content on spans.
+pub const CAPTURE_MESSAGE_CONTENT_ENV: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+
+/// Whether [`CAPTURE_MESSAGE_CONTENT_ENV`] says `true` (in any case); anything else is no.
+pub fn capture_message_content_from_env() -> bool {
+    std::env::var(CAPTURE_MESSAGE_CONTENT_ENV)
+        .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
 /// Perplexity's published usage tiers (docs, "Rate Limits & Usage Tiers"): the Agent API's

@@ -40,6 +40,8 @@ pub(crate) struct Endpoint {
     rates: Option<Arc<dyn resilience::shared::SharedState>>,
     /// The spending limit and where its spend is counted ([`PerplexityConfig::budget`]).
     pub(crate) budget: Option<Arc<resilience::Budget>>,
+    /// The host and port requests go to (`server.address`, `server.port` in telemetry).
+    pub(crate) server: (String, u16),
 }
 
 /// Where one request goes and under which rules.
@@ -100,6 +102,7 @@ impl Endpoint {
             &config.proxy,
             &config.root_certificates,
         )?;
+        let server = crate::telemetry::server(&base_url);
         Ok(Endpoint {
             client,
             base_url,
@@ -110,6 +113,7 @@ impl Endpoint {
             mapped: std::sync::atomic::AtomicU8::new(0),
             rates: shared_state,
             budget,
+            server,
         })
     }
 

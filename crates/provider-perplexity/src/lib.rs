@@ -85,6 +85,14 @@
 //! ([`KeyStats`], [`BreakerStats`]) and each answer's [`ChatResponse::attempts`] and
 //! [`ChatResponse::key_rotations`].
 //!
+//! **Operating many workers**: [`PerplexityConfig::budget`] caps what Perplexity reports it
+//! charged, per day, month or in total, shared by every process given the same
+//! [`PerplexityConfig::spend_ledger`] (a refusal is [`ErrorKind::Budget`], before anything is
+//! sent; [`PerplexityProvider::spend`] shows the period). Every answer is a `chat {model}`
+//! `tracing` span with the OpenTelemetry GenAI conventions' fields (`tracing-opentelemetry`
+//! exports it), and the feature `otel` records the GenAI client metrics through the
+//! `opentelemetry` API's global meter.
+//!
 //! What it does not do: cache (see the cache crate), or parse anything but Perplexity's (and
 //! OpenAI-compatible) chat formats.
 #![deny(missing_docs)]
@@ -102,6 +110,7 @@ mod provider;
 mod runs;
 mod scan;
 mod spend;
+mod telemetry;
 mod think;
 mod wire;
 
@@ -118,8 +127,9 @@ pub use api::sonar::SONAR_MODELS;
 pub use api::translate::{ANTHROPIC_MAX_OUTPUT_TOKENS, RESERVED_FUNCTION_NAMES};
 pub use builder::PerplexityBuilder;
 pub use config::{
-    AfterCommit, BASE_URL_ENV, KEY_ENV, KEYS_ENV, MODEL_NAMES, ModelAliases, ModelFamily,
-    PerplexityConfig, Proxy, RateTier, Timeouts, base_url_from_env, keys_from, keys_from_env,
+    AfterCommit, BASE_URL_ENV, CAPTURE_MESSAGE_CONTENT_ENV, KEY_ENV, KEYS_ENV, MODEL_NAMES,
+    ModelAliases, ModelFamily, PerplexityConfig, Proxy, RateTier, Timeouts, base_url_from_env,
+    capture_message_content_from_env, keys_from, keys_from_env,
 };
 pub use options::{
     AgentOptions, ImageSearch, JsonSchema, MAX_FALLBACK_MODELS, MAX_STEPS, ReasoningEffort,

@@ -42,9 +42,10 @@ impl PerplexityProvider {
     /// default model the service does not take ([`PerplexityConfig::check_model`]).
     pub fn new(config: PerplexityConfig) -> Result<Self, Error> {
         config.check_model(&config.default_model)?;
-        Ok(PerplexityProvider {
-            endpoint: Arc::new(Endpoint::new(config)?),
-        })
+        let endpoint = Arc::new(Endpoint::new(config)?);
+        #[cfg(feature = "otel")]
+        crate::telemetry::metrics::watch_keys(&endpoint);
+        Ok(PerplexityProvider { endpoint })
     }
 
     /// The same request, connection pool, decoding and stop rule as
@@ -348,10 +349,18 @@ impl ChatProvider for PerplexityProvider {
     /// answer on transient failures, from the next of its fallback chain
     /// ([`PerplexityConfig::fallback_models`]); `passed_over` says which were asked first.
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
-        let held = crate::spend::admit(self.endpoint.budget.as_deref(), for_at_most).await?;
-        let answered = self.chat_chain(request).await;
-        crate::spend::settle(held, &answered).await;
+        let observed = self.observe(&request);
+        let span = observed.span().clone();
+        let answered = async {
+            let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
+            let held = crate::spend::admit(self.endpoint.budget.as_deref(), for_at_most).await?;
+            let answered = self.chat_chain(request).await;
+            crate::spend::settle(held, &answered).await;
+            answered
+        }
+        .instrument(span)
+        .await;
+        observed.finish(answered.as_ref());
         answered
     }
 
@@ -377,11 +386,29 @@ impl ChatProvider for PerplexityProvider {
     /// caller never sees two models' words. Under a spending limit, the hold is taken when
     /// the stream is first polled.
     fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        let Some(budget) = self.endpoint.budget.clone() else {
-            return self.stream_chain(request);
-        };
-        let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
-        crate::spend::metered(budget, Some(for_at_most), self.stream_chain(request))
+        let observed = self.observe(&request);
+        // Spans made on the way down are the answer's children.
+        let answer = observed
+            .span()
+            .in_scope(|| match self.endpoint.budget.clone() {
+                None => self.stream_chain(request),
+                Some(budget) => {
+                    let for_at_most = self.endpoint.config.timeouts_for(&request.model).total;
+                    crate::spend::metered(budget, Some(for_at_most), self.stream_chain(request))
+                }
+            });
+        crate::telemetry::observed(observed, answer)
+    }
+}
+
+impl PerplexityProvider {
+    /// Starts observing an answer to `request`: its span, its clock, its metrics.
+    fn observe(&self, request: &ChatRequest) -> crate::telemetry::Observed {
+        crate::telemetry::Observed::start(
+            request,
+            &self.endpoint.server,
+            self.endpoint.config.capture_message_content,
+        )
     }
 }
 

@@ -127,6 +127,8 @@ pub struct KeyStats {
     pub successes: u64,
     /// 429s it received.
     pub rate_limits: u64,
+    /// Times it was cooled down (rate limited, or out of credits or quota) by this process.
+    pub cooldowns: u64,
     /// Other failures while using it.
     pub failures: u64,
     /// Requests using it now.
@@ -184,6 +186,7 @@ struct KeyState {
     requests: u64,
     successes: u64,
     rate_limits: u64,
+    cooldowns: u64,
     failures: u64,
     last_error: Option<FailureClass>,
 }
@@ -433,6 +436,7 @@ impl KeyPool {
                 requests: key.requests,
                 successes: key.successes,
                 rate_limits: key.rate_limits,
+                cooldowns: key.cooldowns,
                 failures: key.failures,
                 in_flight: key.in_flight,
                 cooling_until: key.cooling_until,
@@ -478,6 +482,7 @@ impl KeyPool {
             }
             KeyOutcome::RateLimited { retry_after } => {
                 key.rate_limits += 1;
+                key.cooldowns += 1;
                 key.consecutive_rate_limits = key.consecutive_rate_limits.saturating_add(1);
                 key.last_error = Some(FailureClass::RateLimited);
                 let doublings = (key.consecutive_rate_limits - 1).min(20);
@@ -501,6 +506,7 @@ impl KeyPool {
             }
             KeyOutcome::QuotaExhausted { retry_after } => {
                 key.failures += 1;
+                key.cooldowns += 1;
                 key.last_error = Some(FailureClass::QuotaExhausted);
                 let cooldown = retry_after.map_or(config.quota_cooldown, |hint| {
                     hint.max(config.quota_cooldown)

@@ -335,6 +335,9 @@ struct AgentFeed {
     resuming: bool,
     /// A resumed stream did not continue the run: it cannot be read again.
     lost: bool,
+    /// The tool step under way (a search, a URL read) as its telemetry span, open from its
+    /// queries to its results.
+    step: Option<tracing::Span>,
 }
 
 /// Why a resumed stream cannot continue the answer: it would lose or repeat events.
@@ -489,30 +492,35 @@ impl AgentFeed {
         };
         match event.kind.as_deref().unwrap_or_default() {
             "response.reasoning.search_queries" => {
+                self.step = Some(crate::telemetry::tool_step("web_search"));
                 let queries = listed(&event.queries);
                 if !queries.is_empty() {
                     answer.reasoning(format!("Searching: {queries}\n"), out);
                 }
             }
             "response.reasoning.fetch_url_queries" => {
+                self.step = Some(crate::telemetry::tool_step("fetch_url"));
                 let urls = listed(&event.urls);
                 if !urls.is_empty() {
                     answer.reasoning(format!("Reading: {urls}\n"), out);
                 }
             }
             "response.reasoning.search_results" => {
+                self.step = None;
                 let grew = self.sources.add(event.results)?;
                 if grew {
                     answer.sources(self.sources.sources(), out);
                 }
             }
             "response.reasoning.image_search_queries" => {
+                self.step = Some(crate::telemetry::tool_step("image_search"));
                 let queries = listed(&event.queries);
                 if !queries.is_empty() {
                     answer.reasoning(format!("Searching images: {queries}\n"), out);
                 }
             }
             "response.reasoning.image_search_results" => {
+                self.step = None;
                 // The images found go with the answer (`ChatResponse::images`), each once.
                 for image in wire::images(event.results) {
                     let images = &mut answer.response.images;
@@ -523,6 +531,7 @@ impl AgentFeed {
                     }
                 }
             }
+            "response.reasoning.fetch_url_results" => self.step = None,
             "response.skill.loaded" => {
                 if let Some(name) = event.name.as_deref().filter(|name| !name.is_empty()) {
                     answer.reasoning(format!("Using skill: {name}\n"), out);
