@@ -31,6 +31,9 @@ fn sonar_events(words: usize) -> Vec<Bytes> {
     runtime.block_on(async {
         let mut config = SimConfig::default();
         config.pace = Pace::firehose(words);
+        // Sonar chat chunks are what this measures: kept, as an OpenAI-compatible endpoint
+        // keeps them (the simulator retires them by default, as Perplexity did).
+        config.legacy_sonar = true;
         let sim = Simulator::start(config).await.unwrap();
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<http_body_util::Full<Bytes>>();

@@ -38,14 +38,19 @@ fn simulator(pace: Pace) -> (Arc<Simulator>, tokio::runtime::Runtime) {
     let mut config = SimConfig::default();
     config.keys = vec![KEY.to_owned()];
     config.pace = pace;
+    // async-openai's rows speak chat completions, which the simulator retires by default
+    // (as Perplexity did on 2026-09-27): keep them, as an OpenAI-compatible endpoint would.
+    config.legacy_sonar = true;
     let sim = runtime.block_on(Simulator::start(config)).unwrap();
     (Arc::new(sim), runtime)
 }
 
+/// Our provider on chat completions, as async-openai's rows are: like for like.
 fn provider(sim: &Simulator) -> PerplexityProvider {
     let mut config = PerplexityConfig::default();
     config.base_url = sim.base_url();
     config.keys = vec![resilience::ApiKey::new(KEY)];
+    config.api = Some(provider_perplexity::Api::Sonar);
     PerplexityProvider::new(config).unwrap()
 }
 

@@ -34,6 +34,9 @@ fn bench(criterion: &mut Criterion) {
         .unwrap();
     let mut config = SimConfig::default();
     config.pace = Pace::firehose(WORDS);
+    // Sonar chat chunks are what this measures: kept, as an OpenAI-compatible endpoint
+    // keeps them (the simulator retires them by default, as Perplexity did).
+    config.legacy_sonar = true;
     let sim = runtime.block_on(Simulator::start(config)).unwrap();
     let url = format!("{}/chat/completions", sim.base_url());
     let client = Client::builder(TokioExecutor::new()).build_http();
