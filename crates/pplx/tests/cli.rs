@@ -2073,21 +2073,95 @@ async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
     (address, received)
 }
 
-/// The spans the receiver was sent, by resource, decoded with the protocol's own types.
-fn exported_spans(
-    received: &[(String, bytes::Bytes)],
-) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message;
+/// The messages of type `M` the receiver was sent at `path`, decoded with the protocol's
+/// own types.
+fn decoded<M: prost::Message + Default>(received: &[(String, bytes::Bytes)], path: &str) -> Vec<M> {
     received
         .iter()
-        .filter(|(path, _)| path == "/v1/traces")
-        .flat_map(|(_, body)| {
-            ExportTraceServiceRequest::decode(body.clone())
-                .unwrap()
-                .resource_spans
-        })
+        .filter(|(sent_to, _)| sent_to == path)
+        .map(|(_, body)| M::decode(body.clone()).unwrap())
         .collect()
+}
+
+/// The spans the receiver was sent at `path`, by resource.
+fn exported_spans(
+    received: &[(String, bytes::Bytes)],
+    path: &str,
+) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    decoded::<ExportTraceServiceRequest>(received, path)
+        .into_iter()
+        .flat_map(|request| request.resource_spans)
+        .collect()
+}
+
+/// The metrics the receiver was sent at `path`.
+fn exported_metrics(
+    received: &[(String, bytes::Bytes)],
+    path: &str,
+) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    decoded::<ExportMetricsServiceRequest>(received, path)
+        .into_iter()
+        .flat_map(|request| request.resource_metrics)
+        .flat_map(|resource| resource.scope_metrics)
+        .flat_map(|scope| scope.metrics)
+        .collect()
+}
+
+/// An OTLP/gRPC receiver on loopback: HTTP/2 with gRPC's framing (a flag byte and a
+/// length before each message, `grpc-status` in the trailers), written out here so that the
+/// test needs no gRPC server; it keeps each call's path and message.
+async fn otlp_grpc_receiver() -> (std::net::SocketAddr, Received) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Received::default();
+    let kept = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            // One uncompressed message: flag 0, its length, the message.
+                            let message = body.slice(5.min(body.len())..);
+                            kept.lock().unwrap().push((path, message));
+                            let mut trailers = hyper::HeaderMap::new();
+                            trailers.insert(
+                                "grpc-status",
+                                hyper::header::HeaderValue::from_static("0"),
+                            );
+                            // An empty export response (a zero-length message), then the
+                            // status in the trailers.
+                            let frames = futures_util::stream::iter([
+                                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                    bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+                                )),
+                                Ok(hyper::body::Frame::trailers(trailers)),
+                            ]);
+                            let mut response =
+                                hyper::Response::new(http_body_util::StreamBody::new(frames));
+                            response.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/grpc"),
+                            );
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (address, received)
 }
 
 /// An attribute's value as text (strings as they are, numbers in decimal).
@@ -2117,9 +2191,7 @@ fn attribute(
 /// key, and no message content unless asked (issue 34).
 #[tokio::test]
 async fn an_answer_is_exported_by_otlp_as_a_genai_span_and_metrics() {
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-    use prost::Message;
     let sim = simulator().await;
     let (receiver, received) = otlp_receiver().await;
     let output = pplx_with_otel(
@@ -2151,7 +2223,7 @@ async fn an_answer_is_exported_by_otlp_as_a_genai_span_and_metrics() {
         );
     }
 
-    let spans = exported_spans(&received);
+    let spans = exported_spans(&received, "/v1/traces");
     let service = spans
         .iter()
         .filter_map(|resource| resource.resource.as_ref())
@@ -2180,9 +2252,29 @@ async fn an_answer_is_exported_by_otlp_as_a_genai_span_and_metrics() {
         said("gen_ai.response.model").as_deref(),
         done["model"].as_str()
     );
+    // A string array, as the conventions type it.
+    let reasons = chat
+        .attributes
+        .iter()
+        .find(|pair| pair.key == "gen_ai.response.finish_reasons")
+        .and_then(|pair| pair.value.as_ref()?.value.clone());
+    let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::ArrayValue(reasons)) =
+        reasons
+    else {
+        panic!("finish reasons are not an array: {reasons:?}");
+    };
+    let reasons: Vec<_> = reasons
+        .values
+        .iter()
+        .filter_map(|value| value.value.clone())
+        .collect();
     assert_eq!(
-        said("gen_ai.response.finish_reasons").as_deref(),
-        Some("stop")
+        reasons,
+        [
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                "stop".to_owned()
+            )
+        ]
     );
     assert!(said("gen_ai.response.id").is_some_and(|id| id.starts_with("resp_")));
     assert_eq!(
@@ -2237,17 +2329,7 @@ async fn an_answer_is_exported_by_otlp_as_a_genai_span_and_metrics() {
         );
     }
 
-    let metrics: Vec<_> = received
-        .iter()
-        .filter(|(path, _)| path == "/v1/metrics")
-        .flat_map(|(_, body)| {
-            ExportMetricsServiceRequest::decode(body.clone())
-                .unwrap()
-                .resource_metrics
-        })
-        .flat_map(|resource| resource.scope_metrics)
-        .flat_map(|scope| scope.metrics)
-        .collect();
+    let metrics = exported_metrics(&received, "/v1/metrics");
     let metric = |name: &str| {
         metrics
             .iter()
@@ -2336,7 +2418,7 @@ async fn message_content_is_exported_only_when_asked() {
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let received = received.lock().unwrap().clone();
-    let chat = exported_spans(&received)
+    let chat = exported_spans(&received, "/v1/traces")
         .into_iter()
         .flat_map(|resource| resource.scope_spans)
         .flat_map(|scope| scope.spans)
@@ -2354,6 +2436,55 @@ async fn message_content_is_exported_only_when_asked() {
     assert_eq!(
         output_messages[0]["parts"][0]["content"],
         sim.expected_text("fast", &[QUESTION], None).as_str()
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same span and metrics, by OTLP/gRPC.
+#[tokio::test]
+async fn grpc_exports_the_same_span_and_metrics() {
+    let sim = simulator().await;
+    let (receiver, received) = otlp_grpc_receiver().await;
+    let output = pplx_with_otel(
+        &sim,
+        &["--no-cache", "-m", "fast", QUESTION],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                Some(format!("http://{receiver}")),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", Some("grpc".to_owned())),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("telemetry"),
+        "{}",
+        stderr(&output)
+    );
+    let received = received.lock().unwrap().clone();
+    let spans: Vec<String> = exported_spans(
+        &received,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    )
+    .into_iter()
+    .flat_map(|resource| resource.scope_spans)
+    .flat_map(|scope| scope.spans)
+    .map(|span| span.name)
+    .collect();
+    assert!(spans.iter().any(|name| name == "chat fast"), "{spans:?}");
+    let metrics: Vec<String> = exported_metrics(
+        &received,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    )
+    .into_iter()
+    .map(|metric| metric.name)
+    .collect();
+    assert!(
+        metrics
+            .iter()
+            .any(|name| name == "gen_ai.client.operation.duration"),
+        "{metrics:?}"
     );
 }
 

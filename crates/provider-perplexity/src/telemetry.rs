@@ -142,10 +142,7 @@ impl Observed {
                 if !span.is_disabled() {
                     span.record("gen_ai.response.model", response.model.as_str());
                     span.record("gen_ai.response.id", response.id.as_str());
-                    span.record(
-                        "gen_ai.response.finish_reasons",
-                        response.finish_reason.as_str(),
-                    );
+                    finish_reasons(span, response.finish_reason.as_str());
                     if let Some(usage) = &response.usage {
                         span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
                         span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
@@ -185,6 +182,24 @@ impl Observed {
         #[cfg(not(feature = "otel"))]
         let _ = duration;
     }
+}
+
+/// `gen_ai.response.finish_reasons`, a string array by the conventions: set as one on the
+/// exported span (feature `otel`; a `tracing` field cannot hold an array), else recorded as
+/// the one reason.
+fn finish_reasons(span: &tracing::Span, reason: &str) {
+    #[cfg(feature = "otel")]
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        span.set_attribute(
+            "gen_ai.response.finish_reasons",
+            opentelemetry::Value::Array(opentelemetry::Array::String(vec![
+                reason.to_owned().into(),
+            ])),
+        );
+    }
+    #[cfg(not(feature = "otel"))]
+    span.record("gen_ai.response.finish_reasons", reason);
 }
 
 impl Drop for Observed {
