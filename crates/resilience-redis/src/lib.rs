@@ -5,7 +5,9 @@
 //!
 //! - [`RedisState`] implements [`resilience::shared::SharedState`]. Give it to
 //!   `KeyPool::share` and `CircuitBreaker::share` (the Perplexity provider does this when its
-//!   config names a shared state).
+//!   config names a shared state). It is a [`resilience::spend::SpendLedger`] too: a
+//!   spending limit's holds and spend, each step one Lua script, so that processes sharing
+//!   it never spend past the limit together.
 //! - Keys are named in Redis by HMAC-SHA-256 of the key with the operator's secret
 //!   ([`RedisConfig::secret`]): never the key, never a plain hash of it.
 //! - Cooldowns, disabled keys and open breakers live in one hash
@@ -30,7 +32,7 @@
 //! ```
 //!
 //! What it does not do: store keys, answers or anything a user asked (the response cache is
-//! the `cache` crate's), or coordinate anything but the state above.
+//! the `cache` crate's), or coordinate anything but the state and the spend above.
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
