@@ -650,7 +650,9 @@ impl resilience::spend::SpendLedger for SpendBook {
             if tally.spent.saturating_add(tally.held).saturating_add(amount) > limit {
                 return Ok(Err(tally));
             }
-            let until = std::time::SystemTime::now() + ttl;
+            let now = std::time::SystemTime::now();
+            // Saturating: a deadline from outside cannot overflow the clock.
+            let until = now.checked_add(ttl).unwrap_or(now + Duration::from_secs(365 * 86_400));
             let until_ms = until
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_millis().min(i64::MAX as u128) as i64);
@@ -869,6 +871,54 @@ mod tests {
             total_ms: 12,
             ..Entry::default()
         }
+    }
+
+    #[test]
+    fn the_spend_book_holds_settles_and_takes_any_deadline() {
+        use resilience::spend::SpendLedger;
+        let dir = std::env::temp_dir().join(format!("pplx-spend-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.db");
+        let book = SpendBook::open(&path).unwrap();
+        /// The ledger's answer: the book never waits.
+        fn ready<T>(future: resilience::spend::SpendFuture<'_, T>) -> T {
+            futures_util::FutureExt::now_or_never(future).unwrap()
+        }
+        // A deadline from outside, however far, is no overflow.
+        let held = ready(book.hold("day:2026-12-07", "a", 30_000, 10_000, Duration::MAX));
+        assert_eq!(held, Ok(10_000));
+        assert_eq!(
+            ready(book.hold(
+                "day:2026-12-07",
+                "b",
+                30_000,
+                10_000,
+                Duration::from_secs(60)
+            )),
+            Ok(10_000)
+        );
+        let refused = ready(book.hold(
+            "day:2026-12-07",
+            "c",
+            25_000,
+            10_000,
+            Duration::from_secs(60),
+        ));
+        assert_eq!(refused.unwrap_err().held, 20_000);
+        ready(book.settle("day:2026-12-07", Some("a"), 4_000, None));
+        // A second connection (another run) sees the same figures.
+        let other = SpendBook::open(&path).unwrap();
+        let tally = ready(other.tally("day:2026-12-07"));
+        assert_eq!(
+            (tally.spent, tally.held, tally.holds, tally.largest),
+            (4_000, 10_000, 1, 4_000)
+        );
+        assert_eq!(
+            ready(other.tally("day:2026-12-08")),
+            resilience::spend::Tally::default()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
