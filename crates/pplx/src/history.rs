@@ -646,10 +646,10 @@ impl resilience::spend::SpendLedger for SpendBook {
     ) -> resilience::spend::SpendFuture<'a, Result<u64, resilience::spend::Tally>> {
         let held = self.step(|transaction| {
             let tally = spend_tally(transaction, period)?;
-            let amount = least.max(tally.largest);
-            if tally.spent.saturating_add(tally.held).saturating_add(amount) > limit {
-                return Ok(Err(tally));
-            }
+            let amount = match resilience::spend::fitting_hold(tally, limit, least) {
+                Ok(amount) => amount,
+                Err(tally) => return Ok(Err(tally)),
+            };
             let now = std::time::SystemTime::now();
             // Saturating: a deadline from outside cannot overflow the clock.
             let until = now.checked_add(ttl).unwrap_or(now + Duration::from_secs(365 * 86_400));

@@ -188,6 +188,25 @@ impl Tally {
     }
 }
 
+/// The admission rule every ledger applies to a period's `tally`: the hold is the larger of
+/// `least` and the period's largest cost, and it is taken only when it fits beside what is
+/// spent and held (their sum at most `limit`).
+///
+/// # Errors
+/// The tally, when the hold does not fit.
+pub fn fitting_hold(tally: Tally, limit: u64, least: u64) -> Result<u64, Tally> {
+    let amount = least.max(tally.largest);
+    if tally
+        .spent
+        .saturating_add(tally.held)
+        .saturating_add(amount)
+        > limit
+    {
+        return Err(tally);
+    }
+    Ok(amount)
+}
+
 /// What a ledger's calls return.
 pub type SpendFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -267,16 +286,7 @@ impl LocalLedger {
         let now = SystemTime::now();
         let mut periods = self.periods.lock();
         let book = periods.entry(period.to_owned()).or_default();
-        let tally = book.tally(now);
-        let amount = least.max(book.largest);
-        if tally
-            .spent
-            .saturating_add(tally.held)
-            .saturating_add(amount)
-            > limit
-        {
-            return Err(tally);
-        }
+        let amount = fitting_hold(book.tally(now), limit, least)?;
         book.holds
             .insert(id.to_owned(), (amount, now.checked_add(ttl).unwrap_or(now)));
         Ok(amount)
