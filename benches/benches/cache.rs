@@ -29,7 +29,7 @@ fn events() -> Vec<ChatEvent> {
     usage.prompt_tokens = 10;
     usage.completion_tokens = DELTAS as u64;
     usage.total_tokens = 10 + DELTAS as u64;
-    events.push(ChatEvent::Usage(usage));
+    events.push(ChatEvent::Usage(Box::new(usage)));
     let mut response = ChatResponse::default();
     response.text = text;
     events.push(ChatEvent::Done(Box::new(response)));

@@ -20,8 +20,9 @@ pub enum ChatEvent {
     /// A whole call to one of the request's tools (a commit point, like text: never
     /// replayed behind the caller's back).
     ToolCall(ToolCall),
-    /// Token counts (and cost) so far.
-    Usage(Usage),
+    /// Token counts (and cost) so far; boxed, so that every event stays small (each one
+    /// moves through several streams on its way to the caller).
+    Usage(Box<Usage>),
     /// The answer starts over (only with a provider's opt-in restart policy): discard every
     /// delta received so far; the new attempt's events follow from the start.
     Restart,
@@ -46,7 +47,7 @@ impl ChatResponse {
         }
         events.extend(self.tool_calls.iter().cloned().map(ChatEvent::ToolCall));
         if let Some(usage) = &self.usage {
-            events.push(ChatEvent::Usage(usage.clone()));
+            events.push(ChatEvent::Usage(Box::new(usage.clone())));
         }
         events.push(ChatEvent::Done(Box::new(self)));
         events
@@ -78,7 +79,7 @@ impl Accumulator {
             ChatEvent::ReasoningDelta(text) => self.response.reasoning.push_str(text),
             ChatEvent::Sources(sources) => self.response.sources = sources.clone(),
             ChatEvent::ToolCall(call) => self.response.tool_calls.push(call.clone()),
-            ChatEvent::Usage(usage) => self.response.usage = Some(usage.clone()),
+            ChatEvent::Usage(usage) => self.response.usage = Some((**usage).clone()),
             ChatEvent::Restart => *self = Accumulator::default(),
             ChatEvent::Done(response) => {
                 self.response = (**response).clone();
@@ -169,18 +170,30 @@ mod tests {
     }
 
     #[test]
+    fn an_event_stays_small() {
+        // Every event moves through several streams (the answer, telemetry, the spending
+        // limit, the cache) on its way to the caller; a large variant (usage with its cost
+        // was 232 bytes) made each text delta that large. Box big payloads.
+        assert!(
+            std::mem::size_of::<ChatEvent>() <= 80,
+            "{} bytes",
+            std::mem::size_of::<ChatEvent>()
+        );
+    }
+
+    #[test]
     fn events_round_trip_through_json() {
         let events = [
             ChatEvent::TextDelta("a".into()),
             ChatEvent::Restart,
             ChatEvent::ToolCall(crate::ToolCall::default()),
-            ChatEvent::Usage(Usage {
+            ChatEvent::Usage(Box::new(Usage {
                 prompt_tokens: 1,
                 completion_tokens: 2,
                 total_tokens: 3,
                 cost: None,
                 ..Usage::default()
-            }),
+            })),
         ];
         for event in events {
             let json = serde_json::to_string(&event).unwrap();

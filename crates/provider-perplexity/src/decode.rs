@@ -229,7 +229,7 @@ impl Assembly {
     /// The end: the usage, then `Done` with the whole response.
     pub(crate) fn finish(&mut self, finish: FinishReason, out: &mut VecDeque<ChatEvent>) {
         if let Some(usage) = &self.usage {
-            out.push_back(ChatEvent::Usage(usage.clone()));
+            out.push_back(ChatEvent::Usage(Box::new(usage.clone())));
         }
         self.response.usage = self.usage.clone();
         self.response.finish_reason = finish;

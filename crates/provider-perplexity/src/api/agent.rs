@@ -193,9 +193,9 @@ impl Protocol for Agent {
     }
 
     fn response(&self, text: &str) -> Result<ChatResponse, Error> {
-        let body: AgentResponse = serde_json::from_str(text)
+        let body: AgentResponse<'_> = serde_json::from_str(text)
             .map_err(|error| Error::protocol(format!("bad response body: {error}")))?;
-        match body.status.as_str() {
+        match body.status.as_ref() {
             "failed" => return Err(failure(body.error, None)),
             "cancelled" => {
                 let usage = body.usage.clone().map(UsageWire::into_usage);
@@ -208,8 +208,8 @@ impl Protocol for Agent {
         response.text = body.text();
         response.sources = body.sources()?;
         response.tool_calls = body.tool_calls()?;
-        response.id = body.id.clone();
-        response.model = body.model.clone();
+        response.id = body.id.to_string();
+        response.model = body.model.to_string();
         response.finish_reason = if response.tool_calls.is_empty() {
             body.finish_reason()
         } else {
@@ -395,10 +395,10 @@ impl Feed for AgentFeed {
             "response.output_item.done" => self.item_done(answer, event.item, out)?,
             "response.created" | "response.in_progress" => {
                 if let Some(response) = event.response
-                    && let Ok(response) = serde_json::from_str::<AgentResponse>(response.get())
+                    && let Ok(response) = serde_json::from_str::<AgentResponse<'_>>(response.get())
                 {
-                    answer.response.id = response.id;
-                    answer.response.model = response.model;
+                    answer.response.id = response.id.into_owned();
+                    answer.response.model = response.model.into_owned();
                 }
             }
             "response.completed" | "response.incomplete" => {
@@ -420,7 +420,7 @@ impl Feed for AgentFeed {
                 // What the run used before it was cancelled is billed: keep its usage.
                 let usage = event
                     .response
-                    .and_then(|raw| serde_json::from_str::<AgentResponse>(raw.get()).ok())
+                    .and_then(|raw| serde_json::from_str::<AgentResponse<'_>>(raw.get()).ok())
                     .and_then(|response| response.usage)
                     .map(UsageWire::into_usage);
                 return Err(
@@ -471,7 +471,7 @@ impl AgentFeed {
         }) else {
             return Ok(());
         };
-        let item: OutputItem = serde_json::from_str(item.get())
+        let item: OutputItem<'_> = serde_json::from_str(item.get())
             .map_err(|error| Error::protocol(format!("bad output item: {error}")))?;
         self.call(answer, &item, out)
     }
@@ -550,7 +550,7 @@ impl AgentFeed {
         raw: Option<&RawValue>,
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
-        let response: AgentResponse = match raw {
+        let mut response: AgentResponse<'_> = match raw {
             Some(raw) => serde_json::from_str(raw.get())
                 .map_err(|error| Error::protocol(format!("bad final response: {error}")))?,
             None => AgentResponse::default(),
@@ -580,21 +580,21 @@ impl AgentFeed {
         for item in &response.output {
             self.call(answer, item, out)?;
         }
-        if let Some(usage) = response.usage.clone() {
+        if let Some(usage) = response.usage.take() {
             answer.usage = Some(usage.into_usage());
-        }
-        if !response.id.is_empty() {
-            answer.response.id = response.id.clone();
-        }
-        // The model that answered: with a `models` fallback chain, perhaps not the first.
-        if !response.model.is_empty() {
-            answer.response.model = response.model.clone();
         }
         let finish = if self.calls.is_empty() {
             response.finish_reason()
         } else {
             chat_core::FinishReason::ToolCalls
         };
+        if !response.id.is_empty() {
+            answer.response.id = response.id.into_owned();
+        }
+        // The model that answered: with a `models` fallback chain, perhaps not the first.
+        if !response.model.is_empty() {
+            answer.response.model = response.model.into_owned();
+        }
         answer.finish(finish, out);
         Ok(())
     }
@@ -603,7 +603,7 @@ impl AgentFeed {
     fn call(
         &mut self,
         answer: &mut Assembly,
-        item: &OutputItem,
+        item: &OutputItem<'_>,
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
         let Some(call) = item.tool_call()? else {
@@ -736,16 +736,19 @@ struct ItemKind<'a> {
 }
 
 /// The Agent API's response object (non-streaming body, or inside `response.completed`).
+///
+/// Its strings borrow from the JSON text where they can (a final response repeats the whole
+/// answer, which a stream already has from its deltas: read in place, not copied).
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct AgentResponse {
-    #[serde(default)]
-    pub(crate) id: String,
-    #[serde(default)]
-    pub(crate) model: String,
-    #[serde(default)]
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) output: Vec<OutputItem>,
+pub(crate) struct AgentResponse<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) model: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) output: Vec<OutputItem<'a>>,
     #[serde(default)]
     pub(crate) usage: Option<UsageWire>,
     #[serde(default)]
@@ -783,30 +786,35 @@ fn lenient_string<'de, D: serde::Deserializer<'de>>(
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct OutputItem {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    results: Option<Box<RawValue>>,
-    #[serde(default)]
-    content: Vec<ContentPart>,
+pub(crate) struct OutputItem<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    results: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Vec<ContentPart<'a>>,
     /// `function_call` items (the SDK's `FunctionCallOutputItem`).
-    #[serde(default)]
-    call_id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
+    #[serde(borrow, default)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
 }
 
-impl OutputItem {
+impl OutputItem<'_> {
     /// The tool call a `function_call` item is (none for other items); one without
     /// `call_id` or `name` cannot be answered, and is a protocol error.
     fn tool_call(&self) -> Result<Option<chat_core::ToolCall>, Error> {
         if self.kind != "function_call" {
             return Ok(None);
         }
-        let given = |field: &Option<String>| field.clone().filter(|text| !text.is_empty());
+        let given = |field: &Option<Cow<'_, str>>| {
+            field
+                .as_deref()
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
         let (Some(id), Some(name)) = (given(&self.call_id), given(&self.name)) else {
             return Err(Error::protocol(
                 "a function_call output item without its call_id or name",
@@ -815,20 +823,20 @@ impl OutputItem {
         Ok(Some(chat_core::ToolCall {
             id,
             name,
-            arguments: self.arguments.clone().unwrap_or_default(),
+            arguments: self.arguments.as_deref().unwrap_or_default().to_owned(),
         }))
     }
 }
 
 #[derive(Debug, Deserialize)]
-struct ContentPart {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: String,
+struct ContentPart<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Cow<'a, str>,
 }
 
-impl AgentResponse {
+impl AgentResponse<'_> {
     /// The answer: the `output_text` parts of the message items (other parts, such as
     /// reasoning, are not answer text).
     pub(crate) fn text(&self) -> String {
@@ -837,7 +845,7 @@ impl AgentResponse {
             .filter(|item| item.kind == "message")
             .flat_map(|item| item.content.iter())
             .filter(|part| part.kind == "output_text")
-            .map(|part| part.text.as_str())
+            .map(|part| part.text.as_ref())
             .collect()
     }
 
@@ -857,7 +865,7 @@ impl AgentResponse {
         self.output
             .iter()
             .filter(|item| item.kind == "search_results")
-            .filter_map(|item| item.results.as_deref())
+            .filter_map(|item| item.results)
     }
 
     /// Every `search_results` item of the output, merged and numbered by id.
@@ -893,11 +901,21 @@ pub(crate) struct AgentSources {
     results: Vec<SearchResult>,
     /// Some result had no id, or two results shared one.
     ids_unusable: bool,
+    /// The batches added, as their JSON text: the final response lists every search's
+    /// results again, and a batch already added (byte for byte) adds nothing, so it is not
+    /// read twice.
+    batches: Vec<Box<str>>,
 }
 
 impl AgentSources {
     /// Adds one batch (raw `results` JSON); whether anything new came.
     pub(crate) fn add(&mut self, raw: Option<&RawValue>) -> Result<bool, Error> {
+        if let Some(raw) = raw {
+            if self.batches.iter().any(|seen| **seen == *raw.get()) {
+                return Ok(false);
+            }
+            self.batches.push(raw.get().into());
+        }
         let batch = wire::sources(None, raw)?.search_results;
         let before = self.results.len();
         for result in batch {
@@ -1194,6 +1212,48 @@ mod tests {
         assert_eq!(response.text, "Answer[2].");
         assert_eq!(response.sources.citations.len(), 2);
         assert_eq!(response.finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn a_batch_seen_again_adds_nothing_however_it_is_written() {
+        let batch = json!([
+            result(1, "https://a.example/1"),
+            result(2, "https://a.example/2")
+        ]);
+        let raw = |text: String| RawValue::from_string(text).unwrap();
+        let mut sources = AgentSources::default();
+        assert!(sources.add(Some(&raw(batch.to_string()))).unwrap());
+        // Byte for byte the same (the final response repeating a streamed batch): not read.
+        assert!(!sources.add(Some(&raw(batch.to_string()))).unwrap());
+        // The same results written differently are read, and still add nothing.
+        assert!(
+            !sources
+                .add(Some(&raw(serde_json::to_string_pretty(&batch).unwrap())))
+                .unwrap()
+        );
+        // A batch with one more result adds it.
+        let more = json!([
+            result(2, "https://a.example/2"),
+            result(3, "https://b.example/3")
+        ]);
+        assert!(sources.add(Some(&raw(more.to_string()))).unwrap());
+        assert_eq!(sources.sources().citations.len(), 3);
+    }
+
+    #[test]
+    fn a_final_response_with_escaped_text_reads_whole() {
+        // Borrowed where the JSON text allows, owned where an escape must be undone.
+        let text = "A \"quoted\" line\nand caf\u{e9} \u{1F600}.";
+        let body = json!({"id": "resp_\"1\"", "model": "perplexity/sonar", "status": "completed", "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": text}]},
+            {"type": "function_call", "call_id": "call\t1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}]});
+        let written = body.to_string();
+        assert!(written.contains("\\\"quoted\\\" line\\n"), "{written}");
+        let response = full_response(Api::Agent, written.as_bytes()).unwrap();
+        assert_eq!(response.id, "resp_\"1\"");
+        assert_eq!(response.text, text);
+        assert_eq!(response.tool_calls[0].id, "call\t1");
+        assert_eq!(response.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
     }
 
     fn call(call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
