@@ -185,6 +185,7 @@ async fn main() {
     pace.answer_words = 40;
     sim_config.pace = pace;
     sim_config.log_capacity = Some(1_000);
+    let reasons = Reasons::install();
     let sim = Simulator::start(sim_config).await.expect("a loopback port");
     // Key 7 is revoked for good: every process must learn to skip it.
     sim.script(Target::Key(KEYS - 1), Fault::status(401), args.streams * 8);
@@ -313,7 +314,105 @@ async fn main() {
         tally.agent_restarts,
         sim.runs_started()
     );
+    // Why the restarted answers did not go on reading their run: a read again that gave up
+    // is a resumable cut lost; a failure the server reported in the stream is final by
+    // design (its run is not read again).
+    let summary = reasons.summary();
+    let count = |prefix: &str| -> usize {
+        summary
+            .iter()
+            .filter(|(reason, _)| reason.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let (gave_up, restarted) = (count("not read again"), count("restarted"));
+    println!(
+        "soak: restarts after a read again gave up {gave_up}, after a failure the server reported {}",
+        restarted.saturating_sub(gave_up)
+    );
+    for (reason, count) in summary {
+        println!("soak: {count} x {reason}");
+    }
     if tally.lost + tally.duplicated + tally.hung > 0 || grew {
         std::process::exit(1);
+    }
+}
+
+/// Why Agent answers restarted instead of being read again: the provider's warnings at the
+/// two places a cut answer gives up on its run ("the run cannot be read again", then
+/// "stream broke after the commit point; restarting"), counted by their reason with digits
+/// folded, so that the summary can say what the restarts were.
+#[derive(Clone, Default)]
+struct Reasons(Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>);
+
+/// An event's message and its reason field (`error` or `cause`).
+#[derive(Default)]
+struct Fields {
+    message: String,
+    reason: String,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "error" | "cause" => self.reason = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Reasons {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let gave_up = match fields.message.as_str() {
+            "the run cannot be read again" => "not read again",
+            "stream broke after the commit point; restarting" => "restarted",
+            _ => return,
+        };
+        let mut reason = String::new();
+        for char in fields.reason.chars().take(120) {
+            match char {
+                '0'..='9' if reason.ends_with('#') => {}
+                '0'..='9' => reason.push('#'),
+                other => reason.push(other),
+            }
+        }
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.entry(format!("{gave_up}: {reason}")).or_default() += 1;
+    }
+}
+
+impl Reasons {
+    /// Counts from now on: a subscriber for warnings alone (the provider's spans, at the info
+    /// level, stay off).
+    fn install() -> Reasons {
+        use tracing_subscriber::layer::SubscriberExt;
+        let reasons = Reasons::default();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(
+                reasons.clone(),
+                tracing_subscriber::filter::LevelFilter::WARN,
+            ));
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        reasons
+    }
+
+    /// Each reason and how often it came, most frequent first.
+    fn summary(&self) -> Vec<(String, usize)> {
+        let counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut listed: Vec<(String, usize)> = counts
+            .iter()
+            .map(|(reason, count)| (reason.clone(), *count))
+            .collect();
+        listed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        listed
     }
 }

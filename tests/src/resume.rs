@@ -92,6 +92,33 @@ async fn a_stream_cut_twice_mid_answer_is_resumed_to_the_exact_text_from_one_run
 }
 
 #[tokio::test]
+async fn a_read_again_that_meets_a_rate_limit_or_an_absurd_hint_goes_on_reading_the_same_run() {
+    let sim = simulator().await;
+    // Cut mid-answer; the first read again is rate limited (the key is busy, not gone), the
+    // second meets a server error asking to come back in 584 billion years; the third reads.
+    sim.script(Target::Any, Fault::drop_after_events(9), 1);
+    sim.script(Target::Any, Fault::rate_limited(0), 1);
+    sim.script(
+        Target::Any,
+        Fault::status(500).header("retry-after", "18446744073709551615"),
+        1,
+    );
+    let (events, error) = stream(&provider(&sim, |_| {})).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(!events.contains(&ChatEvent::Restart), "no second run");
+    let expected = sim.expected_text("fast", &[QUESTION], None);
+    assert_eq!(text(&events), expected, "every word exactly once");
+    assert_eq!(done(&events).resumed, 1);
+    let (endpoints, _) = requests(&sim).await;
+    let posts = endpoints.iter().filter(|endpoint| *endpoint == "/v1/agent");
+    assert_eq!(posts.count(), 1, "one run: {endpoints:?}");
+    let reads = endpoints
+        .iter()
+        .filter(|endpoint| endpoint.starts_with("/v1/responses/"));
+    assert_eq!(reads.count(), 3, "{endpoints:?}");
+}
+
+#[tokio::test]
 async fn a_gap_or_an_expired_run_is_an_interruption_with_the_exact_partial_and_the_run_is_cancelled()
  {
     for (resume_fault, why) in [

@@ -446,7 +446,7 @@ impl KeyPool {
             .collect()
     }
 
-    fn report(&self, index: usize, outcome: KeyOutcome) {
+    pub(crate) fn report(&self, index: usize, outcome: KeyOutcome) {
         let published = self.update(index, outcome);
         if let (Some(change), Some(link)) = (published, self.shared.link.get()) {
             link.state.publish(change);

@@ -232,9 +232,13 @@ impl Retrier {
     /// Runs `operation` with one given `key` until it succeeds, within `deadline`: for the
     /// reads that must use the key that started something on the server (a background run
     /// read again after a break, a job polled). The same rules as [`run`](Retrier::run)
-    /// except that the key never changes: a key failure (rate limited, refused, out of
-    /// quota) ends it, and the pool is not asked. The breaker is asked before every try and
-    /// hears of each outcome; retries back off and take from the retry budget.
+    /// except that the key never changes, because giving up loses the work the key started
+    /// (a restarted answer is a second run, billed): a rate-limited key is told to the pool
+    /// and tried again after its hint (within `max_hint`); a server failure whose hint is
+    /// past `max_hint` is retried on this retrier's own backoff instead of ending it; a
+    /// refused or spent key ends it. The breaker is asked before every try and hears of each
+    /// outcome; retries back off, are capped by `max_attempts` and take from the retry
+    /// budget.
     ///
     /// # Errors
     /// The operation's last error, or an [`Error`] of this crate converted into `E`.
@@ -278,10 +282,25 @@ impl Retrier {
             let class = error.failure_class();
             permit.record(failure_outcome(class));
             span.in_scope(|| tracing::warn!(?class, "attempt with the same key failed"));
-            if class != FailureClass::Transient {
-                return Err(error);
-            }
-            let hint = error.retry_after();
+            let hint = match class {
+                // A hint past `max_hint` is not slept on; here it is not a reason to give
+                // up either (that would lose what the key started): our own backoff.
+                FailureClass::Transient => error
+                    .retry_after()
+                    .filter(|hint| *hint <= self.policy.max_hint),
+                // The key is busy, not gone: the pool hears of it, and the same key is
+                // tried again after its hint (a hint past `max_hint` ends it).
+                FailureClass::RateLimited => {
+                    let hint = error.retry_after();
+                    if let Some(index) = self.keys.index_of(key) {
+                        self.keys
+                            .report(index, KeyOutcome::RateLimited { retry_after: hint });
+                    }
+                    hint
+                }
+                // A refused or spent key, a permanent failure: nothing to wait for.
+                _ => return Err(error),
+            };
             match self.next_wait(class, hint, false, number, &mut backoff, deadline) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return Err(error),

@@ -362,10 +362,37 @@ async fn a_same_key_retry_backs_off_takes_from_the_budget_and_never_changes_key(
     assert_eq!(used, vec![(2, "secret-2".to_owned()); 3]);
     let policy = no_jitter();
     assert!(took >= policy.base, "{took:?}");
-    // A key failure ends it at once: no other key may read what this one started.
-    let (result, used, took) = run(vec![Err(TestError::RateLimited(None)), Ok("never")]).await;
-    assert_eq!(result, Err(TestError::RateLimited(None)));
+    // A refused key ends it at once: no other key may read what this one started.
+    let (result, used, took) = run(vec![Err(TestError::Rejected), Ok("never")]).await;
+    assert_eq!(result, Err(TestError::Rejected));
     assert_eq!((used.len(), took), (1, Duration::ZERO));
+    // A rate-limited key is busy, not gone: the same key again after its hint, and the
+    // pool hears of it (other requests skip the key while it cools).
+    let hint = Duration::from_secs(2);
+    let (result, used, took) = run(vec![Err(TestError::RateLimited(Some(hint))), Ok("read")]).await;
+    assert_eq!(result, Ok("read"));
+    assert_eq!(used, vec![(2, "secret-2".to_owned()); 2]);
+    assert!(took >= hint, "{took:?}");
+    assert!(
+        retrier.keys().stats()[2].cooling_until.is_some(),
+        "the pool was told"
+    );
+    // A rate limit asking past `max_hint` ends it (not slept on).
+    let too_long = policy.max_hint + Duration::from_secs(1);
+    let (result, used, _) = run(vec![
+        Err(TestError::RateLimited(Some(too_long))),
+        Ok("never"),
+    ])
+    .await;
+    assert_eq!(result, Err(TestError::RateLimited(Some(too_long))));
+    assert_eq!(used.len(), 1);
+    // A server failure with an absurd hint: the hint is not slept on, and the read goes on
+    // at our own pace rather than losing the work.
+    let absurd = Duration::from_secs(u64::MAX / 4);
+    let (result, used, took) = run(vec![Err(TestError::Transient(Some(absurd))), Ok("read")]).await;
+    assert_eq!(result, Ok("read"));
+    assert_eq!(used.len(), 2);
+    assert!(took <= policy.cap, "{took:?}");
     // Attempts are capped by the policy.
     let failures = vec![Err(TestError::Transient(None)); policy.max_attempts as usize + 1];
     let (result, used, _) = run(failures).await;
