@@ -11,10 +11,12 @@ use crate::think::Split;
 /// One API's reader of its stream's events.
 pub(crate) trait Feed: std::fmt::Debug + Send {
     /// Decodes one event's data (never a keep-alive or an `event: error` frame), adding to
-    /// `answer` and appending what it means to `out`.
+    /// `answer` and appending what it means to `out`. `event_type` is the SSE `event:` name
+    /// (empty when the frame has none): a hint for what to expect, never trusted alone.
     fn feed(
         &mut self,
         answer: &mut Assembly,
+        event_type: &[u8],
         data: &[u8],
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error>;
@@ -169,7 +171,7 @@ impl Decoder {
         if is_keep_alive(data) {
             return Ok(()); // A keep-alive ping, as the official consumers treat them.
         }
-        self.feed.feed(&mut self.answer, data, out)?;
+        self.feed.feed(&mut self.answer, event_type, data, out)?;
         self.check_bound()
     }
 }

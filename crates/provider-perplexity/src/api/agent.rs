@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{Api, LongRunning, Protocol, translate};
 use crate::PerplexityConfig;
 use crate::decode::{Assembly, Feed};
+use crate::scan;
 use crate::wire::{self, UsageWire};
 
 /// The Agent API's effort levels (Perplexity's docs, "Effort"; the SDK's `effort`): each
@@ -363,6 +364,7 @@ impl Feed for AgentFeed {
     fn feed(
         &mut self,
         answer: &mut Assembly,
+        event_type: &[u8],
         data: &[u8],
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
@@ -372,7 +374,17 @@ impl Feed for AgentFeed {
             // is what counts).
             return Ok(());
         }
-        let event: Event<'_> = serde_json::from_slice(data)
+        // The frequent events named as such by their `event:` line (as Perplexity names
+        // every event) take the fast path; the scanner still reads their `type`.
+        if (event_type == DELTA || PASSED_OVER.contains(&event_type))
+            && self.feed_scanned(answer, data, out)?
+        {
+            return Ok(());
+        }
+        // Checked once, then read without checking each string again.
+        let data = std::str::from_utf8(data)
+            .map_err(|_| Error::protocol("bad event in the stream: it is not UTF-8"))?;
+        let event: Event<'_> = serde_json::from_str(data)
             .map_err(|error| Error::protocol(format!("bad event in the stream: {error}")))?;
         if !self.in_sequence(event.sequence_number)? {
             return Ok(());
@@ -433,7 +445,52 @@ impl Feed for AgentFeed {
     }
 }
 
+/// A text delta's event type.
+const DELTA: &[u8] = b"response.output_text.delta";
+
+/// Events the decoder has no use for beyond their place in the run: the stream repeats
+/// what they hold elsewhere (the text in its deltas and the final response, the items in
+/// `output_item.done` and the final response).
+const PASSED_OVER: &[&[u8]] = &[
+    b"response.output_item.added",
+    b"response.content_part.added",
+    b"response.content_part.done",
+    b"response.output_text.done",
+];
+
 impl AgentFeed {
+    /// The fast path (`scan::agent_head`): a text delta, or an event passed over, applied
+    /// without building the whole event. `false`, having done nothing, for anything else
+    /// (serde then reads the event as before).
+    fn feed_scanned(
+        &mut self,
+        answer: &mut Assembly,
+        data: &[u8],
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<bool, Error> {
+        let Some(head) = scan::agent_head(data) else {
+            return Ok(false);
+        };
+        if head.kind == DELTA {
+            let delta = match head.delta.map(|delta| delta.text("event")) {
+                None => None,
+                Some(None) => return Ok(false),
+                Some(Some(text)) => Some(text?),
+            };
+            if self.in_sequence(head.sequence_number)?
+                && let Some(delta) = delta.filter(|delta| !delta.is_empty())
+            {
+                answer.text(delta.into_owned(), out);
+            }
+            return Ok(true);
+        }
+        if PASSED_OVER.contains(&head.kind) {
+            self.in_sequence(head.sequence_number)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Whether the event numbered `number` is the next to apply: `false` for one already
     /// applied (a resumed stream repeats nothing to the caller); a gap in a resumed stream is
     /// an error (the events in it are lost). The cursor moves to it.

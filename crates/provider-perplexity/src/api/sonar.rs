@@ -346,6 +346,7 @@ impl Feed for SonarFeed {
     fn feed(
         &mut self,
         answer: &mut Assembly,
+        _event_type: &[u8],
         data: &[u8],
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<(), Error> {
@@ -482,18 +483,10 @@ impl SonarFeed {
         if !known || finishing || !same_sources {
             return Ok(false);
         }
-        let content = match chunk.delta {
+        let content = match chunk.delta.map(|delta| delta.text("chunk")) {
             None => None,
-            Some(scan::Delta::Plain(raw)) => {
-                Some(Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| {
-                    Error::protocol("bad chunk in the stream: text is not UTF-8")
-                })?))
-            }
-            Some(scan::Delta::Escaped(raw)) => Some(
-                serde_json::from_slice::<Cow<'_, str>>(raw).map_err(|error| {
-                    Error::protocol(format!("bad chunk in the stream: {error}"))
-                })?,
-            ),
+            Some(None) => return Ok(false),
+            Some(Some(text)) => Some(text?),
         };
         if let Some(usage) = chunk.usage {
             let usage = std::str::from_utf8(usage)
