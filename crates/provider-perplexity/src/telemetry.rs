@@ -23,15 +23,15 @@ pub(crate) struct Observed {
     span: tracing::Span,
     started: Instant,
     first_chunk: Option<Duration>,
-    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    #[cfg(feature = "otel")]
     labels: Labels,
     capture: bool,
     finished: bool,
 }
 
-/// The attributes every metric of an answer carries (read by the metrics only).
+/// The attributes every metric of an answer carries (kept for the metrics only).
+#[cfg(feature = "otel")]
 #[derive(Clone)]
-#[cfg_attr(not(feature = "otel"), allow(dead_code))]
 pub(crate) struct Labels {
     pub(crate) request_model: String,
     pub(crate) server_address: String,
@@ -103,6 +103,7 @@ impl Observed {
             span,
             started: Instant::now(),
             first_chunk: None,
+            #[cfg(feature = "otel")]
             labels: Labels {
                 request_model: request.model.clone(),
                 server_address: server.0.clone(),
@@ -135,6 +136,7 @@ impl Observed {
             return;
         }
         self.finished = true;
+        #[cfg(feature = "otel")]
         let duration = self.started.elapsed();
         let span = &self.span;
         match answered {
@@ -179,8 +181,6 @@ impl Observed {
                 metrics::failed(&self.labels, duration, self.first_chunk, error);
             }
         }
-        #[cfg(not(feature = "otel"))]
-        let _ = duration;
     }
 }
 
