@@ -960,18 +960,29 @@ pub(crate) struct AgentSources {
     ids_unusable: bool,
     /// The batches added, as their JSON text: the final response lists every search's
     /// results again, and a batch already added (byte for byte) adds nothing, so it is not
-    /// read twice.
+    /// read twice. At most `REMEMBERED_BYTES` of them (a batch past that is read again if
+    /// it comes again): what a server sends must not grow this without bound.
     batches: Vec<Box<str>>,
+    /// The bytes in `batches`.
+    remembered: usize,
 }
+
+/// How much of the batches' text an answer's sources remember (a search batch is a few
+/// KB; the sources themselves are under the answer's byte bound).
+const REMEMBERED_BYTES: usize = 64 * 1024;
 
 impl AgentSources {
     /// Adds one batch (raw `results` JSON); whether anything new came.
     pub(crate) fn add(&mut self, raw: Option<&RawValue>) -> Result<bool, Error> {
         if let Some(raw) = raw {
-            if self.batches.iter().any(|seen| **seen == *raw.get()) {
+            let text = raw.get();
+            if self.batches.iter().any(|seen| **seen == *text) {
                 return Ok(false);
             }
-            self.batches.push(raw.get().into());
+            if self.remembered.saturating_add(text.len()) <= REMEMBERED_BYTES {
+                self.remembered += text.len();
+                self.batches.push(text.into());
+            }
         }
         let batch = wire::sources(None, raw)?.search_results;
         let before = self.results.len();
@@ -1295,6 +1306,28 @@ mod tests {
         ]);
         assert!(sources.add(Some(&raw(more.to_string()))).unwrap());
         assert_eq!(sources.sources().citations.len(), 3);
+    }
+
+    #[test]
+    fn the_batches_remembered_are_bounded_however_many_a_server_sends() {
+        let mut sources = AgentSources::default();
+        // Thousands of distinct batches of the same result: each read, none adding anything
+        // after the first, and what is remembered of their text stays under its bound.
+        for index in 0..5_000 {
+            let batch = json!([result(1, "https://a.example/1"), {"padding": index}]);
+            let raw = RawValue::from_string(batch.to_string()).unwrap();
+            assert_eq!(sources.add(Some(&raw)).unwrap(), index == 0);
+        }
+        let remembered: usize = sources.batches.iter().map(|batch| batch.len()).sum();
+        assert_eq!(remembered, sources.remembered);
+        assert!(remembered <= REMEMBERED_BYTES, "{remembered}");
+        assert!(sources.batches.len() < 5_000);
+        // A batch past the bound is still read when it comes again (just not skipped).
+        let late =
+            RawValue::from_string(json!([result(2, "https://b.example/2")]).to_string()).unwrap();
+        assert!(sources.add(Some(&late)).unwrap());
+        assert!(!sources.add(Some(&late)).unwrap());
+        assert_eq!(sources.sources().citations.len(), 2);
     }
 
     #[test]
